@@ -1,0 +1,124 @@
+#pragma once
+// The daemon's configuration: one typed struct loaded from the TOML file of contract §3.
+// Every key has a default (the member initialisers below, documented key by key in
+// config/dsr-connector.example.toml). Loading is strict: an unknown key, a wrong type or an
+// invalid value throws `config_error` whose message names the file, the key and the problem.
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace dsr {
+
+// "host:port" or "[v6]:port". Port 0 asks the OS for a free port (tests).
+struct endpoint {
+  std::string host;
+  std::uint16_t port = 0;
+
+  std::string to_string() const;
+  friend bool operator==(const endpoint&, const endpoint&) = default;
+};
+
+struct server_config {
+  endpoint listen{"127.0.0.1", 8080};
+  std::optional<endpoint> admin_listen;  // nullopt: operator endpoints live on `listen`
+  std::uint64_t max_body_bytes = 1048576;
+  std::uint64_t max_connections = 1024;
+  std::uint64_t max_queued_jobs = 1000000;
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  // Added keys: a request's header and body must arrive within read_timeout; a keep-alive
+  // connection with no request is closed after idle_timeout; 0 io_threads = one per core.
+  std::chrono::seconds read_timeout{10};
+  std::chrono::seconds idle_timeout{30};
+  std::uint32_t io_threads = 0;
+};
+
+struct store_config {
+  std::filesystem::path path = "/var/lib/dsr-connector/dsr.sqlite3";
+  std::uint32_t retention_days = 730;
+  std::uint32_t export_retention_days = 7;
+};
+
+struct exponea_config {
+  std::string base_url = "https://api.exponea.com";
+  std::string customer_id_type = "registered";
+  bool lowercase_ids = true;
+  std::string event_type = "privacy_request";
+  std::string source = "MineOS";
+  std::uint32_t max_requests_per_second = 50;
+  std::chrono::seconds timeout{30};
+  std::string ca_file;
+  std::chrono::seconds verify_timeout{600};
+  std::uint64_t max_export_bytes = 1073741824;
+};
+
+struct mineos_config {
+  std::string status_url;  // "" = outcomes are not reported
+};
+
+struct retry_config {
+  std::uint32_t max_attempts = 12;
+  std::chrono::milliseconds initial_backoff{1000};
+  std::chrono::seconds max_backoff{3600};
+  std::chrono::seconds pause_probe{60};
+};
+
+struct jobs_config {
+  std::uint32_t concurrency = 4;
+  std::chrono::seconds shutdown_grace{20};
+  std::uint32_t deadline_days = 30;
+  std::uint32_t deadline_warning_days = 7;
+};
+
+enum class log_format { text, json };
+
+struct log_config {
+  std::string level = "info";  // trace, debug, info, warn, error
+  log_format format = log_format::text;
+};
+
+// The [credentials] table as written: inline values (NAME) and file paths (NAME_file), by NAME.
+// These are raw inputs of the credential store, which applies the lookup order of contract §3.
+struct credentials_config {
+  std::map<std::string, std::string, std::less<>> inline_values;
+  std::map<std::string, std::filesystem::path, std::less<>> files;
+};
+
+struct config {
+  std::filesystem::path source;  // the file it was loaded from
+  server_config server;
+  store_config store;
+  exponea_config exponea;
+  mineos_config mineos;
+  retry_config retry;
+  jobs_config jobs;
+  log_config log;
+  credentials_config credentials;
+};
+
+class config_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Reads and validates the file. Throws config_error (message: "FILE: [section] key: problem").
+config load_config(const std::filesystem::path& file);
+
+// Same, from text; `source_name` stands for the file in messages. Relative paths in the text
+// (store.path, *_file credentials) are resolved against `base_dir`.
+config parse_config(std::string_view text, std::string_view source_name,
+                    const std::filesystem::path& base_dir = {});
+
+// "host:port" or "[v6]:port" → endpoint; nullopt with `problem` set when malformed.
+std::optional<endpoint> parse_endpoint(std::string_view text, std::string& problem);
+
+// True for "localhost", 127.0.0.0/8 and ::1.
+bool is_loopback_host(std::string_view host);
+
+}  // namespace dsr

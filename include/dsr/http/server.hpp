@@ -1,0 +1,55 @@
+#pragma once
+// The daemon's HTTP/1.1 listener(s): Boost.Beast over Asio coroutines, one coroutine and one
+// strand per connection, keep-alive, bounded reads, and a graceful stop.
+//
+// Limits: headers over header_limit bytes get 431; a body over max_body_bytes gets 413 without
+// being read (declared by Content-Length) or as soon as it crosses the limit (chunked); the whole
+// request must arrive within read_timeout or the connection is dropped; an idle keep-alive
+// connection is closed after idle_timeout; beyond max_connections a new connection gets 503.
+//
+// Stop (stop(), SIGTERM or SIGINT): the acceptors close, idle connections close, requests in
+// flight are read, handled and answered (with Connection: close), then run() returns; after
+// shutdown_grace whatever is left is abandoned. A second signal stops at once.
+
+#include "dsr/common/error.hpp"
+#include "dsr/config/config.hpp"
+#include "dsr/http/message.hpp"
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+
+namespace dsr::http {
+
+struct server_options {
+  endpoint listen;
+  std::optional<endpoint> admin_listen;
+  std::uint64_t max_body_bytes = 1048576;
+  std::uint64_t max_connections = 1024;
+  std::size_t header_limit = 8192;
+  std::chrono::milliseconds read_timeout{10000};
+  std::chrono::milliseconds idle_timeout{30000};
+  std::chrono::milliseconds shutdown_grace{20000};
+  unsigned io_threads = 0;  // 0: one per core
+  bool handle_signals = true;
+  std::function<void()> on_stopping;  // called once when a stop begins (systemd STOPPING=1)
+};
+
+class server {
+ public:
+  virtual ~server() = default;
+  // The bound address of a listener (useful with port 0). nullopt for an admin listener that is
+  // not configured.
+  virtual std::optional<endpoint> local_endpoint(listener which) const = 0;
+  // Serves until stopped and drained. Call once.
+  virtual void run() = 0;
+  // Begins a graceful stop. Thread-safe, idempotent.
+  virtual void stop() = 0;
+};
+
+// Binds the listener(s) now, so that errors (address in use, permission) surface before run().
+// `h` must outlive the server.
+result<std::unique_ptr<server>> make_server(const server_options& options, handler& h);
+
+}  // namespace dsr::http

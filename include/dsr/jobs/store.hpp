@@ -1,0 +1,89 @@
+#pragma once
+// The durable job store. The interface is in terms a SQL engine with transactions serves well
+// (SQLite now, PostgreSQL later for several daemons sharing one queue): insert-if-absent in one
+// transaction per batch, claim the next due job with a lease for an owner, commit a step under
+// that lease, release. Nothing above it assumes a single process.
+//
+// Thread safety: an implementation is used from one thread at a time (the store thread, see
+// store_worker.hpp); it is not internally synchronised.
+
+#include "dsr/common/error.hpp"
+#include "dsr/jobs/job.hpp"
+
+#include <chrono>
+#include <cstddef>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string_view>
+#include <vector>
+
+namespace dsr {
+
+// What happened to one job offered to `insert`.
+struct insert_outcome {
+  enum class kind {
+    inserted,   // a new job was committed
+    duplicate,  // a job with this trace id, or this request id and operation, exists
+    conflict,   // a job with this request id exists for the other operation
+    queue_full  // max_active jobs are queued, running or retrying
+  };
+  kind result = kind::inserted;
+  std::string request_id;  // for duplicate: the original job's request id
+};
+
+// A claimed job's new state when its holder lets go of it.
+struct job_release {
+  job_state state = job_state::queued;
+  std::uint32_t attempts = 0;
+  time_point next_attempt_at;
+  std::string outcome;          // "" keeps the stored one
+  std::string outcome_message;  // "" keeps the stored one
+};
+
+class job_store {
+ public:
+  virtual ~job_store() = default;
+
+  // Offers each job in one transaction (a group commit): all outcomes are durable when this
+  // returns, or none is and the error says why. Dedupe and capacity are checked inside the
+  // transaction, in order, so a batch holding two copies of one request inserts it once.
+  virtual result<std::vector<insert_outcome>> insert(std::span<const new_job> jobs,
+                                                     std::size_t max_active) = 0;
+
+  // The job with its history, or nullopt.
+  virtual result<std::optional<job>> find(std::string_view request_id) = 0;
+
+  // Newest first, optionally only one state; history included.
+  virtual result<std::vector<job>> list(std::optional<job_state> state, std::size_t limit) = 0;
+
+  // Jobs queued, running or retrying.
+  virtual result<std::size_t> count_active() = 0;
+
+  // Atomically takes the queued or retrying job with the earliest next_attempt_at <= now, marks it
+  // running under a lease held by `owner` until now + lease. nullopt when none is due.
+  virtual result<std::optional<job>> claim_next(std::string_view owner, time_point now,
+                                                std::chrono::milliseconds lease) = 0;
+
+  // Appends a journal line to a job leased by `owner` (errc::lease_lost otherwise).
+  virtual result<void> append_step(std::int64_t job_id, std::string_view owner,
+                                   const job_step& step) = 0;
+
+  // Ends `owner`'s lease and stores the job's next state (errc::lease_lost if not held).
+  virtual result<void> release(std::int64_t job_id, std::string_view owner,
+                               const job_release& next, time_point now) = 0;
+
+  // Returns running jobs whose lease expired before `now` to the queue; how many.
+  virtual result<std::size_t> expire_leases(time_point now) = 0;
+};
+
+struct sqlite_store_options {
+  std::filesystem::path path;  // ":memory:" for tests
+  bool integrity_check = true;  // PRAGMA quick_check when opening
+};
+
+// Opens (creating and migrating as needed) a SQLite store in WAL mode with synchronous=FULL.
+result<std::unique_ptr<job_store>> open_sqlite_store(const sqlite_store_options& options);
+
+}  // namespace dsr

@@ -1,0 +1,74 @@
+#pragma once
+// Runs a job_store on its own thread, so that SQLite never blocks an I/O thread, and commits
+// concurrent inserts together (group commit): while one transaction is being made durable, new
+// inserts queue up, and the next transaction takes them all. One fsync then serves many requests.
+//
+// Callbacks run on the store thread; the caller posts them back to its own executor.
+
+#include "dsr/jobs/store.hpp"
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+namespace dsr {
+
+// The asynchronous face of the store, as intake and the operator API see it. A fake runs the
+// callbacks inline.
+class job_queue {
+ public:
+  using insert_callback = std::function<void(result<insert_outcome>)>;
+  using task = std::function<void(job_store&)>;
+
+  virtual ~job_queue() = default;
+  // Durably inserts `j` (with dedupe and the max_queued_jobs check); `done` is called once.
+  virtual void insert(new_job j, insert_callback done) = 0;
+  // Runs `t` with exclusive access to the store.
+  virtual void run(task t) = 0;
+  // False after the last transaction failed to commit, true again after one succeeds.
+  virtual bool writable() const = 0;
+};
+
+struct store_worker_options {
+  std::size_t max_active = 1000000;  // max_queued_jobs
+  std::size_t max_batch = 512;       // inserts per transaction at most
+};
+
+class store_worker final : public job_queue {
+ public:
+  store_worker(std::unique_ptr<job_store> store, store_worker_options options);
+  store_worker(const store_worker&) = delete;
+  store_worker& operator=(const store_worker&) = delete;
+  // Finishes what is queued, then joins the thread.
+  ~store_worker() override;
+
+  void insert(new_job j, insert_callback done) override;
+  void run(task t) override;
+  bool writable() const override { return writable_.load(); }
+
+  // Completes the queued work and stops the thread; later calls fail with store_unavailable.
+  void stop();
+
+ private:
+  struct pending_insert {
+    new_job job;
+    insert_callback done;
+  };
+  void loop();
+
+  std::unique_ptr<job_store> store_;
+  store_worker_options options_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<pending_insert> inserts_;
+  std::deque<task> tasks_;
+  bool stopping_ = false;
+  std::atomic<bool> writable_{true};
+  std::thread thread_;
+};
+
+}  // namespace dsr

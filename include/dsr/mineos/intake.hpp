@@ -1,0 +1,38 @@
+#pragma once
+// Intake of MineOS webhooks: POST /v1/mineos/delete, /copy and /preview (contract §4).
+//
+// Order of work for each request: verify X-Mine-Signature over the raw body (401, nothing stored);
+// parse (400 naming the field); insert durably through the job_queue; answer 202 only after the
+// commit. A repeat (same trace id, or same request id and operation) is answered 202 with the
+// original requestId; the other operation on a known request id is 409; a full queue or a store
+// that cannot commit is 503 with Retry-After.
+
+#include "dsr/common/clock.hpp"
+#include "dsr/credentials/credentials.hpp"
+#include "dsr/http/router.hpp"
+#include "dsr/jobs/store_worker.hpp"
+#include "dsr/mineos/webhook.hpp"
+
+#include <memory>
+
+namespace dsr::mineos {
+
+class intake {
+ public:
+  // All references must outlive the intake. Thread-safe.
+  intake(job_queue& queue, const credential_store& credentials, std::shared_ptr<clock> clock,
+         std::uint64_t max_queued_jobs);
+
+  void handle(endpoint_kind kind, const http::request& req, http::responder done);
+
+  // Registers the three webhook routes on `listen`.
+  void add_routes(http::router& r);
+
+ private:
+  job_queue& queue_;
+  const credential_store& credentials_;
+  std::shared_ptr<clock> clock_;
+  std::uint64_t max_queued_jobs_;
+};
+
+}  // namespace dsr::mineos

@@ -1,0 +1,33 @@
+#pragma once
+// The operator endpoints (contract §4): /healthz, /readyz, and the job API under /v1/requests,
+// guarded by `Authorization: Bearer <admin_token>` (compared in constant time).
+
+#include "dsr/credentials/credentials.hpp"
+#include "dsr/http/router.hpp"
+#include "dsr/jobs/store_worker.hpp"
+
+namespace dsr::ops {
+
+struct admin_options {
+  std::uint32_t deadline_days = 30;
+};
+
+class admin_api {
+ public:
+  // References must outlive the API. Thread-safe.
+  admin_api(job_queue& queue, const credential_store& credentials, admin_options options);
+
+  void add_routes(http::router& r);
+
+ private:
+  bool authorized(const http::request& req) const;
+  void get_job(const std::string& request_id, http::responder done);
+  void list_jobs(const http::request& req, http::responder done);
+  void ready(http::responder done);
+
+  job_queue& queue_;
+  const credential_store& credentials_;
+  admin_options options_;
+};
+
+}  // namespace dsr::ops

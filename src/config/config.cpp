@@ -1,0 +1,392 @@
+#include "dsr/config/config.hpp"
+
+#include "dsr/credentials/names.hpp"
+
+#include <boost/url/parse.hpp>
+#include <fmt/format.h>
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <set>
+#include <sstream>
+
+namespace dsr {
+namespace {
+
+std::string type_name(const toml::node& n) {
+  switch (n.type()) {
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a float";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    default:
+      return "a date/time";
+  }
+}
+
+// Reads the keys of one [section], remembering which were read so that the rest can be reported
+// as unknown. Every error names the file, the section, the key and its line.
+class section_reader {
+ public:
+  section_reader(const toml::table* table, std::string section, const std::string& file)
+      : table_(table), section_(std::move(section)), file_(file) {}
+
+  [[noreturn]] void fail(std::string_view key, std::string_view problem) const {
+    std::string where;
+    if (table_ != nullptr) {
+      if (const auto* n = table_->get(key)) {
+        where = fmt::format(" (line {})", n->source().begin.line);
+      }
+    }
+    throw config_error(fmt::format("{}: [{}] {}: {}{}", file_, section_, key, problem, where));
+  }
+
+  const toml::node* node(std::string_view key) {
+    seen_.emplace(key);
+    return table_ == nullptr ? nullptr : table_->get(key);
+  }
+
+  void string(std::string_view key, std::string& out) {
+    if (const auto* n = node(key)) {
+      if (!n->is_string()) {
+        fail(key, fmt::format("expected a string, got {}", type_name(*n)));
+      }
+      out = n->as_string()->get();
+    }
+  }
+
+  void boolean(std::string_view key, bool& out) {
+    if (const auto* n = node(key)) {
+      if (!n->is_boolean()) {
+        fail(key, fmt::format("expected true or false, got {}", type_name(*n)));
+      }
+      out = n->as_boolean()->get();
+    }
+  }
+
+  template <class Int>
+  void integer(std::string_view key, Int& out, std::int64_t min,
+               std::int64_t max = std::numeric_limits<Int>::max()) {
+    if (const auto* n = node(key)) {
+      if (!n->is_integer()) {
+        fail(key, fmt::format("expected an integer, got {}", type_name(*n)));
+      }
+      const std::int64_t v = n->as_integer()->get();
+      if (v < min || v > max) {
+        fail(key, fmt::format("{} is out of range; use a value from {} to {}", v, min, max));
+      }
+      out = static_cast<Int>(v);
+    }
+  }
+
+  template <class Duration>
+  void duration(std::string_view key, Duration& out, std::int64_t min, std::int64_t max) {
+    std::int64_t v = out.count();
+    integer(key, v, min, max);
+    out = Duration{v};
+  }
+
+  // Every key of the section that no reader asked for is an error.
+  void finish() const {
+    if (table_ == nullptr) {
+      return;
+    }
+    for (const auto& [k, v] : *table_) {
+      if (!seen_.contains(std::string(k.str()))) {
+        throw config_error(fmt::format("{}: [{}] {}: unknown key (line {}); see "
+                                       "config/dsr-connector.example.toml for the valid keys",
+                                       file_, section_, k.str(), v.source().begin.line));
+      }
+    }
+  }
+
+ private:
+  const toml::table* table_;
+  std::string section_;
+  const std::string& file_;
+  std::set<std::string, std::less<>> seen_;
+};
+
+std::filesystem::path resolve(const std::filesystem::path& base, const std::string& p) {
+  std::filesystem::path path(p);
+  if (path.is_relative() && !base.empty()) {
+    return (base / path).lexically_normal();
+  }
+  return path;
+}
+
+// An http(s) URL; plain http only towards a loopback host (contract §3).
+void check_url(section_reader& r, std::string_view key, const std::string& url) {
+  auto parsed = boost::urls::parse_absolute_uri(url);
+  if (!parsed) {
+    r.fail(key, "not a valid absolute URL (expected https://host[:port][/path])");
+  }
+  const auto scheme = parsed->scheme();
+  const std::string host(parsed->encoded_host_address());
+  if (scheme != "https" && scheme != "http") {
+    r.fail(key, fmt::format("scheme '{}' is not supported; use https://", scheme));
+  }
+  if (host.empty()) {
+    r.fail(key, "the URL has no host");
+  }
+  if (scheme == "http" && !is_loopback_host(host)) {
+    r.fail(key, fmt::format("http:// is allowed only for loopback hosts, not '{}'; use https://",
+                            host));
+  }
+}
+
+}  // namespace
+
+std::string endpoint::to_string() const {
+  if (host.find(':') != std::string::npos) {
+    return fmt::format("[{}]:{}", host, port);
+  }
+  return fmt::format("{}:{}", host, port);
+}
+
+bool is_loopback_host(std::string_view host) {
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  return host == "localhost" || host == "::1" || host.starts_with("127.");
+}
+
+std::optional<endpoint> parse_endpoint(std::string_view text, std::string& problem) {
+  endpoint ep;
+  std::string_view port_text;
+  if (text.starts_with('[')) {
+    const auto close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      problem = fmt::format("'{}' is not [IPv6]:port", text);
+      return std::nullopt;
+    }
+    ep.host = std::string(text.substr(1, close - 1));
+    port_text = text.substr(close + 2);
+  } else {
+    const auto colon = text.rfind(':');
+    if (colon == std::string_view::npos) {
+      problem = fmt::format("'{}' has no port; write host:port, e.g. 127.0.0.1:8080", text);
+      return std::nullopt;
+    }
+    ep.host = std::string(text.substr(0, colon));
+    port_text = text.substr(colon + 1);
+  }
+  if (ep.host.empty()) {
+    problem = fmt::format("'{}' has no host; write host:port, e.g. 0.0.0.0:8080", text);
+    return std::nullopt;
+  }
+  unsigned long port = 0;
+  const auto [ptr, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (port_text.empty() || ec != std::errc{} || ptr != port_text.data() + port_text.size()) {
+    problem = fmt::format("port '{}' is not a number", port_text);
+    return std::nullopt;
+  }
+  if (port > 65535) {
+    problem = fmt::format("port {} is out of range 0-65535", port);
+    return std::nullopt;
+  }
+  ep.port = static_cast<std::uint16_t>(port);
+  return ep;
+}
+
+config parse_config(std::string_view text, std::string_view source_name,
+                    const std::filesystem::path& base_dir) {
+  const std::string file(source_name);
+  toml::table root;
+  try {
+    root = toml::parse(text, source_name);
+  } catch (const toml::parse_error& e) {
+    throw config_error(fmt::format("{}: line {}: invalid TOML: {}", file,
+                                   e.source().begin.line, e.description()));
+  }
+
+  config cfg;
+  cfg.source = file;
+  static const std::set<std::string, std::less<>> sections{
+      "server", "store", "exponea", "mineos", "retry", "jobs", "log", "credentials"};
+  for (const auto& [k, v] : root) {
+    if (!sections.contains(k.str())) {
+      throw config_error(fmt::format(
+          "{}: {}: unknown section or key (line {}); valid sections: [server] [store] [exponea] "
+          "[mineos] [retry] [jobs] [log] [credentials]",
+          file, k.str(), v.source().begin.line));
+    }
+    if (!v.is_table()) {
+      throw config_error(fmt::format("{}: {}: expected a [{}] table, got {} (line {})", file,
+                                     k.str(), k.str(), type_name(v), v.source().begin.line));
+    }
+  }
+  const auto section = [&](const char* name) {
+    return section_reader(root[name].as_table(), name, file);
+  };
+
+  {
+    auto r = section("server");
+    const auto read_endpoint = [&](std::string_view key) -> std::optional<endpoint> {
+      std::string text_value;
+      r.string(key, text_value);
+      if (text_value.empty()) {
+        return std::nullopt;
+      }
+      std::string problem;
+      auto ep = parse_endpoint(text_value, problem);
+      if (!ep) {
+        r.fail(key, problem);
+      }
+      return ep;
+    };
+    if (auto ep = read_endpoint("listen")) {
+      cfg.server.listen = *ep;
+    } else if (r.node("listen") != nullptr) {
+      r.fail("listen", "must not be empty; write host:port, e.g. 127.0.0.1:8080");
+    }
+    cfg.server.admin_listen = read_endpoint("admin_listen");
+    r.integer("max_body_bytes", cfg.server.max_body_bytes, 1);
+    r.integer("max_connections", cfg.server.max_connections, 1, 1'000'000);
+    r.integer("max_queued_jobs", cfg.server.max_queued_jobs, 1);
+    r.string("tls_cert_file", cfg.server.tls_cert_file);
+    r.string("tls_key_file", cfg.server.tls_key_file);
+    r.duration("read_timeout_seconds", cfg.server.read_timeout, 1, 3600);
+    r.duration("idle_timeout_seconds", cfg.server.idle_timeout, 1, 86400);
+    r.integer("io_threads", cfg.server.io_threads, 0, 256);
+    if (cfg.server.tls_cert_file.empty() != cfg.server.tls_key_file.empty()) {
+      r.fail(cfg.server.tls_cert_file.empty() ? "tls_cert_file" : "tls_key_file",
+             "tls_cert_file and tls_key_file go together; set both or neither");
+    }
+    if (cfg.server.admin_listen && *cfg.server.admin_listen == cfg.server.listen &&
+        cfg.server.listen.port != 0) {
+      r.fail("admin_listen", "is the same address as listen; leave it \"\" to share `listen`");
+    }
+    r.finish();
+  }
+  {
+    auto r = section("store");
+    std::string path = cfg.store.path.string();
+    r.string("path", path);
+    if (path.empty()) {
+      r.fail("path", "must not be empty");
+    }
+    cfg.store.path = resolve(base_dir, path);
+    r.integer("retention_days", cfg.store.retention_days, 1, 36500);
+    r.integer("export_retention_days", cfg.store.export_retention_days, 0, 36500);
+    r.finish();
+  }
+  {
+    auto r = section("exponea");
+    r.string("base_url", cfg.exponea.base_url);
+    check_url(r, "base_url", cfg.exponea.base_url);
+    r.string("customer_id_type", cfg.exponea.customer_id_type);
+    if (cfg.exponea.customer_id_type.empty()) {
+      r.fail("customer_id_type", "must not be empty (e.g. \"registered\")");
+    }
+    r.boolean("lowercase_ids", cfg.exponea.lowercase_ids);
+    r.string("event_type", cfg.exponea.event_type);
+    if (cfg.exponea.event_type.empty()) {
+      r.fail("event_type", "must not be empty (e.g. \"privacy_request\")");
+    }
+    r.string("source", cfg.exponea.source);
+    r.integer("max_requests_per_second", cfg.exponea.max_requests_per_second, 1, 100000);
+    r.duration("timeout_seconds", cfg.exponea.timeout, 1, 3600);
+    r.string("ca_file", cfg.exponea.ca_file);
+    if (!cfg.exponea.ca_file.empty()) {
+      cfg.exponea.ca_file = resolve(base_dir, cfg.exponea.ca_file).string();
+    }
+    r.duration("verify_timeout_seconds", cfg.exponea.verify_timeout, 0, 86400);
+    r.integer("max_export_bytes", cfg.exponea.max_export_bytes, 1);
+    r.finish();
+  }
+  {
+    auto r = section("mineos");
+    r.string("status_url", cfg.mineos.status_url);
+    if (!cfg.mineos.status_url.empty()) {
+      check_url(r, "status_url", cfg.mineos.status_url);
+    }
+    r.finish();
+  }
+  {
+    auto r = section("retry");
+    r.integer("max_attempts", cfg.retry.max_attempts, 1, 1000);
+    r.duration("initial_backoff_ms", cfg.retry.initial_backoff, 1, 86'400'000);
+    r.duration("max_backoff_seconds", cfg.retry.max_backoff, 1, 604800);
+    r.duration("pause_probe_seconds", cfg.retry.pause_probe, 1, 86400);
+    r.finish();
+  }
+  {
+    auto r = section("jobs");
+    r.integer("concurrency", cfg.jobs.concurrency, 1, 1024);
+    r.duration("shutdown_grace_seconds", cfg.jobs.shutdown_grace, 0, 3600);
+    r.integer("deadline_days", cfg.jobs.deadline_days, 1, 3650);
+    r.integer("deadline_warning_days", cfg.jobs.deadline_warning_days, 0, 3650);
+    r.finish();
+  }
+  {
+    auto r = section("log");
+    r.string("level", cfg.log.level);
+    static const std::set<std::string, std::less<>> levels{"trace", "debug", "info", "warn",
+                                                           "error"};
+    if (!levels.contains(cfg.log.level)) {
+      r.fail("level", fmt::format("'{}' is not one of trace, debug, info, warn, error",
+                                  cfg.log.level));
+    }
+    std::string format = "text";
+    r.string("format", format);
+    if (format == "text") {
+      cfg.log.format = log_format::text;
+    } else if (format == "json") {
+      cfg.log.format = log_format::json;
+    } else {
+      r.fail("format", fmt::format("'{}' is not one of text, json", format));
+    }
+    r.finish();
+  }
+  if (const auto* creds = root["credentials"].as_table()) {
+    section_reader r(creds, "credentials", file);
+    for (const auto& [k, v] : *creds) {
+      std::string key(k.str());
+      const bool is_file = key.ends_with("_file");
+      const std::string base = is_file ? key.substr(0, key.size() - 5) : key;
+      if (!credential_from_name(base)) {
+        continue;  // reported as unknown by finish()
+      }
+      std::string value;
+      r.string(key, value);
+      if (is_file) {
+        if (value.empty()) {
+          r.fail(key, "must name a file");
+        }
+        cfg.credentials.files.emplace(base, resolve(base_dir, value));
+      } else {
+        cfg.credentials.inline_values.emplace(base, std::move(value));
+      }
+    }
+    r.finish();
+  }
+  return cfg;
+}
+
+config load_config(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    throw config_error(fmt::format("{}: cannot read the configuration file ({}); pass an existing "
+                                   "file with --config",
+                                   file.string(), std::strerror(errno)));
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  return parse_config(text.str(), file.string(), file.parent_path());
+}
+
+}  // namespace dsr

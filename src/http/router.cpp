@@ -1,0 +1,82 @@
+#include "dsr/http/router.hpp"
+
+#include <fmt/format.h>
+
+namespace dsr::http {
+namespace {
+
+std::vector<std::string> split(std::string_view path) {
+  std::vector<std::string> out;
+  std::size_t start = 1;  // skip the leading '/'
+  while (start <= path.size()) {
+    auto end = path.find('/', start);
+    if (end == std::string_view::npos) {
+      end = path.size();
+    }
+    out.emplace_back(path.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+bool visible(route_scope scope, const request& req) {
+  switch (scope) {
+    case route_scope::both:
+      return true;
+    case route_scope::webhook:
+      return req.on == listener::public_;
+    case route_scope::operator_api:
+      return req.on == listener::admin || req.admin_shared;
+  }
+  return false;
+}
+
+}  // namespace
+
+void router::add(std::string method, std::string pattern, route_scope scope, route_fn fn) {
+  routes_.push_back(route{std::move(method), split(pattern), scope, std::move(fn)});
+}
+
+void router::handle(request req, responder done) {
+  const auto path = req.path();
+  if (path.empty() || path.front() != '/') {
+    done(problem(404, "no such path"));
+    return;
+  }
+  const auto segments = split(path);
+  std::vector<std::string> allowed;
+  for (const auto& r : routes_) {
+    if (r.segments.size() != segments.size() || !visible(r.scope, req)) {
+      continue;
+    }
+    route_params params;
+    bool match = true;
+    for (std::size_t i = 0; i < segments.size() && match; ++i) {
+      const auto& p = r.segments[i];
+      if (p.size() > 2 && p.front() == '{' && p.back() == '}') {
+        match = !segments[i].empty();
+        params.emplace(p.substr(1, p.size() - 2), segments[i]);
+      } else {
+        match = p == segments[i];
+      }
+    }
+    if (!match) {
+      continue;
+    }
+    if (r.method != req.method) {
+      allowed.push_back(r.method);
+      continue;
+    }
+    r.fn(req, params, std::move(done));
+    return;
+  }
+  if (!allowed.empty()) {
+    done(problem(405, fmt::format("{} is not allowed on this path; use {}", req.method,
+                                  fmt::join(allowed, ", ")),
+                 {{"Allow", fmt::format("{}", fmt::join(allowed, ", "))}}));
+    return;
+  }
+  done(problem(404, "no such path on this listener"));
+}
+
+}  // namespace dsr::http

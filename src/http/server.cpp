@@ -1,0 +1,451 @@
+#include "dsr/http/server.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <csignal>
+#include <list>
+#include <mutex>
+#include <thread>
+
+namespace dsr::http {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+
+inline constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
+
+std::shared_ptr<spdlog::logger> log() {
+  static auto logger = [] {
+    auto l = spdlog::get("http");
+    return l ? l : spdlog::default_logger();
+  }();
+  return logger;
+}
+
+// Hands a request to the (callback-style) handler and resumes the coroutine on its own strand
+// when the handler answers, from whatever thread that is.
+template <class Token>
+auto async_handle(handler& h, request req, Token&& token) {
+  return asio::async_initiate<Token, void(response)>(
+      [&h](auto completion, request r) {
+        using completion_t = decltype(completion);
+        auto shared = std::make_shared<completion_t>(std::move(completion));
+        h.handle(std::move(r), [shared](response res) {
+          auto ex = asio::get_associated_executor(*shared);
+          asio::post(ex, [shared, res = std::move(res)]() mutable { (*shared)(std::move(res)); });
+        });
+      },
+      token, std::move(req));
+}
+
+bhttp::response<bhttp::string_body> to_beast(response r, unsigned version, bool keep_alive) {
+  bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(r.status), version};
+  res.set(bhttp::field::server, "dsr-connector");
+  res.set(bhttp::field::content_type, r.content_type);
+  for (auto& h : r.headers) {
+    res.set(h.name, h.value);
+  }
+  res.body() = std::move(r.body);
+  res.keep_alive(keep_alive);
+  res.prepare_payload();
+  return res;
+}
+
+// The connection registry entry the stop logic uses to close idle connections. Touched only on
+// the connection's strand, except `strand`, which is immutable.
+struct connection {
+  asio::strand<asio::io_context::executor_type> strand;
+  beast::tcp_stream* stream = nullptr;
+  bool idle = false;
+};
+
+class server_impl final : public server {
+ public:
+  server_impl(const server_options& options, handler& h)
+      : options_(options),
+        handler_(h),
+        control_(asio::make_strand(ioc_)),
+        public_(control_),
+        signals_(control_),
+        grace_(control_),
+        work_(asio::make_work_guard(ioc_)) {}
+
+  result<void> bind() {
+    if (auto r = open(public_, options_.listen, "listen"); !r) {
+      return r;
+    }
+    if (options_.admin_listen) {
+      admin_.emplace(control_);
+      if (auto r = open(*admin_, *options_.admin_listen, "admin_listen"); !r) {
+        return r;
+      }
+    }
+    return {};
+  }
+
+  std::optional<endpoint> local_endpoint(listener which) const override {
+    const tcp::acceptor* a = which == listener::public_ ? &public_ : (admin_ ? &*admin_ : nullptr);
+    if (a == nullptr) {
+      return std::nullopt;
+    }
+    return bound_[which == listener::public_ ? 0 : 1];
+  }
+
+  void run() override {
+    co_spawn(public_, listener::public_);
+    if (admin_) {
+      co_spawn(*admin_, listener::admin);
+    }
+    if (options_.handle_signals) {
+      signals_.add(SIGTERM);
+      signals_.add(SIGINT);
+      wait_signal();
+    }
+    unsigned threads = options_.io_threads;
+    if (threads == 0) {
+      threads = std::max(1u, std::thread::hardware_concurrency());
+    }
+    std::vector<std::thread> pool;
+    for (unsigned i = 1; i < threads; ++i) {
+      pool.emplace_back([this] { ioc_.run(); });
+    }
+    ioc_.run();
+    for (auto& t : pool) {
+      t.join();
+    }
+  }
+
+  void stop() override {
+    asio::post(control_, [this] { begin_stop(); });
+  }
+
+ private:
+  result<void> open(tcp::acceptor& acceptor, const endpoint& ep, std::string_view key) {
+    boost::system::error_code ec;
+    const auto address = asio::ip::make_address(ep.host == "localhost" ? "127.0.0.1" : ep.host, ec);
+    if (ec) {
+      return make_failure(errc::invalid_input,
+                          fmt::format("[server] {}: '{}' is not an IP address", key, ep.host));
+    }
+    const tcp::endpoint where{address, ep.port};
+    acceptor.open(where.protocol(), ec);
+    if (!ec) {
+      acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+    }
+    if (!ec) {
+      acceptor.bind(where, ec);
+    }
+    if (!ec) {
+      acceptor.listen(asio::socket_base::max_listen_connections, ec);
+    }
+    if (ec) {
+      return make_failure(errc::io_error,
+                          fmt::format("cannot listen on {} ([server] {}): {}", ep.to_string(), key,
+                                      ec.message()));
+    }
+    const auto local = acceptor.local_endpoint();
+    bound_[&acceptor == &public_ ? 0 : 1] =
+        endpoint{local.address().to_string(), local.port()};
+    return {};
+  }
+
+  void co_spawn(tcp::acceptor& acceptor, listener which) {
+    asio::co_spawn(control_, accept_loop(acceptor, which), [](const std::exception_ptr& e) {
+      if (e) {
+        try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+          log()->error("accept loop failed: {}", ex.what());
+        }
+      }
+    });
+  }
+
+  void wait_signal() {
+    signals_.async_wait([this](const boost::system::error_code& ec, int sig) {
+      if (ec) {
+        return;
+      }
+      if (stopping_.load()) {
+        log()->warn("second signal ({}): stopping now without waiting for requests in flight",
+                    sig);
+        finish();
+        return;
+      }
+      log()->info("signal {} received: draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+      begin_stop();
+      wait_signal();
+    });
+  }
+
+  asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, listener which) {
+    for (;;) {
+      auto strand = asio::make_strand(ioc_);
+      auto [ec, socket] = co_await acceptor.async_accept(strand, use_nothrow);
+      if (ec) {
+        if (ec == asio::error::operation_aborted || stopping_.load()) {
+          co_return;
+        }
+        // Out of file descriptors or a transient network error: back off briefly rather than
+        // spin, and keep accepting.
+        log()->warn("accept failed: {}", ec.message());
+        asio::steady_timer pause(control_, std::chrono::milliseconds(50));
+        co_await pause.async_wait(use_nothrow);
+        continue;
+      }
+      if (active_.load() >= options_.max_connections) {
+        asio::co_spawn(strand, reject_busy(tcp::socket(std::move(socket))), asio::detached);
+        continue;
+      }
+      ++active_;
+      auto conn = std::make_shared<connection>(connection{strand});
+      asio::co_spawn(strand, session(beast::tcp_stream(std::move(socket)), which, conn),
+                     [](const std::exception_ptr& e) {
+                       if (e) {
+                         try {
+                           std::rethrow_exception(e);
+                         } catch (const std::exception& ex) {
+                           log()->error("connection failed: {}", ex.what());
+                         }
+                       }
+                     });
+    }
+  }
+
+  asio::awaitable<void> reject_busy(tcp::socket socket) {
+    beast::tcp_stream stream(std::move(socket));
+    stream.expires_after(std::chrono::seconds(5));
+    auto res = to_beast(problem(503, "too many connections; retry shortly", {{"Retry-After", "1"}}),
+                        11, false);
+    co_await bhttp::async_write(stream, res, use_nothrow);
+    boost::system::error_code ec;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  }
+
+  asio::awaitable<void> write(beast::tcp_stream& stream, response r, unsigned version,
+                              bool keep_alive, bool& ok) {
+    auto res = to_beast(std::move(r), version, keep_alive);
+    stream.expires_after(options_.read_timeout);
+    auto [ec, n] = co_await bhttp::async_write(stream, res, use_nothrow);
+    ok = !ec;
+  }
+
+  asio::awaitable<void> session(beast::tcp_stream stream, listener which,
+                                std::shared_ptr<connection> conn) {
+    conn->stream = &stream;
+    {
+      const std::lock_guard lock(mutex_);
+      connections_.push_back(conn);
+    }
+    boost::system::error_code ec;
+    const auto peer = stream.socket().remote_endpoint(ec);
+    const std::string remote =
+        ec ? std::string("unknown") : fmt::format("{}:{}", peer.address().to_string(), peer.port());
+    co_await serve(stream, which, *conn, remote);
+    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    conn->stream = nullptr;
+    {
+      const std::lock_guard lock(mutex_);
+      connections_.remove(conn);
+    }
+    if (--active_ == 0 && stopping_.load()) {
+      asio::post(control_, [this] { finish(); });
+    }
+  }
+
+  asio::awaitable<void> serve(beast::tcp_stream& stream, listener which, connection& conn,
+                              const std::string& remote) {
+    beast::flat_buffer buffer;
+    bool ok = true;
+    for (;;) {
+      if (buffer.size() == 0) {
+        // Between requests the connection is idle: a stop may close it.
+        if (stopping_.load()) {
+          co_return;
+        }
+        conn.idle = true;
+        stream.expires_after(options_.idle_timeout);
+        auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), use_nothrow);
+        conn.idle = false;
+        if (ec) {
+          co_return;
+        }
+        buffer.commit(n);
+      }
+      // From the first byte, the whole request must arrive within read_timeout.
+      stream.expires_after(options_.read_timeout);
+      bhttp::request_parser<bhttp::string_body> parser;
+      parser.header_limit(static_cast<std::uint32_t>(options_.header_limit));
+      parser.body_limit(options_.max_body_bytes);
+      auto [ec, n] = co_await bhttp::async_read_header(stream, buffer, parser, use_nothrow);
+      if (ec == bhttp::error::header_limit) {
+        co_await write(stream,
+                       problem(431, fmt::format("request headers exceed {} bytes",
+                                                options_.header_limit)),
+                       11, false, ok);
+        co_return;
+      }
+      if (ec) {
+        if (ec.category() == bhttp::make_error_code(bhttp::error::bad_target).category() &&
+            ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message) {
+          co_await write(stream, problem(400, "malformed HTTP request"), 11, false, ok);
+        } else if (ec == beast::error::timeout) {
+          log()->info("closing connection from {}: request not received within {} s", remote,
+                      std::chrono::duration_cast<std::chrono::seconds>(options_.read_timeout)
+                          .count());
+        }
+        co_return;
+      }
+      const unsigned version = parser.get().version();
+      const auto length = parser.content_length();
+      if (length && *length > options_.max_body_bytes) {
+        co_await write(stream,
+                       problem(413, fmt::format("request body of {} bytes exceeds max_body_bytes "
+                                                "({})",
+                                                *length, options_.max_body_bytes)),
+                       version, false, ok);
+        co_return;
+      }
+      if (const auto expect = parser.get()[bhttp::field::expect];
+          beast::iequals(expect, "100-continue")) {
+        bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, version};
+        auto [wec, wn] = co_await bhttp::async_write(stream, cont, use_nothrow);
+        if (wec) {
+          co_return;
+        }
+      }
+      if (!parser.is_done()) {
+        auto [bec, bn] = co_await bhttp::async_read(stream, buffer, parser, use_nothrow);
+        if (bec == bhttp::error::body_limit) {
+          co_await write(stream,
+                         problem(413, fmt::format("request body exceeds max_body_bytes ({})",
+                                                  options_.max_body_bytes)),
+                         version, false, ok);
+          co_return;
+        }
+        if (bec) {
+          co_return;
+        }
+      }
+      auto msg = parser.release();
+      request req;
+      req.method = std::string(msg.method_string());
+      req.target = std::string(msg.target());
+      for (const auto& f : msg) {
+        req.headers.push_back({std::string(f.name_string()), std::string(f.value())});
+      }
+      req.body = std::move(msg.body());
+      req.remote = remote;
+      req.on = which;
+      req.admin_shared = !options_.admin_listen.has_value();
+      const bool keep_alive = msg.keep_alive();
+      // While the handler runs (possibly waiting on the store), no deadline applies to the
+      // socket; the handler bounds its own waits.
+      stream.expires_never();
+      response res = co_await async_handle(handler_, std::move(req), asio::use_awaitable);
+      const bool again = keep_alive && !stopping_.load();
+      co_await write(stream, std::move(res), version, again, ok);
+      if (!ok || !again) {
+        co_return;
+      }
+    }
+  }
+
+  void begin_stop() {
+    if (stopping_.exchange(true)) {
+      return;
+    }
+    if (options_.on_stopping) {
+      options_.on_stopping();
+    }
+    boost::system::error_code ec;
+    public_.close(ec);
+    if (admin_) {
+      admin_->close(ec);
+    }
+    std::list<std::shared_ptr<connection>> conns;
+    {
+      const std::lock_guard lock(mutex_);
+      conns = connections_;
+    }
+    for (auto& c : conns) {
+      asio::post(c->strand, [c] {
+        if (c->idle && c->stream != nullptr) {
+          c->stream->cancel();
+        }
+      });
+    }
+    if (active_.load() == 0) {
+      finish();
+      return;
+    }
+    log()->info("waiting up to {} s for {} connection(s) to finish",
+                std::chrono::duration_cast<std::chrono::seconds>(options_.shutdown_grace).count(),
+                active_.load());
+    grace_.expires_after(options_.shutdown_grace);
+    grace_.async_wait([this](const boost::system::error_code& e) {
+      if (!e) {
+        log()->warn("shutdown grace period over; {} connection(s) abandoned", active_.load());
+        finish();
+      }
+    });
+  }
+
+  void finish() {
+    if (finished_.exchange(true)) {
+      return;
+    }
+    boost::system::error_code ec;
+    signals_.cancel(ec);
+    grace_.cancel();
+    work_.reset();
+    ioc_.stop();
+  }
+
+  server_options options_;
+  handler& handler_;
+  asio::io_context ioc_;
+  // Acceptors, signals, the grace timer and the stop logic run on this strand.
+  asio::strand<asio::io_context::executor_type> control_;
+  tcp::acceptor public_;
+  std::optional<tcp::acceptor> admin_;
+  std::array<endpoint, 2> bound_;
+  asio::signal_set signals_;
+  asio::steady_timer grace_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  std::mutex mutex_;
+  std::list<std::shared_ptr<connection>> connections_;
+  std::atomic<std::uint64_t> active_{0};
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> finished_{false};
+};
+
+}  // namespace
+
+result<std::unique_ptr<server>> make_server(const server_options& options, handler& h) {
+  auto s = std::make_unique<server_impl>(options, h);
+  if (auto r = s->bind(); !r) {
+    return r.error();
+  }
+  return std::unique_ptr<server>(std::move(s));
+}
+
+}  // namespace dsr::http

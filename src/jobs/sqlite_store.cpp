@@ -1,0 +1,634 @@
+// SQLite implementation of job_store: WAL mode with synchronous=FULL so that a commit survives
+// kill -9 and power loss, statements prepared once, schema versioned through PRAGMA user_version.
+
+#include "dsr/jobs/store.hpp"
+
+#include <fmt/format.h>
+#include <sqlite3.h>
+
+#include <array>
+#include <string>
+
+namespace dsr {
+namespace {
+
+// Each entry moves the schema from version i to i + 1. Never edit an entry that has shipped;
+// append a new one.
+constexpr std::array<const char*, 1> migrations{
+    R"sql(
+CREATE TABLE jobs (
+  id INTEGER PRIMARY KEY,
+  request_id TEXT NOT NULL UNIQUE,
+  trace_id TEXT NOT NULL UNIQUE,
+  operation TEXT NOT NULL CHECK (operation IN ('delete', 'copy')),
+  integration_id TEXT NOT NULL,
+  source TEXT NOT NULL,
+  request_type TEXT NOT NULL,
+  created_at_ms INTEGER,
+  received_at_ms INTEGER NOT NULL,
+  updated_at_ms INTEGER NOT NULL,
+  subject BLOB NOT NULL,
+  subject_form INTEGER NOT NULL DEFAULT 0,
+  state TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at_ms INTEGER NOT NULL,
+  lease_owner TEXT,
+  lease_expires_at_ms INTEGER,
+  outcome TEXT NOT NULL DEFAULT '',
+  outcome_message TEXT NOT NULL DEFAULT '',
+  reported INTEGER NOT NULL DEFAULT 0,
+  report_error TEXT
+);
+CREATE INDEX jobs_due ON jobs (state, next_attempt_at_ms);
+CREATE INDEX jobs_state ON jobs (state, id);
+CREATE TABLE job_steps (
+  job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+  seq INTEGER NOT NULL,
+  at_ms INTEGER NOT NULL,
+  step TEXT NOT NULL,
+  result TEXT NOT NULL,
+  PRIMARY KEY (job_id, seq)
+) WITHOUT ROWID;
+)sql",
+};
+
+constexpr const char* job_columns =
+    "id, request_id, trace_id, operation, integration_id, source, request_type, created_at_ms, "
+    "received_at_ms, updated_at_ms, subject, state, attempts, next_attempt_at_ms, lease_owner, "
+    "lease_expires_at_ms, outcome, outcome_message, reported, report_error";
+
+std::int64_t ms(time_point t) { return t.time_since_epoch().count(); }
+time_point from_ms(std::int64_t v) { return time_point{millis{v}}; }
+
+class statement {
+ public:
+  statement(sqlite3* db, const std::string& sql) {
+    if (sqlite3_prepare_v3(db, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr) !=
+        SQLITE_OK) {
+      throw std::runtime_error(fmt::format("SQLite cannot prepare '{}': {}", sql,
+                                           sqlite3_errmsg(db)));
+    }
+  }
+  statement(const statement&) = delete;
+  statement& operator=(const statement&) = delete;
+  ~statement() { sqlite3_finalize(stmt_); }
+  sqlite3_stmt* get() const { return stmt_; }
+
+ private:
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+// Resets a statement when a scope ends, whatever path leaves it.
+class use {
+ public:
+  explicit use(const statement& s) : s_(s.get()) {}
+  use(const use&) = delete;
+  use& operator=(const use&) = delete;
+  ~use() {
+    sqlite3_reset(s_);
+    sqlite3_clear_bindings(s_);
+  }
+  use& bind(int i, std::string_view v) {
+    sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  use& bind_blob(int i, std::string_view v) {
+    sqlite3_bind_blob(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  use& bind(int i, std::int64_t v) {
+    sqlite3_bind_int64(s_, i, v);
+    return *this;
+  }
+  use& bind_null(int i) {
+    sqlite3_bind_null(s_, i);
+    return *this;
+  }
+  int step() { return sqlite3_step(s_); }
+  std::string text(int col) const {
+    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s_, col));
+    return p == nullptr ? std::string()
+                        : std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s_, col)));
+  }
+  std::string blob(int col) const {
+    const auto* p = static_cast<const char*>(sqlite3_column_blob(s_, col));
+    return p == nullptr ? std::string()
+                        : std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s_, col)));
+  }
+  std::int64_t integer(int col) const { return sqlite3_column_int64(s_, col); }
+  bool is_null(int col) const { return sqlite3_column_type(s_, col) == SQLITE_NULL; }
+
+ private:
+  sqlite3_stmt* s_;
+};
+
+class sqlite_job_store final : public job_store {
+ public:
+  sqlite_job_store(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  sqlite_job_store(const sqlite_job_store&) = delete;
+  sqlite_job_store& operator=(const sqlite_job_store&) = delete;
+  ~sqlite_job_store() override {
+    stmts_.reset();
+    sqlite3_close_v2(db_);
+  }
+
+  result<void> prepare() {
+    try {
+      stmts_ = std::make_unique<statements>(db_);
+    } catch (const std::exception& e) {
+      return make_failure(errc::store_corrupt, e.what());
+    }
+    use q(stmts_->count_active);
+    if (q.step() != SQLITE_ROW) {
+      return error("counting active jobs");
+    }
+    active_ = static_cast<std::size_t>(q.integer(0));
+    return {};
+  }
+
+  result<std::vector<insert_outcome>> insert(std::span<const new_job> jobs,
+                                             std::size_t max_active) override {
+    std::vector<insert_outcome> outcomes;
+    outcomes.reserve(jobs.size());
+    if (auto r = begin(); !r) {
+      return r.error();
+    }
+    std::size_t active = active_;
+    for (const auto& j : jobs) {
+      auto o = insert_one(j, max_active, active);
+      if (!o) {
+        rollback();
+        return o.error();
+      }
+      outcomes.push_back(std::move(*o));
+    }
+    if (auto r = commit(); !r) {
+      return r.error();
+    }
+    active_ = active;
+    return outcomes;
+  }
+
+  result<std::optional<job>> find(std::string_view request_id) override {
+    std::optional<job> found;
+    {
+      use q(stmts_->find_by_request);
+      q.bind(1, request_id);
+      const int rc = q.step();
+      if (rc == SQLITE_ROW) {
+        found = read_job(q);
+      } else if (rc != SQLITE_DONE) {
+        return error("reading a job");
+      }
+    }
+    if (found) {
+      if (auto r = load_history(*found); !r) {
+        return r.error();
+      }
+    }
+    return found;
+  }
+
+  result<std::vector<job>> list(std::optional<job_state> state, std::size_t limit) override {
+    std::vector<job> out;
+    {
+      const statement& s = state ? stmts_->list_state : stmts_->list_all;
+      use q(s);
+      int i = 1;
+      if (state) {
+        q.bind(i++, to_string(*state));
+      }
+      q.bind(i, static_cast<std::int64_t>(limit));
+      int rc = 0;
+      while ((rc = q.step()) == SQLITE_ROW) {
+        out.push_back(read_job(q));
+      }
+      if (rc != SQLITE_DONE) {
+        return error("listing jobs");
+      }
+    }
+    for (auto& j : out) {
+      if (auto r = load_history(j); !r) {
+        return r.error();
+      }
+    }
+    return out;
+  }
+
+  result<std::size_t> count_active() override { return active_; }
+
+  result<std::optional<job>> claim_next(std::string_view owner, time_point now,
+                                        std::chrono::milliseconds lease) override {
+    if (auto r = begin(); !r) {
+      return r.error();
+    }
+    std::optional<std::int64_t> id;
+    {
+      use q(stmts_->claim);
+      q.bind(1, owner).bind(2, ms(now + lease)).bind(3, ms(now));
+      const int rc = q.step();
+      if (rc == SQLITE_ROW) {
+        id = q.integer(0);
+      } else if (rc != SQLITE_DONE) {
+        auto e = error("claiming a job");
+        rollback();
+        return e;
+      }
+    }
+    if (auto r = commit(); !r) {
+      return r.error();
+    }
+    if (!id) {
+      return std::optional<job>{};
+    }
+    return find_by_id(*id);
+  }
+
+  result<void> append_step(std::int64_t job_id, std::string_view owner,
+                           const job_step& s) override {
+    if (auto r = begin(); !r) {
+      return r;
+    }
+    if (auto r = check_lease(job_id, owner); !r) {
+      rollback();
+      return r;
+    }
+    if (auto r = add_step(job_id, s); !r) {
+      rollback();
+      return r;
+    }
+    return commit();
+  }
+
+  result<void> release(std::int64_t job_id, std::string_view owner, const job_release& next,
+                       time_point now) override {
+    if (auto r = begin(); !r) {
+      return r;
+    }
+    if (auto r = check_lease(job_id, owner); !r) {
+      rollback();
+      return r;
+    }
+    {
+      use q(stmts_->release);
+      q.bind(1, to_string(next.state))
+          .bind(2, static_cast<std::int64_t>(next.attempts))
+          .bind(3, ms(next.next_attempt_at))
+          .bind(4, next.outcome)
+          .bind(5, next.outcome_message)
+          .bind(6, ms(now))
+          .bind(7, job_id);
+      if (q.step() != SQLITE_DONE) {
+        auto e = error("releasing a job");
+        rollback();
+        return e;
+      }
+    }
+    if (auto r = commit(); !r) {
+      return r;
+    }
+    if (!is_active(next.state) && active_ > 0) {
+      --active_;
+    }
+    return {};
+  }
+
+  result<std::size_t> expire_leases(time_point now) override {
+    use q(stmts_->expire);
+    q.bind(1, ms(now));
+    if (q.step() != SQLITE_DONE) {
+      return error("expiring leases");
+    }
+    return static_cast<std::size_t>(sqlite3_changes(db_));
+  }
+
+ private:
+  struct statements {
+    explicit statements(sqlite3* db)
+        : begin(db, "BEGIN IMMEDIATE"),
+          commit(db, "COMMIT"),
+          rollback(db, "ROLLBACK"),
+          by_trace(db, "SELECT request_id FROM jobs WHERE trace_id = ?1"),
+          by_request(db, "SELECT operation FROM jobs WHERE request_id = ?1"),
+          insert_job(db,
+                     "INSERT INTO jobs (request_id, trace_id, operation, integration_id, source, "
+                     "request_type, created_at_ms, received_at_ms, updated_at_ms, subject, state, "
+                     "next_attempt_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, "
+                     "'queued', ?8)"),
+          insert_step(db,
+                      "INSERT INTO job_steps (job_id, seq, at_ms, step, result) VALUES (?1, "
+                      "(SELECT COALESCE(MAX(seq), 0) + 1 FROM job_steps WHERE job_id = ?1), ?2, "
+                      "?3, ?4)"),
+          find_by_request(db, fmt::format("SELECT {} FROM jobs WHERE request_id = ?1",
+                                          job_columns)),
+          find_by_id(db, fmt::format("SELECT {} FROM jobs WHERE id = ?1", job_columns)),
+          list_all(db, fmt::format("SELECT {} FROM jobs ORDER BY id DESC LIMIT ?1", job_columns)),
+          list_state(db, fmt::format("SELECT {} FROM jobs WHERE state = ?1 ORDER BY id DESC "
+                                     "LIMIT ?2",
+                                     job_columns)),
+          history(db,
+                  "SELECT at_ms, step, result FROM job_steps WHERE job_id = ?1 ORDER BY seq"),
+          count_active(db,
+                       "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running', "
+                       "'retrying')"),
+          claim(db,
+                "UPDATE jobs SET state = 'running', lease_owner = ?1, lease_expires_at_ms = ?2, "
+                "updated_at_ms = ?3 WHERE id = (SELECT id FROM jobs WHERE state IN ('queued', "
+                "'retrying') AND next_attempt_at_ms <= ?3 ORDER BY next_attempt_at_ms, id LIMIT "
+                "1) RETURNING id"),
+          lease_of(db, "SELECT lease_owner FROM jobs WHERE id = ?1 AND state = 'running'"),
+          release(db,
+                  "UPDATE jobs SET state = ?1, attempts = ?2, next_attempt_at_ms = ?3, outcome = "
+                  "CASE WHEN ?4 = '' THEN outcome ELSE ?4 END, outcome_message = CASE WHEN ?5 = "
+                  "'' THEN outcome_message ELSE ?5 END, updated_at_ms = ?6, lease_owner = NULL, "
+                  "lease_expires_at_ms = NULL WHERE id = ?7"),
+          expire(db,
+                 "UPDATE jobs SET state = CASE WHEN attempts > 0 THEN 'retrying' ELSE 'queued' "
+                 "END, lease_owner = NULL, lease_expires_at_ms = NULL WHERE state = 'running' AND "
+                 "lease_expires_at_ms < ?1") {}
+
+    statement begin, commit, rollback, by_trace, by_request, insert_job, insert_step,
+        find_by_request, find_by_id, list_all, list_state, history, count_active, claim, lease_of,
+        release, expire;
+  };
+
+  failure error(std::string_view doing) const {
+    const int rc = sqlite3_extended_errcode(db_);
+    const int primary = rc & 0xff;
+    const errc code = (primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB)
+                          ? errc::store_corrupt
+                          : errc::store_unavailable;
+    return make_failure(code, fmt::format("job store {}: {} while {} ({})", path_,
+                                          sqlite3_errmsg(db_), doing, sqlite3_errstr(rc)));
+  }
+
+  result<void> begin() {
+    use q(stmts_->begin);
+    if (q.step() != SQLITE_DONE) {
+      return error("starting a transaction");
+    }
+    return {};
+  }
+
+  result<void> commit() {
+    {
+      use q(stmts_->commit);
+      if (q.step() == SQLITE_DONE) {
+        return {};
+      }
+    }
+    auto e = error("committing");
+    rollback();
+    return e;
+  }
+
+  void rollback() {
+    if (sqlite3_get_autocommit(db_) == 0) {
+      use q(stmts_->rollback);
+      q.step();
+    }
+  }
+
+  result<insert_outcome> insert_one(const new_job& j, std::size_t max_active,
+                                    std::size_t& active) {
+    {
+      use q(stmts_->by_trace);
+      q.bind(1, j.trace_id);
+      const int rc = q.step();
+      if (rc == SQLITE_ROW) {
+        return insert_outcome{insert_outcome::kind::duplicate, q.text(0)};
+      }
+      if (rc != SQLITE_DONE) {
+        return error("looking up a trace id");
+      }
+    }
+    {
+      use q(stmts_->by_request);
+      q.bind(1, j.request_id);
+      const int rc = q.step();
+      if (rc == SQLITE_ROW) {
+        const bool same = q.text(0) == to_string(j.op);
+        return insert_outcome{
+            same ? insert_outcome::kind::duplicate : insert_outcome::kind::conflict,
+            j.request_id};
+      }
+      if (rc != SQLITE_DONE) {
+        return error("looking up a request id");
+      }
+    }
+    if (active >= max_active) {
+      return insert_outcome{insert_outcome::kind::queue_full, j.request_id};
+    }
+    {
+      use q(stmts_->insert_job);
+      q.bind(1, j.request_id)
+          .bind(2, j.trace_id)
+          .bind(3, to_string(j.op))
+          .bind(4, j.integration_id)
+          .bind(5, j.source)
+          .bind(6, j.request_type);
+      if (j.created_at) {
+        q.bind(7, ms(*j.created_at));
+      } else {
+        q.bind_null(7);
+      }
+      q.bind(8, ms(j.received_at)).bind_blob(9, j.subject_email);
+      if (q.step() != SQLITE_DONE) {
+        return error("inserting a job");
+      }
+    }
+    const auto id = sqlite3_last_insert_rowid(db_);
+    if (auto r = add_step(id, job_step{j.received_at, "received", "accepted"}); !r) {
+      return r.error();
+    }
+    ++active;
+    return insert_outcome{insert_outcome::kind::inserted, j.request_id};
+  }
+
+  result<void> add_step(std::int64_t job_id, const job_step& s) {
+    use q(stmts_->insert_step);
+    q.bind(1, job_id).bind(2, ms(s.at)).bind(3, s.step).bind(4, s.result);
+    if (q.step() != SQLITE_DONE) {
+      return error("journaling a step");
+    }
+    return {};
+  }
+
+  result<void> check_lease(std::int64_t job_id, std::string_view owner) {
+    use q(stmts_->lease_of);
+    q.bind(1, job_id);
+    const int rc = q.step();
+    if (rc == SQLITE_ROW && q.text(0) == owner) {
+      return {};
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+      return error("checking a lease");
+    }
+    return make_failure(errc::lease_lost,
+                        fmt::format("job {} is not leased by {} any more", job_id, owner));
+  }
+
+  result<std::optional<job>> find_by_id(std::int64_t id) {
+    std::optional<job> found;
+    {
+      use q(stmts_->find_by_id);
+      q.bind(1, id);
+      const int rc = q.step();
+      if (rc == SQLITE_ROW) {
+        found = read_job(q);
+      } else if (rc != SQLITE_DONE) {
+        return error("reading a job");
+      }
+    }
+    if (found) {
+      if (auto r = load_history(*found); !r) {
+        return r.error();
+      }
+    }
+    return found;
+  }
+
+  static job read_job(const use& q) {
+    job j;
+    j.id = q.integer(0);
+    j.request_id = q.text(1);
+    j.trace_id = q.text(2);
+    j.op = parse_operation(q.text(3)).value_or(operation::delete_);
+    j.integration_id = q.text(4);
+    j.source = q.text(5);
+    j.request_type = q.text(6);
+    if (!q.is_null(7)) {
+      j.created_at = from_ms(q.integer(7));
+    }
+    j.received_at = from_ms(q.integer(8));
+    j.updated_at = from_ms(q.integer(9));
+    j.subject_email = q.blob(10);
+    j.state = parse_job_state(q.text(11)).value_or(job_state::failed);
+    j.attempts = static_cast<std::uint32_t>(q.integer(12));
+    j.next_attempt_at = from_ms(q.integer(13));
+    j.lease_owner = q.text(14);
+    if (!q.is_null(15)) {
+      j.lease_expires_at = from_ms(q.integer(15));
+    }
+    j.outcome = q.text(16);
+    j.outcome_message = q.text(17);
+    j.reported = q.integer(18) != 0;
+    if (!q.is_null(19)) {
+      j.report_error = q.text(19);
+    }
+    return j;
+  }
+
+  result<void> load_history(job& j) {
+    use q(stmts_->history);
+    q.bind(1, j.id);
+    int rc = 0;
+    while ((rc = q.step()) == SQLITE_ROW) {
+      j.history.push_back(job_step{from_ms(q.integer(0)), q.text(1), q.text(2)});
+    }
+    if (rc != SQLITE_DONE) {
+      return error("reading a job's history");
+    }
+    return {};
+  }
+
+  sqlite3* db_;
+  std::string path_;
+  std::unique_ptr<statements> stmts_;
+  std::size_t active_ = 0;
+};
+
+// Runs SQL that returns no rows (or whose rows do not matter).
+bool exec(sqlite3* db, const char* sql) {
+  return sqlite3_exec(db, sql, nullptr, nullptr, nullptr) == SQLITE_OK;
+}
+
+// The first column of the first row, as text.
+std::optional<std::string> query_text(sqlite3* db, const char* sql) {
+  sqlite3_stmt* s = nullptr;
+  if (sqlite3_prepare_v2(db, sql, -1, &s, nullptr) != SQLITE_OK) {
+    return std::nullopt;
+  }
+  std::optional<std::string> out;
+  if (sqlite3_step(s) == SQLITE_ROW) {
+    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+    out = p == nullptr ? "" : p;
+  }
+  sqlite3_finalize(s);
+  return out;
+}
+
+}  // namespace
+
+result<std::unique_ptr<job_store>> open_sqlite_store(const sqlite_store_options& options) {
+  const std::string path = options.path.string();
+  const bool memory = path == ":memory:";
+  if (!memory && options.path.has_parent_path()) {
+    std::error_code ec;
+    std::filesystem::create_directories(options.path.parent_path(), ec);
+    if (ec) {
+      return make_failure(errc::store_unavailable,
+                          fmt::format("job store {}: cannot create its directory {}: {}", path,
+                                      options.path.parent_path().string(), ec.message()));
+    }
+  }
+  sqlite3* db = nullptr;
+  const int rc = sqlite3_open_v2(path.c_str(), &db,
+                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                                 nullptr);
+  const auto fail = [&](errc code, std::string what) -> failure {
+    std::string msg = fmt::format("job store {}: {}: {}", path, what,
+                                  db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    sqlite3_close_v2(db);
+    return make_failure(code, std::move(msg));
+  };
+  if (rc != SQLITE_OK) {
+    return fail(errc::store_unavailable, "cannot open");
+  }
+  sqlite3_extended_result_codes(db, 1);
+  sqlite3_busy_timeout(db, 5000);
+  const auto mode = query_text(db, "PRAGMA journal_mode = WAL");
+  if (!mode) {
+    return fail(errc::store_corrupt, "cannot be read as an SQLite database");
+  }
+  if (!memory && *mode != "wal") {
+    return fail(errc::store_unavailable,
+                fmt::format("cannot switch to WAL mode (journal_mode is {}); the file system "
+                            "must support shared memory and locking",
+                            *mode));
+  }
+  if (!exec(db, "PRAGMA synchronous = FULL") || !exec(db, "PRAGMA foreign_keys = ON")) {
+    return fail(errc::store_unavailable, "cannot set pragmas");
+  }
+  if (options.integrity_check && !memory) {
+    const auto check = query_text(db, "PRAGMA quick_check");
+    if (!check || *check != "ok") {
+      return fail(errc::store_corrupt,
+                  fmt::format("failed its integrity check ({}); restore it from a backup",
+                              check.value_or("unreadable")));
+    }
+  }
+  const auto version_text = query_text(db, "PRAGMA user_version");
+  const int version = version_text ? std::stoi(*version_text) : -1;
+  if (version < 0 || version > static_cast<int>(migrations.size())) {
+    return fail(errc::store_corrupt,
+                fmt::format("has schema version {}, newer than this build knows ({}); run a "
+                            "newer dsr-connector",
+                            version, migrations.size()));
+  }
+  for (auto v = static_cast<std::size_t>(version); v < migrations.size(); ++v) {
+    const std::string sql = fmt::format("BEGIN IMMEDIATE; {} PRAGMA user_version = {}; COMMIT;",
+                                        migrations[v], v + 1);
+    if (!exec(db, sql.c_str())) {
+      exec(db, "ROLLBACK");
+      return fail(errc::store_unavailable, fmt::format("cannot migrate to schema {}", v + 1));
+    }
+  }
+  auto store = std::make_unique<sqlite_job_store>(db, path);
+  if (auto r = store->prepare(); !r) {
+    return r.error();
+  }
+  return std::unique_ptr<job_store>(std::move(store));
+}
+
+}  // namespace dsr

@@ -1,0 +1,89 @@
+#include "dsr/jobs/store_worker.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <vector>
+
+namespace dsr {
+
+store_worker::store_worker(std::unique_ptr<job_store> store, store_worker_options options)
+    : store_(std::move(store)), options_(options), thread_([this] { loop(); }) {}
+
+store_worker::~store_worker() { stop(); }
+
+void store_worker::stop() {
+  {
+    const std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) {
+    thread_.join();
+  }
+}
+
+void store_worker::insert(new_job j, insert_callback done) {
+  {
+    const std::lock_guard lock(mutex_);
+    if (!stopping_) {
+      inserts_.push_back({std::move(j), std::move(done)});
+      wake_.notify_one();
+      return;
+    }
+  }
+  done(make_failure(errc::store_unavailable, "the job store is shutting down"));
+}
+
+void store_worker::run(task t) {
+  {
+    const std::lock_guard lock(mutex_);
+    if (!stopping_) {
+      tasks_.push_back(std::move(t));
+      wake_.notify_one();
+      return;
+    }
+  }
+  spdlog::warn("store: a task arrived after shutdown and was dropped");
+}
+
+void store_worker::loop() {
+  std::vector<pending_insert> batch;
+  std::vector<new_job> jobs;
+  std::deque<task> tasks;
+  for (;;) {
+    {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [&] { return stopping_ || !inserts_.empty() || !tasks_.empty(); });
+      if (inserts_.empty() && tasks_.empty()) {
+        return;  // stopping, and everything queued is done
+      }
+      while (!inserts_.empty() && batch.size() < options_.max_batch) {
+        batch.push_back(std::move(inserts_.front()));
+        inserts_.pop_front();
+      }
+      tasks.swap(tasks_);
+    }
+    if (!batch.empty()) {
+      jobs.clear();
+      for (auto& p : batch) {
+        jobs.push_back(std::move(p.job));
+      }
+      auto outcomes = store_->insert(jobs, options_.max_active);
+      writable_.store(outcomes.has_value());
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        if (outcomes) {
+          batch[i].done((*outcomes)[i]);
+        } else {
+          batch[i].done(outcomes.error());
+        }
+      }
+      batch.clear();
+    }
+    for (auto& t : tasks) {
+      t(*store_);
+    }
+    tasks.clear();
+  }
+}
+
+}  // namespace dsr

@@ -1,0 +1,64 @@
+// dsr-connector's command line: parses arguments and hands over to the component that does the
+// work. Exit codes: 0 ok, 1 runtime failure or failed check, 2 usage or configuration error.
+
+#include "dsr/app/daemon.hpp"
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <string>
+
+namespace {
+
+int not_available(std::string_view what) {
+  fmt::print(stderr, "dsr-connector: {} is not available yet in this version\n", what);
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"dsr-connector: fulfils MineOS privacy requests (delete, copy) in Bloomreach "
+               "Engagement"};
+  app.set_version_flag("--version", std::string("dsr-connector ") + DSR_VERSION);
+  app.require_subcommand(1);
+
+  std::string config_file;
+  auto* serve = app.add_subcommand("serve", "Run the daemon in the foreground (logs to stderr)");
+  serve->add_option("-c,--config", config_file, "Configuration file (TOML)")->required();
+
+  bool json = false;
+  auto* check = app.add_subcommand(
+      "check", "Test the integration: check every credential and permission without writing");
+  check->add_option("-c,--config", config_file, "Configuration file (TOML)")->required();
+  check->add_flag("--json", json, "Print the isTest answer body as JSON");
+
+  auto* requests = app.add_subcommand("requests", "List and manage jobs through the admin API");
+  requests->add_option("-c,--config", config_file, "Configuration file (TOML)");
+  requests->require_subcommand(1);
+  std::string state;
+  std::string id;
+  auto* list = requests->add_subcommand("list", "List jobs, newest first");
+  list->add_option("--state", state, "Only jobs in this state");
+  list->add_flag("--json", json, "Print JSON");
+  for (const char* verb : {"show", "retry", "cancel"}) {
+    requests->add_subcommand(verb, std::string(verb) + " one job")
+        ->add_option("ID", id, "The request id")
+        ->required();
+  }
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
+
+  if (serve->parsed()) {
+    return dsr::app::serve(config_file);
+  }
+  if (check->parsed()) {
+    return not_available("'dsr-connector check'");
+  }
+  return not_available("'dsr-connector requests'");
+}

@@ -1,0 +1,165 @@
+#include "dsr/ops/admin_api.hpp"
+
+#include "dsr/common/crypto.hpp"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <charconv>
+
+namespace dsr::ops {
+namespace {
+
+using http::route_scope;
+
+http::response not_yet(std::string_view what) {
+  return http::problem(501, fmt::format("{} is not available yet in this version of dsr-connector",
+                                        what));
+}
+
+http::response unauthorized() {
+  return http::problem(401, "this endpoint needs Authorization: Bearer <admin_token>",
+                       {{"WWW-Authenticate", "Bearer"}});
+}
+
+http::response store_down(const failure& f) {
+  spdlog::error("admin: job store error: {}", f.detail);
+  return http::problem(503, "the job store cannot be read right now; retry later",
+                       {{"Retry-After", "5"}});
+}
+
+}  // namespace
+
+admin_api::admin_api(job_queue& queue, const credential_store& credentials, admin_options options)
+    : queue_(queue), credentials_(credentials), options_(options) {}
+
+bool admin_api::authorized(const http::request& req) const {
+  const auto header = req.header("Authorization");
+  const auto token = credentials_.find(credential::admin_token);
+  if (!header || !token || token->empty()) {
+    return false;
+  }
+  constexpr std::string_view scheme = "Bearer ";
+  std::string_view h = *header;
+  if (h.size() <= scheme.size() || !std::equal(scheme.begin(), scheme.end(), h.begin(), [](char a, char b) {
+        return std::tolower(static_cast<unsigned char>(a)) ==
+               std::tolower(static_cast<unsigned char>(b));
+      })) {
+    return false;
+  }
+  return crypto::constant_time_equal(h.substr(scheme.size()), token->reveal());
+}
+
+void admin_api::add_routes(http::router& r) {
+  r.add("GET", "/healthz", route_scope::both,
+        [](http::request&, const http::route_params&, http::responder done) {
+          done(http::json_response(200, {{"status", "ok"}}));
+        });
+  r.add("GET", "/readyz", route_scope::operator_api,
+        [this](http::request&, const http::route_params&, http::responder done) {
+          ready(std::move(done));
+        });
+  r.add("GET", "/metrics", route_scope::operator_api,
+        [](http::request&, const http::route_params&, http::responder done) {
+          done(not_yet("/metrics"));
+        });
+  const auto guarded = [this](auto fn) {
+    return [this, fn](http::request& req, const http::route_params& p, http::responder done) {
+      if (!authorized(req)) {
+        spdlog::warn("admin: unauthorized {} {} from {}", req.method, req.path(), req.remote);
+        done(unauthorized());
+        return;
+      }
+      fn(req, p, std::move(done));
+    };
+  };
+  r.add("GET", "/v1/requests", route_scope::operator_api,
+        guarded([this](http::request& req, const http::route_params&, http::responder done) {
+          list_jobs(req, std::move(done));
+        }));
+  r.add("GET", "/v1/requests/{id}", route_scope::operator_api,
+        guarded([this](http::request&, const http::route_params& p, http::responder done) {
+          get_job(p.at("id"), std::move(done));
+        }));
+  r.add("GET", "/v1/requests/{id}/data", route_scope::operator_api,
+        guarded([](http::request&, const http::route_params&, http::responder done) {
+          done(not_yet("GET /v1/requests/{id}/data"));
+        }));
+  r.add("POST", "/v1/requests/{id}/retry", route_scope::operator_api,
+        guarded([](http::request&, const http::route_params&, http::responder done) {
+          done(not_yet("retry"));
+        }));
+  r.add("POST", "/v1/requests/{id}/cancel", route_scope::operator_api,
+        guarded([](http::request&, const http::route_params&, http::responder done) {
+          done(not_yet("cancel"));
+        }));
+}
+
+void admin_api::ready(http::responder done) {
+  std::string reason;
+  if (!queue_.writable()) {
+    reason = "the job store cannot commit";
+  }
+  for (const auto c : {credential::exponea_api_key, credential::exponea_api_secret,
+                       credential::exponea_project_token, credential::exponea_api_token,
+                       credential::mineos_webhook_secret}) {
+    if (reason.empty() && !credentials_.find(c)) {
+      reason = fmt::format("credential {} is not loaded", name(c));
+    }
+  }
+  if (reason.empty()) {
+    done(http::json_response(200, {{"status", "ready"}}));
+  } else {
+    done(http::json_response(503, {{"status", "not ready"}, {"reason", reason}}));
+  }
+}
+
+void admin_api::get_job(const std::string& request_id, http::responder done) {
+  const auto days = options_.deadline_days;
+  queue_.run([request_id, days, done = std::move(done)](job_store& store) {
+    auto found = store.find(request_id);
+    if (!found) {
+      done(store_down(found.error()));
+    } else if (!*found) {
+      done(http::problem(404, "no job has this request id"));
+    } else {
+      done(http::json_response(200, job_view(**found, days)));
+    }
+  });
+}
+
+void admin_api::list_jobs(const http::request& req, http::responder done) {
+  std::optional<job_state> state;
+  if (auto s = req.query_param("state"); s && !s->empty()) {
+    state = parse_job_state(*s);
+    if (!state) {
+      done(http::problem(400, "state must be one of queued, running, retrying, completed, "
+                              "user_not_found, failed, cancelled"));
+      return;
+    }
+  }
+  std::size_t limit = 100;
+  if (auto l = req.query_param("limit"); l && !l->empty()) {
+    const auto [p, ec] = std::from_chars(l->data(), l->data() + l->size(), limit);
+    if (ec != std::errc{} || p != l->data() + l->size() || limit < 1 || limit > 1000) {
+      done(http::problem(400, "limit must be a whole number from 1 to 1000"));
+      return;
+    }
+  }
+  const auto days = options_.deadline_days;
+  queue_.run([state, limit, days, done = std::move(done)](job_store& store) {
+    auto jobs = store.list(state, limit);
+    if (!jobs) {
+      done(store_down(jobs.error()));
+      return;
+    }
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& j : *jobs) {
+      list.push_back(job_view(j, days));
+    }
+    done(http::json_response(200, {{"requests", std::move(list)}}));
+  });
+}
+
+}  // namespace dsr::ops
