@@ -79,7 +79,9 @@ class section_reader {
 
   template <class Int>
   void integer(std::string_view key, Int& out, std::int64_t min,
-               std::int64_t max = std::numeric_limits<Int>::max()) {
+               std::int64_t max = static_cast<std::int64_t>(
+                   std::min<std::uint64_t>(std::numeric_limits<Int>::max(),
+                                           std::numeric_limits<std::int64_t>::max()))) {
     if (const auto* n = node(key)) {
       if (!n->is_integer()) {
         fail(key, fmt::format("expected an integer, got {}", type_name(*n)));

@@ -303,6 +303,14 @@ class server_impl final : public server {
                        11, false, ok);
         co_return;
       }
+      if (ec == bhttp::error::body_limit) {
+        // Beast checks a declared Content-Length against body_limit while reading the header.
+        co_await write(stream,
+                       problem(413, fmt::format("request body exceeds max_body_bytes ({})",
+                                                options_.max_body_bytes)),
+                       11, false, ok);
+        co_return;
+      }
       if (ec) {
         if (ec.category() == bhttp::make_error_code(bhttp::error::bad_target).category() &&
             ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message) {
@@ -315,15 +323,6 @@ class server_impl final : public server {
         co_return;
       }
       const unsigned version = parser.get().version();
-      const auto length = parser.content_length();
-      if (length && *length > options_.max_body_bytes) {
-        co_await write(stream,
-                       problem(413, fmt::format("request body of {} bytes exceeds max_body_bytes "
-                                                "({})",
-                                                *length, options_.max_body_bytes)),
-                       version, false, ok);
-        co_return;
-      }
       if (const auto expect = parser.get()[bhttp::field::expect];
           beast::iequals(expect, "100-continue")) {
         bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, version};
@@ -388,7 +387,11 @@ class server_impl final : public server {
     }
     for (auto& c : conns) {
       asio::post(c->strand, [c] {
-        if (c->idle && c->stream != nullptr) {
+        // A connection whose next request has already arrived (bytes waiting in the socket) is
+        // in flight, not idle: it is read and answered.
+        boost::system::error_code avail_ec;
+        if (c->idle && c->stream != nullptr &&
+            c->stream->socket().available(avail_ec) == 0) {
           c->stream->cancel();
         }
       });

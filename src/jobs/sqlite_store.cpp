@@ -600,6 +600,10 @@ result<std::unique_ptr<job_store>> open_sqlite_store(const sqlite_store_options&
   if (!exec(db, "PRAGMA synchronous = FULL") || !exec(db, "PRAGMA foreign_keys = ON")) {
     return fail(errc::store_unavailable, "cannot set pragmas");
   }
+  if (options.max_page_count != 0) {
+    const auto sql = fmt::format("PRAGMA max_page_count = {}", options.max_page_count);
+    exec(db, sql.c_str());
+  }
   if (options.integrity_check && !memory) {
     const auto check = query_text(db, "PRAGMA quick_check");
     if (!check || *check != "ok") {

@@ -81,6 +81,9 @@ class job_store {
 struct sqlite_store_options {
   std::filesystem::path path;  // ":memory:" for tests
   bool integrity_check = true;  // PRAGMA quick_check when opening
+  // Caps the database size in pages (PRAGMA max_page_count): lets tests make the store "full"
+  // without filling a disk. 0 = no cap.
+  std::uint32_t max_page_count = 0;
 };
 
 // Opens (creating and migrating as needed) a SQLite store in WAL mode with synchronous=FULL.

@@ -1,0 +1,176 @@
+#include "dsr/config/config.hpp"
+
+#include "support/temp_dir.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+namespace dsr {
+namespace {
+
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+
+std::string error_of(std::string_view text) {
+  try {
+    parse_config(text, "/etc/dsr.toml");
+  } catch (const config_error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(Config, EmptyFileGivesTheDocumentedDefaults) {
+  const auto c = parse_config("", "x.toml");
+  EXPECT_EQ(c.server.listen, (endpoint{"127.0.0.1", 8080}));
+  EXPECT_FALSE(c.server.admin_listen);
+  EXPECT_EQ(c.server.max_body_bytes, 1048576u);
+  EXPECT_EQ(c.server.max_connections, 1024u);
+  EXPECT_EQ(c.server.max_queued_jobs, 1000000u);
+  EXPECT_EQ(c.store.path, "/var/lib/dsr-connector/dsr.sqlite3");
+  EXPECT_EQ(c.store.retention_days, 730u);
+  EXPECT_EQ(c.exponea.base_url, "https://api.exponea.com");
+  EXPECT_EQ(c.exponea.max_requests_per_second, 50u);
+  EXPECT_EQ(c.exponea.timeout, std::chrono::seconds(30));
+  EXPECT_EQ(c.retry.max_attempts, 12u);
+  EXPECT_EQ(c.retry.initial_backoff, std::chrono::milliseconds(1000));
+  EXPECT_EQ(c.jobs.concurrency, 4u);
+  EXPECT_EQ(c.jobs.deadline_days, 30u);
+  EXPECT_EQ(c.log.level, "info");
+  EXPECT_EQ(c.log.format, log_format::text);
+}
+
+// The example file documents every key with its default: loading it must give exactly what an
+// empty file gives (apart from the source name).
+TEST(Config, ExampleFileHoldsEveryDefault) {
+  const auto example = load_config(DSR_SOURCE_DIR "/config/dsr-connector.example.toml");
+  const auto defaults = parse_config("", "x");
+  EXPECT_EQ(example.server.listen, defaults.server.listen);
+  EXPECT_EQ(example.server.admin_listen, defaults.server.admin_listen);
+  EXPECT_EQ(example.server.max_body_bytes, defaults.server.max_body_bytes);
+  EXPECT_EQ(example.server.read_timeout, defaults.server.read_timeout);
+  EXPECT_EQ(example.server.idle_timeout, defaults.server.idle_timeout);
+  EXPECT_EQ(example.server.io_threads, defaults.server.io_threads);
+  EXPECT_EQ(example.store.path, defaults.store.path);
+  EXPECT_EQ(example.store.export_retention_days, defaults.store.export_retention_days);
+  EXPECT_EQ(example.exponea.base_url, defaults.exponea.base_url);
+  EXPECT_EQ(example.exponea.customer_id_type, defaults.exponea.customer_id_type);
+  EXPECT_EQ(example.exponea.verify_timeout, defaults.exponea.verify_timeout);
+  EXPECT_EQ(example.exponea.max_export_bytes, defaults.exponea.max_export_bytes);
+  EXPECT_EQ(example.mineos.status_url, defaults.mineos.status_url);
+  EXPECT_EQ(example.retry.max_backoff, defaults.retry.max_backoff);
+  EXPECT_EQ(example.retry.pause_probe, defaults.retry.pause_probe);
+  EXPECT_EQ(example.jobs.shutdown_grace, defaults.jobs.shutdown_grace);
+  EXPECT_EQ(example.jobs.deadline_warning_days, defaults.jobs.deadline_warning_days);
+  EXPECT_EQ(example.log.format, defaults.log.format);
+  EXPECT_TRUE(example.credentials.inline_values.empty());
+}
+
+// Every key the loader knows appears in the example file (so the example documents every key).
+TEST(Config, ExampleFileNamesEveryKey) {
+  std::ifstream in(DSR_SOURCE_DIR "/config/dsr-connector.example.toml");
+  std::stringstream text;
+  text << in.rdbuf();
+  for (const char* key :
+       {"listen", "admin_listen", "max_body_bytes", "max_connections", "max_queued_jobs",
+        "tls_cert_file", "tls_key_file", "read_timeout_seconds", "idle_timeout_seconds",
+        "io_threads", "path", "retention_days", "export_retention_days", "base_url",
+        "customer_id_type", "lowercase_ids", "event_type", "source", "max_requests_per_second",
+        "timeout_seconds", "ca_file", "verify_timeout_seconds", "max_export_bytes", "status_url",
+        "max_attempts", "initial_backoff_ms", "max_backoff_seconds", "pause_probe_seconds",
+        "concurrency", "shutdown_grace_seconds", "deadline_days", "deadline_warning_days",
+        "level", "format"}) {
+    EXPECT_THAT(text.str(), HasSubstr(std::string("\n") + key + " = ")) << key;
+  }
+}
+
+TEST(Config, ReadsEveryTypeOfValue) {
+  const auto c = parse_config(R"(
+[server]
+listen = "0.0.0.0:9000"
+admin_listen = "[::1]:9001"
+max_body_bytes = 65536
+[exponea]
+base_url = "http://127.0.0.1:8090"
+lowercase_ids = false
+timeout_seconds = 5
+[mineos]
+status_url = "https://api.mineos.ai/status"
+[log]
+format = "json"
+[credentials]
+admin_token = "inline"
+store_key_file = "keys/store"
+)",
+                              "x", "/etc/dsr");
+  EXPECT_EQ(c.server.listen, (endpoint{"0.0.0.0", 9000}));
+  EXPECT_EQ(c.server.admin_listen, (endpoint{"::1", 9001}));
+  EXPECT_EQ(c.server.admin_listen->to_string(), "[::1]:9001");
+  EXPECT_EQ(c.server.max_body_bytes, 65536u);
+  EXPECT_FALSE(c.exponea.lowercase_ids);
+  EXPECT_EQ(c.exponea.timeout, std::chrono::seconds(5));
+  EXPECT_EQ(c.log.format, log_format::json);
+  EXPECT_EQ(c.credentials.inline_values.at("admin_token"), "inline");
+  EXPECT_EQ(c.credentials.files.at("store_key"), "/etc/dsr/keys/store");
+}
+
+TEST(Config, RelativeStorePathIsResolvedAgainstTheFilesDirectory) {
+  test::temp_dir dir;
+  const auto file = dir.write("dsr.toml", "[store]\npath = \"state/dsr.sqlite3\"\n");
+  EXPECT_EQ(load_config(file).store.path, dir.path() / "state/dsr.sqlite3");
+}
+
+TEST(Config, UnknownKeyNamesFileSectionAndKey) {
+  EXPECT_THAT(error_of("[server]\nlisten = \"127.0.0.1:1\"\nmax_conections = 5\n"),
+              AllOf(HasSubstr("/etc/dsr.toml"), HasSubstr("[server] max_conections"),
+                    HasSubstr("unknown key"), HasSubstr("line 3")));
+  EXPECT_THAT(error_of("[sever]\n"), AllOf(HasSubstr("/etc/dsr.toml"), HasSubstr("sever"),
+                                           HasSubstr("unknown")));
+  EXPECT_THAT(error_of("[credentials]\nexponea_key = \"x\"\n"),
+              AllOf(HasSubstr("[credentials] exponea_key"), HasSubstr("unknown key")));
+}
+
+TEST(Config, WrongTypeNamesTheExpectedType) {
+  EXPECT_THAT(error_of("[server]\nmax_body_bytes = \"big\"\n"),
+              AllOf(HasSubstr("[server] max_body_bytes"), HasSubstr("expected an integer"),
+                    HasSubstr("a string")));
+  EXPECT_THAT(error_of("[exponea]\nlowercase_ids = 1\n"),
+              AllOf(HasSubstr("[exponea] lowercase_ids"), HasSubstr("true or false")));
+  EXPECT_THAT(error_of("server = 3\n"), HasSubstr("expected a [server] table"));
+}
+
+TEST(Config, InvalidValuesAreRefusedWithTheProblem) {
+  EXPECT_THAT(error_of("[server]\nlisten = \"127.0.0.1:70000\"\n"),
+              AllOf(HasSubstr("[server] listen"), HasSubstr("70000 is out of range")));
+  EXPECT_THAT(error_of("[server]\nlisten = \"127.0.0.1\"\n"), HasSubstr("has no port"));
+  EXPECT_THAT(error_of("[exponea]\nbase_url = \"http://api.exponea.com\"\n"),
+              AllOf(HasSubstr("[exponea] base_url"), HasSubstr("only for loopback"),
+                    HasSubstr("api.exponea.com")));
+  EXPECT_THAT(error_of("[mineos]\nstatus_url = \"http://10.0.0.1/s\"\n"),
+              HasSubstr("[mineos] status_url"));
+  EXPECT_THAT(error_of("[exponea]\nbase_url = \"ftp://x\"\n"), HasSubstr("scheme 'ftp'"));
+  EXPECT_THAT(error_of("[server]\nmax_queued_jobs = -1\n"),
+              AllOf(HasSubstr("[server] max_queued_jobs"), HasSubstr("-1 is out of range")));
+  EXPECT_THAT(error_of("[retry]\nmax_attempts = 0\n"), HasSubstr("[retry] max_attempts"));
+  EXPECT_THAT(error_of("[log]\nlevel = \"verbose\"\n"), HasSubstr("not one of trace"));
+  EXPECT_THAT(error_of("[server]\ntls_cert_file = \"/c.pem\"\n"), HasSubstr("go together"));
+  EXPECT_THAT(error_of("[server\n"), AllOf(HasSubstr("/etc/dsr.toml"), HasSubstr("invalid TOML")));
+}
+
+TEST(Config, PlainHttpIsAllowedForLoopbackHosts) {
+  for (const char* url : {"http://127.0.0.1:8090", "http://localhost:1", "http://[::1]:8090"}) {
+    EXPECT_EQ(parse_config(std::string("[exponea]\nbase_url = \"") + url + "\"\n", "x")
+                  .exponea.base_url,
+              url);
+  }
+}
+
+TEST(Config, MissingFileIsAConfigError) {
+  EXPECT_THROW(load_config("/nonexistent/dsr.toml"), config_error);
+}
+
+}  // namespace
+}  // namespace dsr

@@ -1,0 +1,281 @@
+// End-to-end: the real dsr-connector binary, started, signalled and killed as an operator or
+// systemd would, talked to over loopback.
+
+#include "dsr/mineos/signature.hpp"
+#include "support/http_client.hpp"
+#include "support/process.hpp"
+#include "support/temp_dir.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <csignal>
+#include <future>
+#include <thread>
+
+namespace dsr::test {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr const char* binary = DSR_BINARY;
+constexpr std::string_view webhook_secret = "e2e-webhook-SECRET";
+const std::map<std::string, std::string> admin = {{"Authorization", "Bearer e2e-admin-SECRET"}};
+
+// Every secret of the test config: none may ever appear in the daemon's output.
+const std::vector<std::string> secrets{"e2e-key-SECRET",     "e2e-secret-SECRET",
+                                       "e2e-project-SECRET", "e2e-token-SECRET",
+                                       "e2e-webhook-SECRET", "e2e-admin-SECRET",
+                                       std::string(64, 'f')};
+
+class Daemon : public ::testing::Test {
+ protected:
+  std::filesystem::path write_config(const std::string& extra_server = "",
+                                     const std::string& credentials = "") {
+    const std::string creds = credentials.empty() ? R"(
+exponea_api_key = "e2e-key-SECRET"
+exponea_api_secret = "e2e-secret-SECRET"
+exponea_project_token = "e2e-project-SECRET"
+exponea_api_token = "e2e-token-SECRET"
+mineos_webhook_secret = "e2e-webhook-SECRET"
+admin_token = "e2e-admin-SECRET"
+store_key = ")" + std::string(64, 'f') + "\"\n"
+                                                  : credentials;
+    return dir_.write("dsr.toml", "[server]\nlisten = \"127.0.0.1:0\"\nread_timeout_seconds = 2\n" +
+                                      extra_server + "\n[store]\npath = \"dsr.sqlite3\"\n" +
+                                      "[exponea]\nbase_url = \"http://127.0.0.1:9\"\n" +
+                                      "[jobs]\nshutdown_grace_seconds = 10\n" +
+                                      "[credentials]\n" + creds);
+  }
+
+  std::unique_ptr<process> start(const std::filesystem::path& cfg) {
+    auto p = std::make_unique<process>(binary, std::vector<std::string>{"serve", "--config",
+                                                                        cfg.string()},
+                                       std::map<std::string, std::string>{},
+                                       dir_.path() / ("daemon-" + std::to_string(++runs_) + ".log"));
+    EXPECT_TRUE(p->wait_listening()) << p->output();
+    return p;
+  }
+
+  static void expect_no_secret(const std::string& output) {
+    for (const auto& s : secrets) {
+      EXPECT_THAT(output, Not(HasSubstr(s)));
+    }
+  }
+
+  temp_dir dir_;
+  int runs_ = 0;
+};
+
+TEST_F(Daemon, VersionAndHelpExitZeroAndBadUsageExitsTwo) {
+  const auto v = run(binary, {"--version"});
+  EXPECT_EQ(v.exit_code, 0);
+  EXPECT_THAT(v.output, HasSubstr("dsr-connector"));
+  EXPECT_EQ(run(binary, {"--help"}).exit_code, 0);
+  EXPECT_EQ(run(binary, {"serve", "--help"}).exit_code, 0);
+  EXPECT_EQ(run(binary, {}).exit_code, 2);
+  EXPECT_EQ(run(binary, {"serve"}).exit_code, 2);
+  EXPECT_EQ(run(binary, {"frobnicate"}).exit_code, 2);
+}
+
+TEST_F(Daemon, LaterSubcommandsSayTheyAreNotAvailableYet) {
+  const auto r = run(binary, {"check", "--config", write_config().string()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("not available yet"));
+}
+
+TEST_F(Daemon, ConfigErrorExitsTwoNamingFileAndKey) {
+  const auto cfg = dir_.write("bad.toml", "[server]\nlisten = \"127.0.0.1:99999\"\n");
+  const auto r = run(binary, {"serve", "--config", cfg.string()});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr(cfg.string()));
+  EXPECT_THAT(r.output, HasSubstr("[server] listen"));
+  EXPECT_THAT(r.output, HasSubstr("out of range"));
+
+  const auto unknown = dir_.write("unknown.toml", "[store]\npaht = \"x\"\n");
+  const auto u = run(binary, {"serve", "--config", unknown.string()});
+  EXPECT_EQ(u.exit_code, 2);
+  EXPECT_THAT(u.output, HasSubstr("[store] paht: unknown key"));
+
+  const auto missing = run(binary, {"serve", "--config", (dir_.path() / "nope.toml").string()});
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_THAT(missing.output, HasSubstr("nope.toml"));
+}
+
+TEST_F(Daemon, MissingCredentialExitsTwoNamingItAndPrintsNoSecret) {
+  const auto cfg = write_config("", R"(
+exponea_api_key = "e2e-key-SECRET"
+exponea_project_token = "e2e-project-SECRET"
+exponea_api_token = "e2e-token-SECRET"
+mineos_webhook_secret = "e2e-webhook-SECRET"
+admin_token = "e2e-admin-SECRET"
+store_key = "e2e-secret-SECRET"
+)");
+  const auto r = run(binary, {"serve", "--config", cfg.string()});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("exponea_api_secret is missing"));
+  EXPECT_THAT(r.output, HasSubstr("store_key"));  // not 64 hex digits
+  expect_no_secret(r.output);
+}
+
+TEST_F(Daemon, CredentialsComeFromTheEnvironmentAndCredentialsDirectory) {
+  const auto cfg = write_config("", "admin_token = \"e2e-admin-SECRET\"\n");
+  dir_.write("creds/exponea_api_key", "e2e-key-SECRET\n");
+  dir_.write("creds/exponea_api_secret", "e2e-secret-SECRET\n");
+  process p(binary, {"serve", "--config", cfg.string()},
+            {{"CREDENTIALS_DIRECTORY", (dir_.path() / "creds").string()},
+             {"DSR_CONNECTOR_EXPONEA_PROJECT_TOKEN", "e2e-project-SECRET"},
+             {"DSR_CONNECTOR_EXPONEA_API_TOKEN", "e2e-token-SECRET"},
+             {"DSR_CONNECTOR_MINEOS_WEBHOOK_SECRET", std::string(webhook_secret)},
+             {"DSR_CONNECTOR_STORE_KEY", std::string(64, 'f')}},
+            dir_.path() / "env.log");
+  ASSERT_TRUE(p.wait_listening()) << p.output();
+  EXPECT_EQ(post_signed(p.port(), "/v1/mineos/delete", webhook_body("t1", "r1"), webhook_secret)
+                .status,
+            202);
+  p.signal(SIGTERM);
+  EXPECT_EQ(p.wait_exit(), 0);
+  expect_no_secret(p.output());
+}
+
+TEST_F(Daemon, AcceptsSignedRequestsAndServesTheJobView) {
+  auto d = start(write_config("admin_listen = \"127.0.0.1:0\""));
+  const auto accepted =
+      post_signed(d->port(), "/v1/mineos/copy", webhook_body("t1", "r1"), webhook_secret);
+  ASSERT_EQ(accepted.status, 202);
+  EXPECT_EQ(nlohmann::json::parse(accepted.body)["requestId"], "r1");
+  EXPECT_EQ(request(d->port(), "POST", "/v1/mineos/copy", webhook_body("t2", "r2")).status, 401);
+  // The job API lives on the admin listener only.
+  EXPECT_EQ(request(d->port(), "GET", "/v1/requests/r1", "", admin).status, 404);
+  const auto view = request(d->admin_port(), "GET", "/v1/requests/r1", "", admin);
+  ASSERT_EQ(view.status, 200);
+  const auto v = nlohmann::json::parse(view.body);
+  EXPECT_EQ(v["operation"], "copy");
+  EXPECT_EQ(v["state"], "queued");
+  EXPECT_EQ(v["createdAt"], "2026-11-28T10:00:00.726Z");
+  EXPECT_EQ(v["dueAt"], "2026-12-28T10:00:00.726Z");
+  EXPECT_EQ(request(d->admin_port(), "GET", "/healthz").status, 200);
+  EXPECT_EQ(request(d->port(), "GET", "/healthz").status, 200);
+  EXPECT_EQ(request(d->admin_port(), "GET", "/readyz").status, 200);
+  d->signal(SIGTERM);
+  EXPECT_EQ(d->wait_exit(), 0);
+  const auto out = d->output();
+  expect_no_secret(out);
+  EXPECT_THAT(out, Not(HasSubstr("Jane@Example.com")));  // e-mails only at trace level
+}
+
+// The acceptance test of durable intake: every 202 survives kill -9.
+TEST_F(Daemon, FiftyConcurrentRequestsSurviveKillNine) {
+  const auto cfg = write_config();
+  auto d = start(cfg);
+  constexpr int clients = 10;
+  constexpr int per_client = 5;
+  std::vector<std::future<int>> accepted;
+  for (int c = 0; c < clients; ++c) {
+    accepted.push_back(std::async(std::launch::async, [&, c] {
+      int ok = 0;
+      for (int i = 0; i < per_client; ++i) {
+        const auto id = std::to_string(c) + "-" + std::to_string(i);
+        ok += post_signed(d->port(), "/v1/mineos/delete", webhook_body("t" + id, "r" + id),
+                          webhook_secret)
+                          .status == 202
+                  ? 1
+                  : 0;
+      }
+      return ok;
+    }));
+  }
+  int total = 0;
+  for (auto& f : accepted) {
+    total += f.get();
+  }
+  ASSERT_EQ(total, clients * per_client);
+  d->signal(SIGKILL);  // right after the last 202
+  EXPECT_EQ(d->wait_exit(), 128 + SIGKILL);
+
+  auto again = start(cfg);
+  const auto list = request(again->port(), "GET", "/v1/requests?limit=1000", "", admin);
+  ASSERT_EQ(list.status, 200);
+  const auto jobs = nlohmann::json::parse(list.body)["requests"];
+  EXPECT_EQ(jobs.size(), static_cast<std::size_t>(clients * per_client));
+  for (int c = 0; c < clients; ++c) {
+    for (int i = 0; i < per_client; ++i) {
+      const auto id = "r" + std::to_string(c) + "-" + std::to_string(i);
+      EXPECT_EQ(request(again->port(), "GET", "/v1/requests/" + id, "", admin).status, 200) << id;
+    }
+  }
+  // A repeat after the restart is still recognised.
+  const auto repeat =
+      post_signed(again->port(), "/v1/mineos/delete", webhook_body("t0-0", "r0-0"), webhook_secret);
+  EXPECT_EQ(repeat.status, 202);
+  EXPECT_EQ(nlohmann::json::parse(request(again->port(), "GET", "/v1/requests", "", admin).body)
+                ["requests"]
+                    .size(),
+            static_cast<std::size_t>(clients * per_client));
+}
+
+TEST_F(Daemon, SigtermLetsARequestInFlightCompleteThenExitsZero) {
+  const auto cfg = write_config();
+  auto d = start(cfg);
+  const auto body = webhook_body("t-inflight", "r-inflight");
+  connection c(d->port());
+  // A first request on the connection proves the daemon has accepted it.
+  ASSERT_TRUE(c.send(raw_request("GET", "/healthz", "", {}, true)));
+  ASSERT_EQ(c.read_reply().status, 200);
+  const auto raw = raw_request("POST", "/v1/mineos/delete", body,
+                               {{"X-Mine-Signature", mineos::sign(body, webhook_secret)}});
+  // Half of the next request is on the wire when SIGTERM arrives.
+  ASSERT_TRUE(c.send(raw.substr(0, raw.size() - 20)));
+  d->signal(SIGTERM);
+  // It stops accepting new connections...
+  bool refused = false;
+  for (int i = 0; i < 100 && !refused; ++i) {
+    connection probe(d->port(), 1s);
+    refused = !probe.is_open();
+    if (!refused) {
+      std::this_thread::sleep_for(20ms);
+    }
+  }
+  EXPECT_TRUE(refused);
+  // ...but the request in flight is read, committed and answered.
+  ASSERT_TRUE(c.send(raw.substr(raw.size() - 20)));
+  const auto r = c.read_reply();
+  EXPECT_EQ(r.status, 202);
+  EXPECT_EQ(d->wait_exit(), 0);
+
+  auto again = start(cfg);
+  EXPECT_EQ(request(again->port(), "GET", "/v1/requests/r-inflight", "", admin).status, 200);
+}
+
+TEST_F(Daemon, SlowClientIsDisconnectedWhileOthersAreServed) {
+  auto d = start(write_config());  // read_timeout_seconds = 2
+  std::atomic<bool> dropped{false};
+  std::thread slow([&] {
+    connection c(d->port());
+    c.send("POST /v1/mineos/delete HTTP/1.1\r\n");
+    for (int i = 0; i < 20 && !dropped; ++i) {  // one byte a second, at most 20 s
+      if (!c.send("X") || c.closed_by_peer(1s)) {
+        dropped = true;
+      }
+    }
+  });
+  int served = 0;
+  for (int i = 0; !dropped && i < 200; ++i) {
+    served += post_signed(d->port(), "/v1/mineos/delete",
+                          webhook_body("t" + std::to_string(i), "r" + std::to_string(i)),
+                          webhook_secret)
+                          .status == 202
+                  ? 1
+                  : 0;
+  }
+  slow.join();
+  EXPECT_TRUE(dropped);
+  EXPECT_GT(served, 0);
+  EXPECT_THAT(d->output(), HasSubstr("request not received within 2 s"));
+}
+
+}  // namespace
+}  // namespace dsr::test

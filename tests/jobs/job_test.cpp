@@ -1,0 +1,59 @@
+#include "dsr/jobs/job.hpp"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+namespace dsr {
+namespace {
+
+using namespace std::chrono_literals;
+
+const time_point t0{std::chrono::sys_days{std::chrono::year{2026} / 11 / 29}};
+
+TEST(Job, NamesRoundTrip) {
+  for (const auto s : {job_state::queued, job_state::running, job_state::retrying,
+                       job_state::completed, job_state::user_not_found, job_state::failed,
+                       job_state::cancelled}) {
+    EXPECT_EQ(parse_job_state(to_string(s)), s);
+  }
+  EXPECT_FALSE(parse_job_state("done"));
+  EXPECT_EQ(parse_operation("delete"), operation::delete_);
+  EXPECT_EQ(parse_operation("copy"), operation::copy);
+}
+
+TEST(Job, DueDateCountsFromCreatedAtElseReceipt) {
+  job j;
+  j.received_at = t0;
+  EXPECT_EQ(j.due_at(30), t0 + std::chrono::days{30});
+  j.created_at = t0 - std::chrono::days{2};
+  EXPECT_EQ(j.due_at(30), t0 + std::chrono::days{28});
+}
+
+TEST(Job, ViewHasTheContractFieldsAndNeverTheEmail) {
+  job j;
+  j.request_id = "req-1";
+  j.op = operation::copy;
+  j.state = job_state::retrying;
+  j.attempts = 2;
+  j.received_at = t0;
+  j.updated_at = t0 + 5s;
+  j.subject_email = "jane@example.com";
+  j.history = {{t0, "received", "accepted"}};
+  const auto v = job_view(j, 30);
+  EXPECT_EQ(v["requestId"], "req-1");
+  EXPECT_EQ(v["operation"], "copy");
+  EXPECT_EQ(v["state"], "retrying");
+  EXPECT_EQ(v["attempts"], 2);
+  EXPECT_TRUE(v["createdAt"].is_null());
+  EXPECT_EQ(v["receivedAt"], "2026-11-29T00:00:00.000Z");
+  EXPECT_EQ(v["updatedAt"], "2026-11-29T00:00:05.000Z");
+  EXPECT_EQ(v["dueAt"], "2026-12-29T00:00:00.000Z");
+  EXPECT_TRUE(v["outcome"].is_null());
+  EXPECT_EQ(v["reported"], false);
+  EXPECT_TRUE(v["reportError"].is_null());
+  EXPECT_EQ(v["history"][0]["step"], "received");
+  EXPECT_EQ(v.dump().find("jane"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace dsr

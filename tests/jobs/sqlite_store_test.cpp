@@ -1,0 +1,261 @@
+#include "dsr/jobs/store.hpp"
+
+#include "support/temp_dir.hpp"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <fstream>
+
+namespace dsr {
+namespace {
+
+using kind = insert_outcome::kind;
+using namespace std::chrono_literals;
+
+const time_point t0{std::chrono::sys_days{std::chrono::year{2026} / 11 / 29}};
+
+new_job make_job(std::string request_id, std::string trace_id, operation op = operation::delete_) {
+  new_job j;
+  j.op = op;
+  j.request_id = std::move(request_id);
+  j.trace_id = std::move(trace_id);
+  j.integration_id = "int-42";
+  j.source = "Form";
+  j.request_type = "delete";
+  j.received_at = t0;
+  j.subject_email = "jane@example.com";
+  return j;
+}
+
+std::unique_ptr<job_store> open_memory() {
+  auto s = open_sqlite_store({":memory:"});
+  EXPECT_TRUE(s) << s.error().detail;
+  return std::move(*s);
+}
+
+kind insert_one(job_store& s, const new_job& j, std::size_t max = 100) {
+  auto r = s.insert(std::span<const new_job>(&j, 1), max);
+  EXPECT_TRUE(r) << r.error().detail;
+  return (*r)[0].result;
+}
+
+TEST(SqliteStore, InsertedJobIsFoundWithEverythingIntakeKnew) {
+  auto s = open_memory();
+  auto j = make_job("req-1", "trace-1", operation::copy);
+  j.created_at = t0 - 1h;
+  ASSERT_EQ(insert_one(*s, j), kind::inserted);
+  auto found = s->find("req-1");
+  ASSERT_TRUE(found && *found);
+  const job& got = **found;
+  EXPECT_EQ(got.op, operation::copy);
+  EXPECT_EQ(got.trace_id, "trace-1");
+  EXPECT_EQ(got.integration_id, "int-42");
+  EXPECT_EQ(got.source, "Form");
+  EXPECT_EQ(got.created_at, t0 - 1h);
+  EXPECT_EQ(got.received_at, t0);
+  EXPECT_EQ(got.subject_email, "jane@example.com");
+  EXPECT_EQ(got.state, job_state::queued);
+  EXPECT_EQ(got.attempts, 0u);
+  EXPECT_EQ(got.next_attempt_at, t0);
+  ASSERT_EQ(got.history.size(), 1u);
+  EXPECT_EQ(got.history[0].step, "received");
+  EXPECT_FALSE(*s->find("req-2"));
+}
+
+TEST(SqliteStore, OneJobPerRequest) {
+  auto s = open_memory();
+  ASSERT_EQ(insert_one(*s, make_job("req-1", "trace-1")), kind::inserted);
+  // MineOS retried the same delivery.
+  EXPECT_EQ(insert_one(*s, make_job("req-1", "trace-1")), kind::duplicate);
+  // Same request, new delivery id, same operation.
+  EXPECT_EQ(insert_one(*s, make_job("req-1", "trace-2")), kind::duplicate);
+  // Same request id, the other operation.
+  EXPECT_EQ(insert_one(*s, make_job("req-1", "trace-3", operation::copy)), kind::conflict);
+  EXPECT_EQ(*s->count_active(), 1u);
+}
+
+TEST(SqliteStore, RepeatedTraceIdAnswersWithTheOriginalRequestId) {
+  auto s = open_memory();
+  ASSERT_EQ(insert_one(*s, make_job("req-1", "trace-1")), kind::inserted);
+  const auto j = make_job("req-other", "trace-1");
+  auto r = s->insert(std::span<const new_job>(&j, 1), 100);
+  ASSERT_TRUE(r);
+  EXPECT_EQ((*r)[0].result, kind::duplicate);
+  EXPECT_EQ((*r)[0].request_id, "req-1");
+}
+
+TEST(SqliteStore, BatchIsOneTransactionThatDedupesWithinItself) {
+  auto s = open_memory();
+  const std::vector<new_job> batch{make_job("a", "ta"), make_job("b", "tb"), make_job("a", "ta"),
+                                   make_job("b", "tb2", operation::copy)};
+  auto r = s->insert(batch, 100);
+  ASSERT_TRUE(r);
+  EXPECT_EQ((*r)[0].result, kind::inserted);
+  EXPECT_EQ((*r)[1].result, kind::inserted);
+  EXPECT_EQ((*r)[2].result, kind::duplicate);
+  EXPECT_EQ((*r)[3].result, kind::conflict);
+  EXPECT_EQ(*s->count_active(), 2u);
+}
+
+TEST(SqliteStore, QueueFullRefusesNewJobsButStillRecognisesRepeats) {
+  auto s = open_memory();
+  ASSERT_EQ(insert_one(*s, make_job("a", "ta"), 2), kind::inserted);
+  ASSERT_EQ(insert_one(*s, make_job("b", "tb"), 2), kind::inserted);
+  EXPECT_EQ(insert_one(*s, make_job("c", "tc"), 2), kind::queue_full);
+  EXPECT_EQ(insert_one(*s, make_job("a", "ta"), 2), kind::duplicate);
+  EXPECT_FALSE(*s->find("c"));
+}
+
+TEST(SqliteStore, ListsNewestFirstWithStateFilterAndLimit) {
+  auto s = open_memory();
+  for (int i = 0; i < 5; ++i) {
+    insert_one(*s, make_job("r" + std::to_string(i), "t" + std::to_string(i)));
+  }
+  auto all = s->list(std::nullopt, 3);
+  ASSERT_TRUE(all);
+  ASSERT_EQ(all->size(), 3u);
+  EXPECT_EQ((*all)[0].request_id, "r4");
+  EXPECT_EQ((*all)[2].request_id, "r2");
+  EXPECT_EQ(s->list(job_state::queued, 100)->size(), 5u);
+  EXPECT_EQ(s->list(job_state::failed, 100)->size(), 0u);
+}
+
+TEST(SqliteStore, ClaimTakesTheNextDueJobUnderALease) {
+  auto s = open_memory();
+  insert_one(*s, make_job("a", "ta"));
+  insert_one(*s, make_job("b", "tb"));
+  auto first = s->claim_next("owner-1", t0, 30s);
+  ASSERT_TRUE(first && *first);
+  EXPECT_EQ((*first)->request_id, "a");
+  EXPECT_EQ((*first)->state, job_state::running);
+  EXPECT_EQ((*first)->lease_owner, "owner-1");
+  EXPECT_EQ((*first)->lease_expires_at, t0 + 30s);
+  auto second = s->claim_next("owner-2", t0, 30s);
+  ASSERT_TRUE(second && *second);
+  EXPECT_EQ((*second)->request_id, "b");
+  EXPECT_FALSE(*s->claim_next("owner-3", t0, 30s));
+}
+
+TEST(SqliteStore, JobsNotYetDueAreNotClaimed) {
+  auto s = open_memory();
+  insert_one(*s, make_job("a", "ta"));
+  auto j = **s->claim_next("me", t0, 30s);
+  ASSERT_TRUE(s->release(j.id, "me", {job_state::retrying, 1, t0 + 10min, "", ""}, t0));
+  EXPECT_FALSE(*s->claim_next("me", t0 + 9min, 30s));
+  auto again = s->claim_next("me", t0 + 10min, 30s);
+  ASSERT_TRUE(again && *again);
+  EXPECT_EQ((*again)->attempts, 1u);
+}
+
+TEST(SqliteStore, OnlyTheLeaseHolderCanJournalOrRelease) {
+  auto s = open_memory();
+  insert_one(*s, make_job("a", "ta"));
+  auto j = **s->claim_next("me", t0, 30s);
+  auto foreign = s->append_step(j.id, "someone-else", {t0, "export", "started"});
+  ASSERT_FALSE(foreign);
+  EXPECT_TRUE(foreign.error().is(errc::lease_lost));
+  ASSERT_TRUE(s->append_step(j.id, "me", {t0, "export", "started"}));
+  EXPECT_FALSE(s->release(j.id, "someone-else", {job_state::completed, 0, t0, "Completed", ""}, t0));
+  ASSERT_TRUE(s->release(j.id, "me", {job_state::completed, 1, t0, "Completed", "done"}, t0 + 1s));
+  const auto done = **s->find("a");
+  EXPECT_EQ(done.state, job_state::completed);
+  EXPECT_EQ(done.outcome, "Completed");
+  EXPECT_EQ(done.updated_at, t0 + 1s);
+  EXPECT_TRUE(done.lease_owner.empty());
+  ASSERT_EQ(done.history.size(), 2u);
+  EXPECT_EQ(done.history[1].step, "export");
+  EXPECT_EQ(*s->count_active(), 0u);
+  // A released job's lease is gone: the old holder can no longer write to it.
+  EXPECT_FALSE(s->append_step(j.id, "me", {t0, "track", "started"}));
+}
+
+TEST(SqliteStore, ExpiredLeasesReturnJobsToTheQueue) {
+  auto s = open_memory();
+  insert_one(*s, make_job("a", "ta"));
+  auto j = **s->claim_next("dead-owner", t0, 30s);
+  EXPECT_EQ(*s->expire_leases(t0 + 29s), 0u);
+  EXPECT_EQ(*s->expire_leases(t0 + 31s), 1u);
+  EXPECT_EQ((**s->find("a")).state, job_state::queued);
+  auto again = s->claim_next("new-owner", t0 + 31s, 30s);
+  ASSERT_TRUE(again && *again);
+  EXPECT_EQ((*again)->id, j.id);
+}
+
+TEST(SqliteStore, ReopenedStoreKeepsJobsAndUsesWalWithFullSync) {
+  test::temp_dir dir;
+  const auto path = dir.path() / "sub" / "dsr.sqlite3";
+  {
+    auto s = open_sqlite_store({path});
+    ASSERT_TRUE(s) << s.error().detail;
+    insert_one(**s, make_job("a", "ta"));
+    insert_one(**s, make_job("b", "tb"));
+  }
+  auto s = open_sqlite_store({path});
+  ASSERT_TRUE(s) << s.error().detail;
+  EXPECT_EQ(*(*s)->count_active(), 2u);
+  EXPECT_TRUE(*(*s)->find("b"));
+  EXPECT_EQ(insert_one(**s, make_job("a", "ta")), kind::duplicate);
+
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, nullptr);
+  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+  EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)), "wal");
+  sqlite3_finalize(st);
+  sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr);
+  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(st, 0), 1);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+}
+
+TEST(SqliteStore, RefusesASchemaFromTheFuture) {
+  test::temp_dir dir;
+  const auto path = dir.path() / "dsr.sqlite3";
+  ASSERT_TRUE(open_sqlite_store({path}));
+  sqlite3* db = nullptr;
+  sqlite3_open(path.c_str(), &db);
+  sqlite3_exec(db, "PRAGMA user_version = 99", nullptr, nullptr, nullptr);
+  sqlite3_close(db);
+  auto s = open_sqlite_store({path});
+  ASSERT_FALSE(s);
+  EXPECT_TRUE(s.error().is(errc::store_corrupt));
+  EXPECT_NE(s.error().detail.find("schema version 99"), std::string::npos);
+}
+
+TEST(SqliteStore, RefusesAFileThatIsNotADatabase) {
+  test::temp_dir dir;
+  const auto path = dir.write("dsr.sqlite3", std::string(8192, 'x'));
+  auto s = open_sqlite_store({path});
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.error().detail.find(path.string()), std::string::npos);
+}
+
+TEST(SqliteStore, FullDatabaseFailsTheWholeBatchAndRecoversWhenSpaceReturns) {
+  test::temp_dir dir;
+  const auto path = dir.path() / "dsr.sqlite3";
+  // The database may not grow beyond 40 pages (of 4 KiB): "disk full" without root tricks.
+  auto s = open_sqlite_store({path, true, 40});
+  ASSERT_TRUE(s) << s.error().detail;
+  ASSERT_EQ(insert_one(**s, make_job("a", "ta")), kind::inserted);
+  std::vector<new_job> batch;
+  for (int i = 0; i < 100; ++i) {
+    auto j = make_job("big" + std::to_string(i), "tbig" + std::to_string(i));
+    j.subject_email = std::string(4000, 'x') + "@example.com";
+    batch.push_back(j);
+  }
+  auto r = (*s)->insert(batch, 1000);
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(r.error().is(errc::store_unavailable));
+  EXPECT_NE(r.error().detail.find("full"), std::string::npos) << r.error().detail;
+  // Nothing of the failed batch was committed; the store still works for what fits.
+  EXPECT_FALSE(*(*s)->find("big0"));
+  EXPECT_EQ(*(*s)->count_active(), 1u);
+  EXPECT_EQ(insert_one(**s, make_job("b", "tb")), kind::inserted);
+  EXPECT_EQ(*(*s)->count_active(), 2u);
+}
+
+}  // namespace
+}  // namespace dsr

@@ -1,0 +1,130 @@
+#include "dsr/jobs/store_worker.hpp"
+
+#include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <future>
+#include <mutex>
+
+namespace dsr {
+namespace {
+
+// A store whose first insert blocks until the test opens the gate, recording every batch size.
+class gated_store final : public job_store {
+ public:
+  result<std::vector<insert_outcome>> insert(std::span<const new_job> jobs,
+                                             std::size_t) override {
+    {
+      std::unique_lock lock(mutex_);
+      batches_.push_back(jobs.size());
+      entered_.notify_all();
+      open_.wait(lock, [&] { return gate_open_; });
+    }
+    if (fail_) {
+      return make_failure(errc::store_unavailable, "injected: disk I/O error");
+    }
+    std::vector<insert_outcome> out;
+    for (const auto& j : jobs) {
+      out.push_back({insert_outcome::kind::inserted, j.request_id});
+    }
+    return out;
+  }
+  result<std::optional<job>> find(std::string_view) override { return std::optional<job>{}; }
+  result<std::vector<job>> list(std::optional<job_state>, std::size_t) override {
+    return std::vector<job>{};
+  }
+  result<std::size_t> count_active() override { return std::size_t{0}; }
+  result<std::optional<job>> claim_next(std::string_view, time_point, millis) override {
+    return std::optional<job>{};
+  }
+  result<void> append_step(std::int64_t, std::string_view, const job_step&) override { return {}; }
+  result<void> release(std::int64_t, std::string_view, const job_release&, time_point) override {
+    return {};
+  }
+  result<std::size_t> expire_leases(time_point) override { return std::size_t{0}; }
+
+  void wait_entered(std::size_t n) {
+    std::unique_lock lock(mutex_);
+    entered_.wait(lock, [&] { return batches_.size() >= n; });
+  }
+  void open_gate() {
+    const std::lock_guard lock(mutex_);
+    gate_open_ = true;
+    open_.notify_all();
+  }
+  std::vector<std::size_t> batches() {
+    const std::lock_guard lock(mutex_);
+    return batches_;
+  }
+  bool fail_ = false;
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable entered_;
+  std::condition_variable open_;
+  bool gate_open_ = false;
+  std::vector<std::size_t> batches_;
+};
+
+new_job job_named(const std::string& id) {
+  new_job j;
+  j.request_id = id;
+  j.trace_id = "t-" + id;
+  return j;
+}
+
+TEST(StoreWorker, ConcurrentInsertsShareOneCommit) {
+  auto owned = std::make_unique<gated_store>();
+  auto* store = owned.get();
+  store_worker worker(std::move(owned), {});
+  std::vector<std::future<result<insert_outcome>>> results;
+  std::vector<std::shared_ptr<std::promise<result<insert_outcome>>>> promises;
+  const auto submit = [&](const std::string& id) {
+    auto p = std::make_shared<std::promise<result<insert_outcome>>>();
+    results.push_back(p->get_future());
+    worker.insert(job_named(id), [p](result<insert_outcome> r) { p->set_value(std::move(r)); });
+  };
+  submit("first");
+  store->wait_entered(1);  // the first transaction is "being made durable"
+  for (int i = 0; i < 50; ++i) {
+    submit("r" + std::to_string(i));
+  }
+  store->open_gate();
+  for (auto& f : results) {
+    const auto r = f.get();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->result, insert_outcome::kind::inserted);
+  }
+  // 51 requests, 2 transactions: the 50 that queued behind the first were committed together.
+  EXPECT_EQ(store->batches(), (std::vector<std::size_t>{1, 50}));
+}
+
+TEST(StoreWorker, FailedCommitFailsEveryInsertOfTheBatchAndMarksTheStoreNotWritable) {
+  auto owned = std::make_unique<gated_store>();
+  owned->fail_ = true;
+  owned->open_gate();
+  store_worker worker(std::move(owned), {});
+  std::promise<result<insert_outcome>> p;
+  worker.insert(job_named("x"), [&](result<insert_outcome> r) { p.set_value(std::move(r)); });
+  const auto r = p.get_future().get();
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(r.error().is(errc::store_unavailable));
+  EXPECT_FALSE(worker.writable());
+}
+
+TEST(StoreWorker, StopFinishesQueuedWorkAndRefusesLaterWork) {
+  auto owned = std::make_unique<gated_store>();
+  owned->open_gate();
+  store_worker worker(std::move(owned), {});
+  bool ran = false;
+  worker.run([&](job_store&) { ran = true; });
+  worker.stop();
+  EXPECT_TRUE(ran);
+  std::optional<result<insert_outcome>> late;
+  worker.insert(job_named("late"), [&](result<insert_outcome> r) { late = std::move(r); });
+  ASSERT_TRUE(late);
+  EXPECT_FALSE(*late);
+}
+
+}  // namespace
+}  // namespace dsr

@@ -1,0 +1,116 @@
+#include "dsr/ops/admin_api.hpp"
+
+#include "fakes/fake_credentials.hpp"
+#include "fakes/inline_queue.hpp"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+namespace dsr::ops {
+namespace {
+
+const time_point t0{std::chrono::sys_days{std::chrono::year{2026} / 11 / 29}};
+
+class AdminApiTest : public ::testing::Test {
+ protected:
+  AdminApiTest() {
+    for (const auto c : all_credentials) {
+      credentials_.set(c, std::string(name(c)) + "-value");
+    }
+    credentials_.set(credential::admin_token, "admin-secret");
+    store_ = std::move(*open_sqlite_store({":memory:"}));
+    queue_ = std::make_unique<test::inline_queue>(*store_);
+    api_ = std::make_unique<admin_api>(*queue_, credentials_, admin_options{30});
+    api_->add_routes(router_);
+    for (int i = 0; i < 3; ++i) {
+      new_job j;
+      j.op = i == 1 ? operation::copy : operation::delete_;
+      j.request_id = "req-" + std::to_string(i);
+      j.trace_id = "trace-" + std::to_string(i);
+      j.received_at = t0;
+      j.subject_email = "jane@example.com";
+      store_->insert(std::span<const new_job>(&j, 1), 100);
+    }
+  }
+
+  http::response get(std::string target, std::optional<std::string> auth = "Bearer admin-secret") {
+    http::request req;
+    req.method = "GET";
+    req.target = std::move(target);
+    if (auth) {
+      req.headers.push_back({"authorization", *auth});
+    }
+    http::response out;
+    router_.handle(std::move(req), [&](http::response r) { out = std::move(r); });
+    return out;
+  }
+
+  test::fake_credentials credentials_;
+  std::unique_ptr<job_store> store_;
+  std::unique_ptr<test::inline_queue> queue_;
+  std::unique_ptr<admin_api> api_;
+  http::router router_;
+};
+
+TEST_F(AdminApiTest, HealthzIsCheapAndOpen) {
+  const auto r = get("/healthz", std::nullopt);
+  EXPECT_EQ(r.status, 200u);
+  EXPECT_EQ(nlohmann::json::parse(r.body)["status"], "ok");
+}
+
+TEST_F(AdminApiTest, JobApiNeedsTheAdminBearerToken) {
+  for (const auto& auth : std::vector<std::optional<std::string>>{
+           std::nullopt, "Bearer wrong", "Bearer admin-secre", "Bearer admin-secretX",
+           "Basic admin-secret", "admin-secret", "Bearer "}) {
+    const auto r = get("/v1/requests/req-0", auth);
+    EXPECT_EQ(r.status, 401u) << auth.value_or("(none)");
+    EXPECT_EQ(r.body.find("req-0"), std::string::npos);
+  }
+  EXPECT_EQ(get("/v1/requests/req-0", "bearer admin-secret").status, 200u);
+}
+
+TEST_F(AdminApiTest, ShowsOneJobWithoutTheEmail) {
+  const auto r = get("/v1/requests/req-1");
+  ASSERT_EQ(r.status, 200u);
+  const auto v = nlohmann::json::parse(r.body);
+  EXPECT_EQ(v["requestId"], "req-1");
+  EXPECT_EQ(v["operation"], "copy");
+  EXPECT_EQ(v["state"], "queued");
+  EXPECT_EQ(r.body.find("jane"), std::string::npos);
+  EXPECT_EQ(get("/v1/requests/unknown").status, 404u);
+}
+
+TEST_F(AdminApiTest, ListsNewestFirstWithFilters) {
+  auto v = nlohmann::json::parse(get("/v1/requests").body);
+  ASSERT_EQ(v["requests"].size(), 3u);
+  EXPECT_EQ(v["requests"][0]["requestId"], "req-2");
+  v = nlohmann::json::parse(get("/v1/requests?limit=1").body);
+  EXPECT_EQ(v["requests"].size(), 1u);
+  v = nlohmann::json::parse(get("/v1/requests?state=queued").body);
+  EXPECT_EQ(v["requests"].size(), 3u);
+  v = nlohmann::json::parse(get("/v1/requests?state=failed").body);
+  EXPECT_EQ(v["requests"].size(), 0u);
+  EXPECT_EQ(get("/v1/requests?state=bogus").status, 400u);
+  EXPECT_EQ(get("/v1/requests?limit=0").status, 400u);
+  EXPECT_EQ(get("/v1/requests?limit=1001").status, 400u);
+  EXPECT_EQ(get("/v1/requests?limit=ten").status, 400u);
+}
+
+TEST_F(AdminApiTest, ReadyzReportsAStoreThatCannotCommit) {
+  EXPECT_EQ(get("/readyz", std::nullopt).status, 200u);
+  queue_->fail_next = true;
+  queue_->insert(new_job{}, [](result<insert_outcome>) {});
+  const auto r = get("/readyz", std::nullopt);
+  EXPECT_EQ(r.status, 503u);
+  const auto v = nlohmann::json::parse(r.body);
+  EXPECT_EQ(v["status"], "not ready");
+  EXPECT_NE(v["reason"].get<std::string>().find("store"), std::string::npos);
+}
+
+TEST_F(AdminApiTest, LaterFeaturesAnswer501) {
+  EXPECT_EQ(get("/metrics", std::nullopt).status, 501u);
+  EXPECT_EQ(get("/v1/requests/req-1/data").status, 501u);
+}
+
+}  // namespace
+}  // namespace dsr::ops
