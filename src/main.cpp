@@ -3,8 +3,8 @@
 
 #include "dsr/app/daemon.hpp"
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <string>
 
@@ -18,8 +18,9 @@ int not_available(std::string_view what) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"dsr-connector: fulfils MineOS privacy requests (delete, copy) in Bloomreach "
-               "Engagement"};
+  CLI::App app{
+      "dsr-connector: fulfils MineOS privacy requests (delete, copy) in Bloomreach "
+      "Engagement"};
   app.set_version_flag("--version", std::string("dsr-connector ") + DSR_VERSION);
   app.require_subcommand(1);
 

@@ -28,8 +28,9 @@ int serve(const std::filesystem::path& config_file) {
   ops::setup_logging(cfg.log);
   auto log = spdlog::get("main");
   if (cfg.log.level == "trace") {
-    log->warn("log level is trace: e-mail addresses, names and request bodies will be written to "
-              "the log; use it only to debug, never in production");
+    log->warn(
+        "log level is trace: e-mail addresses, names and request bodies will be written to "
+        "the log; use it only to debug, never in production");
   }
   if (!cfg.server.tls_cert_file.empty()) {
     fmt::print(stderr,
@@ -93,8 +94,7 @@ int serve(const std::filesystem::path& config_file) {
   if (const auto adm = (*server)->local_endpoint(http::listener::admin)) {
     log->info("listening on http://{} for operator endpoints", adm->to_string());
   }
-  log->info("plain HTTP: put a TLS-terminating proxy in front of {} for MineOS",
-            pub->to_string());
+  log->info("plain HTTP: put a TLS-terminating proxy in front of {} for MineOS", pub->to_string());
   ops::notify("READY=1");
   (*server)->run();
   // Everything the listeners handed to the store is committed before the process ends.

@@ -41,7 +41,9 @@ bool expect(std::string_view s, std::size_t& pos, char c) {
 
 }  // namespace
 
-std::shared_ptr<clock> make_system_clock() { return std::make_shared<system_clock_impl>(); }
+std::shared_ptr<clock> make_system_clock() {
+  return std::make_shared<system_clock_impl>();
+}
 
 std::optional<time_point> parse_rfc3339(std::string_view s) {
   using namespace std::chrono;
@@ -108,7 +110,8 @@ std::optional<time_point> parse_rfc3339(std::string_view s) {
   if (pos != s.size()) {
     return std::nullopt;
   }
-  const year_month_day ymd{std::chrono::year{*year}, std::chrono::month{static_cast<unsigned>(*month)},
+  const year_month_day ymd{std::chrono::year{*year},
+                           std::chrono::month{static_cast<unsigned>(*month)},
                            std::chrono::day{static_cast<unsigned>(*day)}};
   // A leap second (60) is accepted and folded into the next second.
   if (!ymd.ok() || *hour > 23 || *minute > 59 || *second > 60) {

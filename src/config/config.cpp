@@ -2,13 +2,13 @@
 
 #include "dsr/credentials/names.hpp"
 
-#include <boost/url/parse.hpp>
 #include <fmt/format.h>
 #include <toml++/toml.h>
+#include <boost/url/parse.hpp>
 
 #include <algorithm>
-#include <charconv>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <fstream>
 #include <limits>
@@ -79,9 +79,8 @@ class section_reader {
 
   template <class Int>
   void integer(std::string_view key, Int& out, std::int64_t min,
-               std::int64_t max = static_cast<std::int64_t>(
-                   std::min<std::uint64_t>(std::numeric_limits<Int>::max(),
-                                           std::numeric_limits<std::int64_t>::max()))) {
+               std::int64_t max = static_cast<std::int64_t>(std::min<std::uint64_t>(
+                   std::numeric_limits<Int>::max(), std::numeric_limits<std::int64_t>::max()))) {
     if (const auto* n = node(key)) {
       if (!n->is_integer()) {
         fail(key, fmt::format("expected an integer, got {}", type_name(*n)));
@@ -108,9 +107,10 @@ class section_reader {
     }
     for (const auto& [k, v] : *table_) {
       if (!seen_.contains(std::string(k.str()))) {
-        throw config_error(fmt::format("{}: [{}] {}: unknown key (line {}); see "
-                                       "config/dsr-connector.example.toml for the valid keys",
-                                       file_, section_, k.str(), v.source().begin.line));
+        throw config_error(
+            fmt::format("{}: [{}] {}: unknown key (line {}); see "
+                        "config/dsr-connector.example.toml for the valid keys",
+                        file_, section_, k.str(), v.source().begin.line));
       }
     }
   }
@@ -145,8 +145,8 @@ void check_url(section_reader& r, std::string_view key, const std::string& url) 
     r.fail(key, "the URL has no host");
   }
   if (scheme == "http" && !is_loopback_host(host)) {
-    r.fail(key, fmt::format("http:// is allowed only for loopback hosts, not '{}'; use https://",
-                            host));
+    r.fail(key,
+           fmt::format("http:// is allowed only for loopback hosts, not '{}'; use https://", host));
   }
 }
 
@@ -191,7 +191,8 @@ std::optional<endpoint> parse_endpoint(std::string_view text, std::string& probl
     return std::nullopt;
   }
   unsigned long port = 0;
-  const auto [ptr, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  const auto [ptr, ec] =
+      std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
   if (port_text.empty() || ec != std::errc{} || ptr != port_text.data() + port_text.size()) {
     problem = fmt::format("port '{}' is not a number", port_text);
     return std::nullopt;
@@ -211,8 +212,8 @@ config parse_config(std::string_view text, std::string_view source_name,
   try {
     root = toml::parse(text, source_name);
   } catch (const toml::parse_error& e) {
-    throw config_error(fmt::format("{}: line {}: invalid TOML: {}", file,
-                                   e.source().begin.line, e.description()));
+    throw config_error(
+        fmt::format("{}: line {}: invalid TOML: {}", file, e.source().begin.line, e.description()));
   }
 
   config cfg;
@@ -340,8 +341,8 @@ config parse_config(std::string_view text, std::string_view source_name,
     static const std::set<std::string, std::less<>> levels{"trace", "debug", "info", "warn",
                                                            "error"};
     if (!levels.contains(cfg.log.level)) {
-      r.fail("level", fmt::format("'{}' is not one of trace, debug, info, warn, error",
-                                  cfg.log.level));
+      r.fail("level",
+             fmt::format("'{}' is not one of trace, debug, info, warn, error", cfg.log.level));
     }
     std::string format = "text";
     r.string("format", format);
@@ -382,9 +383,10 @@ config parse_config(std::string_view text, std::string_view source_name,
 config load_config(const std::filesystem::path& file) {
   std::ifstream in(file, std::ios::binary);
   if (!in) {
-    throw config_error(fmt::format("{}: cannot read the configuration file ({}); pass an existing "
-                                   "file with --config",
-                                   file.string(), std::strerror(errno)));
+    throw config_error(
+        fmt::format("{}: cannot read the configuration file ({}); pass an existing "
+                    "file with --config",
+                    file.string(), std::strerror(errno)));
   }
   std::ostringstream text;
   text << in.rdbuf();

@@ -32,7 +32,9 @@ secret& secret::operator=(secret&& other) noexcept {
   return *this;
 }
 
-secret::~secret() { wipe(); }
+secret::~secret() {
+  wipe();
+}
 
 void secret::wipe() noexcept {
   if (!value_.empty()) {
@@ -78,12 +80,13 @@ std::string upper(std::string_view s) {
 
 // The file's content with one trailing newline (LF or CRLF) removed; nullopt and an error in the
 // report when it cannot be read.
-std::optional<std::string> read_secret_file(const std::filesystem::path& path, std::string_view what,
-                                            bool check_mode, credential_load_report& report) {
+std::optional<std::string> read_secret_file(const std::filesystem::path& path,
+                                            std::string_view what, bool check_mode,
+                                            credential_load_report& report) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
-    report.errors.push_back(fmt::format("{}: cannot read {} ({})", what, path.string(),
-                                        std::strerror(errno)));
+    report.errors.push_back(
+        fmt::format("{}: cannot read {} ({})", what, path.string(), std::strerror(errno)));
     return std::nullopt;
   }
   if (check_mode && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
@@ -93,8 +96,8 @@ std::optional<std::string> read_secret_file(const std::filesystem::path& path, s
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    report.errors.push_back(fmt::format("{}: cannot read {} ({})", what, path.string(),
-                                        std::strerror(errno)));
+    report.errors.push_back(
+        fmt::format("{}: cannot read {} ({})", what, path.string(), std::strerror(errno)));
     return std::nullopt;
   }
   std::ostringstream content;
@@ -162,9 +165,12 @@ std::unique_ptr<credential_store> load_credentials(const credentials_config& cfg
 
 std::vector<credential> required_for_serve(const config& cfg) {
   std::vector<credential> needed{
-      credential::exponea_api_key,       credential::exponea_api_secret,
-      credential::exponea_project_token, credential::exponea_api_token,
-      credential::mineos_webhook_secret, credential::admin_token,
+      credential::exponea_api_key,
+      credential::exponea_api_secret,
+      credential::exponea_project_token,
+      credential::exponea_api_token,
+      credential::mineos_webhook_secret,
+      credential::admin_token,
       credential::store_key,
   };
   if (!cfg.mineos.status_url.empty()) {

@@ -45,24 +45,42 @@ std::optional<std::string> request::query_param(std::string_view name) const {
 
 std::string_view reason(unsigned status) {
   switch (status) {
-    case 200: return "OK";
-    case 202: return "Accepted";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 413: return "Content Too Large";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Unknown";
+    case 200:
+      return "OK";
+    case 202:
+      return "Accepted";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 409:
+      return "Conflict";
+    case 413:
+      return "Content Too Large";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    default:
+      return "Unknown";
   }
 }
 
@@ -71,10 +89,8 @@ response json_response(unsigned status, const nlohmann::json& body) {
 }
 
 response problem(unsigned status, std::string_view detail, std::vector<header_field> headers) {
-  const nlohmann::json body{{"type", "about:blank"},
-                            {"title", reason(status)},
-                            {"status", status},
-                            {"detail", detail}};
+  const nlohmann::json body{
+      {"type", "about:blank"}, {"title", reason(status)}, {"status", status}, {"detail", detail}};
   return response{status, "application/problem+json", body.dump(), std::move(headers)};
 }
 

@@ -71,9 +71,10 @@ void router::handle(request req, responder done) {
     return;
   }
   if (!allowed.empty()) {
-    done(problem(405, fmt::format("{} is not allowed on this path; use {}", req.method,
-                                  fmt::join(allowed, ", ")),
-                 {{"Allow", fmt::format("{}", fmt::join(allowed, ", "))}}));
+    done(problem(
+        405,
+        fmt::format("{} is not allowed on this path; use {}", req.method, fmt::join(allowed, ", ")),
+        {{"Allow", fmt::format("{}", fmt::join(allowed, ", "))}}));
     return;
   }
   done(problem(404, "no such path on this listener"));

@@ -1,5 +1,7 @@
 #include "dsr/http/server.hpp"
 
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -13,8 +15,6 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include <atomic>
 #include <csignal>
@@ -157,13 +157,11 @@ class server_impl final : public server {
       acceptor.listen(asio::socket_base::max_listen_connections, ec);
     }
     if (ec) {
-      return make_failure(errc::io_error,
-                          fmt::format("cannot listen on {} ([server] {}): {}", ep.to_string(), key,
-                                      ec.message()));
+      return make_failure(errc::io_error, fmt::format("cannot listen on {} ([server] {}): {}",
+                                                      ep.to_string(), key, ec.message()));
     }
     const auto local = acceptor.local_endpoint();
-    bound_[&acceptor == &public_ ? 0 : 1] =
-        endpoint{local.address().to_string(), local.port()};
+    bound_[&acceptor == &public_ ? 0 : 1] = endpoint{local.address().to_string(), local.port()};
     return {};
   }
 
@@ -185,8 +183,7 @@ class server_impl final : public server {
         return;
       }
       if (stopping_.load()) {
-        log()->warn("second signal ({}): stopping now without waiting for requests in flight",
-                    sig);
+        log()->warn("second signal ({}): stopping now without waiting for requests in flight", sig);
         finish();
         return;
       }
@@ -297,10 +294,10 @@ class server_impl final : public server {
       parser.body_limit(options_.max_body_bytes);
       auto [ec, n] = co_await bhttp::async_read_header(stream, buffer, parser, use_nothrow);
       if (ec == bhttp::error::header_limit) {
-        co_await write(stream,
-                       problem(431, fmt::format("request headers exceed {} bytes",
-                                                options_.header_limit)),
-                       11, false, ok);
+        co_await write(
+            stream,
+            problem(431, fmt::format("request headers exceed {} bytes", options_.header_limit)), 11,
+            false, ok);
         co_return;
       }
       if (ec == bhttp::error::body_limit) {
@@ -316,9 +313,9 @@ class server_impl final : public server {
             ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message) {
           co_await write(stream, problem(400, "malformed HTTP request"), 11, false, ok);
         } else if (ec == beast::error::timeout) {
-          log()->info("closing connection from {}: request not received within {} s", remote,
-                      std::chrono::duration_cast<std::chrono::seconds>(options_.read_timeout)
-                          .count());
+          log()->info(
+              "closing connection from {}: request not received within {} s", remote,
+              std::chrono::duration_cast<std::chrono::seconds>(options_.read_timeout).count());
         }
         co_return;
       }
@@ -390,8 +387,7 @@ class server_impl final : public server {
         // A connection whose next request has already arrived (bytes waiting in the socket) is
         // in flight, not idle: it is read and answered.
         boost::system::error_code avail_ec;
-        if (c->idle && c->stream != nullptr &&
-            c->stream->socket().available(avail_ec) == 0) {
+        if (c->idle && c->stream != nullptr && c->stream->socket().available(avail_ec) == 0) {
           c->stream->cancel();
         }
       });

@@ -22,7 +22,9 @@ constexpr std::array<std::pair<job_state, std::string_view>, 7> state_names{{
 
 }  // namespace
 
-std::string_view to_string(operation op) { return op == operation::delete_ ? "delete" : "copy"; }
+std::string_view to_string(operation op) {
+  return op == operation::delete_ ? "delete" : "copy";
+}
 
 std::string_view to_string(job_state s) {
   for (const auto& [state, text] : state_names) {

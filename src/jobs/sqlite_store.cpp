@@ -57,16 +57,20 @@ constexpr const char* job_columns =
     "received_at_ms, updated_at_ms, subject, state, attempts, next_attempt_at_ms, lease_owner, "
     "lease_expires_at_ms, outcome, outcome_message, reported, report_error";
 
-std::int64_t ms(time_point t) { return t.time_since_epoch().count(); }
-time_point from_ms(std::int64_t v) { return time_point{millis{v}}; }
+std::int64_t ms(time_point t) {
+  return t.time_since_epoch().count();
+}
+time_point from_ms(std::int64_t v) {
+  return time_point{millis{v}};
+}
 
 class statement {
  public:
   statement(sqlite3* db, const std::string& sql) {
     if (sqlite3_prepare_v3(db, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr) !=
         SQLITE_OK) {
-      throw std::runtime_error(fmt::format("SQLite cannot prepare '{}': {}", sql,
-                                           sqlite3_errmsg(db)));
+      throw std::runtime_error(
+          fmt::format("SQLite cannot prepare '{}': {}", sql, sqlite3_errmsg(db)));
     }
   }
   statement(const statement&) = delete;
@@ -319,15 +323,14 @@ class sqlite_job_store final : public job_store {
                       "INSERT INTO job_steps (job_id, seq, at_ms, step, result) VALUES (?1, "
                       "(SELECT COALESCE(MAX(seq), 0) + 1 FROM job_steps WHERE job_id = ?1), ?2, "
                       "?3, ?4)"),
-          find_by_request(db, fmt::format("SELECT {} FROM jobs WHERE request_id = ?1",
-                                          job_columns)),
+          find_by_request(db,
+                          fmt::format("SELECT {} FROM jobs WHERE request_id = ?1", job_columns)),
           find_by_id(db, fmt::format("SELECT {} FROM jobs WHERE id = ?1", job_columns)),
           list_all(db, fmt::format("SELECT {} FROM jobs ORDER BY id DESC LIMIT ?1", job_columns)),
           list_state(db, fmt::format("SELECT {} FROM jobs WHERE state = ?1 ORDER BY id DESC "
                                      "LIMIT ?2",
                                      job_columns)),
-          history(db,
-                  "SELECT at_ms, step, result FROM job_steps WHERE job_id = ?1 ORDER BY seq"),
+          history(db, "SELECT at_ms, step, result FROM job_steps WHERE job_id = ?1 ORDER BY seq"),
           count_active(db,
                        "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running', "
                        "'retrying')"),
@@ -389,8 +392,7 @@ class sqlite_job_store final : public job_store {
     }
   }
 
-  result<insert_outcome> insert_one(const new_job& j, std::size_t max_active,
-                                    std::size_t& active) {
+  result<insert_outcome> insert_one(const new_job& j, std::size_t max_active, std::size_t& active) {
     {
       use q(stmts_->by_trace);
       q.bind(1, j.trace_id);
@@ -409,8 +411,7 @@ class sqlite_job_store final : public job_store {
       if (rc == SQLITE_ROW) {
         const bool same = q.text(0) == to_string(j.op);
         return insert_outcome{
-            same ? insert_outcome::kind::duplicate : insert_outcome::kind::conflict,
-            j.request_id};
+            same ? insert_outcome::kind::duplicate : insert_outcome::kind::conflict, j.request_id};
       }
       if (rc != SQLITE_DONE) {
         return error("looking up a request id");
@@ -573,9 +574,8 @@ result<std::unique_ptr<job_store>> open_sqlite_store(const sqlite_store_options&
     }
   }
   sqlite3* db = nullptr;
-  const int rc = sqlite3_open_v2(path.c_str(), &db,
-                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                                 nullptr);
+  const int rc = sqlite3_open_v2(
+      path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   const auto fail = [&](errc code, std::string what) -> failure {
     std::string msg = fmt::format("job store {}: {}: {}", path, what,
                                   db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
@@ -621,8 +621,8 @@ result<std::unique_ptr<job_store>> open_sqlite_store(const sqlite_store_options&
                             version, migrations.size()));
   }
   for (auto v = static_cast<std::size_t>(version); v < migrations.size(); ++v) {
-    const std::string sql = fmt::format("BEGIN IMMEDIATE; {} PRAGMA user_version = {}; COMMIT;",
-                                        migrations[v], v + 1);
+    const std::string sql =
+        fmt::format("BEGIN IMMEDIATE; {} PRAGMA user_version = {}; COMMIT;", migrations[v], v + 1);
     if (!exec(db, sql.c_str())) {
       exec(db, "ROLLBACK");
       return fail(errc::store_unavailable, fmt::format("cannot migrate to schema {}", v + 1));

@@ -9,7 +9,9 @@ namespace dsr {
 store_worker::store_worker(std::unique_ptr<job_store> store, store_worker_options options)
     : store_(std::move(store)), options_(options), thread_([this] { loop(); }) {}
 
-store_worker::~store_worker() { stop(); }
+store_worker::~store_worker() {
+  stop();
+}
 
 void store_worker::stop() {
   {

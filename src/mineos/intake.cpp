@@ -3,8 +3,8 @@
 #include "dsr/mineos/signature.hpp"
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 namespace dsr::mineos {
 namespace {
@@ -69,8 +69,9 @@ void intake::handle(endpoint_kind kind, const http::request& req, http::responde
   }
   auto& w = *parsed;
   if (w.is_test) {
-    done(http::problem(501, "isTest calls (\"Test your integration\") are not available yet in "
-                            "this version of dsr-connector"));
+    done(http::problem(501,
+                       "isTest calls (\"Test your integration\") are not available yet in "
+                       "this version of dsr-connector"));
     return;
   }
   if (kind == endpoint_kind::preview) {
@@ -123,9 +124,9 @@ void intake::handle(endpoint_kind kind, const http::request& req, http::responde
         return;
       case kind::queue_full:
         log()->warn("[R {}] refused: the queue holds max_queued_jobs ({}) jobs", request_id, max);
-        done(http::problem(503,
-                           fmt::format("the queue is full (max_queued_jobs = {}); retry later", max),
-                           {{"Retry-After", "60"}}));
+        done(http::problem(
+            503, fmt::format("the queue is full (max_queued_jobs = {}); retry later", max),
+            {{"Retry-After", "60"}}));
         return;
     }
   });

@@ -16,7 +16,9 @@ constexpr int max_depth = 32;
 constexpr std::size_t max_id_length = 256;
 constexpr std::size_t max_email_length = 320;
 
-failure invalid(std::string detail) { return make_failure(errc::invalid_input, std::move(detail)); }
+failure invalid(std::string detail) {
+  return make_failure(errc::invalid_input, std::move(detail));
+}
 
 struct too_deep {};
 
@@ -159,8 +161,8 @@ result<webhook> parse_webhook(std::string_view body, endpoint_kind kind) {
     }
   }
   if (user != nullptr) {
-    auto email = string_field(member(*user, {"email", "Email"}), "userInfo.email",
-                              max_email_length);
+    auto email =
+        string_field(member(*user, {"email", "Email"}), "userInfo.email", max_email_length);
     if (!email) {
       return email.error();
     }

@@ -3,8 +3,8 @@
 #include "dsr/common/crypto.hpp"
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include <charconv>
 
@@ -14,8 +14,8 @@ namespace {
 using http::route_scope;
 
 http::response not_yet(std::string_view what) {
-  return http::problem(501, fmt::format("{} is not available yet in this version of dsr-connector",
-                                        what));
+  return http::problem(
+      501, fmt::format("{} is not available yet in this version of dsr-connector", what));
 }
 
 http::response unauthorized() {
@@ -42,7 +42,8 @@ bool admin_api::authorized(const http::request& req) const {
   }
   constexpr std::string_view scheme = "Bearer ";
   std::string_view h = *header;
-  if (h.size() <= scheme.size() || !std::equal(scheme.begin(), scheme.end(), h.begin(), [](char a, char b) {
+  if (h.size() <= scheme.size() ||
+      !std::equal(scheme.begin(), scheme.end(), h.begin(), [](char a, char b) {
         return std::tolower(static_cast<unsigned char>(a)) ==
                std::tolower(static_cast<unsigned char>(b));
       })) {
@@ -134,8 +135,9 @@ void admin_api::list_jobs(const http::request& req, http::responder done) {
   if (auto s = req.query_param("state"); s && !s->empty()) {
     state = parse_job_state(*s);
     if (!state) {
-      done(http::problem(400, "state must be one of queued, running, retrying, completed, "
-                              "user_not_found, failed, cancelled"));
+      done(http::problem(400,
+                         "state must be one of queued, running, retrying, completed, "
+                         "user_not_found, failed, cancelled"));
       return;
     }
   }

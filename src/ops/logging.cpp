@@ -2,18 +2,18 @@
 
 #include "dsr/common/time.hpp"
 
-#include <nlohmann/json.hpp>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include <array>
 
 namespace dsr::ops {
 namespace {
 
-constexpr std::array<const char*, 6> subsystems{"main", "http", "intake", "store", "admin",
-                                                "config"};
+constexpr std::array<const char*, 6> subsystems{"main",  "http",  "intake",
+                                                "store", "admin", "config"};
 
 // One JSON object per line: {"time","level","logger","message"}. Invalid UTF-8 is replaced rather
 // than failing the line.

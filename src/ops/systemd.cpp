@@ -6,6 +6,8 @@
 
 namespace dsr::ops {
 
-void notify(std::string_view state) { sd_notify(0, std::string(state).c_str()); }
+void notify(std::string_view state) {
+  sd_notify(0, std::string(state).c_str());
+}
 
 }  // namespace dsr::ops

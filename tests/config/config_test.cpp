@@ -74,15 +74,40 @@ TEST(Config, ExampleFileNamesEveryKey) {
   std::ifstream in(DSR_SOURCE_DIR "/config/dsr-connector.example.toml");
   std::stringstream text;
   text << in.rdbuf();
-  for (const char* key :
-       {"listen", "admin_listen", "max_body_bytes", "max_connections", "max_queued_jobs",
-        "tls_cert_file", "tls_key_file", "read_timeout_seconds", "idle_timeout_seconds",
-        "io_threads", "path", "retention_days", "export_retention_days", "base_url",
-        "customer_id_type", "lowercase_ids", "event_type", "source", "max_requests_per_second",
-        "timeout_seconds", "ca_file", "verify_timeout_seconds", "max_export_bytes", "status_url",
-        "max_attempts", "initial_backoff_ms", "max_backoff_seconds", "pause_probe_seconds",
-        "concurrency", "shutdown_grace_seconds", "deadline_days", "deadline_warning_days",
-        "level", "format"}) {
+  for (const char* key : {"listen",
+                          "admin_listen",
+                          "max_body_bytes",
+                          "max_connections",
+                          "max_queued_jobs",
+                          "tls_cert_file",
+                          "tls_key_file",
+                          "read_timeout_seconds",
+                          "idle_timeout_seconds",
+                          "io_threads",
+                          "path",
+                          "retention_days",
+                          "export_retention_days",
+                          "base_url",
+                          "customer_id_type",
+                          "lowercase_ids",
+                          "event_type",
+                          "source",
+                          "max_requests_per_second",
+                          "timeout_seconds",
+                          "ca_file",
+                          "verify_timeout_seconds",
+                          "max_export_bytes",
+                          "status_url",
+                          "max_attempts",
+                          "initial_backoff_ms",
+                          "max_backoff_seconds",
+                          "pause_probe_seconds",
+                          "concurrency",
+                          "shutdown_grace_seconds",
+                          "deadline_days",
+                          "deadline_warning_days",
+                          "level",
+                          "format"}) {
     EXPECT_THAT(text.str(), HasSubstr(std::string("\n") + key + " = ")) << key;
   }
 }
@@ -127,8 +152,8 @@ TEST(Config, UnknownKeyNamesFileSectionAndKey) {
   EXPECT_THAT(error_of("[server]\nlisten = \"127.0.0.1:1\"\nmax_conections = 5\n"),
               AllOf(HasSubstr("/etc/dsr.toml"), HasSubstr("[server] max_conections"),
                     HasSubstr("unknown key"), HasSubstr("line 3")));
-  EXPECT_THAT(error_of("[sever]\n"), AllOf(HasSubstr("/etc/dsr.toml"), HasSubstr("sever"),
-                                           HasSubstr("unknown")));
+  EXPECT_THAT(error_of("[sever]\n"),
+              AllOf(HasSubstr("/etc/dsr.toml"), HasSubstr("sever"), HasSubstr("unknown")));
   EXPECT_THAT(error_of("[credentials]\nexponea_key = \"x\"\n"),
               AllOf(HasSubstr("[credentials] exponea_key"), HasSubstr("unknown key")));
 }
@@ -162,9 +187,9 @@ TEST(Config, InvalidValuesAreRefusedWithTheProblem) {
 
 TEST(Config, PlainHttpIsAllowedForLoopbackHosts) {
   for (const char* url : {"http://127.0.0.1:8090", "http://localhost:1", "http://[::1]:8090"}) {
-    EXPECT_EQ(parse_config(std::string("[exponea]\nbase_url = \"") + url + "\"\n", "x")
-                  .exponea.base_url,
-              url);
+    EXPECT_EQ(
+        parse_config(std::string("[exponea]\nbase_url = \"") + url + "\"\n", "x").exponea.base_url,
+        url);
   }
 }
 

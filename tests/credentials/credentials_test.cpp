@@ -36,8 +36,10 @@ TEST(Credentials, LookupOrderIsDirectoryThenEnvironmentThenFileThenInline) {
   dir.write("creds/admin_token", "from-dir\n");
   const auto file = dir.write("admin.txt", "from-file\n");
   credentials_config cfg;
-  cfg.inline_values = {{"admin_token", "from-inline"}, {"store_key", "inline-key"},
-                       {"exponea_api_key", "inline-api"}, {"mineos_api_key", "inline-m"}};
+  cfg.inline_values = {{"admin_token", "from-inline"},
+                       {"store_key", "inline-key"},
+                       {"exponea_api_key", "inline-api"},
+                       {"mineos_api_key", "inline-m"}};
   cfg.files = {{"admin_token", file}, {"store_key", file}, {"exponea_api_key", file}};
   credential_load_report report;
   auto store = load_credentials(cfg,
@@ -102,12 +104,9 @@ config config_with(std::map<std::string, std::string, std::less<>> values,
 }
 
 const std::map<std::string, std::string, std::less<>> complete{
-    {"exponea_api_key", "k-SECRET-1"},
-    {"exponea_api_secret", "s-SECRET-2"},
-    {"exponea_project_token", "p-SECRET-3"},
-    {"exponea_api_token", "t-SECRET-4"},
-    {"mineos_webhook_secret", "w-SECRET-5"},
-    {"admin_token", "a-SECRET-6"},
+    {"exponea_api_key", "k-SECRET-1"},       {"exponea_api_secret", "s-SECRET-2"},
+    {"exponea_project_token", "p-SECRET-3"}, {"exponea_api_token", "t-SECRET-4"},
+    {"mineos_webhook_secret", "w-SECRET-5"}, {"admin_token", "a-SECRET-6"},
     {"store_key", std::string(64, 'a')},
 };
 
@@ -117,7 +116,9 @@ std::vector<std::string> problems_for(const config& c) {
   return check_credentials(c, *store);
 }
 
-TEST(Credentials, CompleteSetPasses) { EXPECT_TRUE(problems_for(config_with(complete)).empty()); }
+TEST(Credentials, CompleteSetPasses) {
+  EXPECT_TRUE(problems_for(config_with(complete)).empty());
+}
 
 TEST(Credentials, MissingValueIsNamedWithHowToProvideIt) {
   auto values = complete;

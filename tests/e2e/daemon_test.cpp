@@ -12,6 +12,7 @@
 
 #include <csignal>
 #include <future>
+#include <sstream>
 #include <thread>
 
 namespace dsr::test {
@@ -26,15 +27,15 @@ constexpr std::string_view webhook_secret = "e2e-webhook-SECRET";
 const std::map<std::string, std::string> admin = {{"Authorization", "Bearer e2e-admin-SECRET"}};
 
 // Every secret of the test config: none may ever appear in the daemon's output.
-const std::vector<std::string> secrets{"e2e-key-SECRET",     "e2e-secret-SECRET",
-                                       "e2e-project-SECRET", "e2e-token-SECRET",
-                                       "e2e-webhook-SECRET", "e2e-admin-SECRET",
-                                       std::string(64, 'f')};
+const std::vector<std::string> secrets{
+    "e2e-key-SECRET",     "e2e-secret-SECRET", "e2e-project-SECRET", "e2e-token-SECRET",
+    "e2e-webhook-SECRET", "e2e-admin-SECRET",  std::string(64, 'f')};
 
 class Daemon : public ::testing::Test {
  protected:
   std::filesystem::path write_config(const std::string& extra_server = "",
-                                     const std::string& credentials = "") {
+                                     const std::string& credentials = "",
+                                     const std::string& log = "") {
     const std::string creds = credentials.empty() ? R"(
 exponea_api_key = "e2e-key-SECRET"
 exponea_api_secret = "e2e-secret-SECRET"
@@ -47,15 +48,15 @@ store_key = ")" + std::string(64, 'f') + "\"\n"
     return dir_.write("dsr.toml", "[server]\nlisten = \"127.0.0.1:0\"\nread_timeout_seconds = 2\n" +
                                       extra_server + "\n[store]\npath = \"dsr.sqlite3\"\n" +
                                       "[exponea]\nbase_url = \"http://127.0.0.1:9\"\n" +
-                                      "[jobs]\nshutdown_grace_seconds = 10\n" +
-                                      "[credentials]\n" + creds);
+                                      "[jobs]\nshutdown_grace_seconds = 10\n" + "[log]\n" + log +
+                                      "\n" + "[credentials]\n" + creds);
   }
 
   std::unique_ptr<process> start(const std::filesystem::path& cfg) {
-    auto p = std::make_unique<process>(binary, std::vector<std::string>{"serve", "--config",
-                                                                        cfg.string()},
-                                       std::map<std::string, std::string>{},
-                                       dir_.path() / ("daemon-" + std::to_string(++runs_) + ".log"));
+    auto p = std::make_unique<process>(
+        binary, std::vector<std::string>{"serve", "--config", cfg.string()},
+        std::map<std::string, std::string>{},
+        dir_.path() / ("daemon-" + std::to_string(++runs_) + ".log"));
     EXPECT_TRUE(p->wait_listening()) << p->output();
     return p;
   }
@@ -133,9 +134,9 @@ TEST_F(Daemon, CredentialsComeFromTheEnvironmentAndCredentialsDirectory) {
              {"DSR_CONNECTOR_STORE_KEY", std::string(64, 'f')}},
             dir_.path() / "env.log");
   ASSERT_TRUE(p.wait_listening()) << p.output();
-  EXPECT_EQ(post_signed(p.port(), "/v1/mineos/delete", webhook_body("t1", "r1"), webhook_secret)
-                .status,
-            202);
+  EXPECT_EQ(
+      post_signed(p.port(), "/v1/mineos/delete", webhook_body("t1", "r1"), webhook_secret).status,
+      202);
   p.signal(SIGTERM);
   EXPECT_EQ(p.wait_exit(), 0);
   expect_no_secret(p.output());
@@ -211,9 +212,9 @@ TEST_F(Daemon, FiftyConcurrentRequestsSurviveKillNine) {
   const auto repeat =
       post_signed(again->port(), "/v1/mineos/delete", webhook_body("t0-0", "r0-0"), webhook_secret);
   EXPECT_EQ(repeat.status, 202);
-  EXPECT_EQ(nlohmann::json::parse(request(again->port(), "GET", "/v1/requests", "", admin).body)
-                ["requests"]
-                    .size(),
+  EXPECT_EQ(nlohmann::json::parse(
+                request(again->port(), "GET", "/v1/requests", "", admin).body)["requests"]
+                .size(),
             static_cast<std::size_t>(clients * per_client));
 }
 
@@ -264,17 +265,50 @@ TEST_F(Daemon, SlowClientIsDisconnectedWhileOthersAreServed) {
   });
   int served = 0;
   for (int i = 0; !dropped && i < 200; ++i) {
-    served += post_signed(d->port(), "/v1/mineos/delete",
-                          webhook_body("t" + std::to_string(i), "r" + std::to_string(i)),
-                          webhook_secret)
-                          .status == 202
-                  ? 1
-                  : 0;
+    served +=
+        post_signed(d->port(), "/v1/mineos/delete",
+                    webhook_body("t" + std::to_string(i), "r" + std::to_string(i)), webhook_secret)
+                    .status == 202
+            ? 1
+            : 0;
   }
   slow.join();
   EXPECT_TRUE(dropped);
   EXPECT_GT(served, 0);
   EXPECT_THAT(d->output(), HasSubstr("request not received within 2 s"));
+}
+
+TEST_F(Daemon, JsonLogFormatWritesOneObjectPerLine) {
+  auto d = start(write_config("", "", "format = \"json\""));
+  ASSERT_EQ(
+      post_signed(d->port(), "/v1/mineos/delete", webhook_body("t1", "r1"), webhook_secret).status,
+      202);
+  d->signal(SIGTERM);
+  ASSERT_EQ(d->wait_exit(), 0);
+  std::istringstream lines(d->output());
+  std::string line;
+  int count = 0;
+  bool saw_request = false;
+  while (std::getline(lines, line)) {
+    const auto j = nlohmann::json::parse(line);  // throws (fails the test) if not JSON
+    EXPECT_TRUE(j.contains("time") && j.contains("level") && j.contains("message"));
+    saw_request |= j["message"].get<std::string>().find("[R r1]") != std::string::npos;
+    ++count;
+  }
+  EXPECT_GT(count, 3);
+  EXPECT_TRUE(saw_request);
+}
+
+TEST_F(Daemon, EmailsAreLoggedOnlyAtTraceLevelWhichWarnsAtStartUp) {
+  auto d = start(write_config("", "", "level = \"trace\""));
+  ASSERT_EQ(
+      post_signed(d->port(), "/v1/mineos/delete", webhook_body("t1", "r1"), webhook_secret).status,
+      202);
+  d->signal(SIGTERM);
+  ASSERT_EQ(d->wait_exit(), 0);
+  EXPECT_THAT(d->output(), HasSubstr("log level is trace"));
+  EXPECT_THAT(d->output(), HasSubstr("Jane@Example.com"));
+  expect_no_secret(d->output());
 }
 
 }  // namespace

@@ -9,8 +9,8 @@ namespace dsr::test {
 
 class fake_clock final : public clock {
  public:
-  explicit fake_clock(time_point start = time_point{std::chrono::sys_days{
-                          std::chrono::year{2026} / 11 / 29}})
+  explicit fake_clock(time_point start = time_point{std::chrono::sys_days{std::chrono::year{2026} /
+                                                                          11 / 29}})
       : now_(start.time_since_epoch().count()) {}
   time_point now() const override { return time_point{millis{now_.load()}}; }
   void advance(millis d) { now_ += d.count(); }

@@ -17,9 +17,7 @@ class fake_credentials final : public credential_store {
     const auto it = values_.find(c);
     return it == values_.end() ? std::nullopt : std::optional<secret>(it->second);
   }
-  std::string origin(credential c) const override {
-    return values_.contains(c) ? "test" : "";
-  }
+  std::string origin(credential c) const override { return values_.contains(c) ? "test" : ""; }
 
  private:
   std::map<credential, secret> values_;

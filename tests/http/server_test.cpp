@@ -25,8 +25,10 @@ class test_handler final : public handler {
       changed_.notify_all();
       return;
     }
-    done(response{200, "text/plain",
-                  req.method + " " + req.target + " " + std::to_string(req.body.size()), {}});
+    done(response{200,
+                  "text/plain",
+                  req.method + " " + req.target + " " + std::to_string(req.body.size()),
+                  {}});
   }
   void wait_held(std::size_t n) {
     std::unique_lock lock(mutex_);
@@ -145,7 +147,8 @@ TEST(Server, ExpectContinueGets100BeforeTheBody) {
   test_handler h;
   running_server s(small_limits(), h);
   test::connection c(s.port(), 5s);
-  ASSERT_TRUE(c.send("POST /x HTTP/1.1\r\nHost: l\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n"));
+  ASSERT_TRUE(
+      c.send("POST /x HTTP/1.1\r\nHost: l\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n"));
   EXPECT_THAT(c.read_some(5s), HasSubstr("HTTP/1.1 100 Continue"));
   ASSERT_TRUE(c.send("hi"));
   EXPECT_EQ(c.read_reply().body, "POST /x 2");

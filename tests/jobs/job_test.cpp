@@ -11,9 +11,9 @@ using namespace std::chrono_literals;
 const time_point t0{std::chrono::sys_days{std::chrono::year{2026} / 11 / 29}};
 
 TEST(Job, NamesRoundTrip) {
-  for (const auto s : {job_state::queued, job_state::running, job_state::retrying,
-                       job_state::completed, job_state::user_not_found, job_state::failed,
-                       job_state::cancelled}) {
+  for (const auto s :
+       {job_state::queued, job_state::running, job_state::retrying, job_state::completed,
+        job_state::user_not_found, job_state::failed, job_state::cancelled}) {
     EXPECT_EQ(parse_job_state(to_string(s)), s);
   }
   EXPECT_FALSE(parse_job_state("done"));

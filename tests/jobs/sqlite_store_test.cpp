@@ -156,7 +156,8 @@ TEST(SqliteStore, OnlyTheLeaseHolderCanJournalOrRelease) {
   ASSERT_FALSE(foreign);
   EXPECT_TRUE(foreign.error().is(errc::lease_lost));
   ASSERT_TRUE(s->append_step(j.id, "me", {t0, "export", "started"}));
-  EXPECT_FALSE(s->release(j.id, "someone-else", {job_state::completed, 0, t0, "Completed", ""}, t0));
+  EXPECT_FALSE(
+      s->release(j.id, "someone-else", {job_state::completed, 0, t0, "Completed", ""}, t0));
   ASSERT_TRUE(s->release(j.id, "me", {job_state::completed, 1, t0, "Completed", "done"}, t0 + 1s));
   const auto done = **s->find("a");
   EXPECT_EQ(done.state, job_state::completed);

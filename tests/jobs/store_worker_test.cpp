@@ -12,8 +12,7 @@ namespace {
 // A store whose first insert blocks until the test opens the gate, recording every batch size.
 class gated_store final : public job_store {
  public:
-  result<std::vector<insert_outcome>> insert(std::span<const new_job> jobs,
-                                             std::size_t) override {
+  result<std::vector<insert_outcome>> insert(std::span<const new_job> jobs, std::size_t) override {
     {
       std::unique_lock lock(mutex_);
       batches_.push_back(jobs.size());

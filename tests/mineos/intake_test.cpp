@@ -34,8 +34,7 @@ class IntakeTest : public ::testing::Test {
     req.method = "POST";
     req.target = std::string(path);
     req.remote = "192.0.2.1:5000";
-    req.headers.push_back({"x-mine-signature",
-                           signature.value_or(sign(body, webhook_secret))});
+    req.headers.push_back({"x-mine-signature", signature.value_or(sign(body, webhook_secret))});
     req.body = std::move(body);
     std::optional<http::response> out;
     router_.handle(std::move(req), [&](http::response r) { out = std::move(r); });
@@ -141,10 +140,10 @@ TEST_F(IntakeTest, OtherOperationOnTheSameRequestIdIs409) {
 }
 
 TEST_F(IntakeTest, LegacyShapeIsAccepted) {
-  const auto r = post("/v1/mineos/delete",
-                      R"({"EventId":"ev-1","EventType":"WebhookSlim","isTest":"false",)"
-                      R"("ticketInfo":{"id":"tk-1","type":"Delete",)"
-                      R"("userInfo":{"email":"old@example.com"}}})");
+  const auto r =
+      post("/v1/mineos/delete", R"({"EventId":"ev-1","EventType":"WebhookSlim","isTest":"false",)"
+                                R"("ticketInfo":{"id":"tk-1","type":"Delete",)"
+                                R"("userInfo":{"email":"old@example.com"}}})");
   EXPECT_EQ(r.status, 202u);
   EXPECT_EQ((**store_->find("tk-1")).trace_id, "ev-1");
 }

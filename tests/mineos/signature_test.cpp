@@ -12,7 +12,9 @@ namespace {
 constexpr std::string_view body = R"({"traceId":"t"})";
 constexpr std::string_view expected = "5z1kjzoqoIOl+FPJhJCXPzKS/oVvQtbv8ucA/EHKiek=";
 
-TEST(Signature, IsBase64OfHmacSha256OverTheRawBody) { EXPECT_EQ(sign(body, "k"), expected); }
+TEST(Signature, IsBase64OfHmacSha256OverTheRawBody) {
+  EXPECT_EQ(sign(body, "k"), expected);
+}
 
 TEST(Signature, VerifiesUnderTheRightSecretOnly) {
   const std::vector<secret> right{secret("k")};

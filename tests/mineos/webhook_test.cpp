@@ -69,8 +69,8 @@ TEST(Webhook, IsTestMayBeAStringAndNeedsOnlyATraceId) {
 }
 
 TEST(Webhook, PreviewNeedsNoRequestObject) {
-  const auto r = parse_webhook(R"({"traceId": "t", "userInfo": {"email": "a@b.c"}})",
-                               endpoint_kind::preview);
+  const auto r =
+      parse_webhook(R"({"traceId": "t", "userInfo": {"email": "a@b.c"}})", endpoint_kind::preview);
   ASSERT_TRUE(r) << r.error().detail;
   EXPECT_THAT(error_of(R"({"traceId": "t", "userInfo": {"email": "a@b.c"}})"),
               HasSubstr("request is missing"));
@@ -85,8 +85,9 @@ TEST(Webhook, MissingFieldsAreNamed) {
               HasSubstr("request.id is missing"));
   EXPECT_THAT(error_of(R"({"request": {"id": "r"}, "userInfo": {"email": "a@b.c"}})"),
               HasSubstr("traceId is missing"));
-  EXPECT_THAT(error_of(R"({"traceId": "", "request": {"id": "r"}, "userInfo": {"email": "a@b.c"}})"),
-              HasSubstr("traceId is missing"));
+  EXPECT_THAT(
+      error_of(R"({"traceId": "", "request": {"id": "r"}, "userInfo": {"email": "a@b.c"}})"),
+      HasSubstr("traceId is missing"));
 }
 
 TEST(Webhook, MalformedBodiesAreRefused) {
@@ -95,7 +96,8 @@ TEST(Webhook, MalformedBodiesAreRefused) {
   EXPECT_THAT(error_of("[1, 2]"), HasSubstr("must be a JSON object"));
   EXPECT_THAT(error_of(std::string(100, '[') + std::string(100, ']')), HasSubstr("nested deeper"));
   EXPECT_THAT(error_of(R"({"traceId": {"a": 1}})"), HasSubstr("traceId must be a string"));
-  EXPECT_THAT(error_of(R"({"traceId": "t", "request": "r"})"), HasSubstr("request must be an object"));
+  EXPECT_THAT(error_of(R"({"traceId": "t", "request": "r"})"),
+              HasSubstr("request must be an object"));
   EXPECT_THAT(error_of(R"({"traceId": "t", "request": {"id": "r"}, "userInfo": []})"),
               HasSubstr("userInfo must be an object"));
   EXPECT_THAT(error_of(std::string(R"({"traceId": ")") + std::string(300, 'x') + "\"}"),

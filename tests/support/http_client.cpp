@@ -35,7 +35,9 @@ connection::connection(connection&& other) noexcept
   other.fd_ = -1;
 }
 
-connection::~connection() { close(); }
+connection::~connection() {
+  close();
+}
 
 void connection::close() {
   if (fd_ >= 0) {
@@ -126,9 +128,8 @@ http_reply connection::read_reply() {
     }
     pos = eol + 2;
   }
-  const auto length = static_cast<std::size_t>(std::stoul(reply.header("content-length").empty()
-                                                               ? "0"
-                                                               : reply.header("content-length")));
+  const auto length = static_cast<std::size_t>(
+      std::stoul(reply.header("content-length").empty() ? "0" : reply.header("content-length")));
   while (buffer_.size() < length) {
     if (std::chrono::steady_clock::now() >= deadline || !fill(fd_, buffer_, left())) {
       reply.status = 0;
@@ -200,8 +201,7 @@ http_reply request(std::uint16_t port, std::string_view method, std::string_view
 
 http_reply post_signed(std::uint16_t port, std::string_view path, std::string_view body,
                        std::string_view secret) {
-  return request(port, "POST", path, body,
-                 {{"X-Mine-Signature", mineos::sign(body, secret)}});
+  return request(port, "POST", path, body, {{"X-Mine-Signature", mineos::sign(body, secret)}});
 }
 
 std::string webhook_body(std::string_view trace_id, std::string_view request_id,

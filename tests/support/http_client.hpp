@@ -13,7 +13,7 @@
 namespace dsr::test {
 
 struct http_reply {
-  int status = 0;  // 0: no reply (connection closed or timed out first)
+  int status = 0;                              // 0: no reply (connection closed or timed out first)
   std::map<std::string, std::string> headers;  // names lower-cased
   std::string body;
 

@@ -15,7 +15,8 @@ class temp_dir {
 
   const std::filesystem::path& path() const { return path_; }
   // Writes `content` to path()/name with `mode`, returning the full path.
-  std::filesystem::path write(std::string_view name, std::string_view content, int mode = 0600) const;
+  std::filesystem::path write(std::string_view name, std::string_view content,
+                              int mode = 0600) const;
 
  private:
   std::filesystem::path path_;

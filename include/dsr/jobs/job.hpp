@@ -31,8 +31,8 @@ struct new_job {
   std::string request_id;
   std::string trace_id;
   std::string integration_id;
-  std::string source;        // request.source ("Form", "MineApp", ...)
-  std::string request_type;  // request.requestType.id or request.type, as sent
+  std::string source;                    // request.source ("Form", "MineApp", ...)
+  std::string request_type;              // request.requestType.id or request.type, as sent
   std::optional<time_point> created_at;  // the request's createdAt, when MineOS sent one
   time_point received_at;
   std::string subject_email;

@@ -71,15 +71,15 @@ class job_store {
                                    const job_step& step) = 0;
 
   // Ends `owner`'s lease and stores the job's next state (errc::lease_lost if not held).
-  virtual result<void> release(std::int64_t job_id, std::string_view owner,
-                               const job_release& next, time_point now) = 0;
+  virtual result<void> release(std::int64_t job_id, std::string_view owner, const job_release& next,
+                               time_point now) = 0;
 
   // Returns running jobs whose lease expired before `now` to the queue; how many.
   virtual result<std::size_t> expire_leases(time_point now) = 0;
 };
 
 struct sqlite_store_options {
-  std::filesystem::path path;  // ":memory:" for tests
+  std::filesystem::path path;   // ":memory:" for tests
   bool integrity_check = true;  // PRAGMA quick_check when opening
   // Caps the database size in pages (PRAGMA max_page_count): lets tests make the store "full"
   // without filling a disk. 0 = no cap.
