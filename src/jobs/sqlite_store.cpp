@@ -174,23 +174,7 @@ class sqlite_job_store final : public job_store {
   }
 
   result<std::optional<job>> find(std::string_view request_id) override {
-    std::optional<job> found;
-    {
-      use q(stmts_->find_by_request);
-      q.bind(1, request_id);
-      const int rc = q.step();
-      if (rc == SQLITE_ROW) {
-        found = read_job(q);
-      } else if (rc != SQLITE_DONE) {
-        return error("reading a job");
-      }
-    }
-    if (found) {
-      if (auto r = load_history(*found); !r) {
-        return r.error();
-      }
-    }
-    return found;
+    return find_one(stmts_->find_by_request, request_id);
   }
 
   result<std::vector<job>> list(std::optional<job_state> state, std::size_t limit) override {
@@ -245,7 +229,7 @@ class sqlite_job_store final : public job_store {
     if (!id) {
       return std::optional<job>{};
     }
-    return find_by_id(*id);
+    return find_one(stmts_->find_by_id, *id);
   }
 
   result<void> append_step(std::int64_t job_id, std::string_view owner,
@@ -469,11 +453,13 @@ class sqlite_job_store final : public job_store {
                         fmt::format("job {} is not leased by {} any more", job_id, owner));
   }
 
-  result<std::optional<job>> find_by_id(std::int64_t id) {
+  // The job (with its history) selected by a statement taking one key, or nullopt.
+  template <class Key>
+  result<std::optional<job>> find_one(const statement& s, Key key) {
     std::optional<job> found;
     {
-      use q(stmts_->find_by_id);
-      q.bind(1, id);
+      use q(s);
+      q.bind(1, key);
       const int rc = q.step();
       if (rc == SQLITE_ROW) {
         found = read_job(q);

@@ -61,6 +61,17 @@ store_key = ")" + std::string(64, 'f') + "\"\n"
     return p;
   }
 
+  // Starts the daemon with this [log] section, sends one signed delete, stops it: its output.
+  std::string output_of_one_delete(const std::string& log) {
+    auto d = start(write_config("", "", log));
+    EXPECT_EQ(post_signed(d->port(), "/v1/mineos/delete", webhook_body("t1", "r1"), webhook_secret)
+                  .status,
+              202);
+    d->signal(SIGTERM);
+    EXPECT_EQ(d->wait_exit(), 0);
+    return d->output();
+  }
+
   static void expect_no_secret(const std::string& output) {
     for (const auto& s : secrets) {
       EXPECT_THAT(output, Not(HasSubstr(s)));
@@ -279,13 +290,7 @@ TEST_F(Daemon, SlowClientIsDisconnectedWhileOthersAreServed) {
 }
 
 TEST_F(Daemon, JsonLogFormatWritesOneObjectPerLine) {
-  auto d = start(write_config("", "", "format = \"json\""));
-  ASSERT_EQ(
-      post_signed(d->port(), "/v1/mineos/delete", webhook_body("t1", "r1"), webhook_secret).status,
-      202);
-  d->signal(SIGTERM);
-  ASSERT_EQ(d->wait_exit(), 0);
-  std::istringstream lines(d->output());
+  std::istringstream lines(output_of_one_delete("format = \"json\""));
   std::string line;
   int count = 0;
   bool saw_request = false;
@@ -300,15 +305,10 @@ TEST_F(Daemon, JsonLogFormatWritesOneObjectPerLine) {
 }
 
 TEST_F(Daemon, EmailsAreLoggedOnlyAtTraceLevelWhichWarnsAtStartUp) {
-  auto d = start(write_config("", "", "level = \"trace\""));
-  ASSERT_EQ(
-      post_signed(d->port(), "/v1/mineos/delete", webhook_body("t1", "r1"), webhook_secret).status,
-      202);
-  d->signal(SIGTERM);
-  ASSERT_EQ(d->wait_exit(), 0);
-  EXPECT_THAT(d->output(), HasSubstr("log level is trace"));
-  EXPECT_THAT(d->output(), HasSubstr("Jane@Example.com"));
-  expect_no_secret(d->output());
+  const auto out = output_of_one_delete("level = \"trace\"");
+  EXPECT_THAT(out, HasSubstr("log level is trace"));
+  EXPECT_THAT(out, HasSubstr("Jane@Example.com"));
+  expect_no_secret(out);
 }
 
 }  // namespace
