@@ -26,6 +26,16 @@ class category final : public boost::system::error_category {
         return "lease lost";
       case errc::io_error:
         return "I/O error";
+      case errc::upstream_timeout:
+        return "upstream timeout";
+      case errc::upstream_unreachable:
+        return "upstream unreachable";
+      case errc::upstream_tls:
+        return "upstream TLS failure";
+      case errc::upstream_protocol:
+        return "upstream protocol error";
+      case errc::upstream_too_large:
+        return "upstream answer too large";
     }
     return "unknown dsr error";
   }

@@ -1,6 +1,7 @@
 #include "dsr/http/server.hpp"
 
 #include "support/http_client.hpp"
+#include "support/test_server.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -51,33 +52,7 @@ class test_handler final : public handler {
   std::vector<responder> held_;
 };
 
-class running_server {
- public:
-  running_server(server_options o, handler& h) {
-    o.listen = endpoint{"127.0.0.1", 0};
-    o.handle_signals = false;
-    o.io_threads = 2;
-    auto s = make_server(o, h);
-    EXPECT_TRUE(s) << s.error().detail;
-    server_ = std::move(*s);
-    thread_ = std::thread([this] { server_->run(); });
-  }
-  running_server(const running_server&) = delete;
-  running_server& operator=(const running_server&) = delete;
-  ~running_server() { stop_and_join(); }
-  std::uint16_t port() const { return server_->local_endpoint(listener::public_)->port; }
-  void stop() { server_->stop(); }
-  void stop_and_join() {
-    if (thread_.joinable()) {
-      server_->stop();
-      thread_.join();
-    }
-  }
-
- private:
-  std::unique_ptr<server> server_;
-  std::thread thread_;
-};
+using test::running_server;
 
 server_options small_limits() {
   server_options o;

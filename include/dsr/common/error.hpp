@@ -20,7 +20,12 @@ enum class errc {
   store_unavailable,  // the store cannot commit (I/O error, disk full, locked)
   store_corrupt,      // the store failed its integrity check or has an unknown schema
   lease_lost,         // the job's lease is no longer held by this owner
-  io_error,           // a file could not be read or written
+  io_error,              // a file could not be read or written
+  upstream_timeout,      // an HTTP call to a peer did not complete within its timeout
+  upstream_unreachable,  // a peer could not be resolved or connected to, or dropped the connection
+  upstream_tls,          // a peer's TLS handshake or certificate verification failed
+  upstream_protocol,     // a peer answered with something that is not valid HTTP
+  upstream_too_large,    // a peer's answer exceeded the size limit
 };
 
 const boost::system::error_category& dsr_category() noexcept;

@@ -1,0 +1,61 @@
+#pragma once
+// An HTTP/1.1 client for the daemon's two peers (Exponea, MineOS): one base URL per client,
+// keep-alive connections reused from a small pool, a deadline per call covering resolve, connect,
+// TLS handshake, write and read, and a cap on the answer's size.
+//
+// TLS: https:// URLs get SNI, TLS 1.2 or newer, peer verification against the system CA store
+// (or `ca_file`) and host-name verification. Plain http:// is refused unless the host is
+// loopback (the configuration enforces the same rule).
+//
+// Thread safety: `send` may be called concurrently from any coroutine on the client's executor.
+
+#include "dsr/common/error.hpp"
+#include "dsr/http/message.hpp"
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+namespace dsr::http {
+
+struct client_request {
+  std::string method = "GET";
+  std::string target;  // path and query, appended to the base URL's path
+  std::vector<header_field> headers;
+  std::string body;
+};
+
+struct client_response {
+  unsigned status = 0;
+  std::vector<header_field> headers;
+  std::string body;
+
+  std::optional<std::string_view> header(std::string_view name) const;
+};
+
+struct client_options {
+  std::string base_url;  // scheme://host[:port][/path]
+  std::chrono::milliseconds timeout{30000};
+  std::string ca_file;  // "" = the system store
+  std::size_t max_response_bytes = 64 * 1024 * 1024;
+  std::size_t max_idle_connections = 16;
+};
+
+class client {
+ public:
+  virtual ~client() = default;
+  // One request. A transport failure is a failure with errc::upstream_* (timeout, unreachable,
+  // tls, protocol, too_large); any HTTP status is a response.
+  virtual boost::asio::awaitable<result<client_response>> send(client_request req) = 0;
+  // The base URL's host, for messages.
+  virtual const std::string& host() const = 0;
+};
+
+// Fails (errc::invalid_input / io_error) when the URL is not usable or the CA file cannot be read.
+result<std::unique_ptr<client>> make_client(boost::asio::any_io_executor executor,
+                                            const client_options& options);
+
+}  // namespace dsr::http
