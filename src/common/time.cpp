@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <array>
 #include <cctype>
 
 namespace dsr {
@@ -130,6 +131,33 @@ std::string format_rfc3339(time_point t) {
                      static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
                      tod.hours().count(), tod.minutes().count(), tod.seconds().count(),
                      tod.subseconds().count());
+}
+
+}  // namespace dsr
+
+namespace dsr {
+
+std::optional<time_point> parse_http_date(std::string_view s) {
+  // "Sun, 06 Nov 1994 08:49:37 GMT"
+  static constexpr std::array<std::string_view, 12> months{
+      "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  if (s.size() != 29 || s[3] != ',' || s.substr(25) != " GMT") {
+    return std::nullopt;
+  }
+  const std::string iso_month = [&]() -> std::string {
+    for (std::size_t i = 0; i < months.size(); ++i) {
+      if (s.substr(8, 3) == months[i]) {
+        return fmt::format("{:02}", i + 1);
+      }
+    }
+    return "";
+  }();
+  if (iso_month.empty()) {
+    return std::nullopt;
+  }
+  const std::string iso =
+      fmt::format("{}-{}-{}T{}Z", s.substr(12, 4), iso_month, s.substr(5, 2), s.substr(17, 8));
+  return parse_rfc3339(iso);
 }
 
 }  // namespace dsr

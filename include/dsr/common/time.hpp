@@ -18,3 +18,10 @@ std::optional<time_point> parse_rfc3339(std::string_view text);
 std::string format_rfc3339(time_point t);
 
 }  // namespace dsr
+
+namespace dsr {
+
+// An IMF-fixdate HTTP date ("Sun, 06 Nov 1994 08:49:37 GMT"), as in Retry-After; nullopt if not.
+std::optional<time_point> parse_http_date(std::string_view text);
+
+}  // namespace dsr

@@ -1,0 +1,94 @@
+#pragma once
+// The Bloomreach Engagement (Exponea) API as the daemon uses it (contract §5): export-one,
+// track an event, anonymize, system/time. Every answer is classified into the contract's classes
+// so that callers decide retry, pause or fail from one table (`classify`).
+
+#include "dsr/common/clock.hpp"
+#include "dsr/credentials/credentials.hpp"
+#include "dsr/http/client.hpp"
+
+#include <boost/asio/awaitable.hpp>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <optional>
+#include <string>
+
+namespace dsr::exponea {
+
+// The contract's classes of answers.
+enum class answer_class {
+  ok,         // done
+  not_found,  // the customer does not exist
+  transient,  // 429, 5xx, timeout, connection error: retry with backoff
+  rejected,   // a credential or permission was refused: pause, naming `value`
+  failed,     // any other 4xx (or success:false): fail the job with Exponea's text
+};
+
+std::string_view to_string(answer_class c);
+
+struct call_error {
+  answer_class kind = answer_class::failed;
+  unsigned status = 0;  // HTTP status; 0 for a transport failure
+  std::string message;  // Exponea's error text, or the transport problem; never a secret
+  std::string value;    // for `rejected`: the credential or permission to fix
+  std::optional<std::chrono::milliseconds> retry_after;  // from a Retry-After header
+};
+
+[[noreturn]] void throw_exception_from_error(const call_error& e,
+                                             const boost::source_location& loc);
+
+template <class T>
+using outcome = boost::system::result<T, call_error>;
+
+// Which credentials authenticated a call: Basic (api key + secret) or Token (api token).
+enum class auth { basic, token };
+
+// What a call was for; the same status means different things on different endpoints.
+enum class endpoint { export_one, track, anonymize, system_time };
+
+// The error text of an Exponea answer: `error`, `errors` (list or map of lists), `message`, or
+// the plain body (trimmed, at most 300 characters). "" for an empty body.
+std::string error_text(std::string_view body);
+
+// Classifies one HTTP answer. `now` turns an HTTP-date Retry-After into a delay.
+call_error classify(unsigned status, std::string_view body,
+                    std::optional<std::string_view> retry_after, auth used, endpoint ep,
+                    time_point now);
+
+// Classifies a transport failure (errc::upstream_*).
+call_error classify(const failure& f);
+
+struct customer_export {
+  nlohmann::json ids = nlohmann::json::object();
+  nlohmann::json properties = nlohmann::json::object();
+  nlohmann::json events = nlohmann::json::array();
+};
+
+struct event {
+  std::string type;
+  std::int64_t timestamp = 0;  // UNIX seconds
+  nlohmann::json properties = nlohmann::json::object();
+};
+
+class api {
+ public:
+  virtual ~api() = default;
+  // The customer's ids, properties and events; nullopt when it does not exist.
+  virtual boost::asio::awaitable<outcome<std::optional<customer_export>>> export_one(
+      nlohmann::json ids) = 0;
+  // Tracks an event (Token auth). Never call it for a customer that may not exist: Exponea
+  // creates one holding the ids.
+  virtual boost::asio::awaitable<outcome<void>> track(nlohmann::json ids, event e) = 0;
+  // Starts anonymization (queued by Exponea). false when the customer does not exist.
+  virtual boost::asio::awaitable<outcome<bool>> anonymize(nlohmann::json ids) = 0;
+  // GET system/time with the given credentials: proves base URL, project token and credentials.
+  virtual boost::asio::awaitable<outcome<void>> system_time(auth a) = 0;
+};
+
+// The real API over an HTTP client. Credentials are read from `credentials` at each call (so a
+// reload takes effect at once). All references must outlive the api.
+std::unique_ptr<api> make_api(std::unique_ptr<http::client> client,
+                              const credential_store& credentials, std::shared_ptr<clock> clock);
+
+}  // namespace dsr::exponea

@@ -1,0 +1,351 @@
+#include "dsr/exponea/client.hpp"
+
+#include "dsr/common/crypto.hpp"
+#include "dsr/common/time.hpp"
+
+#include <fmt/format.h>
+#include <boost/throw_exception.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+
+namespace dsr::exponea {
+namespace {
+
+bool contains(std::string_view text, std::string_view needle) {
+  return std::search(text.begin(), text.end(), needle.begin(), needle.end(), [](char a, char b) {
+           return std::tolower(static_cast<unsigned char>(a)) ==
+                  std::tolower(static_cast<unsigned char>(b));
+         }) != text.end();
+}
+
+std::string trimmed(std::string_view s, std::size_t max) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) {
+    s.remove_suffix(1);
+  }
+  std::string out(s.substr(0, max));
+  // One line: the text goes into logs and reports.
+  std::replace_if(
+      out.begin(), out.end(), [](char c) { return c == '\n' || c == '\r'; }, ' ');
+  return out;
+}
+
+std::optional<std::chrono::milliseconds> parse_retry_after(std::optional<std::string_view> v,
+                                                           time_point now) {
+  if (!v || v->empty()) {
+    return std::nullopt;
+  }
+  long long seconds = 0;
+  const auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), seconds);
+  if (ec == std::errc{} && p == v->data() + v->size() && seconds >= 0) {
+    return std::chrono::seconds(seconds);
+  }
+  if (const auto at = parse_http_date(*v)) {
+    return std::max(std::chrono::milliseconds(0),
+                    std::chrono::duration_cast<std::chrono::milliseconds>(*at - now));
+  }
+  return std::nullopt;
+}
+
+std::string_view endpoint_name(endpoint ep) {
+  switch (ep) {
+    case endpoint::export_one:
+      return "export-one";
+    case endpoint::track:
+      return "track event";
+    case endpoint::anonymize:
+      return "anonymize";
+    case endpoint::system_time:
+      return "system/time";
+  }
+  return "";
+}
+
+call_error rejected(unsigned status, std::string message, std::string value) {
+  return call_error{answer_class::rejected, status, std::move(message), std::move(value), {}};
+}
+
+}  // namespace
+
+std::string_view to_string(answer_class c) {
+  switch (c) {
+    case answer_class::ok:
+      return "ok";
+    case answer_class::not_found:
+      return "not found";
+    case answer_class::transient:
+      return "transient";
+    case answer_class::rejected:
+      return "rejected";
+    case answer_class::failed:
+      return "failed";
+  }
+  return "";
+}
+
+void throw_exception_from_error(const call_error& e, const boost::source_location& loc) {
+  boost::throw_exception(std::runtime_error(e.message), loc);
+}
+
+std::string error_text(std::string_view body) {
+  const auto doc = nlohmann::json::parse(body, nullptr, false);
+  if (doc.is_object()) {
+    if (const auto it = doc.find("error"); it != doc.end() && it->is_string()) {
+      return trimmed(it->get<std::string>(), 300);
+    }
+    if (const auto it = doc.find("errors"); it != doc.end()) {
+      std::vector<std::string> parts;
+      const auto add = [&](const nlohmann::json& v) {
+        if (v.is_string()) {
+          parts.push_back(v.get<std::string>());
+        }
+      };
+      if (it->is_array()) {
+        std::for_each(it->begin(), it->end(), add);
+      } else if (it->is_object()) {
+        for (const auto& [key, list] : it->items()) {
+          if (list.is_array()) {
+            std::for_each(list.begin(), list.end(), add);
+          } else {
+            add(list);
+          }
+        }
+      } else {
+        add(*it);
+      }
+      if (!parts.empty()) {
+        return trimmed(fmt::format("{}", fmt::join(parts, "; ")), 300);
+      }
+    }
+    if (const auto it = doc.find("message"); it != doc.end() && it->is_string()) {
+      return trimmed(it->get<std::string>(), 300);
+    }
+    return "";
+  }
+  return trimmed(body, 300);
+}
+
+call_error classify(unsigned status, std::string_view body,
+                    std::optional<std::string_view> retry_after, auth used, endpoint ep,
+                    time_point now) {
+  const std::string text = error_text(body);
+  const std::string shown =
+      text.empty() ? fmt::format("HTTP {}", status) : fmt::format("{} {}", status, text);
+  if (status >= 200 && status < 300) {
+    const auto doc = nlohmann::json::parse(body, nullptr, false);
+    const bool success = !doc.is_object() || !doc.contains("success") || doc["success"] == true;
+    if (success) {
+      return call_error{answer_class::ok, status, "", "", {}};
+    }
+    if (contains(text, "not authorized to add event")) {
+      return rejected(status, shown,
+                      "exponea_api_token (its API group needs Events > Set for the event type)");
+    }
+    if (contains(text, "customer does not exist")) {
+      return call_error{answer_class::not_found, status, shown, "", {}};
+    }
+    return call_error{answer_class::failed, status, shown, "", {}};
+  }
+  if (status == 429 || status >= 500 || status == 408) {
+    return call_error{answer_class::transient, status, shown, "",
+                      parse_retry_after(retry_after, now)};
+  }
+  if (status == 400 &&
+      (contains(text, "could not authenticate") || contains(text, "invalid project id"))) {
+    return rejected(status, shown, "exponea_project_token");
+  }
+  if (status == 401) {
+    return rejected(status, shown, used == auth::token ? "exponea_api_token" : "exponea_api_key");
+  }
+  if (status == 403) {
+    if (used == auth::token) {
+      return rejected(status, shown, "exponea_api_token");
+    }
+    if (contains(text, "invalid secret")) {
+      return rejected(status, shown, "exponea_api_secret");
+    }
+    if (ep == endpoint::export_one) {
+      return rejected(status, shown,
+                      "exponea_api_key (its API group needs GDPR > Export customer)");
+    }
+    if (ep == endpoint::anonymize) {
+      return rejected(status, shown,
+                      "exponea_api_key (its API group needs GDPR > Anonymize customer)");
+    }
+    return rejected(status, shown, "exponea_api_key (a permission of its API group)");
+  }
+  if (status == 404 && (ep == endpoint::export_one || ep == endpoint::anonymize) &&
+      contains(text, "customer")) {
+    return call_error{answer_class::not_found, status, shown, "", {}};
+  }
+  return call_error{answer_class::failed,
+                    status,
+                    fmt::format("{} answered {}", endpoint_name(ep), shown),
+                    "",
+                    {}};
+}
+
+call_error classify(const failure& f) {
+  if (f.is(errc::upstream_too_large)) {
+    return call_error{answer_class::failed, 0, f.detail, "", {}};
+  }
+  return call_error{answer_class::transient, 0, f.detail, "", {}};
+}
+
+namespace {
+
+// A parsed answer. nlohmann::json converts implicitly to anything, which would make
+// result<json, call_error> ambiguous; a named wrapper avoids that.
+struct answer_body {
+  nlohmann::json doc;
+};
+
+class api_impl final : public api {
+ public:
+  api_impl(std::unique_ptr<http::client> client, const credential_store& credentials,
+           std::shared_ptr<clock> clock)
+      : client_(std::move(client)), credentials_(credentials), clock_(std::move(clock)) {}
+
+  boost::asio::awaitable<outcome<std::optional<customer_export>>> export_one(
+      nlohmann::json ids) override {
+    nlohmann::json body{{"customer_ids", std::move(ids)}};
+    auto r = co_await call(endpoint::export_one, auth::basic, "POST", "/customers/export-one",
+                           body.dump());
+    if (!r) {
+      if (r.error().kind == answer_class::not_found) {
+        co_return std::optional<customer_export>{};
+      }
+      co_return r.error();
+    }
+    const nlohmann::json& top = r->doc;
+    const nlohmann::json& doc =
+        top.contains("value") && top["value"].is_object() ? top["value"] : top;
+    customer_export e;
+    if (doc.contains("ids")) {
+      e.ids = doc["ids"];
+    }
+    if (doc.contains("properties")) {
+      e.properties = doc["properties"];
+    }
+    if (doc.contains("events") && doc["events"].is_array()) {
+      e.events = doc["events"];
+    }
+    co_return std::optional<customer_export>(std::move(e));
+  }
+
+  boost::asio::awaitable<outcome<void>> track(nlohmann::json ids, event e) override {
+    nlohmann::json body{{"customer_ids", std::move(ids)},
+                        {"event_type", e.type},
+                        {"timestamp", e.timestamp},
+                        {"properties", std::move(e.properties)}};
+    auto r = co_await call(endpoint::track, auth::token, "POST", "/customers/events", body.dump());
+    if (!r) {
+      co_return r.error();
+    }
+    co_return outcome<void>{};
+  }
+
+  boost::asio::awaitable<outcome<bool>> anonymize(nlohmann::json ids) override {
+    nlohmann::json body{{"customer_ids", std::move(ids)}};
+    auto r = co_await call(endpoint::anonymize, auth::basic, "POST", "/customers/anonymize",
+                           body.dump());
+    if (!r) {
+      if (r.error().kind == answer_class::not_found) {
+        co_return false;
+      }
+      co_return r.error();
+    }
+    co_return true;
+  }
+
+  boost::asio::awaitable<outcome<void>> system_time(auth a) override {
+    auto r = co_await call(endpoint::system_time, a, "GET", "/system/time", "");
+    if (!r) {
+      co_return r.error();
+    }
+    co_return outcome<void>{};
+  }
+
+ private:
+  std::optional<std::string> authorization(auth a, call_error& missing) const {
+    if (a == auth::token) {
+      const auto token = credentials_.find(credential::exponea_api_token);
+      if (!token) {
+        missing = rejected(0, "exponea_api_token is not set", "exponea_api_token");
+        return std::nullopt;
+      }
+      return fmt::format("Token {}", token->reveal());
+    }
+    const auto key = credentials_.find(credential::exponea_api_key);
+    const auto secret_value = credentials_.find(credential::exponea_api_secret);
+    if (!key || !secret_value) {
+      const char* which = !key ? "exponea_api_key" : "exponea_api_secret";
+      missing = rejected(0, fmt::format("{} is not set", which), which);
+      return std::nullopt;
+    }
+    return fmt::format("Basic {}", crypto::base64_encode(fmt::format("{}:{}", key->reveal(),
+                                                                     secret_value->reveal())));
+  }
+
+  boost::asio::awaitable<outcome<answer_body>> call(endpoint ep, auth a, std::string method,
+                                                    std::string suffix, std::string body) {
+    call_error missing;
+    const auto project = credentials_.find(credential::exponea_project_token);
+    if (!project) {
+      co_return rejected(0, "exponea_project_token is not set", "exponea_project_token");
+    }
+    auto authz = authorization(a, missing);
+    if (!authz) {
+      co_return missing;
+    }
+    const bool tracking = ep == endpoint::track || ep == endpoint::system_time;
+    http::client_request req;
+    req.method = std::move(method);
+    req.target =
+        fmt::format("/{}/v2/projects/{}{}", tracking ? "track" : "data", project->reveal(), suffix);
+    req.headers.push_back({"Authorization", std::move(*authz)});
+    req.headers.push_back({"Accept", "application/json"});
+    if (!body.empty()) {
+      req.headers.push_back({"Content-Type", "application/json"});
+    }
+    req.body = std::move(body);
+    auto res = co_await client_->send(std::move(req));
+    if (!res) {
+      co_return classify(res.error());
+    }
+    auto c = classify(res->status, res->body, res->header("Retry-After"), a, ep, clock_->now());
+    if (c.kind != answer_class::ok) {
+      co_return c;
+    }
+    auto doc = nlohmann::json::parse(res->body, nullptr, false);
+    if (doc.is_discarded()) {
+      if (ep == endpoint::export_one) {
+        co_return call_error{answer_class::failed,
+                             res->status,
+                             "export-one answered with a body that is not JSON",
+                             "",
+                             {}};
+      }
+      doc = nlohmann::json::object();
+    }
+    answer_body out{std::move(doc)};
+    co_return out;
+  }
+
+  std::unique_ptr<http::client> client_;
+  const credential_store& credentials_;
+  std::shared_ptr<clock> clock_;
+};
+
+}  // namespace
+
+std::unique_ptr<api> make_api(std::unique_ptr<http::client> client,
+                              const credential_store& credentials, std::shared_ptr<clock> clock) {
+  return std::make_unique<api_impl>(std::move(client), credentials, std::move(clock));
+}
+
+}  // namespace dsr::exponea

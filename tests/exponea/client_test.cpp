@@ -1,0 +1,240 @@
+#include "dsr/exponea/client.hpp"
+
+#include "dsr/common/crypto.hpp"
+#include "dsr/common/time.hpp"
+#include "fakes/fake_clock.hpp"
+#include "fakes/fake_credentials.hpp"
+#include "support/run_sync.hpp"
+#include "support/test_server.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <mutex>
+
+namespace dsr::exponea {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+TEST(ExponeaErrorText, ReadsEveryBodyShape) {
+  EXPECT_EQ(error_text(R"({"success":false,"error":"Could not authenticate"})"),
+            "Could not authenticate");
+  EXPECT_EQ(error_text(R"({"success":false,"errors":["a","b"]})"), "a; b");
+  EXPECT_EQ(error_text(R"({"success":false,"errors":{"_global":["Customer does not exist"]}})"),
+            "Customer does not exist");
+  EXPECT_EQ(error_text(R"({"success":false,"message":"Invalid JSON"})"), "Invalid JSON");
+  EXPECT_EQ(error_text("  BadRequest: The browser (or proxy) sent a request\n"),
+            "BadRequest: The browser (or proxy) sent a request");
+  EXPECT_EQ(error_text(""), "");
+  EXPECT_EQ(error_text(std::string(1000, 'x')).size(), 300u);
+}
+
+struct row {
+  unsigned status;
+  std::string body;
+  auth used;
+  endpoint ep;
+  answer_class expected;
+  std::string value;  // substring expected in the named value ("" = none expected)
+};
+
+// The contract's classes, row by row (contract §5, reference exponea-api.md §2.3).
+const std::vector<row> table{
+    {200, R"({"success":true,"ids":{}})", auth::basic, endpoint::export_one, answer_class::ok, ""},
+    {200, R"({"errors":[],"success":true})", auth::token, endpoint::track, answer_class::ok, ""},
+    {200, "", auth::basic, endpoint::anonymize, answer_class::ok, ""},
+    {200, R"({"success":false,"errors":["Not authorized to add event of specified type"]})",
+     auth::token, endpoint::track, answer_class::rejected, "exponea_api_token"},
+    {200, R"({"success":false,"errors":["At least one valid id should be specified"]})",
+     auth::token, endpoint::track, answer_class::failed, ""},
+    {429, "Too many requests", auth::token, endpoint::track, answer_class::transient, ""},
+    {500, "oops", auth::basic, endpoint::export_one, answer_class::transient, ""},
+    {502, "", auth::basic, endpoint::anonymize, answer_class::transient, ""},
+    {503, "", auth::basic, endpoint::anonymize, answer_class::transient, ""},
+    {400, R"({"success":false,"error":"Could not authenticate"})", auth::basic,
+     endpoint::export_one, answer_class::rejected, "exponea_project_token"},
+    {400, R"({"success":false,"error":"Invalid project id"})", auth::token, endpoint::track,
+     answer_class::rejected, "exponea_project_token"},
+    {401, R"({"success":false,"error":"Access key not found"})", auth::basic, endpoint::system_time,
+     answer_class::rejected, "exponea_api_key"},
+    {401, "Access key not provided", auth::token, endpoint::system_time, answer_class::rejected,
+     "exponea_api_token"},
+    {403, R"({"success":false,"error":"invalid secret"})", auth::basic, endpoint::anonymize,
+     answer_class::rejected, "exponea_api_secret"},
+    {403, R"({"success":false,"error":"No permission to export customer"})", auth::basic,
+     endpoint::export_one, answer_class::rejected, "GDPR > Export customer"},
+    {403, R"({"success":false,"error":"No permission"})", auth::basic, endpoint::anonymize,
+     answer_class::rejected, "GDPR > Anonymize customer"},
+    {403, "Forbidden", auth::token, endpoint::track, answer_class::rejected, "exponea_api_token"},
+    {404, R"({"success":false,"errors":{"_global":["Customer does not exist"]}})", auth::basic,
+     endpoint::export_one, answer_class::not_found, ""},
+    {404, R"({"success":false,"error":"Customer does not exist"})", auth::basic,
+     endpoint::anonymize, answer_class::not_found, ""},
+    {404, "The requested URL was not found on the server", auth::basic, endpoint::export_one,
+     answer_class::failed, ""},
+    {400, R"({"success":false,"message":"Invalid JSON"})", auth::basic, endpoint::anonymize,
+     answer_class::failed, ""},
+    {413, "", auth::token, endpoint::track, answer_class::failed, ""},
+};
+
+TEST(ExponeaClassify, EveryRowOfTheTable) {
+  const time_point now{};
+  for (const auto& r : table) {
+    const auto c = classify(r.status, r.body, std::nullopt, r.used, r.ep, now);
+    EXPECT_EQ(c.kind, r.expected) << r.status << " " << r.body;
+    EXPECT_EQ(c.status, r.status);
+    if (!r.value.empty()) {
+      EXPECT_THAT(c.value, HasSubstr(r.value)) << r.status << " " << r.body;
+    }
+    if (r.expected != answer_class::ok && !error_text(r.body).empty()) {
+      EXPECT_THAT(c.message, HasSubstr(error_text(r.body)));  // Exponea's own text is reported
+    }
+  }
+}
+
+TEST(ExponeaClassify, RetryAfterInSecondsOrAsAnHttpDate) {
+  const auto now = *parse_rfc3339("2026-11-29T10:00:00Z");
+  auto c = classify(429, "", "7", auth::token, endpoint::track, now);
+  EXPECT_EQ(c.retry_after, 7s);
+  c = classify(503, "", "Sun, 29 Nov 2026 10:01:30 GMT", auth::basic, endpoint::export_one, now);
+  EXPECT_EQ(c.retry_after, 90s);
+  c = classify(429, "", "soon", auth::token, endpoint::track, now);
+  EXPECT_FALSE(c.retry_after);
+}
+
+TEST(ExponeaClassify, TransportFailuresAreTransientExceptOversizedAnswers) {
+  EXPECT_EQ(classify(make_failure(errc::upstream_timeout, "t")).kind, answer_class::transient);
+  EXPECT_EQ(classify(make_failure(errc::upstream_unreachable, "u")).kind, answer_class::transient);
+  EXPECT_EQ(classify(make_failure(errc::upstream_too_large, "big")).kind, answer_class::failed);
+}
+
+// A loopback Exponea that records each call and answers from a script.
+class scripted_exponea final : public http::handler {
+ public:
+  struct call {
+    std::string method, target, authorization, body;
+  };
+  void handle(http::request req, http::responder done) override {
+    const std::lock_guard lock(mutex_);
+    calls.push_back(
+        {req.method, req.target, std::string(req.header("Authorization").value_or("")), req.body});
+    done(next);
+  }
+  std::vector<call> calls;
+  http::response next{200, "application/json", R"({"success":true})", {}};
+
+ private:
+  std::mutex mutex_;
+};
+
+class ExponeaApi : public ::testing::Test {
+ protected:
+  ExponeaApi() {
+    creds_.set(credential::exponea_api_key, "KEY")
+        .set(credential::exponea_api_secret, "SECRET")
+        .set(credential::exponea_project_token, "PROJECT-TOKEN")
+        .set(credential::exponea_api_token, "API-TOKEN");
+    auto c = http::make_client(ioc_.get_executor(), {server_.url(), 5s});
+    api_ = make_api(std::move(*c), creds_, std::make_shared<test::fake_clock>());
+  }
+  template <class T>
+  T run(boost::asio::awaitable<T> a) {
+    return test::run_sync(ioc_, std::move(a));
+  }
+  const nlohmann::json ids{{"registered", "jane@example.com"}};
+
+  boost::asio::io_context ioc_;
+  scripted_exponea exponea_;
+  test::running_server server_{http::server_options{}, exponea_};
+  test::fake_credentials creds_;
+  std::unique_ptr<api> api_;
+};
+
+TEST_F(ExponeaApi, ExportOneUsesBasicAuthOnTheDataApi) {
+  exponea_.next.body =
+      R"({"success":true,"ids":{"registered":"jane@example.com","cookie":["c1"]},)"
+      R"("properties":{"first_name":"Jane"},"events":[{"type":"view","timestamp":1.5}]})";
+  const auto r = run(api_->export_one(ids));
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_TRUE(*r);
+  EXPECT_EQ((*r)->properties["first_name"], "Jane");
+  EXPECT_EQ((*r)->events.size(), 1u);
+  ASSERT_EQ(exponea_.calls.size(), 1u);
+  const auto& call = exponea_.calls[0];
+  EXPECT_EQ(call.method, "POST");
+  EXPECT_EQ(call.target, "/data/v2/projects/PROJECT-TOKEN/customers/export-one");
+  EXPECT_EQ(call.authorization, "Basic " + crypto::base64_encode("KEY:SECRET"));
+  EXPECT_EQ(nlohmann::json::parse(call.body),
+            (nlohmann::json{{"customer_ids", {{"registered", "jane@example.com"}}}}));
+}
+
+TEST_F(ExponeaApi, ExportOneAcceptsTheValueWrappedShape) {
+  exponea_.next.body =
+      R"({"success":true,"value":{"ids":{"registered":"x"},"properties":{"a":1}}})";
+  const auto r = run(api_->export_one(ids));
+  ASSERT_TRUE(r && *r);
+  EXPECT_EQ((*r)->properties["a"], 1);
+  EXPECT_TRUE((*r)->events.empty());
+}
+
+TEST_F(ExponeaApi, UnknownCustomerIsNotAnError) {
+  exponea_.next = {404,
+                   "application/json",
+                   R"({"success":false,"errors":{"_global":["Customer does not exist"]}})",
+                   {}};
+  const auto exported = run(api_->export_one(ids));
+  ASSERT_TRUE(exported);
+  EXPECT_FALSE(*exported);
+  const auto anonymized = run(api_->anonymize(ids));
+  ASSERT_TRUE(anonymized);
+  EXPECT_FALSE(*anonymized);
+}
+
+TEST_F(ExponeaApi, TrackUsesTokenAuthOnTheTrackingApi) {
+  exponea_.next.body = R"({"errors":[],"success":true})";
+  event e{"privacy_request", 1764410000, {{"request_id", "r1"}, {"type", "delete"}}};
+  ASSERT_TRUE(run(api_->track(ids, e)));
+  const auto& call = exponea_.calls.at(0);
+  EXPECT_EQ(call.target, "/track/v2/projects/PROJECT-TOKEN/customers/events");
+  EXPECT_EQ(call.authorization, "Token API-TOKEN");
+  const auto body = nlohmann::json::parse(call.body);
+  EXPECT_EQ(body["event_type"], "privacy_request");
+  EXPECT_EQ(body["timestamp"], 1764410000);
+  EXPECT_EQ(body["properties"]["request_id"], "r1");
+}
+
+TEST_F(ExponeaApi, SuccessFalseOn200IsAFailureWithExponeasText) {
+  exponea_.next.body =
+      R"({"success":false,"errors":["Not authorized to add event of specified type"]})";
+  const auto r = run(api_->track(ids, event{"privacy_request", 1, {}}));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind, answer_class::rejected);
+  EXPECT_THAT(r.error().message, HasSubstr("Not authorized to add event"));
+}
+
+TEST_F(ExponeaApi, ErrorsNeverCarryTheProjectTokenOrSecrets) {
+  exponea_.next = {500, "text/plain", "internal error", {}};
+  for (auto r : {run(api_->anonymize(ids)).error(), run(api_->system_time(auth::basic)).error()}) {
+    EXPECT_EQ(r.kind, answer_class::transient);
+    for (const char* s : {"PROJECT-TOKEN", "SECRET", "KEY", "API-TOKEN"}) {
+      EXPECT_THAT(r.message, Not(HasSubstr(s)));
+    }
+  }
+}
+
+TEST_F(ExponeaApi, MissingCredentialIsARejectionNamingIt) {
+  test::fake_credentials none;
+  auto c = http::make_client(ioc_.get_executor(), {server_.url(), 5s});
+  auto bare = make_api(std::move(*c), none, std::make_shared<test::fake_clock>());
+  const auto r = run(bare->system_time(auth::token));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind, answer_class::rejected);
+  EXPECT_EQ(r.error().value, "exponea_project_token");
+  EXPECT_TRUE(exponea_.calls.empty());
+}
+
+}  // namespace
+}  // namespace dsr::exponea
