@@ -313,6 +313,7 @@ class api_impl final : public api {
       req.headers.push_back({"Content-Type", "application/json"});
     }
     req.body = std::move(body);
+    req.idempotent = ep == endpoint::export_one || ep == endpoint::system_time;
     auto res = co_await client_->send(std::move(req));
     if (!res) {
       co_return classify(res.error());

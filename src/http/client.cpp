@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <poll.h>
 #include <strings.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -139,9 +140,10 @@ class client_impl final : public client {
       } else {
         res = co_await exchange(*conn->plain, *conn, req, deadline, got_bytes, keep_alive);
       }
-      // A kept-alive connection the server had already closed fails before any answer byte:
-      // the request was not processed, so it is sent once more on a fresh connection.
-      if (!res && reused && !got_bytes && attempt == 0 && !res.error().is(errc::upstream_timeout)) {
+      // A kept-alive connection that fails before any answer byte may have been closed by the
+      // server just as the request went out; a read is then sent once more on a fresh one.
+      if (!res && reused && !got_bytes && attempt == 0 && req.idempotent &&
+          !res.error().is(errc::upstream_timeout)) {
         continue;
       }
       if (res && keep_alive) {
@@ -152,14 +154,19 @@ class client_impl final : public client {
   }
 
  private:
+  // The most recently used idle connection that the peer has not closed.
   std::unique_ptr<connection> take_idle() {
     const std::lock_guard lock(mutex_);
-    if (idle_.empty()) {
-      return nullptr;
+    while (!idle_.empty()) {
+      auto c = std::move(idle_.back());
+      idle_.pop_back();
+      // POLLRDHUP reports the peer's FIN without consuming anything (TLS records stay intact).
+      pollfd p{c->lowest().socket().native_handle(), POLLRDHUP, 0};
+      if (::poll(&p, 1, 0) == 0) {
+        return c;
+      }
     }
-    auto c = std::move(idle_.back());
-    idle_.pop_back();
-    return c;
+    return nullptr;
   }
 
   void put_idle(std::unique_ptr<connection> c) {

@@ -357,6 +357,9 @@ class server_impl final : public server {
       // socket; the handler bounds its own waits.
       stream.expires_never();
       response res = co_await async_handle(handler_, std::move(req), asio::use_awaitable);
+      if (res.status == 0) {
+        co_return;  // the handler asked to drop the connection unanswered
+      }
       const bool again = keep_alive && !stopping_.load();
       co_await write(stream, std::move(res), version, again, ok);
       if (!ok || !again) {

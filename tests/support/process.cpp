@@ -111,6 +111,23 @@ bool process::wait_listening(std::chrono::milliseconds timeout) {
   return false;
 }
 
+std::uint16_t process::wait_port(const std::string& pattern, std::chrono::milliseconds timeout) {
+  const std::regex re(pattern);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    const auto out = output();
+    std::smatch m;
+    if (std::regex_search(out, m, re)) {
+      return static_cast<std::uint16_t>(std::stoi(m[1]));
+    }
+    if (wait_exit(std::chrono::milliseconds(0))) {
+      return 0;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // polling the log, not timing
+  }
+  return 0;
+}
+
 void process::signal(int sig) {
   if (pid_ > 0 && !exit_code_) {
     ::kill(pid_, sig);

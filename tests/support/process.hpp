@@ -32,6 +32,9 @@ class process {
 
   // Waits until the log says where the daemon listens; false if it exits or times out first.
   bool wait_listening(std::chrono::milliseconds timeout = std::chrono::seconds(20));
+  // Waits for a log line matching `pattern` whose first group is a port; 0 if none came.
+  std::uint16_t wait_port(const std::string& pattern,
+                          std::chrono::milliseconds timeout = std::chrono::seconds(20));
   std::uint16_t port() const { return port_; }
   std::uint16_t admin_port() const { return admin_port_ != 0 ? admin_port_ : port_; }
 

@@ -7,6 +7,8 @@
 // (or `ca_file`) and host-name verification. Plain http:// is refused unless the host is
 // loopback (the configuration enforces the same rule).
 //
+// A pooled connection is checked for a peer close before it is reused.
+//
 // Thread safety: `send` may be called concurrently from any coroutine on the client's executor.
 
 #include "dsr/common/error.hpp"
@@ -26,6 +28,10 @@ struct client_request {
   std::string target;  // path and query, appended to the base URL's path
   std::vector<header_field> headers;
   std::string body;
+  // Safe to send twice (a read). Only such a request is re-sent on a fresh connection when a
+  // reused one fails before any answer: for a write, that failure may follow a write that took
+  // effect, and the caller must decide (journal, dedupe).
+  bool idempotent = false;
 };
 
 struct client_response {

@@ -39,6 +39,7 @@ struct request {
 };
 
 struct response {
+  // 0: close the connection without answering (lets test peers simulate a lost answer).
   unsigned status = 200;
   std::string content_type = "application/json";
   std::string body;

@@ -1,0 +1,101 @@
+#pragma once
+// exponea-sim: a stand-in for the Bloomreach Engagement API that follows the reference
+// (docs: exponea-api.md) faithfully, for tests, demos and staging. It is not shaped to make the
+// daemon's life easy: it answers auth errors with the documented statuses and bodies, 404s an
+// unknown customer, says success:false on HTTP 200 for a missing event permission, creates a
+// customer when an unknown ID is tracked, queues writes (they take effect after write_delay),
+// and answers 429 over its rate limit, dropping the request's data.
+//
+// State is seeded from JSON (see config/exponea-sim.example.json). Test-only control endpoints
+// live under /_sim/ (state, call log, injected faults).
+//
+// Thread safety: handle() may be called from any thread; state is guarded by one mutex.
+
+#include "dsr/common/clock.hpp"
+#include "dsr/http/message.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace dsr::sim {
+
+// Runs `fn` after `delay` (latency, hung calls). The binary uses an asio timer; unit tests run
+// it at once.
+using scheduler = std::function<void(std::chrono::milliseconds delay, std::function<void()> fn)>;
+
+class exponea_simulator final : public http::handler {
+ public:
+  // Throws std::invalid_argument when the seed is not of the documented shape.
+  exponea_simulator(const nlohmann::json& seed, std::shared_ptr<clock> clock, scheduler later);
+
+  void handle(http::request req, http::responder done) override;
+
+  // The customers as they are now (queued writes that are due applied).
+  nlohmann::json state();
+  // Every API call so far: {"method","endpoint","auth","status","body"}.
+  nlohmann::json calls();
+
+ private:
+  struct customer {
+    nlohmann::json ids;  // {"registered": "a@b", "cookie": ["c1", ...]}
+    nlohmann::json properties;
+    nlohmann::json events;
+  };
+  struct private_key {
+    std::string key, secret;
+    std::vector<std::string> permissions;  // "export", "anonymize", "track"
+  };
+  struct public_token {
+    std::string token;
+    std::vector<std::string> events;  // event types it may set; "*" for all
+  };
+  struct pending_write {
+    time_point due;
+    std::function<void()> apply;
+  };
+  struct fault {
+    std::string endpoint;  // "export-one", "anonymize", "track", "system/time" or "*"
+    unsigned status = 0;   // answer with this status (0: no status override)
+    std::string body;
+    std::string retry_after;
+    std::chrono::milliseconds delay{0};  // answer this much later (a hung call)
+    bool drop = false;                   // close the connection without answering
+    bool apply = false;                  // with drop: the write takes effect (a lost answer)
+  };
+
+  http::response api(const http::request& req, std::string& endpoint, std::string& auth,
+                     std::optional<fault>& injected);
+  http::response control(const http::request& req);
+  void apply_due();
+  customer* find(const nlohmann::json& ids);
+  bool rate_limited();
+  std::optional<fault> take_fault(const std::string& endpoint);
+  void log_call(const http::request& req, const std::string& endpoint, const std::string& auth,
+                unsigned status);
+
+  std::shared_ptr<clock> clock_;
+  scheduler later_;
+  std::mutex mutex_;
+  std::string project_token_;
+  std::vector<private_key> private_keys_;
+  std::vector<public_token> public_tokens_;
+  std::vector<std::string> personal_properties_;
+  std::vector<std::string> personal_event_properties_;
+  std::vector<customer> customers_;
+  std::chrono::milliseconds latency_{0};
+  std::chrono::milliseconds write_delay_{0};
+  unsigned rate_limit_ = 0;  // calls per 1-second window; 0 = unlimited
+  std::deque<time_point> recent_;
+  std::vector<pending_write> pending_;
+  std::deque<fault> faults_;
+  nlohmann::json calls_ = nlohmann::json::array();
+  unsigned next_cookie_ = 1;
+};
+
+}  // namespace dsr::sim

@@ -1,0 +1,440 @@
+#include "dsr/sim/exponea_sim.hpp"
+
+#include <fmt/format.h>
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace dsr::sim {
+namespace {
+
+using json = nlohmann::json;
+
+http::response answer(unsigned status, const json& body) {
+  return http::json_response(status, body);
+}
+
+http::response error(unsigned status, std::string_view text) {
+  return answer(status, {{"success", false}, {"error", text}});
+}
+
+std::vector<std::string> split_path(std::string_view path) {
+  std::vector<std::string> out;
+  std::size_t start = 1;
+  while (start <= path.size()) {
+    auto end = path.find('/', start);
+    if (end == std::string_view::npos) {
+      end = path.size();
+    }
+    out.emplace_back(path.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+std::optional<std::string> base64_decode(std::string_view in) {
+  if (in.empty() || in.size() % 4 != 0) {
+    return std::nullopt;
+  }
+  std::string out(in.size() / 4 * 3, '\0');
+  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(in.data()),
+                                static_cast<int>(in.size()));
+  if (n < 0) {
+    return std::nullopt;
+  }
+  std::size_t len = static_cast<std::size_t>(n);
+  for (auto it = in.rbegin(); it != in.rend() && *it == '='; ++it) {
+    --len;
+  }
+  out.resize(len);
+  return out;
+}
+
+bool id_matches(const json& have, const json& want) {
+  if (have.is_array()) {
+    return std::find(have.begin(), have.end(), want) != have.end();
+  }
+  return have == want;
+}
+
+std::vector<std::string> strings(const json& seed, const char* key) {
+  std::vector<std::string> out;
+  if (seed.contains(key)) {
+    for (const auto& v : seed.at(key)) {
+      out.push_back(v.get<std::string>());
+    }
+  }
+  return out;
+}
+
+bool has(const std::vector<std::string>& list, std::string_view v) {
+  return std::find(list.begin(), list.end(), v) != list.end() ||
+         std::find(list.begin(), list.end(), "*") != list.end();
+}
+
+}  // namespace
+
+exponea_simulator::exponea_simulator(const json& seed, std::shared_ptr<clock> clock,
+                                     scheduler later)
+    : clock_(std::move(clock)), later_(std::move(later)) {
+  try {
+    project_token_ = seed.at("project_token").get<std::string>();
+    for (const auto& k : seed.value("private_keys", json::array())) {
+      private_keys_.push_back({k.at("key").get<std::string>(), k.at("secret").get<std::string>(),
+                               strings(k, "permissions")});
+    }
+    for (const auto& t : seed.value("public_tokens", json::array())) {
+      public_tokens_.push_back({t.at("token").get<std::string>(), strings(t, "events")});
+    }
+    personal_properties_ = strings(seed, "personal_properties");
+    personal_event_properties_ = strings(seed, "personal_event_properties");
+    for (const auto& c : seed.value("customers", json::array())) {
+      customers_.push_back(
+          {c.at("ids"), c.value("properties", json::object()), c.value("events", json::array())});
+    }
+    latency_ = std::chrono::milliseconds(seed.value("latency_ms", 0));
+    write_delay_ = std::chrono::milliseconds(seed.value("write_delay_ms", 0));
+    rate_limit_ = seed.value("rate_limit_per_second", 0u);
+  } catch (const json::exception& e) {
+    throw std::invalid_argument(fmt::format("exponea-sim seed: {}", e.what()));
+  }
+}
+
+json exponea_simulator::state() {
+  const std::lock_guard lock(mutex_);
+  apply_due();
+  json out = json::array();
+  for (const auto& c : customers_) {
+    out.push_back({{"ids", c.ids}, {"properties", c.properties}, {"events", c.events}});
+  }
+  return out;
+}
+
+json exponea_simulator::calls() {
+  const std::lock_guard lock(mutex_);
+  return calls_;
+}
+
+void exponea_simulator::apply_due() {
+  const auto now = clock_->now();
+  // Applied in the order they were queued.
+  auto due_end = std::stable_partition(pending_.begin(), pending_.end(),
+                                       [&](const pending_write& w) { return w.due <= now; });
+  std::vector<pending_write> due(std::make_move_iterator(pending_.begin()),
+                                 std::make_move_iterator(due_end));
+  pending_.erase(pending_.begin(), due_end);
+  for (auto& w : due) {
+    w.apply();
+  }
+}
+
+exponea_simulator::customer* exponea_simulator::find(const json& ids) {
+  for (auto& c : customers_) {
+    for (const auto& [name, value] : ids.items()) {
+      if (c.ids.contains(name) && id_matches(c.ids[name], value)) {
+        return &c;
+      }
+    }
+  }
+  return nullptr;
+}
+
+bool exponea_simulator::rate_limited() {
+  if (rate_limit_ == 0) {
+    return false;
+  }
+  const auto now = clock_->now();
+  while (!recent_.empty() && recent_.front() <= now - std::chrono::seconds(1)) {
+    recent_.pop_front();
+  }
+  if (recent_.size() >= rate_limit_) {
+    return true;
+  }
+  recent_.push_back(now);
+  return false;
+}
+
+std::optional<exponea_simulator::fault> exponea_simulator::take_fault(const std::string& ep) {
+  for (auto it = faults_.begin(); it != faults_.end(); ++it) {
+    if (it->endpoint == "*" || it->endpoint == ep) {
+      fault f = *it;
+      faults_.erase(it);
+      return f;
+    }
+  }
+  return std::nullopt;
+}
+
+void exponea_simulator::log_call(const http::request& req, const std::string& endpoint,
+                                 const std::string& auth, unsigned status) {
+  calls_.push_back({{"method", req.method},
+                    {"endpoint", endpoint},
+                    {"auth", auth},
+                    {"status", status},
+                    {"body", req.body}});
+}
+
+void exponea_simulator::handle(http::request req, http::responder done) {
+  if (req.path().starts_with("/_sim/")) {
+    done(control(req));
+    return;
+  }
+  std::string endpoint;
+  std::string auth = "none";
+  std::optional<fault> injected;
+  http::response res;
+  std::chrono::milliseconds delay{0};
+  {
+    const std::lock_guard lock(mutex_);
+    apply_due();
+    res = api(req, endpoint, auth, injected);
+    log_call(req, endpoint, auth, res.status);
+    delay = latency_ + (injected ? injected->delay : std::chrono::milliseconds(0));
+  }
+  if (delay.count() > 0) {
+    later_(delay,
+           [done = std::move(done), res = std::move(res)]() mutable { done(std::move(res)); });
+  } else {
+    done(std::move(res));
+  }
+}
+
+http::response exponea_simulator::api(const http::request& req, std::string& endpoint,
+                                      std::string& auth, std::optional<fault>& injected) {
+  if (rate_limited()) {
+    // Over the limit: the request's data is dropped (reference §6).
+    endpoint = "rate-limited";
+    return http::response{429,
+                          "application/json",
+                          R"({"success":false,"error":"Too many requests"})",
+                          {{"Retry-After", "1"}}};
+  }
+  // /{data|track}/v2/projects/{token}/...
+  const auto seg = split_path(req.path());
+  if (seg.size() < 5 || seg[1] != "v2" || seg[2] != "projects") {
+    return http::response{404,
+                          "text/html",
+                          "<h1>Not Found</h1><p>The requested URL was not found on the server.</p>",
+                          {}};
+  }
+  const std::string& api_name = seg[0];
+  const std::string rest = fmt::format("{}", fmt::join(seg.begin() + 4, seg.end(), "/"));
+  if (api_name == "data" && rest == "customers/export-one" && req.method == "POST") {
+    endpoint = "export-one";
+  } else if (api_name == "data" && rest == "customers/anonymize" && req.method == "POST") {
+    endpoint = "anonymize";
+  } else if (api_name == "track" && rest == "customers/events" && req.method == "POST") {
+    endpoint = "track";
+  } else if (api_name == "track" && rest == "system/time" && req.method == "GET") {
+    endpoint = "system/time";
+  } else {
+    return http::response{404,
+                          "text/html",
+                          "<h1>Not Found</h1><p>The requested URL was not found on the server.</p>",
+                          {}};
+  }
+
+  injected = take_fault(endpoint);
+  if (injected && injected->status != 0) {
+    std::vector<http::header_field> headers;
+    if (!injected->retry_after.empty()) {
+      headers.push_back({"Retry-After", injected->retry_after});
+    }
+    return http::response{injected->status, "application/json", injected->body, headers};
+  }
+  if (injected && injected->drop && !injected->apply) {
+    return http::response{0, "", "", {}};
+  }
+
+  // Authentication, in the order the real API reports problems.
+  if (seg[3] != project_token_) {
+    return error(400, "Could not authenticate");
+  }
+  const auto header = req.header("Authorization");
+  if (!header) {
+    return error(401, "Access key not provided");
+  }
+  const private_key* key = nullptr;
+  const public_token* token = nullptr;
+  if (header->starts_with("Basic ")) {
+    auth = "basic";
+    const auto decoded = base64_decode(header->substr(6));
+    const auto colon = decoded ? decoded->find(':') : std::string::npos;
+    if (colon == std::string::npos) {
+      return error(401, "Access key not provided");
+    }
+    const auto id = decoded->substr(0, colon);
+    const auto secret = decoded->substr(colon + 1);
+    const auto it = std::find_if(private_keys_.begin(), private_keys_.end(),
+                                 [&](const private_key& k) { return k.key == id; });
+    if (it == private_keys_.end()) {
+      return error(401, "Access key not found");
+    }
+    if (it->secret != secret) {
+      return error(403, "invalid secret");
+    }
+    key = &*it;
+  } else if (header->starts_with("Token ")) {
+    auth = "token";
+    const auto value = header->substr(6);
+    const auto it = std::find_if(public_tokens_.begin(), public_tokens_.end(),
+                                 [&](const public_token& t) { return t.token == value; });
+    if (it == public_tokens_.end()) {
+      return error(401, "Access key not found");
+    }
+    token = &*it;
+  } else {
+    return error(401, "Access key not provided");
+  }
+
+  if (endpoint == "system/time") {
+    const double now = static_cast<double>(clock_->now().time_since_epoch().count()) / 1000.0;
+    return answer(200, {{"success", true}, {"time", now}, {"errors", json::array()}});
+  }
+  if (api_name == "data" && key == nullptr) {
+    return error(403, "No permission");  // public access cannot use the data API
+  }
+
+  const auto body = json::parse(req.body, nullptr, false);
+  if (body.is_discarded() || !body.is_object()) {
+    return answer(400, {{"success", false}, {"message", "Invalid JSON"}});
+  }
+  const auto ids = body.value("customer_ids", json::object());
+  const bool valid_ids =
+      ids.is_object() && !ids.empty() && std::all_of(ids.begin(), ids.end(), [](const json& v) {
+        return v.is_string() && !v.get<std::string>().empty() && v != "null" && v != "undefined";
+      });
+  if (!valid_ids) {
+    return answer(200, {{"success", false},
+                        {"errors", json::array({"At least one valid id should be specified"})}});
+  }
+
+  // Queued writes take effect after write_delay (reference §3.5); reads see applied state.
+  const auto queue_write = [this](std::function<void()> apply) {
+    if (write_delay_.count() == 0) {
+      apply();
+    } else {
+      pending_.push_back({clock_->now() + write_delay_, std::move(apply)});
+    }
+  };
+  const bool lost_answer = injected && injected->drop && injected->apply;
+  http::response res;
+  if (endpoint == "export-one") {
+    if (!has(key->permissions, "export")) {
+      return error(403, "No permission to export customer");
+    }
+    const customer* c = find(ids);
+    if (c == nullptr) {
+      return answer(404, {{"success", false},
+                          {"errors", {{"_global", json::array({"Customer does not exist"})}}}});
+    }
+    res = answer(
+        200,
+        {{"success", true}, {"ids", c->ids}, {"properties", c->properties}, {"events", c->events}});
+  } else if (endpoint == "anonymize") {
+    if (!has(key->permissions, "anonymize")) {
+      return error(403, "No permission to anonymize customer");
+    }
+    if (find(ids) == nullptr) {
+      return error(404, "Customer does not exist");
+    }
+    const std::string cookie = fmt::format("anonymous-{}", next_cookie_++);
+    queue_write([this, ids, cookie] {
+      customer* c = find(ids);
+      if (c == nullptr) {
+        return;
+      }
+      // Removes every external ID and the properties flagged as personal; keeps the events
+      // without their personal properties; assigns a new cookie.
+      c->ids = json{{"cookie", json::array({cookie})}};
+      for (const auto& p : personal_properties_) {
+        c->properties.erase(p);
+      }
+      for (auto& e : c->events) {
+        if (e.contains("properties")) {
+          for (const auto& p : personal_event_properties_) {
+            e["properties"].erase(p);
+          }
+        }
+      }
+    });
+    res = answer(200, {{"success", true}});
+  } else {  // track
+    const auto type = body.value("event_type", std::string());
+    if (type.empty()) {
+      return answer(400, {{"success", false}, {"errors", json::array({"event_type is required"})}});
+    }
+    const bool allowed =
+        token != nullptr ? has(token->events, type) : has(key->permissions, "track");
+    if (!allowed) {
+      return answer(200,
+                    {{"success", false},
+                     {"errors", json::array({"Not authorized to add event of specified type"})}});
+    }
+    json e{{"type", type},
+           {"timestamp",
+            body.value("timestamp", json(clock_->now().time_since_epoch().count() / 1000))},
+           {"properties", body.value("properties", json::object())}};
+    queue_write([this, ids, e] {
+      if (customer* c = find(ids)) {
+        c->events.push_back(e);
+      } else {
+        // Tracking an unknown ID creates a customer holding it (reference §4.1).
+        customers_.push_back({ids, json::object(), json::array({e})});
+      }
+    });
+    res = answer(200, {{"errors", json::array()}, {"success", true}});
+  }
+  if (lost_answer) {
+    return http::response{0, "", "", {}};
+  }
+  return res;
+}
+
+http::response exponea_simulator::control(const http::request& req) {
+  const auto path = req.path();
+  if (path == "/_sim/state" && req.method == "GET") {
+    return answer(200, state());
+  }
+  if (path == "/_sim/calls" && req.method == "GET") {
+    return answer(200, calls());
+  }
+  const auto body = json::parse(req.body, nullptr, false);
+  if (body.is_discarded()) {
+    return http::problem(400, "body is not JSON");
+  }
+  const std::lock_guard lock(mutex_);
+  if (path == "/_sim/faults" && req.method == "POST") {
+    for (const auto& f : body.is_array() ? body : json::array({body})) {
+      fault x;
+      x.endpoint = f.value("endpoint", "*");
+      x.status = f.value("status", 0u);
+      x.body = f.value("body", std::string());
+      x.retry_after = f.value("retry_after", std::string());
+      x.delay = std::chrono::milliseconds(f.value("delay_ms", 0));
+      x.drop = f.value("drop", false);
+      x.apply = f.value("apply", false);
+      const auto count = f.value("count", 1);
+      for (int i = 0; i < count; ++i) {
+        faults_.push_back(x);
+      }
+    }
+    return answer(200, {{"faults", faults_.size()}});
+  }
+  if (path == "/_sim/settings" && req.method == "POST") {
+    latency_ = std::chrono::milliseconds(body.value("latency_ms", latency_.count()));
+    write_delay_ = std::chrono::milliseconds(body.value("write_delay_ms", write_delay_.count()));
+    rate_limit_ = body.value("rate_limit_per_second", rate_limit_);
+    return answer(200, {{"ok", true}});
+  }
+  if (path == "/_sim/customers" && req.method == "POST") {
+    customers_.push_back({body.at("ids"), body.value("properties", json::object()),
+                          body.value("events", json::array())});
+    return answer(200, {{"customers", customers_.size()}});
+  }
+  return http::problem(404, "no such simulator control endpoint");
+}
+
+}  // namespace dsr::sim
