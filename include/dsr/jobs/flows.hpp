@@ -1,0 +1,84 @@
+#pragma once
+// The delete and copy flows of contract §5, as plain code over seams: the Exponea API, a journal
+// of steps (written under the job's lease), the clock and a sleeper. No socket, no disk: tests run
+// them over fakes, including resumption from every journaled step.
+//
+// Journal rules that make every step safe to repeat after a crash:
+//  - the audit event is tracked only on a customer that exists, and for delete before anonymize;
+//    it is not tracked again when the export already holds one with this request_id (Exponea
+//    queues writes, so a `track started` without `done` may still have taken effect);
+//  - after `anonymize started`, "customer not found" means Completed, never UserNotFound;
+//  - after anonymize, export-one must stop resolving the ID (polled with backoff up to
+//    verify_timeout; the customer is anonymized again while it is still there).
+
+#include "dsr/common/clock.hpp"
+#include "dsr/common/error.hpp"
+#include "dsr/exponea/client.hpp"
+#include "dsr/jobs/job.hpp"
+
+#include <boost/asio/awaitable.hpp>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <optional>
+#include <string>
+
+namespace dsr {
+
+// Where a flow journals its steps. Fails (errc::lease_lost, store errors) when the step could not
+// be recorded; the flow then stops without calling Exponea further.
+class journal {
+ public:
+  virtual ~journal() = default;
+  virtual boost::asio::awaitable<result<void>> record(std::string step, std::string result) = 0;
+};
+
+// Time as the flows see it: `now` and a sleep that tests replace.
+class flow_clock {
+ public:
+  virtual ~flow_clock() = default;
+  virtual time_point now() const = 0;
+  virtual boost::asio::awaitable<void> sleep(std::chrono::milliseconds d) = 0;
+};
+
+struct flow_settings {
+  std::string customer_id_type = "registered";
+  bool lowercase_ids = true;
+  std::string event_type = "privacy_request";
+  std::string source = "MineOS";
+  std::chrono::milliseconds verify_timeout{600000};
+  std::chrono::milliseconds verify_first_poll{1000};  // doubles per poll, capped below
+  std::chrono::milliseconds verify_max_poll{30000};
+};
+
+// How a run ended.
+struct flow_outcome {
+  enum class kind {
+    completed,       // MineOS status Completed
+    user_not_found,  // MineOS status UserNotFound
+    failed,          // MineOS status Failed, `message` says why
+    retry,           // a transient failure: try again later (`retry_after` if Exponea said)
+    rejected,        // a credential or permission was refused: `value` names it
+    interrupted,     // the journal could not be written (lease lost, store down): stop quietly
+  };
+  kind result = kind::failed;
+  std::string message;  // no personal data
+  std::string value;    // for `rejected`
+  std::optional<std::chrono::milliseconds> retry_after;
+  nlohmann::json data;  // copy: {"ids","properties","events"}
+};
+
+// The customer_ids object for this job's subject.
+nlohmann::json customer_ids(const job& j, const flow_settings& s);
+
+// The audit event's properties: request_id, source, type, trace_id, integration_id. No e-mail, no
+// name.
+nlohmann::json event_properties(const job& j, const flow_settings& s);
+
+boost::asio::awaitable<flow_outcome> run_delete(const job& j, exponea::api& api, journal& log,
+                                                flow_clock& time, const flow_settings& s);
+
+boost::asio::awaitable<flow_outcome> run_copy(const job& j, exponea::api& api, journal& log,
+                                              flow_clock& time, const flow_settings& s);
+
+}  // namespace dsr

@@ -1,0 +1,193 @@
+#include "dsr/jobs/flows.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+
+namespace dsr {
+namespace {
+
+using kind = flow_outcome::kind;
+
+bool journaled(const job& j, std::string_view step, std::string_view result) {
+  return std::any_of(j.history.begin(), j.history.end(),
+                     [&](const job_step& s) { return s.step == step && s.result == result; });
+}
+
+// When the first anonymize was started, if ever.
+std::optional<time_point> anonymize_started_at(const job& j) {
+  for (const auto& s : j.history) {
+    if (s.step == "anonymize" && s.result == "started") {
+      return s.at;
+    }
+  }
+  return std::nullopt;
+}
+
+flow_outcome from_error(const exponea::call_error& e, std::string_view doing) {
+  flow_outcome o;
+  o.message = fmt::format("{}: {}", doing, e.message);
+  switch (e.kind) {
+    case exponea::answer_class::transient:
+      o.result = kind::retry;
+      o.retry_after = e.retry_after;
+      break;
+    case exponea::answer_class::rejected:
+      o.result = kind::rejected;
+      o.value = e.value;
+      o.message = fmt::format("{}: {} rejected ({})", doing, e.value, e.message);
+      break;
+    default:
+      o.result = kind::failed;
+      break;
+  }
+  return o;
+}
+
+flow_outcome interrupted(const failure& f) {
+  return flow_outcome{kind::interrupted, f.detail, "", std::nullopt, nullptr};
+}
+
+// Does the export already hold this request's audit event?
+bool holds_event(const exponea::customer_export& e, const job& j, const flow_settings& s) {
+  return std::any_of(e.events.begin(), e.events.end(), [&](const nlohmann::json& ev) {
+    return ev.value("type", "") == s.event_type && ev.contains("properties") &&
+           ev["properties"].is_object() && ev["properties"].value("request_id", "") == j.request_id;
+  });
+}
+
+// Tracks the audit event on an existing customer unless it is already there.
+boost::asio::awaitable<std::optional<flow_outcome>> track_once(
+    const job& j, const exponea::customer_export& found, exponea::api& api, journal& log,
+    flow_clock& time, const flow_settings& s) {
+  if (journaled(j, "track", "done") || holds_event(found, j, s)) {
+    co_return std::nullopt;
+  }
+  if (auto r = co_await log.record("track", "started"); !r) {
+    co_return interrupted(r.error());
+  }
+  exponea::event e;
+  e.type = s.event_type;
+  e.timestamp =
+      std::chrono::duration_cast<std::chrono::seconds>(time.now().time_since_epoch()).count();
+  e.properties = event_properties(j, s);
+  auto tracked = co_await api.track(customer_ids(j, s), std::move(e));
+  if (!tracked) {
+    co_return from_error(tracked.error(), "tracking the audit event");
+  }
+  if (auto r = co_await log.record("track", "done"); !r) {
+    co_return interrupted(r.error());
+  }
+  co_return std::nullopt;
+}
+
+}  // namespace
+
+nlohmann::json customer_ids(const job& j, const flow_settings& s) {
+  std::string id = j.subject_email;
+  if (s.lowercase_ids) {
+    std::transform(id.begin(), id.end(), id.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  }
+  return {{s.customer_id_type, id}};
+}
+
+nlohmann::json event_properties(const job& j, const flow_settings& s) {
+  return {{"request_id", j.request_id},
+          {"source", s.source},
+          {"type", to_string(j.op)},
+          {"trace_id", j.trace_id},
+          {"integration_id", j.integration_id}};
+}
+
+boost::asio::awaitable<flow_outcome> run_delete(const job& j, exponea::api& api, journal& log,
+                                                flow_clock& time, const flow_settings& s) {
+  const auto ids = customer_ids(j, s);
+  auto started = anonymize_started_at(j);
+  if (!started) {
+    auto found = co_await api.export_one(ids);
+    if (!found) {
+      co_return from_error(found.error(), "looking the customer up");
+    }
+    if (!*found) {
+      co_return flow_outcome{kind::user_not_found, "no customer holds this ID", "", std::nullopt,
+                             nullptr};
+    }
+    if (auto stop = co_await track_once(j, **found, api, log, time, s)) {
+      co_return std::move(*stop);
+    }
+    if (auto r = co_await log.record("anonymize", "started"); !r) {
+      co_return interrupted(r.error());
+    }
+    started = time.now();
+    auto anonymized = co_await api.anonymize(ids);
+    if (!anonymized) {
+      co_return from_error(anonymized.error(), "anonymizing");
+    }
+    if (auto r = co_await log.record("anonymize", "done"); !r) {
+      co_return interrupted(r.error());
+    }
+  }
+
+  // Verification: Exponea queues the anonymization; the job is done once the ID stops resolving.
+  const auto deadline = *started + s.verify_timeout;
+  auto wait = s.verify_first_poll;
+  for (int poll = 0;; ++poll) {
+    auto found = co_await api.export_one(ids);
+    if (!found) {
+      co_return from_error(found.error(), "verifying the anonymization");
+    }
+    if (!*found) {
+      if (auto r = co_await log.record("verify", "done"); !r) {
+        co_return interrupted(r.error());
+      }
+      co_return flow_outcome{kind::completed, "customer anonymized", "", std::nullopt, nullptr};
+    }
+    if (time.now() >= deadline) {
+      co_return flow_outcome{
+          kind::failed,
+          fmt::format("the customer still resolves {} s after anonymization was requested",
+                      std::chrono::duration_cast<std::chrono::seconds>(s.verify_timeout).count()),
+          "", std::nullopt, nullptr};
+    }
+    if (poll > 0) {
+      // Still there after a full wait: anonymize again (idempotent in Exponea).
+      if (auto r = co_await log.record("anonymize", "started"); !r) {
+        co_return interrupted(r.error());
+      }
+      auto again = co_await api.anonymize(ids);
+      if (!again) {
+        co_return from_error(again.error(), "anonymizing again");
+      }
+      if (auto r = co_await log.record("anonymize", "done"); !r) {
+        co_return interrupted(r.error());
+      }
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - time.now());
+    co_await time.sleep(std::min(wait, std::max(left, std::chrono::milliseconds(0))));
+    wait = std::min(wait * 2, s.verify_max_poll);
+  }
+}
+
+boost::asio::awaitable<flow_outcome> run_copy(const job& j, exponea::api& api, journal& log,
+                                              flow_clock& time, const flow_settings& s) {
+  auto found = co_await api.export_one(customer_ids(j, s));
+  if (!found) {
+    co_return from_error(found.error(), "exporting the customer");
+  }
+  if (!*found) {
+    co_return flow_outcome{kind::user_not_found, "no customer holds this ID", "", std::nullopt,
+                           nullptr};
+  }
+  if (auto stop = co_await track_once(j, **found, api, log, time, s)) {
+    co_return std::move(*stop);
+  }
+  flow_outcome done{kind::completed, "customer exported", "", std::nullopt, nullptr};
+  done.data = {{"ids", std::move((*found)->ids)},
+               {"properties", std::move((*found)->properties)},
+               {"events", std::move((*found)->events)}};
+  co_return done;
+}
+
+}  // namespace dsr

@@ -1,0 +1,285 @@
+#include "dsr/jobs/flows.hpp"
+
+#include "dsr/sim/exponea_sim.hpp"
+#include "fakes/fake_clock.hpp"
+#include "fakes/fake_credentials.hpp"
+#include "fakes/handler_client.hpp"
+#include "support/run_sync.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <numeric>
+
+namespace dsr {
+namespace {
+
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+using kind = flow_outcome::kind;
+
+class recording_journal final : public journal {
+ public:
+  boost::asio::awaitable<result<void>> record(std::string step, std::string result) override {
+    if (fail_at_ && steps.size() == *fail_at_) {
+      co_return make_failure(errc::lease_lost, "lease lost (injected)");
+    }
+    steps.push_back(step + " " + result);
+    co_return dsr::result<void>{};
+  }
+  std::vector<std::string> steps;
+  std::optional<std::size_t> fail_at_;
+};
+
+class fake_flow_clock final : public flow_clock {
+ public:
+  explicit fake_flow_clock(std::shared_ptr<test::fake_clock> c) : clock_(std::move(c)) {}
+  time_point now() const override { return clock_->now(); }
+  boost::asio::awaitable<void> sleep(std::chrono::milliseconds d) override {
+    slept.push_back(d);
+    clock_->advance(d);
+    co_return;
+  }
+  std::vector<std::chrono::milliseconds> slept;
+
+ private:
+  std::shared_ptr<test::fake_clock> clock_;
+};
+
+json seed(int write_delay_ms) {
+  std::ifstream in(DSR_SOURCE_DIR "/config/exponea-sim.example.json");
+  auto s = json::parse(in);
+  s["write_delay_ms"] = write_delay_ms;
+  return s;
+}
+
+class FlowTest : public ::testing::Test {
+ protected:
+  explicit FlowTest(int write_delay_ms = 0)
+      : sim_(seed(write_delay_ms), clock_, [](auto, auto fn) { fn(); }) {
+    creds_.set(credential::exponea_api_key, "demo-api-key")
+        .set(credential::exponea_api_secret, "demo-api-secret")
+        .set(credential::exponea_project_token, "demo-project-token")
+        .set(credential::exponea_api_token, "demo-api-token");
+    api_ = exponea::make_api(std::make_unique<test::handler_client>(sim_), creds_, clock_);
+    settings_.verify_timeout = 60s;
+  }
+
+  job make_job(operation op, std::string email = "jane@example.com") {
+    job j;
+    j.id = 1;
+    j.op = op;
+    j.request_id = "req-1";
+    j.trace_id = "trace-1";
+    j.integration_id = "int-42";
+    j.subject_email = std::move(email);
+    j.received_at = clock_->now();
+    return j;
+  }
+  flow_outcome run(const job& j) {
+    return test::run_sync(ioc_, j.op == operation::delete_
+                                    ? run_delete(j, *api_, journal_, time_, settings_)
+                                    : run_copy(j, *api_, journal_, time_, settings_));
+  }
+  // Endpoints called, in order.
+  std::vector<std::string> calls() {
+    std::vector<std::string> out;
+    for (const auto& c : sim_.calls()) {
+      out.push_back(c["endpoint"].get<std::string>());
+    }
+    return out;
+  }
+  // Customers holding this ID now.
+  int holders(const std::string& email) {
+    int n = 0;
+    for (const auto& c : sim_.state()) {
+      n += c["ids"].value("registered", "") == email ? 1 : 0;
+    }
+    return n;
+  }
+  int audit_events(const std::string& request_id) {
+    int n = 0;
+    for (const auto& c : sim_.state()) {
+      for (const auto& e : c["events"]) {
+        n += e["type"] == "privacy_request" && e["properties"]["request_id"] == request_id ? 1 : 0;
+      }
+    }
+    return n;
+  }
+  void fault(json f) {
+    http::request req;
+    req.method = "POST";
+    req.target = "/_sim/faults";
+    req.body = f.dump();
+    sim_.handle(req, [](http::response) {});
+  }
+
+  boost::asio::io_context ioc_;
+  std::shared_ptr<test::fake_clock> clock_ = std::make_shared<test::fake_clock>();
+  sim::exponea_simulator sim_;
+  test::fake_credentials creds_;
+  std::unique_ptr<exponea::api> api_;
+  recording_journal journal_;
+  fake_flow_clock time_{clock_};
+  flow_settings settings_;
+};
+
+TEST_F(FlowTest, DeleteTracksTheEventThenAnonymizesThenVerifies) {
+  const auto out = run(make_job(operation::delete_));
+  EXPECT_EQ(out.result, kind::completed) << out.message;
+  EXPECT_EQ(calls(), (std::vector<std::string>{"export-one", "track", "anonymize", "export-one"}));
+  EXPECT_EQ(journal_.steps,
+            (std::vector<std::string>{"track started", "track done", "anonymize started",
+                                      "anonymize done", "verify done"}));
+  EXPECT_EQ(holders("jane@example.com"), 0);
+  EXPECT_EQ(audit_events("req-1"), 1);
+  // The audit event carries no personal data and was sent with the public token.
+  const auto track_call = sim_.calls()[1];
+  EXPECT_EQ(track_call["auth"], "token");
+  const auto body = json::parse(track_call["body"].get<std::string>());
+  EXPECT_EQ(body["properties"], (json{{"request_id", "req-1"},
+                                      {"source", "MineOS"},
+                                      {"type", "delete"},
+                                      {"trace_id", "trace-1"},
+                                      {"integration_id", "int-42"}}));
+  EXPECT_EQ(body["event_type"], "privacy_request");
+}
+
+TEST_F(FlowTest, MixedCaseEmailIsLowerCasedBeforeUse) {
+  EXPECT_EQ(run(make_job(operation::delete_, "Jane@Example.COM")).result, kind::completed);
+  EXPECT_EQ(holders("jane@example.com"), 0);
+}
+
+TEST_F(FlowTest, UnknownCustomerIsUserNotFoundAndNothingIsWritten) {
+  for (const auto op : {operation::delete_, operation::copy}) {
+    EXPECT_EQ(run(make_job(op, "nobody@example.com")).result, kind::user_not_found);
+  }
+  EXPECT_EQ(calls(), (std::vector<std::string>{"export-one", "export-one"}));
+  EXPECT_EQ(holders("nobody@example.com"), 0);  // no customer created by tracking
+  EXPECT_TRUE(journal_.steps.empty());
+}
+
+TEST_F(FlowTest, CopyExportsAndTracksOneEvent) {
+  const auto out = run(make_job(operation::copy));
+  ASSERT_EQ(out.result, kind::completed) << out.message;
+  EXPECT_EQ(out.data["properties"]["first_name"], "Jane");
+  EXPECT_EQ(out.data["events"].size(), 2u);  // the export taken before the audit event
+  EXPECT_EQ(out.data["ids"]["registered"], "jane@example.com");
+  EXPECT_EQ(audit_events("req-1"), 1);
+  const auto body = json::parse(sim_.calls()[1]["body"].get<std::string>());
+  EXPECT_EQ(body["properties"]["type"], "copy");
+  EXPECT_EQ(holders("jane@example.com"), 1);  // copy never anonymizes
+}
+
+TEST_F(FlowTest, StillResolvingCustomerIsAnonymizedAgainThenFailsAfterTheTimeout) {
+  // Exponea says success but never removes the customer.
+  fault({{"endpoint", "anonymize"},
+         {"status", 200},
+         {"body", R"({"success":true})"},
+         {"count", 100}});
+  const auto out = run(make_job(operation::delete_));
+  EXPECT_EQ(out.result, kind::failed);
+  EXPECT_THAT(out.message, ::testing::HasSubstr("still resolves"));
+  const auto c = calls();
+  EXPECT_GT(std::count(c.begin(), c.end(), "anonymize"), 1);  // anonymized again while there
+  // It waited out verify_timeout (60 s here) before giving up, never longer.
+  const auto waited = std::accumulate(time_.slept.begin(), time_.slept.end(), 0ms);
+  EXPECT_EQ(waited, 60s);
+}
+
+class QueuedWritesFlowTest : public FlowTest {
+ protected:
+  QueuedWritesFlowTest() : FlowTest(5000) {}
+};
+
+TEST_F(QueuedWritesFlowTest, DeleteCompletesOnlyOnceVerificationSeesTheCustomerGone) {
+  const auto out = run(make_job(operation::delete_));
+  EXPECT_EQ(out.result, kind::completed) << out.message;
+  EXPECT_EQ(holders("jane@example.com"), 0);
+  // It polled with growing waits until the queued anonymization took effect (5 s).
+  ASSERT_GE(time_.slept.size(), 2u);
+  EXPECT_EQ(time_.slept[0], 1s);
+  EXPECT_EQ(time_.slept[1], 2s);
+  EXPECT_EQ(audit_events("req-1"), 1);
+}
+
+TEST_F(FlowTest, ResumedAfterTrackStartedDoesNotTrackTwiceWhenTheEventArrived) {
+  auto j = make_job(operation::delete_);
+  // The previous run tracked the event, then crashed before journaling `track done`.
+  ASSERT_EQ(run(make_job(operation::copy)).result, kind::completed);  // puts req-1's event there
+  j.history = {{clock_->now(), "track", "started"}};
+  journal_.steps.clear();
+  EXPECT_EQ(run(j).result, kind::completed);
+  EXPECT_EQ(audit_events("req-1"), 1);
+  EXPECT_EQ(journal_.steps.front(), "anonymize started");
+}
+
+TEST_F(FlowTest, ResumedAfterTrackStartedTracksWhenTheEventNeverArrived) {
+  auto j = make_job(operation::delete_);
+  j.history = {{clock_->now(), "track", "started"}};
+  EXPECT_EQ(run(j).result, kind::completed);
+  EXPECT_EQ(journal_.steps.front(), "track started");
+  EXPECT_EQ(holders("jane@example.com"), 0);
+}
+
+TEST_F(FlowTest, ResumedAfterAnonymizeStartedTreatsNotFoundAsCompleted) {
+  auto j = make_job(operation::delete_);
+  j.history = {{clock_->now(), "track", "started"},
+               {clock_->now(), "track", "done"},
+               {clock_->now(), "anonymize", "started"}};
+  // The anonymization of the crashed run took effect.
+  ASSERT_EQ(test::run_sync(ioc_, api_->anonymize(customer_ids(j, settings_))).value(), true);
+  const auto out = run(j);
+  EXPECT_EQ(out.result, kind::completed) << out.message;
+  EXPECT_EQ(calls().back(), "export-one");
+  EXPECT_EQ(holders("jane@example.com"), 0);
+  EXPECT_EQ(audit_events("req-1"), 0);  // nothing tracked on the anonymous profile
+}
+
+TEST_F(FlowTest, TransientFailureAsksForARetryWithRetryAfter) {
+  fault({{"endpoint", "export-one"}, {"status", 503}, {"retry_after", "7"}});
+  const auto out = run(make_job(operation::delete_));
+  EXPECT_EQ(out.result, kind::retry);
+  EXPECT_EQ(out.retry_after, 7s);
+  EXPECT_EQ(holders("jane@example.com"), 1);
+}
+
+TEST_F(FlowTest, LostAnswerOfTrackIsRetriedWithoutASecondEvent) {
+  fault({{"endpoint", "track"}, {"drop", true}, {"apply", true}});
+  auto j = make_job(operation::delete_);
+  const auto first = run(j);
+  ASSERT_EQ(first.result, kind::retry);
+  // The dispatcher resumes the job with the journal it left.
+  j.history = {{clock_->now(), "track", "started"}};
+  EXPECT_EQ(run(j).result, kind::completed);
+  EXPECT_EQ(audit_events("req-1"), 1);
+}
+
+TEST_F(FlowTest, CredentialRejectionNamesTheValue) {
+  creds_.set(credential::exponea_api_secret, "wrong");
+  const auto out = run(make_job(operation::delete_));
+  EXPECT_EQ(out.result, kind::rejected);
+  EXPECT_EQ(out.value, "exponea_api_secret");
+  EXPECT_THAT(out.message, ::testing::HasSubstr("invalid secret"));
+}
+
+TEST_F(FlowTest, PermanentErrorFailsWithExponeasText) {
+  fault({{"endpoint", "anonymize"},
+         {"status", 400},
+         {"body", R"({"success":false,"message":"Invalid JSON"})"}});
+  const auto out = run(make_job(operation::delete_));
+  EXPECT_EQ(out.result, kind::failed);
+  EXPECT_THAT(out.message, ::testing::HasSubstr("Invalid JSON"));
+}
+
+TEST_F(FlowTest, JournalFailureStopsBeforeTheNextCall) {
+  journal_.fail_at_ = 2;  // `track started`, `track done` recorded; `anonymize started` fails
+  const auto out = run(make_job(operation::delete_));
+  EXPECT_EQ(out.result, kind::interrupted);
+  EXPECT_EQ(calls(), (std::vector<std::string>{"export-one", "track"}));
+  EXPECT_EQ(holders("jane@example.com"), 1);
+}
+
+}  // namespace
+}  // namespace dsr
