@@ -2,8 +2,11 @@
 
 #include "dsr/config/config.hpp"
 #include "dsr/credentials/credentials.hpp"
+#include "dsr/exponea/client.hpp"
+#include "dsr/http/client.hpp"
 #include "dsr/http/router.hpp"
 #include "dsr/http/server.hpp"
+#include "dsr/jobs/dispatcher.hpp"
 #include "dsr/jobs/store.hpp"
 #include "dsr/jobs/store_worker.hpp"
 #include "dsr/mineos/intake.hpp"
@@ -11,10 +14,48 @@
 #include "dsr/ops/logging.hpp"
 #include "dsr/ops/systemd.hpp"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <unistd.h>
+#include <cstring>
+
+#include <random>
 
 namespace dsr::app {
+namespace {
+
+// One daemon per SQLite store: an exclusive lock on "<store>.lock", held for the process's life.
+// It is what makes expiring every lease at start-up safe (their owner is dead).
+bool lock_store(const std::filesystem::path& store, std::string& problem) {
+  std::error_code ec;
+  std::filesystem::create_directories(store.parent_path(), ec);
+  const auto path = store.string() + ".lock";
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    problem = fmt::format("cannot open {}: {}", path, std::strerror(errno));
+    return false;
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    problem = fmt::format(
+        "another dsr-connector is using the job store {} (lock {} is held); "
+        "run one daemon per store",
+        store.string(), path);
+    ::close(fd);
+    return false;
+  }
+  return true;  // the descriptor stays open until exit
+}
+
+std::string owner_id() {
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  std::random_device rd;
+  return fmt::format("{}:{}:{:08x}", host, ::getpid(), rd());
+}
+
+}  // namespace
 
 int serve(const std::filesystem::path& config_file) {
   ops::setup_bootstrap_logging();
@@ -54,6 +95,11 @@ int serve(const std::filesystem::path& config_file) {
     return 2;
   }
 
+  std::string lock_problem;
+  if (!lock_store(cfg.store.path, lock_problem)) {
+    fmt::print(stderr, "dsr-connector: {}\n", lock_problem);
+    return 1;
+  }
   auto store = open_sqlite_store({cfg.store.path});
   if (!store) {
     fmt::print(stderr, "dsr-connector: {}\n", store.error().detail);
@@ -61,6 +107,10 @@ int serve(const std::filesystem::path& config_file) {
   }
   if (auto active = (*store)->count_active()) {
     log->info("job store {} open: {} job(s) queued or running", cfg.store.path.string(), *active);
+  }
+  // The lock proves the previous owner of any lease is gone: its jobs go back to the queue.
+  if (auto expired = (*store)->expire_leases(time_point::max()); expired && *expired > 0) {
+    log->info("{} job(s) interrupted by the previous run resume from their journal", *expired);
   }
   store_worker worker(std::move(*store), {cfg.server.max_queued_jobs});
 
@@ -79,15 +129,48 @@ int serve(const std::filesystem::path& config_file) {
   options.idle_timeout = cfg.server.idle_timeout;
   options.shutdown_grace = cfg.jobs.shutdown_grace;
   options.io_threads = cfg.server.io_threads;
-  options.on_stopping = [log] {
+  dsr::dispatcher* running_dispatcher = nullptr;
+  options.on_stopping = [log, &running_dispatcher] {
     log->info("stopping: no new connections; finishing requests in flight");
     ops::notify("STOPPING=1");
+    if (running_dispatcher != nullptr) {
+      running_dispatcher->stop();
+    }
   };
   auto server = http::make_server(options, router);
   if (!server) {
     fmt::print(stderr, "dsr-connector: {}\n", server.error().detail);
     return 1;
   }
+  auto exponea_http = http::make_client(
+      (*server)->executor(),
+      {cfg.exponea.base_url, cfg.exponea.timeout, cfg.exponea.ca_file,
+       static_cast<std::size_t>(cfg.exponea.max_export_bytes), cfg.jobs.concurrency * 2});
+  if (!exponea_http) {
+    fmt::print(stderr, "dsr-connector: {}: [exponea] base_url / ca_file: {}\n", cfg.source.string(),
+               exponea_http.error().detail);
+    return 2;
+  }
+  const auto clock = make_system_clock();
+  auto exponea_api = exponea::make_api(std::move(*exponea_http), *credentials, clock);
+  dispatcher_options dispatch;
+  dispatch.owner = owner_id();
+  dispatch.concurrency = cfg.jobs.concurrency;
+  // A lease outlives the longest flow: verification plus a few calls.
+  dispatch.lease = cfg.exponea.verify_timeout + 10 * cfg.exponea.timeout + std::chrono::minutes(1);
+  dispatch.retry = cfg.retry;
+  dispatch.flows.customer_id_type = cfg.exponea.customer_id_type;
+  dispatch.flows.lowercase_ids = cfg.exponea.lowercase_ids;
+  dispatch.flows.event_type = cfg.exponea.event_type;
+  dispatch.flows.source = cfg.exponea.source;
+  dispatch.flows.verify_timeout = cfg.exponea.verify_timeout;
+  dispatch.export_dir = cfg.store.path.parent_path() / "exports";
+  auto dispatcher =
+      make_dispatcher((*server)->executor(), worker, *exponea_api, clock, std::move(dispatch));
+  intake.on_accepted([d = dispatcher.get()] { d->notify(); });
+  running_dispatcher = dispatcher.get();
+  dispatcher->start();
+
   const auto pub = (*server)->local_endpoint(http::listener::public_);
   log->info("listening on http://{} for MineOS webhooks{}", pub->to_string(),
             cfg.server.admin_listen ? "" : " and operator endpoints");

@@ -137,6 +137,8 @@ class server_impl final : public server {
     asio::post(control_, [this] { begin_stop(); });
   }
 
+  asio::any_io_executor executor() override { return ioc_.get_executor(); }
+
  private:
   result<void> open(tcp::acceptor& acceptor, const endpoint& ep, std::string_view key) {
     boost::system::error_code ec;

@@ -95,7 +95,7 @@ void intake::handle(endpoint_kind kind, const http::request& req, http::responde
   const std::string trace_id = j.trace_id;
   const operation op = j.op;
   const auto max = max_queued_jobs_;
-  queue_.insert(std::move(j), [request_id, trace_id, op, max,
+  queue_.insert(std::move(j), [request_id, trace_id, op, max, notify = on_accepted_,
                                done = std::move(done)](result<insert_outcome> r) {
     if (!r) {
       log()->error("[R {}] not accepted, the job store cannot commit: {}", request_id,
@@ -109,6 +109,9 @@ void intake::handle(endpoint_kind kind, const http::request& req, http::responde
       case kind::inserted:
         log()->info("[R {}] accepted {} request (trace {})", request_id, to_string(op), trace_id);
         done(http::json_response(202, {{"requestId", r->request_id}, {"status", "accepted"}}));
+        if (notify) {
+          notify();
+        }
         return;
       case kind::duplicate:
         log()->info("[R {}] repeat of an accepted request (trace {}); no new job", r->request_id,

@@ -166,7 +166,8 @@ TEST_F(Daemon, AcceptsSignedRequestsAndServesTheJobView) {
   ASSERT_EQ(view.status, 200);
   const auto v = nlohmann::json::parse(view.body);
   EXPECT_EQ(v["operation"], "copy");
-  EXPECT_EQ(v["state"], "queued");
+  // Exponea is unreachable in this test: the job is being tried or waits for its retry.
+  EXPECT_THAT(v["state"].get<std::string>(), ::testing::AnyOf("queued", "running", "retrying"));
   EXPECT_EQ(v["createdAt"], "2026-11-28T10:00:00.726Z");
   EXPECT_EQ(v["dueAt"], "2026-12-28T10:00:00.726Z");
   EXPECT_EQ(request(d->admin_port(), "GET", "/healthz").status, 200);

@@ -15,6 +15,8 @@
 #include "dsr/config/config.hpp"
 #include "dsr/http/message.hpp"
 
+#include <boost/asio/any_io_executor.hpp>
+
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -46,6 +48,9 @@ class server {
   virtual void run() = 0;
   // Begins a graceful stop. Thread-safe, idempotent.
   virtual void stop() = 0;
+  // The io_context the server runs: other components (the dispatcher, the Exponea client) run
+  // their coroutines on the same threads.
+  virtual boost::asio::any_io_executor executor() = 0;
 };
 
 // Binds the listener(s) now, so that errors (address in use, permission) surface before run().

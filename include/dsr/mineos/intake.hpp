@@ -28,11 +28,15 @@ class intake {
   // Registers the three webhook routes on `listen`.
   void add_routes(http::router& r);
 
+  // Called after each newly committed job (the dispatcher's wake-up). Set before serving.
+  void on_accepted(std::function<void()> fn) { on_accepted_ = std::move(fn); }
+
  private:
   job_queue& queue_;
   const credential_store& credentials_;
   std::shared_ptr<clock> clock_;
   std::uint64_t max_queued_jobs_;
+  std::function<void()> on_accepted_;
 };
 
 }  // namespace dsr::mineos

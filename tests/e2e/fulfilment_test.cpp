@@ -1,0 +1,220 @@
+// Fulfilment end to end: the real dsr-connector against the real exponea-sim, over loopback.
+
+#include "dsr/mineos/signature.hpp"
+#include "support/http_client.hpp"
+#include "support/process.hpp"
+#include "support/temp_dir.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <csignal>
+#include <fstream>
+#include <thread>
+
+namespace dsr::test {
+namespace {
+
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+const std::map<std::string, std::string> admin = {{"Authorization", "Bearer admin-SECRET"}};
+constexpr std::string_view webhook_secret = "webhook-SECRET";
+
+class Fulfilment : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::ifstream in(DSR_SOURCE_DIR "/config/exponea-sim.example.json");
+    auto seed = json::parse(in);
+    seed["write_delay_ms"] = 300;  // Exponea queues writes
+    const auto seed_file = dir_.write("seed.json", seed.dump());
+    sim_ = std::make_unique<process>(
+        DSR_SIM_BINARY,
+        std::vector<std::string>{"--seed", seed_file.string(), "--listen", "127.0.0.1:0"},
+        std::map<std::string, std::string>{}, dir_.path() / "sim.log");
+    sim_port_ = sim_->wait_port(R"(exponea-sim listening on http://[^ ]+:(\d+))");
+    ASSERT_NE(sim_port_, 0) << sim_->output();
+    const auto cfg = dir_.write("dsr.toml", fmt::format(R"(
+[server]
+listen = "127.0.0.1:0"
+[store]
+path = "dsr.sqlite3"
+[exponea]
+base_url = "http://127.0.0.1:{}"
+timeout_seconds = 2
+verify_timeout_seconds = 30
+[retry]
+initial_backoff_ms = 20
+max_attempts = 4
+[credentials]
+exponea_api_key = "demo-api-key"
+exponea_api_secret = "demo-api-secret"
+exponea_project_token = "demo-project-token"
+exponea_api_token = "demo-api-token"
+mineos_webhook_secret = "webhook-SECRET"
+admin_token = "admin-SECRET"
+store_key = "{}"
+)",
+                                                        sim_port_, std::string(64, 'a')));
+    daemon_ = std::make_unique<process>(
+        DSR_BINARY, std::vector<std::string>{"serve", "--config", cfg.string()},
+        std::map<std::string, std::string>{}, dir_.path() / "daemon.log");
+    ASSERT_TRUE(daemon_->wait_listening()) << daemon_->output();
+  }
+
+  void TearDown() override {
+    daemon_->signal(SIGTERM);
+    EXPECT_EQ(daemon_->wait_exit(), 0);
+    const auto out = daemon_->output();
+    for (const char* s : {"demo-api-secret", "demo-project-token", "demo-api-token",
+                          "webhook-SECRET", "admin-SECRET"}) {
+      EXPECT_THAT(out, Not(HasSubstr(s)));
+    }
+    EXPECT_THAT(out, Not(HasSubstr("@example.com")));  // e-mails only at trace level
+    sim_->signal(SIGTERM);
+  }
+
+  void submit(const std::string& op, const std::string& request_id, const std::string& email) {
+    const auto r =
+        post_signed(daemon_->port(), "/v1/mineos/" + op,
+                    webhook_body("trace-" + request_id, request_id, email), webhook_secret);
+    ASSERT_EQ(r.status, 202);
+  }
+
+  // Waits (bounded) until the job reaches a final state; returns its view.
+  json finished(const std::string& request_id) {
+    json v;
+    const auto until = std::chrono::steady_clock::now() + 30s;
+    while (std::chrono::steady_clock::now() < until) {
+      v = json::parse(
+          request(daemon_->port(), "GET", "/v1/requests/" + request_id, "", admin).body);
+      const auto state = v.value("state", "");
+      if (state != "queued" && state != "running" && state != "retrying") {
+        return v;
+      }
+      std::this_thread::sleep_for(20ms);  // polling for an event, not timing it
+    }
+    ADD_FAILURE() << "job " << request_id << " did not finish: " << v.dump();
+    return v;
+  }
+
+  json sim(const std::string& what) {
+    return json::parse(request(sim_port_, "GET", "/_sim/" + what).body);
+  }
+  void fault(const json& f) {
+    ASSERT_EQ(request(sim_port_, "POST", "/_sim/faults", f.dump()).status, 200);
+  }
+  // The calls the simulator saw whose body mentions `needle` (the subject's e-mail).
+  std::vector<json> calls_about(const std::string& needle) {
+    std::vector<json> out;
+    for (const auto& c : sim("calls")) {
+      if (c["body"].get<std::string>().find(needle) != std::string::npos) {
+        out.push_back(c);
+      }
+    }
+    return out;
+  }
+  int holders(const std::string& email) {
+    int n = 0;
+    for (const auto& c : sim("state")) {
+      n += c["ids"].value("registered", "") == email ? 1 : 0;
+    }
+    return n;
+  }
+
+  temp_dir dir_;
+  std::unique_ptr<process> sim_;
+  std::uint16_t sim_port_ = 0;
+  std::unique_ptr<process> daemon_;
+};
+
+TEST_F(Fulfilment, DeleteOfAnExistingCustomerAnonymizesAndVerifies) {
+  submit("delete", "req-jane", "Jane@Example.COM");  // mixed case: lower-cased as the ID
+  const auto v = finished("req-jane");
+  EXPECT_EQ(v["state"], "completed");
+  EXPECT_EQ(v["outcome"], "Completed");
+  EXPECT_EQ(holders("jane@example.com"), 0);
+  std::vector<std::string> endpoints;
+  for (const auto& c : calls_about("jane@example.com")) {
+    endpoints.push_back(c["endpoint"]);
+  }
+  ASSERT_GE(endpoints.size(), 4u);
+  EXPECT_EQ(endpoints[0], "export-one");
+  EXPECT_EQ(endpoints[1], "track");
+  EXPECT_EQ(endpoints[2], "anonymize");
+  EXPECT_EQ(endpoints.back(), "export-one");  // verification saw it gone
+  const auto track = calls_about("jane@example.com")[1];
+  EXPECT_EQ(track["auth"], "token");
+  const auto event = json::parse(track["body"].get<std::string>());
+  EXPECT_EQ(event["properties"]["request_id"], "req-jane");
+  EXPECT_EQ(event["properties"]["type"], "delete");
+  EXPECT_THAT(event["properties"].dump(), Not(HasSubstr("@")));  // no personal data
+}
+
+TEST_F(Fulfilment, UnknownCustomerIsUserNotFoundAndNothingIsCreated) {
+  submit("delete", "req-nobody", "nobody@example.com");
+  submit("copy", "req-nobody-copy", "nobody2@example.com");
+  EXPECT_EQ(finished("req-nobody")["outcome"], "UserNotFound");
+  EXPECT_EQ(finished("req-nobody-copy")["state"], "user_not_found");
+  for (const char* who : {"nobody@example.com", "nobody2@example.com"}) {
+    for (const auto& c : calls_about(who)) {
+      EXPECT_EQ(c["endpoint"], "export-one");  // no event, no anonymize
+    }
+    EXPECT_EQ(holders(who), 0);
+  }
+}
+
+TEST_F(Fulfilment, CopyExportsTheCustomerAndTracksOneEvent) {
+  submit("copy", "req-john", "john@example.com");
+  const auto v = finished("req-john");
+  EXPECT_EQ(v["outcome"], "Completed");
+  // Exponea queues the event (300 ms here): wait for it to land, bounded.
+  int events = 0;
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (events == 0 && std::chrono::steady_clock::now() < until) {
+    events = 0;
+    for (const auto& c : sim("state")) {
+      for (const auto& e : c["events"]) {
+        if (e["type"] == "privacy_request") {
+          ++events;
+          EXPECT_EQ(e["properties"]["type"], "copy");
+        }
+      }
+    }
+    if (events == 0) {
+      std::this_thread::sleep_for(20ms);
+    }
+  }
+  EXPECT_EQ(events, 1);
+  EXPECT_EQ(holders("john@example.com"), 1);
+}
+
+TEST_F(Fulfilment, TransientFaultsAreRetriedUntilDone) {
+  fault(json::array({{{"endpoint", "export-one"}, {"status", 500}, {"body", "boom"}},
+                     {{"endpoint", "export-one"}, {"status", 429}, {"retry_after", "1"}}}));
+  const auto started = std::chrono::steady_clock::now();
+  submit("delete", "req-retry", "jane@example.com");
+  const auto v = finished("req-retry");
+  EXPECT_EQ(v["state"], "completed");
+  EXPECT_EQ(v["attempts"], 3);
+  // The 429's Retry-After: 1 was honoured (the retry came no earlier than asked).
+  EXPECT_GE(std::chrono::steady_clock::now() - started, 1s);
+  EXPECT_THAT(v["history"].dump(), HasSubstr("boom"));
+}
+
+TEST_F(Fulfilment, PermanentErrorFailsAtOnceWithExponeasText) {
+  fault({{"endpoint", "anonymize"},
+         {"status", 400},
+         {"body", R"({"success":false,"message":"Invalid JSON"})"}});
+  submit("delete", "req-bad", "jane@example.com");
+  const auto v = finished("req-bad");
+  EXPECT_EQ(v["state"], "failed");
+  EXPECT_EQ(v["attempts"], 1);
+  EXPECT_THAT(v["history"].dump(), HasSubstr("Invalid JSON"));
+}
+
+}  // namespace
+}  // namespace dsr::test
