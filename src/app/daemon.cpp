@@ -10,6 +10,7 @@
 #include "dsr/jobs/store.hpp"
 #include "dsr/jobs/store_worker.hpp"
 #include "dsr/mineos/intake.hpp"
+#include "dsr/mineos/reporter.hpp"
 #include "dsr/ops/admin_api.hpp"
 #include "dsr/ops/logging.hpp"
 #include "dsr/ops/systemd.hpp"
@@ -130,11 +131,15 @@ int serve(const std::filesystem::path& config_file) {
   options.shutdown_grace = cfg.jobs.shutdown_grace;
   options.io_threads = cfg.server.io_threads;
   dsr::dispatcher* running_dispatcher = nullptr;
-  options.on_stopping = [log, &running_dispatcher] {
+  mineos::reporter* running_reporter = nullptr;
+  options.on_stopping = [log, &running_dispatcher, &running_reporter] {
     log->info("stopping: no new connections; finishing requests in flight");
     ops::notify("STOPPING=1");
     if (running_dispatcher != nullptr) {
       running_dispatcher->stop();
+    }
+    if (running_reporter != nullptr) {
+      running_reporter->stop();
     }
   };
   auto server = http::make_server(options, router);
@@ -165,11 +170,33 @@ int serve(const std::filesystem::path& config_file) {
   dispatch.flows.source = cfg.exponea.source;
   dispatch.flows.verify_timeout = cfg.exponea.verify_timeout;
   dispatch.export_dir = cfg.store.path.parent_path() / "exports";
+  std::unique_ptr<mineos::reporter> reporter;
+  if (!cfg.mineos.status_url.empty()) {
+    auto mineos_http =
+        http::make_client((*server)->executor(), {cfg.mineos.status_url, cfg.exponea.timeout, ""});
+    if (!mineos_http) {
+      fmt::print(stderr, "dsr-connector: {}: [mineos] status_url: {}\n", cfg.source.string(),
+                 mineos_http.error().detail);
+      return 2;
+    }
+    reporter = mineos::make_reporter((*server)->executor(), worker, std::move(*mineos_http),
+                                     *credentials, clock, {cfg.retry, dispatch.export_dir});
+    dispatch.on_finished = [r = reporter.get()] { r->notify(); };
+  } else {
+    log->info(
+        "[mineos] status_url is empty: outcomes are not reported; copy exports are kept "
+        "for {} day(s)",
+        cfg.store.export_retention_days);
+  }
   auto dispatcher =
       make_dispatcher((*server)->executor(), worker, *exponea_api, clock, std::move(dispatch));
   intake.on_accepted([d = dispatcher.get()] { d->notify(); });
   running_dispatcher = dispatcher.get();
   dispatcher->start();
+  if (reporter) {
+    running_reporter = reporter.get();
+    reporter->start();
+  }
 
   const auto pub = (*server)->local_endpoint(http::listener::public_);
   log->info("listening on http://{} for MineOS webhooks{}", pub->to_string(),

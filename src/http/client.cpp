@@ -224,7 +224,8 @@ class client_impl final : public client {
                                                     bool& keep_alive) {
     bhttp::request<bhttp::string_body> msg;
     msg.method_string(req.method);
-    msg.target(base_path_ + req.target);
+    const std::string target = base_path_ + req.target;
+    msg.target(target.empty() ? "/" : target);
     msg.version(11);
     msg.set(bhttp::field::host, host_header_);
     msg.set(bhttp::field::user_agent, "dsr-connector/" DSR_VERSION);

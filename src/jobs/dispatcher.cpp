@@ -190,6 +190,9 @@ class dispatcher_impl final : public dispatcher {
           std::chrono::duration_cast<std::chrono::seconds>(next.next_attempt_at - now).count(),
           outcome.message);
     } else {
+      if (options_.on_finished) {
+        options_.on_finished();
+      }
       log()->info(
           "[R {}] finished: operation={} outcome={} state={} duration={:.3f}s attempts={}{}",
           j.request_id, to_string(j.op), next.outcome, to_string(next.state), took.count() / 1000.0,

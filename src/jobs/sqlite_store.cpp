@@ -14,7 +14,7 @@ namespace {
 
 // Each entry moves the schema from version i to i + 1. Never edit an entry that has shipped;
 // append a new one.
-constexpr std::array<const char*, 1> migrations{
+constexpr std::array<const char*, 2> migrations{
     R"sql(
 CREATE TABLE jobs (
   id INTEGER PRIMARY KEY,
@@ -50,12 +50,19 @@ CREATE TABLE job_steps (
   PRIMARY KEY (job_id, seq)
 ) WITHOUT ROWID;
 )sql",
+    // 2: the MineOS outbox: when the outcome is due to be reported, how often it was tried.
+    R"sql(
+ALTER TABLE jobs ADD COLUMN report_attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN report_next_at_ms INTEGER;
+ALTER TABLE jobs ADD COLUMN report_gave_up INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX jobs_outbox ON jobs (report_next_at_ms) WHERE reported = 0 AND report_gave_up = 0;
+)sql",
 };
 
 constexpr const char* job_columns =
     "id, request_id, trace_id, operation, integration_id, source, request_type, created_at_ms, "
     "received_at_ms, updated_at_ms, subject, state, attempts, next_attempt_at_ms, lease_owner, "
-    "lease_expires_at_ms, outcome, outcome_message, reported, report_error";
+    "lease_expires_at_ms, outcome, outcome_message, reported, report_error, report_attempts";
 
 std::int64_t ms(time_point t) {
   return t.time_since_epoch().count();
@@ -281,6 +288,41 @@ class sqlite_job_store final : public job_store {
     return {};
   }
 
+  result<std::vector<job>> due_reports(time_point now, std::size_t limit) override {
+    std::vector<job> out;
+    {
+      use q(stmts_->due_reports);
+      q.bind(1, ms(now)).bind(2, static_cast<std::int64_t>(limit));
+      int rc = 0;
+      while ((rc = q.step()) == SQLITE_ROW) {
+        out.push_back(read_job(q));
+      }
+      if (rc != SQLITE_DONE) {
+        return error("reading the outbox");
+      }
+    }
+    return out;
+  }
+
+  result<void> record_report(std::int64_t job_id, const report_update& u, time_point now) override {
+    use q(stmts_->record_report);
+    q.bind(1, job_id)
+        .bind(2, std::int64_t{u.acknowledged ? 1 : 0})
+        .bind(4, static_cast<std::int64_t>(u.attempts))
+        .bind(5, ms(u.next_at))
+        .bind(6, std::int64_t{u.gave_up ? 1 : 0})
+        .bind(7, ms(now));
+    if (u.error) {
+      q.bind(3, *u.error);
+    } else {
+      q.bind_null(3);
+    }
+    if (q.step() != SQLITE_DONE) {
+      return error("recording a report");
+    }
+    return {};
+  }
+
   result<std::size_t> expire_leases(time_point now) override {
     use q(stmts_->expire);
     q.bind(1, ms(now));
@@ -328,7 +370,16 @@ class sqlite_job_store final : public job_store {
                   "UPDATE jobs SET state = ?1, attempts = ?2, next_attempt_at_ms = ?3, outcome = "
                   "CASE WHEN ?4 = '' THEN outcome ELSE ?4 END, outcome_message = CASE WHEN ?5 = "
                   "'' THEN outcome_message ELSE ?5 END, updated_at_ms = ?6, lease_owner = NULL, "
-                  "lease_expires_at_ms = NULL WHERE id = ?7"),
+                  "lease_expires_at_ms = NULL, report_next_at_ms = CASE WHEN ?1 IN ('completed', "
+                  "'user_not_found', 'failed', 'cancelled') THEN ?6 ELSE NULL END WHERE id = ?7"),
+          due_reports(db, fmt::format("SELECT {} FROM jobs WHERE reported = 0 AND report_gave_up "
+                                      "= 0 AND report_next_at_ms <= ?1 ORDER BY "
+                                      "report_next_at_ms LIMIT ?2",
+                                      job_columns)),
+          record_report(db,
+                        "UPDATE jobs SET reported = ?2, report_error = ?3, report_attempts = ?4, "
+                        "report_next_at_ms = CASE WHEN ?2 = 1 OR ?6 = 1 THEN NULL ELSE ?5 END, "
+                        "report_gave_up = ?6, updated_at_ms = ?7 WHERE id = ?1"),
           expire(db,
                  "UPDATE jobs SET state = CASE WHEN attempts > 0 THEN 'retrying' ELSE 'queued' "
                  "END, lease_owner = NULL, lease_expires_at_ms = NULL WHERE state = 'running' AND "
@@ -336,7 +387,7 @@ class sqlite_job_store final : public job_store {
 
     statement begin, commit, rollback, by_trace, by_request, insert_job, insert_step,
         find_by_request, find_by_id, list_all, list_state, history, count_active, claim, lease_of,
-        release, expire;
+        release, due_reports, record_report, expire;
   };
 
   failure error(std::string_view doing) const {
@@ -503,6 +554,7 @@ class sqlite_job_store final : public job_store {
     if (!q.is_null(19)) {
       j.report_error = q.text(19);
     }
+    j.report_attempts = static_cast<std::uint32_t>(q.integer(20));
     return j;
   }
 

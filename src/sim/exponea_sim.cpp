@@ -176,9 +176,30 @@ void exponea_simulator::log_call(const http::request& req, const std::string& en
                     {"body", req.body}});
 }
 
+json exponea_simulator::reports() {
+  const std::lock_guard lock(mutex_);
+  return reports_;
+}
+
+http::response exponea_simulator::mineos(const http::request& req) {
+  const std::lock_guard lock(mutex_);
+  http::response res = answer(200, {{"ok", true}});
+  if (auto f = take_fault("mineos"); f && f->status != 0) {
+    res = http::response{f->status, "application/json", f->body, {}};
+  }
+  reports_.push_back({{"authorization", std::string(req.header("Authorization").value_or(""))},
+                      {"body", req.body},
+                      {"status", res.status}});
+  return res;
+}
+
 void exponea_simulator::handle(http::request req, http::responder done) {
   if (req.path().starts_with("/_sim/")) {
     done(control(req));
+    return;
+  }
+  if (req.path() == "/mineos/status" && req.method == "POST") {
+    done(mineos(req));
     return;
   }
   std::string endpoint;
@@ -400,6 +421,9 @@ http::response exponea_simulator::control(const http::request& req) {
   }
   if (path == "/_sim/calls" && req.method == "GET") {
     return answer(200, calls());
+  }
+  if (path == "/_sim/mineos" && req.method == "GET") {
+    return answer(200, reports());
   }
   const auto body = json::parse(req.body, nullptr, false);
   if (body.is_discarded()) {

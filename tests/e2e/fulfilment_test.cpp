@@ -37,7 +37,8 @@ class Fulfilment : public ::testing::Test {
         std::map<std::string, std::string>{}, dir_.path() / "sim.log");
     sim_port_ = sim_->wait_port(R"(exponea-sim listening on http://[^ ]+:(\d+))");
     ASSERT_NE(sim_port_, 0) << sim_->output();
-    const auto cfg = dir_.write("dsr.toml", fmt::format(R"(
+    const auto cfg =
+        dir_.write("dsr.toml", fmt::format(R"(
 [server]
 listen = "127.0.0.1:0"
 [store]
@@ -46,6 +47,8 @@ path = "dsr.sqlite3"
 base_url = "http://127.0.0.1:{}"
 timeout_seconds = 2
 verify_timeout_seconds = 30
+[mineos]
+status_url = "http://127.0.0.1:{}/mineos/status"
 [retry]
 initial_backoff_ms = 20
 max_attempts = 4
@@ -57,8 +60,9 @@ exponea_api_token = "demo-api-token"
 mineos_webhook_secret = "webhook-SECRET"
 admin_token = "admin-SECRET"
 store_key = "{}"
+mineos_api_key = "mineos-key-SECRET"
 )",
-                                                        sim_port_, std::string(64, 'a')));
+                                           sim_port_, sim_port_, std::string(64, 'a')));
     daemon_ = std::make_unique<process>(
         DSR_BINARY, std::vector<std::string>{"serve", "--config", cfg.string()},
         std::map<std::string, std::string>{}, dir_.path() / "daemon.log");
@@ -67,10 +71,10 @@ store_key = "{}"
 
   void TearDown() override {
     daemon_->signal(SIGTERM);
-    EXPECT_EQ(daemon_->wait_exit(), 0);
+    EXPECT_EQ(daemon_->wait_exit(), 0) << daemon_->output();
     const auto out = daemon_->output();
     for (const char* s : {"demo-api-secret", "demo-project-token", "demo-api-token",
-                          "webhook-SECRET", "admin-SECRET"}) {
+                          "webhook-SECRET", "admin-SECRET", "mineos-key-SECRET"}) {
       EXPECT_THAT(out, Not(HasSubstr(s)));
     }
     EXPECT_THAT(out, Not(HasSubstr("@example.com")));  // e-mails only at trace level
@@ -98,6 +102,22 @@ store_key = "{}"
       std::this_thread::sleep_for(20ms);  // polling for an event, not timing it
     }
     ADD_FAILURE() << "job " << request_id << " did not finish: " << v.dump();
+    return v;
+  }
+
+  // Waits (bounded) until MineOS has acknowledged the job's report; returns the job view.
+  json wait_reported(const std::string& request_id) {
+    json v;
+    const auto until = std::chrono::steady_clock::now() + 30s;
+    while (std::chrono::steady_clock::now() < until) {
+      v = json::parse(
+          request(daemon_->port(), "GET", "/v1/requests/" + request_id, "", admin).body);
+      if (v.value("reported", false)) {
+        return v;
+      }
+      std::this_thread::sleep_for(20ms);  // polling for an event, not timing it
+    }
+    ADD_FAILURE() << "job " << request_id << " was not reported: " << v.dump();
     return v;
   }
 
@@ -214,6 +234,64 @@ TEST_F(Fulfilment, PermanentErrorFailsAtOnceWithExponeasText) {
   EXPECT_EQ(v["state"], "failed");
   EXPECT_EQ(v["attempts"], 1);
   EXPECT_THAT(v["history"].dump(), HasSubstr("Invalid JSON"));
+}
+
+TEST_F(Fulfilment, OutcomeIsReportedOnceWithTheMineosKey) {
+  submit("delete", "req-report", "jane@example.com");
+  const auto v = wait_reported("req-report");
+  EXPECT_EQ(v["reported"], true);
+  EXPECT_TRUE(v["reportError"].is_null());
+  const auto reports = sim("mineos");
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(reports[0]["authorization"], "Bearer mineos-key-SECRET");
+  const auto body = json::parse(reports[0]["body"].get<std::string>());
+  EXPECT_EQ(body["traceId"], "trace-req-report");
+  EXPECT_EQ(body["integrationId"], "int-42");
+  EXPECT_EQ(body["requestId"], "req-report");
+  EXPECT_EQ(body["operation"], "delete");
+  EXPECT_EQ(body["status"], "Completed");
+  EXPECT_FALSE(body.contains("data"));
+}
+
+TEST_F(Fulfilment, CopyReportCarriesTheDataAndTheExportIsDeletedAfterwards) {
+  submit("copy", "req-copy", "john@example.com");
+  wait_reported("req-copy");
+  const auto body = json::parse(sim("mineos")[0]["body"].get<std::string>());
+  EXPECT_EQ(body["status"], "Completed");
+  EXPECT_EQ(body["data"]["properties"]["first_name"], "John");
+  EXPECT_EQ(body["data"]["ids"]["registered"], "john@example.com");
+  EXPECT_EQ(body["data"]["events"].size(), 1u);
+  const auto exports = dir_.path() / "exports";
+  EXPECT_TRUE(!std::filesystem::exists(exports) || std::filesystem::is_empty(exports));
+}
+
+TEST_F(Fulfilment, MineosAnswering503IsRetriedUntilAcknowledgedOnce) {
+  fault({{"endpoint", "mineos"}, {"status", 503}, {"count", 3}});
+  submit("delete", "req-503", "nobody@example.com");
+  const auto v = wait_reported("req-503");
+  EXPECT_EQ(v["reported"], true);
+  const auto reports = sim("mineos");
+  ASSERT_EQ(reports.size(), 4u);
+  EXPECT_EQ(reports[3]["status"], 200);
+  EXPECT_EQ(std::count_if(reports.begin(), reports.end(),
+                          [](const json& r) { return r["status"] == 200; }),
+            1);
+}
+
+TEST_F(Fulfilment, MineosAnswering404GivesUpAfterMaxAttemptsWithReportError) {
+  fault({{"endpoint", "mineos"}, {"status", 404}, {"body", "no such integration"}, {"count", 10}});
+  submit("delete", "req-404", "nobody@example.com");
+  json v;
+  const auto until = std::chrono::steady_clock::now() + 30s;
+  while (std::chrono::steady_clock::now() < until && sim("mineos").size() < 4) {
+    std::this_thread::sleep_for(20ms);
+  }
+  std::this_thread::sleep_for(300ms);  // any fifth attempt would come within the backoff
+  v = json::parse(request(daemon_->port(), "GET", "/v1/requests/req-404", "", admin).body);
+  EXPECT_EQ(sim("mineos").size(), 4u);  // max_attempts = 4, then it waits for `retry`
+  EXPECT_EQ(v["reported"], false);
+  EXPECT_THAT(v["reportError"].get<std::string>(), HasSubstr("404"));
+  EXPECT_THAT(v["reportError"].get<std::string>(), HasSubstr("no such integration"));
 }
 
 }  // namespace

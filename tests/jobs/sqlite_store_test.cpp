@@ -183,6 +183,35 @@ TEST(SqliteStore, ExpiredLeasesReturnJobsToTheQueue) {
   EXPECT_EQ((*again)->id, j.id);
 }
 
+TEST(SqliteStore, FinishedJobsEnterTheOutboxUntilAcknowledgedOrGivenUp) {
+  auto s = open_memory();
+  insert_one(*s, make_job("a", "ta"));
+  insert_one(*s, make_job("b", "tb"));
+  EXPECT_TRUE(s->due_reports(t0 + 1h, 10)->empty());  // nothing finished yet
+  for (int i = 0; i < 2; ++i) {
+    auto j = **s->claim_next("me", t0, 30s);
+    ASSERT_TRUE(s->release(j.id, "me", {job_state::completed, 1, t0, "Completed", "ok"}, t0));
+  }
+  auto due = s->due_reports(t0, 10);
+  ASSERT_TRUE(due);
+  ASSERT_EQ(due->size(), 2u);
+  const auto a = (*due)[0].request_id == "a" ? (*due)[0] : (*due)[1];
+  const auto b = (*due)[0].request_id == "a" ? (*due)[1] : (*due)[0];
+  // a: acknowledged. b: refused, to be tried again in a minute.
+  ASSERT_TRUE(s->record_report(a.id, {true, std::nullopt, 0, t0, false}, t0));
+  ASSERT_TRUE(s->record_report(b.id, {false, "MineOS answered 404", 1, t0 + 1min, false}, t0));
+  EXPECT_TRUE(s->due_reports(t0 + 59s, 10)->empty());
+  ASSERT_EQ(s->due_reports(t0 + 1min, 10)->size(), 1u);
+  EXPECT_TRUE((**s->find("a")).reported);
+  const auto refused = **s->find("b");
+  EXPECT_FALSE(refused.reported);
+  EXPECT_EQ(refused.report_error, "MineOS answered 404");
+  EXPECT_EQ(refused.report_attempts, 1u);
+  // Given up: out of the outbox for good (until an operator's retry).
+  ASSERT_TRUE(s->record_report(b.id, {false, "MineOS answered 404", 12, t0, true}, t0));
+  EXPECT_TRUE(s->due_reports(t0 + 1h, 10)->empty());
+}
+
 TEST(SqliteStore, ReopenedStoreKeepsJobsAndUsesWalWithFullSync) {
   test::temp_dir dir;
   const auto path = dir.path() / "sub" / "dsr.sqlite3";
@@ -207,7 +236,7 @@ TEST(SqliteStore, ReopenedStoreKeepsJobsAndUsesWalWithFullSync) {
   sqlite3_finalize(st);
   sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr);
   ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int(st, 0), 1);
+  EXPECT_EQ(sqlite3_column_int(st, 0), 2);
   sqlite3_finalize(st);
   sqlite3_close(db);
 }

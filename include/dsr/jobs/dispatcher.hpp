@@ -35,6 +35,8 @@ struct dispatcher_options {
   flow_settings flows;
   // Where completed copy exports are written (one JSON file per request, mode 0600).
   std::filesystem::path export_dir;
+  // Called after a job reached a final state (the reporter's wake-up).
+  std::function<void()> on_finished;
 };
 
 class dispatcher {

@@ -67,6 +67,7 @@ struct job {
   std::string outcome_message;  // message sent with it
   bool reported = false;
   std::optional<std::string> report_error;
+  std::uint32_t report_attempts = 0;
   std::vector<job_step> history;
 
   // The legal due date: createdAt (or receipt) + deadline_days.

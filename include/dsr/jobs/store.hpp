@@ -42,6 +42,15 @@ struct job_release {
   std::string outcome_message;  // "" keeps the stored one
 };
 
+// The result of one attempt to report a job's outcome to MineOS.
+struct report_update {
+  bool acknowledged = false;         // MineOS answered 2xx: never sent again
+  std::optional<std::string> error;  // the last reporting error (reportError), nullopt once ok
+  std::uint32_t attempts = 0;        // attempts that failed with a non-transient answer
+  time_point next_at;                // when to try again (ignored when acknowledged or gave_up)
+  bool gave_up = false;              // max_attempts reached: stays unreported until `retry`
+};
+
 class job_store {
  public:
   virtual ~job_store() = default;
@@ -73,6 +82,14 @@ class job_store {
   // Ends `owner`'s lease and stores the job's next state (errc::lease_lost if not held).
   virtual result<void> release(std::int64_t job_id, std::string_view owner, const job_release& next,
                                time_point now) = 0;
+
+  // The outbox: finished jobs whose outcome is due to be reported (not acknowledged, not given up,
+  // next attempt <= now), earliest first.
+  virtual result<std::vector<job>> due_reports(time_point now, std::size_t limit) = 0;
+
+  // Records one reporting attempt.
+  virtual result<void> record_report(std::int64_t job_id, const report_update& u,
+                                     time_point now) = 0;
 
   // Returns running jobs whose lease expired before `now` to the queue; how many.
   virtual result<std::size_t> expire_leases(time_point now) = 0;

@@ -7,7 +7,9 @@
 // and answers 429 over its rate limit, dropping the request's data.
 //
 // State is seeded from JSON (see config/exponea-sim.example.json). Test-only control endpoints
-// live under /_sim/ (state, call log, injected faults).
+// live under /_sim/ (state, call log, injected faults). It also plays a small fake MineOS status
+// endpoint, POST /mineos/status, that records the reports it receives (/_sim/mineos) and fails on
+// request (faults with "endpoint": "mineos").
 //
 // Thread safety: handle() may be called from any thread; state is guarded by one mutex.
 
@@ -40,6 +42,9 @@ class exponea_simulator final : public http::handler {
   nlohmann::json state();
   // Every API call so far: {"method","endpoint","auth","status","body"}.
   nlohmann::json calls();
+  // Every status report received on the fake MineOS endpoint POST /mineos/status:
+  // {"authorization","body","status"}.
+  nlohmann::json reports();
 
  private:
   struct customer {
@@ -72,6 +77,7 @@ class exponea_simulator final : public http::handler {
   http::response api(const http::request& req, std::string& endpoint, std::string& auth,
                      std::optional<fault>& injected);
   http::response control(const http::request& req);
+  http::response mineos(const http::request& req);
   void apply_due();
   customer* find(const nlohmann::json& ids);
   bool rate_limited();
@@ -95,6 +101,7 @@ class exponea_simulator final : public http::handler {
   std::vector<pending_write> pending_;
   std::deque<fault> faults_;
   nlohmann::json calls_ = nlohmann::json::array();
+  nlohmann::json reports_ = nlohmann::json::array();
   unsigned next_cookie_ = 1;
 };
 

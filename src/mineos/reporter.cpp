@@ -1,0 +1,199 @@
+#include "dsr/mineos/reporter.hpp"
+
+#include "dsr/jobs/store_call.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+
+#include <cmath>
+#include <fstream>
+#include <random>
+
+namespace dsr::mineos {
+namespace {
+
+namespace asio = boost::asio;
+inline constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
+
+std::shared_ptr<spdlog::logger> log() {
+  static auto logger = [] {
+    auto l = spdlog::get("mineos");
+    return l ? l : spdlog::default_logger();
+  }();
+  return logger;
+}
+
+std::filesystem::path export_file(const std::filesystem::path& dir, const job& j) {
+  return dir / (std::to_string(j.id) + ".json");
+}
+
+class reporter_impl final : public reporter {
+ public:
+  reporter_impl(asio::any_io_executor ex, job_queue& queue, std::unique_ptr<http::client> client,
+                const credential_store& credentials, std::shared_ptr<clock> clock,
+                reporter_options o)
+      : strand_(asio::make_strand(ex)),
+        queue_(queue),
+        client_(std::move(client)),
+        credentials_(credentials),
+        clock_(std::move(clock)),
+        options_(std::move(o)),
+        timer_(strand_),
+        random_(std::random_device{}()) {}
+
+  void start() override {
+    asio::co_spawn(strand_, loop(), [](const std::exception_ptr& e) {
+      if (e) {
+        try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+          log()->error("the MineOS reporter stopped: {}", ex.what());
+        }
+      }
+    });
+  }
+
+  void notify() override {
+    asio::post(strand_, [this] { timer_.cancel(); });
+  }
+
+  void stop() override {
+    asio::post(strand_, [this] {
+      stopping_ = true;
+      timer_.cancel();
+    });
+  }
+
+ private:
+  asio::awaitable<void> loop() {
+    while (!stopping_) {
+      const auto now = clock_->now();
+      // g++ 12: a temporary built inside a co_await expression can be destroyed twice; every
+      // argument of a co_await'ed call is a named object moved in.
+      auto read_outbox = [now](job_store& s) { return s.due_reports(now, 16); };
+      auto due = co_await store_call<result<std::vector<job>>>(queue_, std::move(read_outbox));
+      if (!due) {
+        log()->error("cannot read the outbox: {}", due.error().detail);
+      }
+      if (!due || due->empty()) {
+        timer_.expires_after(options_.poll_interval);
+        co_await timer_.async_wait(use_nothrow);
+        continue;
+      }
+      for (const auto& j : *due) {
+        if (stopping_) {
+          break;
+        }
+        co_await report(j);
+      }
+    }
+  }
+
+  asio::awaitable<void> report(const job& j) {
+    nlohmann::json data;
+    const bool with_data = j.op == operation::copy && j.state == job_state::completed;
+    if (with_data) {
+      std::ifstream in(export_file(options_.export_dir, j), std::ios::binary);
+      data = nlohmann::json::parse(in, nullptr, false);
+      if (data.is_discarded()) {
+        log()->error("[R {}] the export file is missing or unreadable; reporting without data",
+                     j.request_id);
+        data = nlohmann::json::object();
+      }
+    }
+    http::client_request req;
+    req.method = "POST";
+    req.headers.push_back({"Content-Type", "application/json"});
+    if (const auto key = credentials_.find(credential::mineos_api_key)) {
+      req.headers.push_back({"Authorization", fmt::format("Bearer {}", key->reveal())});
+    }
+    req.body = report_body(j, with_data ? &data : nullptr).dump();
+    auto res = co_await client_->send(std::move(req));
+
+    report_update u;
+    u.attempts = j.report_attempts;
+    const auto now = clock_->now();
+    bool transient = false;
+    if (!res) {
+      transient = true;
+      u.error = res.error().detail;
+    } else if (res->status >= 200 && res->status < 300) {
+      u.acknowledged = true;
+    } else {
+      transient = res->status == 429 || res->status >= 500 || res->status == 408;
+      std::string text = res->body.substr(0, 200);
+      std::replace_if(
+          text.begin(), text.end(), [](char c) { return c == '\n' || c == '\r'; }, ' ');
+      u.error = fmt::format("MineOS answered {}{}{}", res->status, text.empty() ? "" : ": ", text);
+    }
+    if (!u.acknowledged) {
+      ++u.attempts;
+      u.gave_up = !transient && u.attempts >= options_.retry.max_attempts;
+      const double base = static_cast<double>(options_.retry.initial_backoff.count());
+      const double cap = static_cast<double>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(options_.retry.max_backoff)
+              .count());
+      std::uniform_real_distribution<double> uniform(0.0, 1.0);
+      const double ceiling =
+          std::min(cap, base * std::pow(2.0, static_cast<double>(std::min(u.attempts, 30u) - 1)));
+      u.next_at =
+          now + std::chrono::milliseconds(static_cast<std::int64_t>(ceiling * uniform(random_)));
+    }
+    auto record = [id = j.id, u, now](job_store& s) { return s.record_report(id, u, now); };
+    auto recorded = co_await store_call<result<void>>(queue_, std::move(record));
+    if (!recorded) {
+      log()->error("[R {}] cannot record the report: {}", j.request_id, recorded.error().detail);
+      co_return;
+    }
+    if (u.acknowledged) {
+      log()->info("[R {}] reported {} to MineOS", j.request_id, j.outcome);
+      if (with_data) {
+        std::error_code ec;
+        std::filesystem::remove(export_file(options_.export_dir, j), ec);
+      }
+    } else if (u.gave_up) {
+      log()->error("[R {}] report not accepted after {} attempts, giving up until retried: {}",
+                   j.request_id, u.attempts, *u.error);
+    } else {
+      log()->warn("[R {}] report failed ({}), retrying", j.request_id, *u.error);
+    }
+  }
+
+  asio::strand<asio::any_io_executor> strand_;
+  job_queue& queue_;
+  std::unique_ptr<http::client> client_;
+  const credential_store& credentials_;
+  std::shared_ptr<clock> clock_;
+  reporter_options options_;
+  asio::steady_timer timer_;
+  bool stopping_ = false;
+  std::mt19937_64 random_;
+};
+
+}  // namespace
+
+nlohmann::json report_body(const job& j, const nlohmann::json* data) {
+  nlohmann::json body{{"traceId", j.trace_id},     {"integrationId", j.integration_id},
+                      {"requestId", j.request_id}, {"operation", to_string(j.op)},
+                      {"status", j.outcome},       {"message", j.outcome_message}};
+  if (data != nullptr) {
+    body["data"] = {{"ids", data->value("ids", nlohmann::json::object())},
+                    {"properties", data->value("properties", nlohmann::json::object())},
+                    {"events", data->value("events", nlohmann::json::array())}};
+  }
+  return body;
+}
+
+std::unique_ptr<reporter> make_reporter(asio::any_io_executor executor, job_queue& queue,
+                                        std::unique_ptr<http::client> client,
+                                        const credential_store& credentials,
+                                        std::shared_ptr<clock> clock, reporter_options options) {
+  return std::make_unique<reporter_impl>(std::move(executor), queue, std::move(client), credentials,
+                                         std::move(clock), std::move(options));
+}
+
+}  // namespace dsr::mineos
