@@ -59,7 +59,7 @@ int main(int argc, char** argv) {
     return dsr::app::serve(config_file);
   }
   if (check->parsed()) {
-    return not_available("'dsr-connector check'");
+    return dsr::app::check(config_file, json);
   }
   return not_available("'dsr-connector requests'");
 }

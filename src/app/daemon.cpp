@@ -3,6 +3,7 @@
 #include "dsr/config/config.hpp"
 #include "dsr/credentials/credentials.hpp"
 #include "dsr/exponea/client.hpp"
+#include "dsr/exponea/probe.hpp"
 #include "dsr/http/client.hpp"
 #include "dsr/http/router.hpp"
 #include "dsr/http/server.hpp"
@@ -20,6 +21,9 @@
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
 #include <unistd.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
 #include <cstring>
 
 #include <random>
@@ -47,6 +51,16 @@ bool lock_store(const std::filesystem::path& store, std::string& problem) {
     return false;
   }
   return true;  // the descriptor stays open until exit
+}
+
+flow_settings settings_for(const config& cfg) {
+  flow_settings s;
+  s.customer_id_type = cfg.exponea.customer_id_type;
+  s.lowercase_ids = cfg.exponea.lowercase_ids;
+  s.event_type = cfg.exponea.event_type;
+  s.source = cfg.exponea.source;
+  s.verify_timeout = cfg.exponea.verify_timeout;
+  return s;
 }
 
 std::string owner_id() {
@@ -164,11 +178,7 @@ int serve(const std::filesystem::path& config_file) {
   // A lease outlives the longest flow: verification plus a few calls.
   dispatch.lease = cfg.exponea.verify_timeout + 10 * cfg.exponea.timeout + std::chrono::minutes(1);
   dispatch.retry = cfg.retry;
-  dispatch.flows.customer_id_type = cfg.exponea.customer_id_type;
-  dispatch.flows.lowercase_ids = cfg.exponea.lowercase_ids;
-  dispatch.flows.event_type = cfg.exponea.event_type;
-  dispatch.flows.source = cfg.exponea.source;
-  dispatch.flows.verify_timeout = cfg.exponea.verify_timeout;
+  dispatch.flows = settings_for(cfg);
   dispatch.export_dir = cfg.store.path.parent_path() / "exports";
   std::unique_ptr<mineos::reporter> reporter;
   if (!cfg.mineos.status_url.empty()) {
@@ -191,6 +201,22 @@ int serve(const std::filesystem::path& config_file) {
   auto dispatcher =
       make_dispatcher((*server)->executor(), worker, *exponea_api, clock, std::move(dispatch));
   intake.on_accepted([d = dispatcher.get()] { d->notify(); });
+  std::unique_ptr<http::client> mineos_probe;
+  if (!cfg.mineos.status_url.empty()) {
+    mineos_probe = std::move(*http::make_client((*server)->executor(),
+                                                {cfg.mineos.status_url, cfg.exponea.timeout, ""}));
+  }
+  const auto executor = (*server)->executor();
+  intake.on_test([&, executor](http::responder done) {
+    exponea::answer_is_test(executor, *exponea_api, mineos_probe.get(), cfg,
+                            std::chrono::seconds(10), std::move(done));
+  });
+  intake.on_preview([&, executor](const std::string& email, http::responder done) {
+    job subject;
+    subject.subject_email = email;
+    exponea::answer_preview(executor, *exponea_api, customer_ids(subject, settings_for(cfg)),
+                            std::chrono::seconds(50), std::move(done));
+  });
   running_dispatcher = dispatcher.get();
   dispatcher->start();
   if (reporter) {
@@ -211,6 +237,56 @@ int serve(const std::filesystem::path& config_file) {
   worker.stop();
   log->info("stopped");
   return 0;
+}
+
+int check(const std::filesystem::path& config_file, bool json) {
+  ops::setup_bootstrap_logging();
+  spdlog::set_level(spdlog::level::warn);
+  config cfg;
+  try {
+    cfg = load_config(config_file);
+  } catch (const config_error& e) {
+    fmt::print(stderr, "dsr-connector: {}\n", e.what());
+    return 2;
+  }
+  credential_load_report report;
+  auto credentials = load_credentials(cfg.credentials, process_environment(), report);
+  for (const auto& w : report.warnings) {
+    fmt::print(stderr, "warning: {}\n", w);
+  }
+  for (const auto& e : report.errors) {
+    fmt::print(stderr, "dsr-connector: {}\n", e);
+  }
+  boost::asio::io_context ioc;
+  auto exponea_http = http::make_client(
+      ioc.get_executor(), {cfg.exponea.base_url, cfg.exponea.timeout, cfg.exponea.ca_file});
+  if (!exponea_http) {
+    fmt::print(stderr, "dsr-connector: {}: [exponea] base_url / ca_file: {}\n", cfg.source.string(),
+               exponea_http.error().detail);
+    return 2;
+  }
+  auto api = exponea::make_api(std::move(*exponea_http), *credentials, make_system_clock());
+  std::unique_ptr<http::client> mineos;
+  if (!cfg.mineos.status_url.empty()) {
+    auto m =
+        http::make_client(ioc.get_executor(), {cfg.mineos.status_url, cfg.exponea.timeout, ""});
+    if (!m) {
+      fmt::print(stderr, "dsr-connector: {}: [mineos] status_url: {}\n", cfg.source.string(),
+                 m.error().detail);
+      return 2;
+    }
+    mineos = std::move(*m);
+  }
+  auto checks = boost::asio::co_spawn(ioc, exponea::run_checks(*api, mineos.get(), cfg),
+                                      boost::asio::use_future);
+  ioc.run();
+  const auto results = checks.get();
+  if (json) {
+    fmt::print("{}\n", exponea::checks_json(results).dump(2));
+  } else {
+    fmt::print("{}", exponea::checks_text(results));
+  }
+  return exponea::all_passed(results) ? 0 : 1;
 }
 
 }  // namespace dsr::app

@@ -119,6 +119,14 @@ class client_impl final : public client {
 
   const std::string& host() const override { return host_; }
 
+  asio::awaitable<result<void>> probe() override {
+    auto conn = co_await connect(steady::now() + options_.timeout);
+    if (!conn) {
+      co_return conn.error();
+    }
+    co_return result<void>{};
+  }
+
   asio::awaitable<result<client_response>> send(client_request req) override {
     const auto deadline = steady::now() + options_.timeout;
     for (int attempt = 0;; ++attempt) {

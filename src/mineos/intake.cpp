@@ -69,13 +69,23 @@ void intake::handle(endpoint_kind kind, const http::request& req, http::responde
   }
   auto& w = *parsed;
   if (w.is_test) {
-    done(http::problem(501,
-                       "isTest calls (\"Test your integration\") are not available yet in "
-                       "this version of dsr-connector"));
+    // "Test your integration": checks only, no job, no write.
+    log()->info("isTest call (trace {}) from {}", w.trace_id, req.remote);
+    if (on_test_) {
+      on_test_(std::move(done));
+    } else {
+      done(http::problem(501, "isTest calls are not available in this build"));
+    }
     return;
   }
   if (kind == endpoint_kind::preview) {
-    done(http::problem(501, "preview is not available yet in this version of dsr-connector"));
+    log()->info("preview (trace {}) from {}", w.trace_id, req.remote);
+    log()->trace("preview subject <{}>", w.email);
+    if (on_preview_) {
+      on_preview_(w.email, std::move(done));
+    } else {
+      done(http::problem(501, "preview is not available in this build"));
+    }
     return;
   }
 

@@ -94,7 +94,7 @@ TEST_F(Daemon, VersionAndHelpExitZeroAndBadUsageExitsTwo) {
 }
 
 TEST_F(Daemon, LaterSubcommandsSayTheyAreNotAvailableYet) {
-  const auto r = run(binary, {"check", "--config", write_config().string()});
+  const auto r = run(binary, {"requests", "--config", write_config().string(), "list"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.output, HasSubstr("not available yet"));
 }

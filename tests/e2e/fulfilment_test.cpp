@@ -294,5 +294,66 @@ TEST_F(Fulfilment, MineosAnswering404GivesUpAfterMaxAttemptsWithReportError) {
   EXPECT_THAT(v["reportError"].get<std::string>(), HasSubstr("no such integration"));
 }
 
+// The simulator saw only reads (system/time, export-one).
+void expect_no_write(const json& calls) {
+  for (const auto& c : calls) {
+    EXPECT_THAT(c["endpoint"].get<std::string>(), ::testing::AnyOf("system/time", "export-one"));
+  }
+}
+
+TEST_F(Fulfilment, IsTestAnswersTheChecksAndWritesNothing) {
+  const auto r =
+      post_signed(daemon_->port(), "/v1/mineos/delete",
+                  R"({"traceId":"t-test","integrationId":"int-42","isTest":true})", webhook_secret);
+  ASSERT_EQ(r.status, 200) << r.body;
+  const auto body = json::parse(r.body);
+  EXPECT_EQ(body["test"], true);
+  EXPECT_EQ(body["ok"], true);
+  EXPECT_GE(body["checks"].size(), 5u);
+  expect_no_write(sim("calls"));
+  EXPECT_TRUE(
+      json::parse(request(daemon_->port(), "GET", "/v1/requests", "", admin).body)["requests"]
+          .empty());
+  EXPECT_TRUE(sim("mineos").empty());
+}
+
+TEST_F(Fulfilment, PreviewSummarisesTheCustomerAndWritesNothing) {
+  const auto found =
+      post_signed(daemon_->port(), "/v1/mineos/preview",
+                  R"({"traceId":"t-p1","userInfo":{"email":"Jane@Example.com"}})", webhook_secret);
+  ASSERT_EQ(found.status, 200) << found.body;
+  const auto records = json::parse(found.body)["records"];
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0]["properties"][0]["value"], "5");  // properties
+  EXPECT_EQ(records[0]["properties"][1]["value"], "2");  // events
+  const auto missing = post_signed(
+      daemon_->port(), "/v1/mineos/preview",
+      R"({"traceId":"t-p2","userInfo":{"email":"nobody@example.com"}})", webhook_secret);
+  ASSERT_EQ(missing.status, 200);
+  EXPECT_EQ(json::parse(missing.body), (json{{"records", json::array()}}));
+  expect_no_write(sim("calls"));
+}
+
+TEST_F(Fulfilment, CheckCommandPassesAndNamesAWrongValue) {
+  const auto good = run(DSR_BINARY, {"check", "--config", (dir_.path() / "dsr.toml").string()});
+  EXPECT_EQ(good.exit_code, 0) << good.output;
+  EXPECT_THAT(good.output, HasSubstr("OK      exponea_api_token"));
+  EXPECT_THAT(good.output, HasSubstr("SKIPPED GDPR > Anonymize customer permission"));
+
+  std::ifstream in(dir_.path() / "dsr.toml");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  text.replace(text.find("demo-api-token"), 14, "wrong-token-SECRET");
+  const auto bad_cfg = dir_.write("bad.toml", text);
+  const auto bad = run(DSR_BINARY, {"check", "--config", bad_cfg.string()});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_THAT(bad.output,
+              HasSubstr("FAILED  exponea_api_token (system/time): exponea_api_token rejected"));
+  EXPECT_THAT(bad.output, Not(HasSubstr("wrong-token-SECRET")));
+  EXPECT_THAT(bad.output, Not(HasSubstr("demo-api-secret")));
+  const auto as_json = run(DSR_BINARY, {"check", "--config", bad_cfg.string(), "--json"});
+  EXPECT_EQ(json::parse(as_json.output)["ok"], false);
+  expect_no_write(sim("calls"));
+}
+
 }  // namespace
 }  // namespace dsr::test

@@ -29,6 +29,7 @@ class handler_client final : public http::client {
     out.body = answer->body;
     co_return out;
   }
+  boost::asio::awaitable<result<void>> probe() override { co_return result<void>{}; }
   const std::string& host() const override { return host_; }
 
  private:

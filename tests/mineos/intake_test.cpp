@@ -172,7 +172,24 @@ TEST_F(IntakeTest, StoreThatCannotCommitIs503NeverAccepted) {
   EXPECT_EQ(post("/v1/mineos/delete", test::webhook_body("trace-1", "req-1")).status, 202u);
 }
 
-TEST_F(IntakeTest, PreviewAndIsTestAreNotAvailableYetAndStoreNothing) {
+TEST_F(IntakeTest, IsTestAndPreviewGoToTheirHandlersAndStoreNothing) {
+  std::string previewed;
+  intake_->on_test([](http::responder done) { done(http::json_response(200, {{"test", true}})); });
+  intake_->on_preview([&](const std::string& email, http::responder done) {
+    previewed = email;
+    done(http::json_response(200, {{"records", nlohmann::json::array()}}));
+  });
+  EXPECT_EQ(post("/v1/mineos/delete", R"({"traceId":"t","isTest":"true"})").body,
+            R"({"test":true})");
+  const auto r = post("/v1/mineos/preview", R"({"traceId":"t2","userInfo":{"email":"a@b.c"}})");
+  EXPECT_EQ(r.status, 200u);
+  EXPECT_EQ(previewed, "a@b.c");
+  // Unsigned test calls are refused like any other.
+  EXPECT_EQ(post("/v1/mineos/delete", R"({"traceId":"t","isTest":true})", "bad").status, 401u);
+  EXPECT_EQ(jobs(), 0u);
+}
+
+TEST_F(IntakeTest, WithoutHandlersPreviewAndIsTestAnswer501AndStoreNothing) {
   EXPECT_EQ(post("/v1/mineos/preview", R"({"traceId":"t","userInfo":{"email":"a@b.c"}})").status,
             501u);
   EXPECT_EQ(post("/v1/mineos/delete", R"({"traceId":"t","isTest":true})").status, 501u);

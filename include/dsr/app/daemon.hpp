@@ -9,4 +9,9 @@ namespace dsr::app {
 
 int serve(const std::filesystem::path& config_file);
 
+// `dsr-connector check`: the "Test your integration" checks, one line each (or the isTest JSON
+// body with `json`). Writes nothing anywhere. 0 when nothing failed, 1 otherwise, 2 on a
+// configuration error.
+int check(const std::filesystem::path& config_file, bool json);
+
 }  // namespace dsr::app

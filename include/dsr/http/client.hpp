@@ -56,6 +56,9 @@ class client {
   // One request. A transport failure is a failure with errc::upstream_* (timeout, unreachable,
   // tls, protocol, too_large); any HTTP status is a response.
   virtual boost::asio::awaitable<result<client_response>> send(client_request req) = 0;
+  // Connects (and completes the TLS handshake, verifying the certificate) without sending a
+  // request: proves the URL is reachable and trusted, writes nothing.
+  virtual boost::asio::awaitable<result<void>> probe() = 0;
   // The base URL's host, for messages.
   virtual const std::string& host() const = 0;
 };

@@ -31,12 +31,20 @@ class intake {
   // Called after each newly committed job (the dispatcher's wake-up). Set before serving.
   void on_accepted(std::function<void()> fn) { on_accepted_ = std::move(fn); }
 
+  // Answer isTest calls and previews (without them: 501). `preview` gets the subject's e-mail.
+  using test_hook = std::function<void(http::responder)>;
+  using preview_hook = std::function<void(const std::string& email, http::responder)>;
+  void on_test(test_hook fn) { on_test_ = std::move(fn); }
+  void on_preview(preview_hook fn) { on_preview_ = std::move(fn); }
+
  private:
   job_queue& queue_;
   const credential_store& credentials_;
   std::shared_ptr<clock> clock_;
   std::uint64_t max_queued_jobs_;
   std::function<void()> on_accepted_;
+  test_hook on_test_;
+  preview_hook on_preview_;
 };
 
 }  // namespace dsr::mineos

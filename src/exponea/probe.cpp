@@ -1,0 +1,276 @@
+#include "dsr/exponea/probe.hpp"
+
+#include "dsr/common/time.hpp"
+
+#include <fmt/format.h>
+
+#include <random>
+
+namespace dsr::exponea {
+namespace {
+
+using status = check::status;
+
+check passed(std::string name, std::string detail = "") {
+  return check{std::move(name), status::ok, std::move(detail)};
+}
+check failed(std::string name, std::string detail) {
+  return check{std::move(name), status::failed, std::move(detail)};
+}
+check skipped(std::string name, std::string reason) {
+  return check{std::move(name), status::skipped, std::move(reason)};
+}
+
+// What to do about a rejected value.
+std::string fix_for(const std::string& value) {
+  if (value.starts_with("exponea_api_secret")) {
+    return "copy the secret of the private API group again (Project settings > Access "
+           "management > API)";
+  }
+  if (value.starts_with("exponea_api_key (its API group needs")) {
+    return "grant that permission on the private API group's GDPR tab";
+  }
+  if (value.starts_with("exponea_api_key")) {
+    return "copy the API key ID of the private API group again";
+  }
+  if (value.starts_with("exponea_project_token")) {
+    return "copy the project token from Project settings > Access management > API";
+  }
+  if (value.starts_with("exponea_api_token")) {
+    return "copy the API token of the public API group again";
+  }
+  return "check this value";
+}
+
+std::string rejected_detail(const call_error& e) {
+  if (e.status == 0) {
+    return fmt::format(
+        "{} is not set: provide it as $CREDENTIALS_DIRECTORY/{}, "
+        "DSR_CONNECTOR_{}, or in [credentials]",
+        e.value, e.value, e.value);
+  }
+  return fmt::format("{} rejected ({}): {}", e.value, e.message, fix_for(e.value));
+}
+
+}  // namespace
+
+std::string_view to_string(check::status s) {
+  switch (s) {
+    case status::ok:
+      return "ok";
+    case status::failed:
+      return "failed";
+    case status::skipped:
+      return "skipped";
+  }
+  return "";
+}
+
+boost::asio::awaitable<std::vector<check>> run_checks(api& exponea, http::client* mineos,
+                                                      const config& cfg) {
+  std::vector<check> out;
+  const std::string base = fmt::format("[exponea] base_url {}", cfg.exponea.base_url);
+  const std::string basic_name =
+      "exponea_api_key + exponea_api_secret + exponea_project_token (system/time)";
+  const std::string token_name = "exponea_api_token (system/time)";
+  const std::string export_name = "GDPR > Export customer permission (export-one)";
+
+  auto basic = co_await exponea.system_time(auth::basic);
+  const bool unreachable =
+      !basic && basic.error().status == 0 && basic.error().kind == answer_class::transient;
+  if (unreachable) {
+    out.push_back(failed(base, fmt::format("{}: check the URL, the network and, for https, the "
+                                           "certificate ([exponea] ca_file)",
+                                           basic.error().message)));
+    for (const auto& n : {basic_name, token_name, export_name}) {
+      out.push_back(skipped(n, "the base URL cannot be reached"));
+    }
+  } else {
+    out.push_back(passed(base, "reachable"));
+    bool basic_ok = false;
+    bool project_ok = true;
+    if (basic) {
+      out.push_back(passed(basic_name));
+      basic_ok = true;
+    } else if (basic.error().kind == answer_class::rejected) {
+      out.push_back(failed(basic_name, rejected_detail(basic.error())));
+      project_ok = basic.error().value != "exponea_project_token";
+    } else {
+      out.push_back(failed(basic_name, fmt::format("Exponea answered {}", basic.error().message)));
+    }
+    if (!project_ok) {
+      out.push_back(skipped(token_name, "needs a valid exponea_project_token"));
+    } else {
+      auto token = co_await exponea.system_time(auth::token);
+      if (token) {
+        out.push_back(passed(token_name));
+      } else if (token.error().kind == answer_class::rejected) {
+        out.push_back(failed(token_name, rejected_detail(token.error())));
+      } else {
+        out.push_back(
+            failed(token_name, fmt::format("Exponea answered {}", token.error().message)));
+      }
+    }
+    if (!basic_ok) {
+      out.push_back(skipped(export_name, "needs valid exponea_api_key and exponea_api_secret"));
+    } else {
+      // An ID that cannot exist: 404 proves the permission without touching anyone's data.
+      std::random_device rd;
+      const std::string probe_id = fmt::format("dsr-connector-check-{:016x}@invalid",
+                                               (static_cast<std::uint64_t>(rd()) << 32) | rd());
+      const nlohmann::json ids{{cfg.exponea.customer_id_type, probe_id}};
+      auto exported = co_await exponea.export_one(ids);
+      if (exported) {
+        out.push_back(passed(export_name));
+      } else if (exported.error().kind == answer_class::rejected) {
+        out.push_back(failed(export_name, rejected_detail(exported.error())));
+      } else {
+        out.push_back(
+            failed(export_name, fmt::format("Exponea answered {}", exported.error().message)));
+      }
+    }
+  }
+  out.push_back(skipped("GDPR > Anonymize customer permission",
+                        "cannot be checked without anonymizing a customer"));
+  out.push_back(
+      skipped(fmt::format("exponea_api_token may track '{}' events", cfg.exponea.event_type),
+              "cannot be checked without tracking an event, which would create a "
+              "customer"));
+  if (mineos == nullptr) {
+    out.push_back(skipped("[mineos] status_url", "status_url is empty: outcomes are not reported"));
+  } else {
+    auto reached = co_await mineos->probe();
+    const std::string name = fmt::format("[mineos] status_url {}", cfg.mineos.status_url);
+    if (reached) {
+      out.push_back(passed(name, "reachable"));
+    } else {
+      out.push_back(
+          failed(name, fmt::format("{}: check the URL and the network", reached.error().detail)));
+    }
+  }
+  out.push_back(skipped("mineos_api_key", "cannot be checked without sending a status report"));
+  co_return out;
+}
+
+bool all_passed(const std::vector<check>& checks) {
+  return std::none_of(checks.begin(), checks.end(),
+                      [](const check& c) { return c.result == status::failed; });
+}
+
+nlohmann::json checks_json(const std::vector<check>& checks) {
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& c : checks) {
+    list.push_back({{"name", c.name}, {"status", to_string(c.result)}, {"detail", c.detail}});
+  }
+  return {{"test", true}, {"ok", all_passed(checks)}, {"checks", std::move(list)}};
+}
+
+std::string checks_text(const std::vector<check>& checks) {
+  std::string out;
+  for (const auto& c : checks) {
+    const auto label = c.result == status::ok       ? "OK     "
+                       : c.result == status::failed ? "FAILED "
+                                                    : "SKIPPED";
+    out += fmt::format("{} {}{}{}\n", label, c.name, c.detail.empty() ? "" : ": ", c.detail);
+  }
+  return out;
+}
+
+nlohmann::json preview_records(const std::optional<customer_export>& e) {
+  if (!e) {
+    return {{"records", nlohmann::json::array()}};
+  }
+  double last = -1;
+  for (const auto& ev : e->events) {
+    if (ev.contains("timestamp") && ev["timestamp"].is_number()) {
+      last = std::max(last, ev["timestamp"].get<double>());
+    }
+  }
+  std::string last_text;
+  if (last >= 0) {
+    last_text = format_rfc3339(
+        time_point{std::chrono::milliseconds(static_cast<std::int64_t>(last * 1000))});
+  }
+  const auto count = [](const nlohmann::json& v) { return std::to_string(v.size()); };
+  return {{"records",
+           {{{"name", "Bloomreach customer"},
+             {"properties",
+              {{{"name", "properties"}, {"value", count(e->properties)}},
+               {{"name", "events"}, {"value", count(e->events)}},
+               {{"name", "last event"}, {"value", last_text}}}}}}}};
+}
+
+}  // namespace dsr::exponea
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <atomic>
+
+namespace dsr::exponea {
+namespace {
+
+// Whichever comes first, the work or the deadline, answers; the other is ignored.
+struct once {
+  std::atomic<bool> answered{false};
+  http::responder done;
+  void answer(http::response r) {
+    if (!answered.exchange(true)) {
+      done(std::move(r));
+    }
+  }
+};
+
+// Coroutines are free functions, not capturing lambdas: a lambda's captures live in the lambda
+// object, which is gone when the spawning function returns; parameters live in the frame.
+boost::asio::awaitable<void> is_test_work(api& exponea, http::client* mineos, const config& cfg,
+                                          std::shared_ptr<once> o) {
+  const auto checks = co_await run_checks(exponea, mineos, cfg);
+  o->answer(http::json_response(all_passed(checks) ? 200 : 503, checks_json(checks)));
+}
+
+boost::asio::awaitable<void> preview_work(api& exponea, nlohmann::json ids,
+                                          std::shared_ptr<once> o) {
+  auto exported = co_await exponea.export_one(std::move(ids));
+  if (!exported) {
+    o->answer(http::problem(502, fmt::format("Exponea failed: {}", exported.error().message)));
+    co_return;
+  }
+  o->answer(http::json_response(200, preview_records(*exported)));
+}
+
+void arm_deadline(boost::asio::any_io_executor ex, std::chrono::milliseconds limit,
+                  std::shared_ptr<once> o, http::response on_timeout) {
+  auto timer = std::make_shared<boost::asio::steady_timer>(ex, limit);
+  timer->async_wait([timer, o, r = std::move(on_timeout)](
+                        const boost::system::error_code&) mutable { o->answer(std::move(r)); });
+}
+
+}  // namespace
+
+void answer_is_test(boost::asio::any_io_executor ex, api& exponea, http::client* mineos,
+                    const config& cfg, std::chrono::milliseconds limit, http::responder done) {
+  auto o = std::make_shared<once>();
+  o->done = std::move(done);
+  const check late{"all checks", check::status::failed,
+                   fmt::format("did not finish within {} s; Exponea or MineOS is slow or "
+                               "unreachable",
+                               std::chrono::duration_cast<std::chrono::seconds>(limit).count())};
+  arm_deadline(ex, limit, o, http::json_response(503, checks_json({late})));
+  boost::asio::co_spawn(ex, is_test_work(exponea, mineos, cfg, o), boost::asio::detached);
+}
+
+void answer_preview(boost::asio::any_io_executor ex, api& exponea, nlohmann::json ids,
+                    std::chrono::milliseconds limit, http::responder done) {
+  auto o = std::make_shared<once>();
+  o->done = std::move(done);
+  arm_deadline(
+      ex, limit, o,
+      http::problem(504,
+                    fmt::format("Exponea did not answer within {} s",
+                                std::chrono::duration_cast<std::chrono::seconds>(limit).count())));
+  boost::asio::co_spawn(ex, preview_work(exponea, std::move(ids), o), boost::asio::detached);
+}
+
+}  // namespace dsr::exponea
