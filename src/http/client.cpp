@@ -56,6 +56,9 @@ failure transport_failure(const boost::system::error_code& ec, std::string_view 
     code = errc::upstream_protocol;
   }
   std::string what = ec.message();
+  if (code == errc::upstream_timeout) {
+    what = "timed out (see [exponea] timeout_seconds)";
+  }
   if (code == errc::upstream_tls) {
     // OpenSSL's reason ("certificate verify failed") is the useful part.
     what = fmt::format("{} (check the certificate of {} or [exponea] ca_file)", what, host);

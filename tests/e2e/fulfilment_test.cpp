@@ -225,7 +225,7 @@ TEST_F(Fulfilment, TransientFaultsAreRetriedUntilDone) {
   EXPECT_THAT(v["history"].dump(), HasSubstr("boom"));
 }
 
-TEST_F(Fulfilment, PermanentErrorFailsAtOnceWithExponeasText) {
+TEST_F(Fulfilment, PermanentErrorFailsAtOnceWithAFailedReportQuotingExponea) {
   fault({{"endpoint", "anonymize"},
          {"status", 400},
          {"body", R"({"success":false,"message":"Invalid JSON"})"}});
@@ -234,6 +234,20 @@ TEST_F(Fulfilment, PermanentErrorFailsAtOnceWithExponeasText) {
   EXPECT_EQ(v["state"], "failed");
   EXPECT_EQ(v["attempts"], 1);
   EXPECT_THAT(v["history"].dump(), HasSubstr("Invalid JSON"));
+  wait_reported("req-bad");
+  const auto report = json::parse(sim("mineos")[0]["body"].get<std::string>());
+  EXPECT_EQ(report["status"], "Failed");
+  EXPECT_THAT(report["message"].get<std::string>(), HasSubstr("Invalid JSON"));
+}
+
+TEST_F(Fulfilment, HungCallTimesOutAndIsRetried) {
+  // The first export-one answers only after 3 s; the daemon's timeout is 2 s.
+  fault({{"endpoint", "export-one"}, {"delay_ms", 3000}});
+  submit("delete", "req-hung", "jane@example.com");
+  const auto v = finished("req-hung");
+  EXPECT_EQ(v["state"], "completed");
+  EXPECT_EQ(v["attempts"], 2);
+  EXPECT_THAT(v["history"].dump(), HasSubstr("timed out"));
 }
 
 TEST_F(Fulfilment, OutcomeIsReportedOnceWithTheMineosKey) {
@@ -315,6 +329,19 @@ TEST_F(Fulfilment, IsTestAnswersTheChecksAndWritesNothing) {
       json::parse(request(daemon_->port(), "GET", "/v1/requests", "", admin).body)["requests"]
           .empty());
   EXPECT_TRUE(sim("mineos").empty());
+}
+
+TEST_F(Fulfilment, IsTestAnswers503NamingARejectedValue) {
+  fault({{"endpoint", "system/time"},
+         {"status", 403},
+         {"body", R"({"success":false,"error":"invalid secret"})"}});
+  const auto r = post_signed(daemon_->port(), "/v1/mineos/delete",
+                             R"({"traceId":"t-test2","isTest":true})", webhook_secret);
+  ASSERT_EQ(r.status, 503) << r.body;
+  const auto body = json::parse(r.body);
+  EXPECT_EQ(body["ok"], false);
+  EXPECT_THAT(body["checks"].dump(), HasSubstr("exponea_api_secret rejected"));
+  expect_no_write(sim("calls"));
 }
 
 TEST_F(Fulfilment, PreviewSummarisesTheCustomerAndWritesNothing) {
