@@ -132,7 +132,16 @@ int serve(const std::filesystem::path& config_file) {
   http::router router;
   mineos::intake intake(worker, *credentials, make_system_clock(), cfg.server.max_queued_jobs);
   intake.add_routes(router);
-  ops::admin_api admin(worker, *credentials, {cfg.jobs.deadline_days});
+  ops::admin_options admin_options;
+  admin_options.deadline_days = cfg.jobs.deadline_days;
+  admin_options.export_dir = cfg.store.path.parent_path() / "exports";
+  std::function<void()> wake_workers;  // set once the dispatcher and reporter exist
+  admin_options.on_change = [&wake_workers] {
+    if (wake_workers) {
+      wake_workers();
+    }
+  };
+  ops::admin_api admin(worker, *credentials, admin_options);
   admin.add_routes(router);
 
   http::server_options options;
@@ -201,6 +210,12 @@ int serve(const std::filesystem::path& config_file) {
   auto dispatcher =
       make_dispatcher((*server)->executor(), worker, *exponea_api, clock, std::move(dispatch));
   intake.on_accepted([d = dispatcher.get()] { d->notify(); });
+  wake_workers = [d = dispatcher.get(), r = reporter.get()] {
+    d->notify();
+    if (r != nullptr) {
+      r->notify();
+    }
+  };
   std::unique_ptr<http::client> mineos_probe;
   if (!cfg.mineos.status_url.empty()) {
     mineos_probe = std::move(*http::make_client((*server)->executor(),

@@ -323,6 +323,14 @@ class sqlite_job_store final : public job_store {
     return {};
   }
 
+  result<operator_result> retry(std::string_view request_id, time_point now) override {
+    return operator_action(request_id, now, false);
+  }
+
+  result<operator_result> cancel(std::string_view request_id, time_point now) override {
+    return operator_action(request_id, now, true);
+  }
+
   result<std::size_t> expire_leases(time_point now) override {
     use q(stmts_->expire);
     q.bind(1, ms(now));
@@ -376,6 +384,18 @@ class sqlite_job_store final : public job_store {
                                       "= 0 AND report_next_at_ms <= ?1 ORDER BY "
                                       "report_next_at_ms LIMIT ?2",
                                       job_columns)),
+          requeue(db,
+                  "UPDATE jobs SET state = 'queued', attempts = 0, next_attempt_at_ms = ?2, "
+                  "outcome = '', outcome_message = '', reported = 0, report_error = NULL, "
+                  "report_attempts = 0, report_next_at_ms = NULL, report_gave_up = 0, "
+                  "updated_at_ms = ?2 WHERE id = ?1"),
+          resend(db,
+                 "UPDATE jobs SET report_gave_up = 0, report_attempts = 0, report_next_at_ms = "
+                 "?2, updated_at_ms = ?2 WHERE id = ?1"),
+          cancel(db,
+                 "UPDATE jobs SET state = 'cancelled', outcome = 'Failed', outcome_message = "
+                 "'cancelled by operator', report_next_at_ms = ?2, updated_at_ms = ?2 WHERE id "
+                 "= ?1"),
           record_report(db,
                         "UPDATE jobs SET reported = ?2, report_error = ?3, report_attempts = ?4, "
                         "report_next_at_ms = CASE WHEN ?2 = 1 OR ?6 = 1 THEN NULL ELSE ?5 END, "
@@ -387,7 +407,7 @@ class sqlite_job_store final : public job_store {
 
     statement begin, commit, rollback, by_trace, by_request, insert_job, insert_step,
         find_by_request, find_by_id, list_all, list_state, history, count_active, claim, lease_of,
-        release, due_reports, record_report, expire;
+        release, due_reports, requeue, resend, cancel, record_report, expire;
   };
 
   failure error(std::string_view doing) const {
@@ -502,6 +522,62 @@ class sqlite_job_store final : public job_store {
     }
     return make_failure(errc::lease_lost,
                         fmt::format("job {} is not leased by {} any more", job_id, owner));
+  }
+
+  // retry or cancel, in one transaction with a journal line.
+  result<operator_result> operator_action(std::string_view request_id, time_point now,
+                                          bool cancelling) {
+    if (auto r = begin(); !r) {
+      return r.error();
+    }
+    auto found = find_one(stmts_->find_by_request, request_id);
+    if (!found) {
+      rollback();
+      return found.error();
+    }
+    if (!*found) {
+      rollback();
+      return operator_result::not_found;
+    }
+    const job& j = **found;
+    operator_result done = operator_result::conflict;
+    const statement* s = nullptr;
+    if (cancelling && (j.state == job_state::queued || j.state == job_state::retrying)) {
+      s = &stmts_->cancel;
+      done = operator_result::cancelled;
+    } else if (!cancelling && j.state == job_state::failed) {
+      s = &stmts_->requeue;
+      done = operator_result::requeued;
+    } else if (!cancelling && !is_active(j.state) && !j.reported && !j.outcome.empty()) {
+      s = &stmts_->resend;
+      done = operator_result::report_resent;
+    }
+    if (s == nullptr) {
+      rollback();
+      return operator_result::conflict;
+    }
+    {
+      use q(*s);
+      q.bind(1, j.id).bind(2, ms(now));
+      if (q.step() != SQLITE_DONE) {
+        auto e = error("applying an operator action");
+        rollback();
+        return e;
+      }
+    }
+    if (auto r = add_step(j.id, job_step{now, "operator", cancelling ? "cancel" : "retry"}); !r) {
+      rollback();
+      return r.error();
+    }
+    if (auto r = commit(); !r) {
+      return r.error();
+    }
+    if (done == operator_result::cancelled && active_ > 0) {
+      --active_;
+    } else if (done == operator_result::requeued) {
+      ++active_;
+    }
+    return done;
   }
 
   // The job (with its history) selected by a statement taking one key, or nullopt.

@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 
 #include <charconv>
+#include <fstream>
+#include <sstream>
 
 namespace dsr::ops {
 namespace {
@@ -84,16 +86,16 @@ void admin_api::add_routes(http::router& r) {
           get_job(p.at("id"), std::move(done));
         }));
   r.add("GET", "/v1/requests/{id}/data", route_scope::operator_api,
-        guarded([](http::request&, const http::route_params&, http::responder done) {
-          done(not_yet("GET /v1/requests/{id}/data"));
+        guarded([this](http::request&, const http::route_params& p, http::responder done) {
+          data(p.at("id"), std::move(done));
         }));
   r.add("POST", "/v1/requests/{id}/retry", route_scope::operator_api,
-        guarded([](http::request&, const http::route_params&, http::responder done) {
-          done(not_yet("retry"));
+        guarded([this](http::request&, const http::route_params& p, http::responder done) {
+          act(p.at("id"), false, std::move(done));
         }));
   r.add("POST", "/v1/requests/{id}/cancel", route_scope::operator_api,
-        guarded([](http::request&, const http::route_params&, http::responder done) {
-          done(not_yet("cancel"));
+        guarded([this](http::request&, const http::route_params& p, http::responder done) {
+          act(p.at("id"), true, std::move(done));
         }));
 }
 
@@ -114,6 +116,66 @@ void admin_api::ready(http::responder done) {
   } else {
     done(http::json_response(503, {{"status", "not ready"}, {"reason", reason}}));
   }
+}
+
+void admin_api::act(const std::string& request_id, bool cancelling, http::responder done) {
+  queue_.run([this, request_id, cancelling, done = std::move(done)](job_store& store) {
+    const auto now = options_.time->now();
+    auto r = cancelling ? store.cancel(request_id, now) : store.retry(request_id, now);
+    if (!r) {
+      done(store_down(r.error()));
+      return;
+    }
+    const auto answer = [&](std::string_view status) {
+      spdlog::info("admin: [R {}] {}", request_id, status);
+      if (options_.on_change) {
+        options_.on_change();
+      }
+      done(http::json_response(202, {{"requestId", request_id}, {"status", status}}));
+    };
+    switch (*r) {
+      case operator_result::requeued:
+        answer("requeued");
+        return;
+      case operator_result::report_resent:
+        answer("report resent");
+        return;
+      case operator_result::cancelled:
+        answer("cancelled");
+        return;
+      case operator_result::not_found:
+        done(http::problem(404, "no job has this request id"));
+        return;
+      case operator_result::conflict:
+        done(http::problem(409, cancelling ? "only a queued or retrying job can be cancelled"
+                                           : "only a failed job, or a finished job whose report "
+                                             "was not acknowledged, can be retried"));
+        return;
+    }
+  });
+}
+
+void admin_api::data(const std::string& request_id, http::responder done) {
+  queue_.run([this, request_id, done = std::move(done)](job_store& store) {
+    auto found = store.find(request_id);
+    if (!found) {
+      done(store_down(found.error()));
+      return;
+    }
+    std::error_code ec;
+    const auto path = *found ? options_.export_dir / (std::to_string((*found)->id) + ".json")
+                             : std::filesystem::path();
+    if (!*found || (*found)->op != operation::copy || !std::filesystem::exists(path, ec)) {
+      done(http::problem(404,
+                         "no export is kept for this request (only completed copy jobs "
+                         "whose export was not delivered to MineOS have one)"));
+      return;
+    }
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream body;
+    body << in.rdbuf();
+    done(http::response{200, "application/json", body.str(), {}});
+  });
 }
 
 void admin_api::get_job(const std::string& request_id, http::responder done) {

@@ -293,7 +293,7 @@ TEST_F(Fulfilment, MineosAnswering503IsRetriedUntilAcknowledgedOnce) {
 }
 
 TEST_F(Fulfilment, MineosAnswering404GivesUpAfterMaxAttemptsWithReportError) {
-  fault({{"endpoint", "mineos"}, {"status", 404}, {"body", "no such integration"}, {"count", 10}});
+  fault({{"endpoint", "mineos"}, {"status", 404}, {"body", "no such integration"}, {"count", 6}});
   submit("delete", "req-404", "nobody@example.com");
   json v;
   const auto until = std::chrono::steady_clock::now() + 30s;
@@ -306,6 +306,13 @@ TEST_F(Fulfilment, MineosAnswering404GivesUpAfterMaxAttemptsWithReportError) {
   EXPECT_EQ(v["reported"], false);
   EXPECT_THAT(v["reportError"].get<std::string>(), HasSubstr("404"));
   EXPECT_THAT(v["reportError"].get<std::string>(), HasSubstr("no such integration"));
+
+  // The operator fixes MineOS and asks for the report again.
+  ASSERT_EQ(request(daemon_->port(), "POST", "/v1/requests/req-404/retry", "", admin).status, 202);
+  const auto again = wait_reported("req-404");  // the remaining faults fail, then MineOS accepts
+  EXPECT_EQ(again["reported"], true);
+  EXPECT_TRUE(again["reportError"].is_null());
+  EXPECT_GT(sim("mineos").size(), 4u);
 }
 
 // The simulator saw only reads (system/time, export-one).

@@ -1,7 +1,9 @@
 #include "dsr/ops/admin_api.hpp"
 
+#include "fakes/fake_clock.hpp"
 #include "fakes/fake_credentials.hpp"
 #include "fakes/inline_queue.hpp"
+#include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -20,7 +22,9 @@ class AdminApiTest : public ::testing::Test {
     credentials_.set(credential::admin_token, "admin-secret");
     store_ = std::move(*open_sqlite_store({":memory:"}));
     queue_ = std::make_unique<test::inline_queue>(*store_);
-    api_ = std::make_unique<admin_api>(*queue_, credentials_, admin_options{30});
+    api_ = std::make_unique<admin_api>(*queue_, credentials_,
+                                       admin_options{30, exports_.path(), [this] { ++changes_; },
+                                                     std::make_shared<test::fake_clock>(t0)});
     api_->add_routes(router_);
     for (int i = 0; i < 3; ++i) {
       new_job j;
@@ -45,6 +49,27 @@ class AdminApiTest : public ::testing::Test {
     return out;
   }
 
+  http::response post(std::string target) {
+    http::request req;
+    req.method = "POST";
+    req.target = std::move(target);
+    req.headers.push_back({"authorization", "Bearer admin-secret"});
+    http::response out;
+    router_.handle(std::move(req), [&](http::response r) { out = std::move(r); });
+    return out;
+  }
+  // Runs req-N to a final state as a dispatcher would.
+  void finish(const std::string& id, job_state state, std::string outcome) {
+    auto j = **store_->claim_next("w", t0, std::chrono::minutes(1));
+    while (j.request_id != id) {
+      store_->release(j.id, "w", {job_state::queued, 0, t0 + std::chrono::hours(1), "", ""}, t0);
+      j = **store_->claim_next("w", t0, std::chrono::minutes(1));
+    }
+    store_->release(j.id, "w", {state, 1, t0, std::move(outcome), "why"}, t0);
+  }
+
+  test::temp_dir exports_;
+  int changes_ = 0;
   test::fake_credentials credentials_;
   std::unique_ptr<job_store> store_;
   std::unique_ptr<test::inline_queue> queue_;
@@ -107,9 +132,49 @@ TEST_F(AdminApiTest, ReadyzReportsAStoreThatCannotCommit) {
   EXPECT_NE(v["reason"].get<std::string>().find("store"), std::string::npos);
 }
 
-TEST_F(AdminApiTest, LaterFeaturesAnswer501) {
+TEST_F(AdminApiTest, MetricsAreNotAvailableYet) {
   EXPECT_EQ(get("/metrics", std::nullopt).status, 501u);
-  EXPECT_EQ(get("/v1/requests/req-1/data").status, 501u);
+}
+
+TEST_F(AdminApiTest, CancelAQueuedJobOnly) {
+  EXPECT_EQ(post("/v1/requests/req-0/cancel").status, 202u);
+  const auto v = nlohmann::json::parse(get("/v1/requests/req-0").body);
+  EXPECT_EQ(v["state"], "cancelled");
+  EXPECT_EQ(v["outcome"], "Failed");
+  EXPECT_EQ(post("/v1/requests/req-0/cancel").status, 409u);  // already cancelled
+  EXPECT_EQ(post("/v1/requests/nope/cancel").status, 404u);
+  EXPECT_EQ(changes_, 1);
+}
+
+TEST_F(AdminApiTest, RetryRequeuesAFailedJobOrResendsAnUnacknowledgedReport) {
+  finish("req-0", job_state::failed, "Failed");
+  EXPECT_EQ(post("/v1/requests/req-0/retry").status, 202u);
+  auto v = nlohmann::json::parse(get("/v1/requests/req-0").body);
+  EXPECT_EQ(v["state"], "queued");
+  EXPECT_EQ(v["attempts"], 0);
+
+  finish("req-2", job_state::completed, "Completed");
+  auto due = store_->due_reports(t0, 10);
+  ASSERT_EQ(due->size(), 1u);
+  store_->record_report((*due)[0].id, {false, "MineOS answered 404", 12, t0, true}, t0);
+  ASSERT_TRUE(store_->due_reports(t0 + std::chrono::hours(1), 10)->empty());  // given up
+  const auto r = post("/v1/requests/req-2/retry");
+  EXPECT_EQ(r.status, 202u);
+  EXPECT_EQ(nlohmann::json::parse(r.body)["status"], "report resent");
+  EXPECT_EQ(store_->due_reports(t0 + std::chrono::hours(1), 10)->size(), 1u);
+
+  EXPECT_EQ(post("/v1/requests/req-1/retry").status, 409u);  // queued: nothing to retry
+}
+
+TEST_F(AdminApiTest, DataServesAKeptExportOnly) {
+  EXPECT_EQ(get("/v1/requests/req-1/data").status, 404u);
+  const auto id = (**store_->find("req-1")).id;
+  exports_.write(std::to_string(id) + ".json", R"({"ids":{},"properties":{"a":1},"events":[]})");
+  const auto r = get("/v1/requests/req-1/data");
+  EXPECT_EQ(r.status, 200u);
+  EXPECT_EQ(nlohmann::json::parse(r.body)["properties"]["a"], 1);
+  EXPECT_EQ(get("/v1/requests/req-0/data").status, 404u);  // a delete job has no export
+  EXPECT_EQ(get("/v1/requests/req-1/data", std::nullopt).status, 401u);
 }
 
 }  // namespace

@@ -51,6 +51,15 @@ struct report_update {
   bool gave_up = false;              // max_attempts reached: stays unreported until `retry`
 };
 
+// What an operator's retry or cancel did.
+enum class operator_result {
+  requeued,       // retry: a failed job is queued again with fresh attempts
+  report_resent,  // retry: an unacknowledged report is due again
+  cancelled,      // cancel: a queued or retrying job is cancelled (reported Failed)
+  not_found,      // no job has this request id
+  conflict,       // the job is in no state the action applies to
+};
+
 class job_store {
  public:
   virtual ~job_store() = default;
@@ -90,6 +99,14 @@ class job_store {
   // Records one reporting attempt.
   virtual result<void> record_report(std::int64_t job_id, const report_update& u,
                                      time_point now) = 0;
+
+  // An operator's retry: re-queues a failed job (attempts reset), or makes an unacknowledged
+  // report of a finished job due again.
+  virtual result<operator_result> retry(std::string_view request_id, time_point now) = 0;
+
+  // An operator's cancel of a queued or retrying job: state cancelled, outcome Failed
+  // "cancelled by operator", report due.
+  virtual result<operator_result> cancel(std::string_view request_id, time_point now) = 0;
 
   // Returns running jobs whose lease expired before `now` to the queue; how many.
   virtual result<std::size_t> expire_leases(time_point now) = 0;

@@ -2,14 +2,21 @@
 // The operator endpoints (contract §4): /healthz, /readyz, and the job API under /v1/requests,
 // guarded by `Authorization: Bearer <admin_token>` (compared in constant time).
 
+#include "dsr/common/clock.hpp"
 #include "dsr/credentials/credentials.hpp"
 #include "dsr/http/router.hpp"
 #include "dsr/jobs/store_worker.hpp"
+
+#include <filesystem>
+#include <functional>
 
 namespace dsr::ops {
 
 struct admin_options {
   std::uint32_t deadline_days = 30;
+  std::filesystem::path export_dir;  // where copy exports are kept (GET .../data)
+  std::function<void()> on_change;   // after a retry or cancel: wake dispatcher and reporter
+  std::shared_ptr<clock> time = make_system_clock();
 };
 
 class admin_api {
@@ -24,6 +31,8 @@ class admin_api {
   void get_job(const std::string& request_id, http::responder done);
   void list_jobs(const http::request& req, http::responder done);
   void ready(http::responder done);
+  void act(const std::string& request_id, bool cancelling, http::responder done);
+  void data(const std::string& request_id, http::responder done);
 
   job_queue& queue_;
   const credential_store& credentials_;
