@@ -8,6 +8,7 @@
 #include "dsr/http/router.hpp"
 #include "dsr/http/server.hpp"
 #include "dsr/jobs/dispatcher.hpp"
+#include "dsr/jobs/exports.hpp"
 #include "dsr/jobs/store.hpp"
 #include "dsr/jobs/store_worker.hpp"
 #include "dsr/mineos/intake.hpp"
@@ -21,8 +22,11 @@
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
 #include <unistd.h>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_future.hpp>
 #include <cstring>
 
@@ -61,6 +65,24 @@ flow_settings settings_for(const config& cfg) {
   s.source = cfg.exponea.source;
   s.verify_timeout = cfg.exponea.verify_timeout;
   return s;
+}
+
+// Hourly: exports older than export_retention_days go (kept ones when status_url is empty, or
+// ones MineOS never acknowledged).
+boost::asio::awaitable<void> purge_exports_hourly(std::filesystem::path dir,
+                                                  std::chrono::days retention) {
+  boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor);
+  for (;;) {
+    const auto cutoff = std::filesystem::file_time_type::clock::now() - retention;
+    if (const auto n = purge_exports(dir, cutoff); n > 0) {
+      spdlog::get("main")->info("deleted {} export(s) older than {} day(s)", n, retention.count());
+    }
+    timer.expires_after(std::chrono::hours(1));
+    auto [ec] = co_await timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+    if (ec) {
+      co_return;
+    }
+  }
 }
 
 std::string owner_id() {
@@ -207,6 +229,7 @@ int serve(const std::filesystem::path& config_file) {
         "for {} day(s)",
         cfg.store.export_retention_days);
   }
+  const auto dispatch_export_dir = dispatch.export_dir;
   auto dispatcher =
       make_dispatcher((*server)->executor(), worker, *exponea_api, clock, std::move(dispatch));
   intake.on_accepted([d = dispatcher.get()] { d->notify(); });
@@ -234,6 +257,10 @@ int serve(const std::filesystem::path& config_file) {
   });
   running_dispatcher = dispatcher.get();
   dispatcher->start();
+  boost::asio::co_spawn(
+      executor,
+      purge_exports_hourly(dispatch_export_dir, std::chrono::days(cfg.store.export_retention_days)),
+      boost::asio::detached);
   if (reporter) {
     running_reporter = reporter.get();
     reporter->start();
