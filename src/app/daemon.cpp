@@ -92,17 +92,25 @@ std::string owner_id() {
   return fmt::format("{}:{}:{:08x}", host, ::getpid(), rd());
 }
 
+// The configuration, or nullopt after printing why it cannot be used (exit code 2).
+std::optional<config> load_or_explain(const std::filesystem::path& file) {
+  try {
+    return load_config(file);
+  } catch (const config_error& e) {
+    fmt::print(stderr, "dsr-connector: {}\n", e.what());
+    return std::nullopt;
+  }
+}
+
 }  // namespace
 
 int serve(const std::filesystem::path& config_file) {
   ops::setup_bootstrap_logging();
-  config cfg;
-  try {
-    cfg = load_config(config_file);
-  } catch (const config_error& e) {
-    fmt::print(stderr, "dsr-connector: {}\n", e.what());
+  const auto loaded = load_or_explain(config_file);
+  if (!loaded) {
     return 2;
   }
+  const config& cfg = *loaded;
   ops::setup_logging(cfg.log);
   auto log = spdlog::get("main");
   if (cfg.log.level == "trace") {
@@ -284,13 +292,11 @@ int serve(const std::filesystem::path& config_file) {
 int check(const std::filesystem::path& config_file, bool json) {
   ops::setup_bootstrap_logging();
   spdlog::set_level(spdlog::level::warn);
-  config cfg;
-  try {
-    cfg = load_config(config_file);
-  } catch (const config_error& e) {
-    fmt::print(stderr, "dsr-connector: {}\n", e.what());
+  const auto loaded = load_or_explain(config_file);
+  if (!loaded) {
     return 2;
   }
+  const config& cfg = *loaded;
   credential_load_report report;
   auto credentials = load_credentials(cfg.credentials, process_environment(), report);
   for (const auto& w : report.warnings) {

@@ -43,6 +43,20 @@ std::optional<std::string> request::query_param(std::string_view name) const {
   return std::nullopt;
 }
 
+std::vector<std::string> split_path(std::string_view path) {
+  std::vector<std::string> out;
+  std::size_t start = path.starts_with('/') ? 1 : 0;
+  while (start <= path.size()) {
+    auto end = path.find('/', start);
+    if (end == std::string_view::npos) {
+      end = path.size();
+    }
+    out.emplace_back(path.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
 std::string_view reason(unsigned status) {
   switch (status) {
     case 200:

@@ -5,20 +5,6 @@
 namespace dsr::http {
 namespace {
 
-std::vector<std::string> split(std::string_view path) {
-  std::vector<std::string> out;
-  std::size_t start = 1;  // skip the leading '/'
-  while (start <= path.size()) {
-    auto end = path.find('/', start);
-    if (end == std::string_view::npos) {
-      end = path.size();
-    }
-    out.emplace_back(path.substr(start, end - start));
-    start = end + 1;
-  }
-  return out;
-}
-
 bool visible(route_scope scope, const request& req) {
   switch (scope) {
     case route_scope::both:
@@ -34,7 +20,7 @@ bool visible(route_scope scope, const request& req) {
 }  // namespace
 
 void router::add(std::string method, std::string pattern, route_scope scope, route_fn fn) {
-  routes_.push_back(route{std::move(method), split(pattern), scope, std::move(fn)});
+  routes_.push_back(route{std::move(method), split_path(pattern), scope, std::move(fn)});
 }
 
 void router::handle(request req, responder done) {
@@ -43,7 +29,7 @@ void router::handle(request req, responder done) {
     done(problem(404, "no such path"));
     return;
   }
-  const auto segments = split(path);
+  const auto segments = split_path(path);
   std::vector<std::string> allowed;
   for (const auto& r : routes_) {
     if (r.segments.size() != segments.size() || !visible(r.scope, req)) {

@@ -1,5 +1,7 @@
 #include "dsr/http/server.hpp"
 
+#include "dsr/common/log.hpp"
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
@@ -33,10 +35,7 @@ using tcp = asio::ip::tcp;
 inline constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 
 std::shared_ptr<spdlog::logger> log() {
-  static auto logger = [] {
-    auto l = spdlog::get("http");
-    return l ? l : spdlog::default_logger();
-  }();
+  static const auto logger = subsystem_logger("http");
   return logger;
 }
 

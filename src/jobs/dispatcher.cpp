@@ -1,5 +1,6 @@
 #include "dsr/jobs/dispatcher.hpp"
 
+#include "dsr/common/log.hpp"
 #include "dsr/jobs/store_call.hpp"
 
 #include <fmt/format.h>
@@ -22,10 +23,7 @@ using kind = flow_outcome::kind;
 inline constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 
 std::shared_ptr<spdlog::logger> log() {
-  static auto logger = [] {
-    auto l = spdlog::get("jobs");
-    return l ? l : spdlog::default_logger();
-  }();
+  static const auto logger = subsystem_logger("jobs");
   return logger;
 }
 

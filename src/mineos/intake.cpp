@@ -1,5 +1,6 @@
 #include "dsr/mineos/intake.hpp"
 
+#include "dsr/common/log.hpp"
 #include "dsr/mineos/signature.hpp"
 
 #include <fmt/format.h>
@@ -10,10 +11,7 @@ namespace dsr::mineos {
 namespace {
 
 std::shared_ptr<spdlog::logger> log() {
-  static auto logger = [] {
-    auto l = spdlog::get("intake");
-    return l ? l : spdlog::default_logger();
-  }();
+  static const auto logger = subsystem_logger("intake");
   return logger;
 }
 

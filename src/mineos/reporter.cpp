@@ -1,5 +1,6 @@
 #include "dsr/mineos/reporter.hpp"
 
+#include "dsr/common/log.hpp"
 #include "dsr/jobs/store_call.hpp"
 
 #include <fmt/format.h>
@@ -20,10 +21,7 @@ namespace asio = boost::asio;
 inline constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 
 std::shared_ptr<spdlog::logger> log() {
-  static auto logger = [] {
-    auto l = spdlog::get("mineos");
-    return l ? l : spdlog::default_logger();
-  }();
+  static const auto logger = subsystem_logger("mineos");
   return logger;
 }
 

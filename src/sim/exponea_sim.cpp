@@ -19,20 +19,6 @@ http::response error(unsigned status, std::string_view text) {
   return answer(status, {{"success", false}, {"error", text}});
 }
 
-std::vector<std::string> split_path(std::string_view path) {
-  std::vector<std::string> out;
-  std::size_t start = 1;
-  while (start <= path.size()) {
-    auto end = path.find('/', start);
-    if (end == std::string_view::npos) {
-      end = path.size();
-    }
-    out.emplace_back(path.substr(start, end - start));
-    start = end + 1;
-  }
-  return out;
-}
-
 std::optional<std::string> base64_decode(std::string_view in) {
   if (in.empty() || in.size() % 4 != 0) {
     return std::nullopt;
@@ -233,7 +219,7 @@ http::response exponea_simulator::api(const http::request& req, std::string& end
                           {{"Retry-After", "1"}}};
   }
   // /{data|track}/v2/projects/{token}/...
-  const auto seg = split_path(req.path());
+  const auto seg = http::split_path(req.path());
   if (seg.size() < 5 || seg[1] != "v2" || seg[2] != "projects") {
     return http::response{404,
                           "text/html",

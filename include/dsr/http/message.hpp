@@ -55,6 +55,9 @@ class handler {
   virtual void handle(request req, responder done) = 0;
 };
 
+// "/a/b/c" → {"a", "b", "c"}; empty segments are kept ("/a//b" → {"a", "", "b"}).
+std::vector<std::string> split_path(std::string_view path);
+
 // The standard reason phrase ("Not Found").
 std::string_view reason(unsigned status);
 
