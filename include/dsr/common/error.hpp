@@ -13,13 +13,13 @@
 namespace dsr {
 
 enum class errc {
-  invalid_input = 1,  // the caller's input is malformed; detail names the field
-  not_found,          // the thing asked for does not exist
-  conflict,           // the request contradicts stored state
-  queue_full,         // max_queued_jobs reached
-  store_unavailable,  // the store cannot commit (I/O error, disk full, locked)
-  store_corrupt,      // the store failed its integrity check or has an unknown schema
-  lease_lost,         // the job's lease is no longer held by this owner
+  invalid_input = 1,     // the caller's input is malformed; detail names the field
+  not_found,             // the thing asked for does not exist
+  conflict,              // the request contradicts stored state
+  queue_full,            // max_queued_jobs reached
+  store_unavailable,     // the store cannot commit (I/O error, disk full, locked)
+  store_corrupt,         // the store failed its integrity check or has an unknown schema
+  lease_lost,            // the job's lease is no longer held by this owner
   io_error,              // a file could not be read or written
   upstream_timeout,      // an HTTP call to a peer did not complete within its timeout
   upstream_unreachable,  // a peer could not be resolved or connected to, or dropped the connection
