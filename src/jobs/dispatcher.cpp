@@ -146,11 +146,18 @@ class dispatcher_impl final : public dispatcher {
     store_journal journal(queue_, j.id, options_.owner, *clock_);
     timer_clock time(*clock_);
     flow_outcome outcome;
-    // g++ 12 miscompiles co_await in a conditional expression: plain if/else.
-    if (j.op == operation::delete_) {
-      outcome = co_await run_delete(j, api_, journal, time, options_.flows);
-    } else {
-      outcome = co_await run_copy(j, api_, journal, time, options_.flows);
+    // g++ 12 miscompiles co_await in a conditional expression: plain if/else. A bug or an
+    // unexpected answer must not take the worker down: it becomes a retry of this job.
+    try {
+      if (j.op == operation::delete_) {
+        outcome = co_await run_delete(j, api_, journal, time, options_.flows);
+      } else {
+        outcome = co_await run_copy(j, api_, journal, time, options_.flows);
+      }
+    } catch (const std::exception& e) {
+      log()->error("[R {}] internal error: {}", j.request_id, e.what());
+      outcome = flow_outcome{kind::retry, fmt::format("internal error: {}", e.what()), "",
+                             std::nullopt, nullptr};
     }
     if (outcome.result == kind::interrupted) {
       log()->warn("[R {}] stopped: {}", j.request_id, outcome.message);

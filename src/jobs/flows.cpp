@@ -51,9 +51,15 @@ flow_outcome interrupted(const failure& f) {
 
 // Does the export already hold this request's audit event?
 bool holds_event(const exponea::customer_export& e, const job& j, const flow_settings& s) {
+  // Exponea's data is input: anything not shaped like an event is not our event.
   return std::any_of(e.events.begin(), e.events.end(), [&](const nlohmann::json& ev) {
-    return ev.value("type", "") == s.event_type && ev.contains("properties") &&
-           ev["properties"].is_object() && ev["properties"].value("request_id", "") == j.request_id;
+    if (!ev.is_object() || !ev.contains("properties") || !ev["properties"].is_object()) {
+      return false;
+    }
+    const auto type = ev.find("type");
+    const auto id = ev["properties"].find("request_id");
+    return type != ev.end() && *type == s.event_type && id != ev["properties"].end() &&
+           *id == j.request_id;
   });
 }
 

@@ -97,7 +97,7 @@ class reporter_impl final : public reporter {
     if (with_data) {
       std::ifstream in(export_file(options_.export_dir, j), std::ios::binary);
       data = nlohmann::json::parse(in, nullptr, false);
-      if (data.is_discarded()) {
+      if (data.is_discarded() || !data.is_object()) {
         log()->error("[R {}] the export file is missing or unreadable; reporting without data",
                      j.request_id);
         data = nlohmann::json::object();

@@ -360,7 +360,7 @@ http::response exponea_simulator::api(const http::request& req, std::string& end
         c->properties.erase(p);
       }
       for (auto& e : c->events) {
-        if (e.contains("properties")) {
+        if (e.is_object() && e.contains("properties") && e["properties"].is_object()) {
           for (const auto& p : personal_event_properties_) {
             e["properties"].erase(p);
           }

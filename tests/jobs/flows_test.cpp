@@ -102,7 +102,11 @@ class FlowTest : public ::testing::Test {
     int n = 0;
     for (const auto& c : sim_.state()) {
       for (const auto& e : c["events"]) {
-        n += e["type"] == "privacy_request" && e["properties"]["request_id"] == request_id ? 1 : 0;
+        n += e.is_object() && e.value("type", "") == "privacy_request" &&
+                     e["properties"].is_object() && e["properties"].contains("request_id") &&
+                     e["properties"]["request_id"] == request_id
+                 ? 1
+                 : 0;
       }
     }
     return n;
@@ -235,6 +239,20 @@ TEST_F(FlowTest, ResumedAfterAnonymizeStartedTreatsNotFoundAsCompleted) {
   EXPECT_EQ(calls().back(), "export-one");
   EXPECT_EQ(holders("jane@example.com"), 0);
   EXPECT_EQ(audit_events("req-1"), 0);  // nothing tracked on the anonymous profile
+}
+
+TEST_F(FlowTest, OddlyShapedEventsInTheExportAreNotMistakenForTheAuditEvent) {
+  http::request req;
+  req.method = "POST";
+  req.target = "/_sim/customers";
+  req.body = R"({"ids":{"registered":"odd@example.com"},
+                 "events":[1, "x", {"type":"privacy_request"},
+                           {"type":"privacy_request","properties":[]},
+                           {"type":"privacy_request","properties":{"request_id":7}}]})";
+  sim_.handle(req, [](http::response) {});
+  const auto out = run(make_job(operation::copy, "odd@example.com"));
+  EXPECT_EQ(out.result, kind::completed) << out.message;
+  EXPECT_EQ(audit_events("req-1"), 1);  // tracked: none of those was this request's event
 }
 
 TEST_F(FlowTest, TransientFailureAsksForARetryWithRetryAfter) {
