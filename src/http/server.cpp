@@ -275,8 +275,10 @@ class server_impl final : public server {
     bool ok = true;
     for (;;) {
       if (buffer.size() == 0) {
-        // Between requests the connection is idle: a stop may close it.
-        if (stopping_.load()) {
+        // Between requests the connection is idle: a stop may close it, unless the next request
+        // has already arrived (bytes waiting in the socket): that one is in flight.
+        boost::system::error_code avail_ec;
+        if (stopping_.load() && stream.socket().available(avail_ec) == 0) {
           co_return;
         }
         conn.idle = true;

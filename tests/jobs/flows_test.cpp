@@ -103,7 +103,8 @@ class FlowTest : public ::testing::Test {
     for (const auto& c : sim_.state()) {
       for (const auto& e : c["events"]) {
         n += e.is_object() && e.value("type", "") == "privacy_request" &&
-                     e["properties"].is_object() && e["properties"].contains("request_id") &&
+                     e.contains("properties") && e["properties"].is_object() &&
+                     e["properties"].contains("request_id") &&
                      e["properties"]["request_id"] == request_id
                  ? 1
                  : 0;
