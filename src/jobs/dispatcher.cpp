@@ -1,6 +1,7 @@
 #include "dsr/jobs/dispatcher.hpp"
 
 #include "dsr/common/log.hpp"
+#include "dsr/jobs/backoff.hpp"
 #include "dsr/jobs/store_call.hpp"
 
 #include <fmt/format.h>
@@ -12,7 +13,6 @@
 #include <boost/asio/this_coro.hpp>
 
 #include <sys/stat.h>
-#include <cmath>
 #include <fstream>
 
 namespace dsr {
@@ -272,12 +272,7 @@ job_release decide(const job& j, const flow_outcome& o, const retry_config& retr
     return terminal(job_state::failed, fmt::format("gave up after {} attempts; last error: {}",
                                                    next.attempts, o.message));
   }
-  // Full jitter: uniform in [0, min(cap, base * 2^attempt)).
-  const double base = static_cast<double>(retry.initial_backoff.count());
-  const double cap = static_cast<double>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(retry.max_backoff).count());
-  const double ceiling = std::min(cap, base * std::pow(2.0, static_cast<double>(j.attempts)));
-  auto delay = std::chrono::milliseconds(static_cast<std::int64_t>(ceiling * random01));
+  auto delay = full_jitter_backoff(retry, j.attempts, random01);
   if (o.retry_after) {
     delay = std::max(
         delay, std::min(*o.retry_after,

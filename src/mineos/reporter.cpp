@@ -1,6 +1,7 @@
 #include "dsr/mineos/reporter.hpp"
 
 #include "dsr/common/log.hpp"
+#include "dsr/jobs/backoff.hpp"
 #include "dsr/jobs/store_call.hpp"
 
 #include <fmt/format.h>
@@ -10,7 +11,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 
-#include <cmath>
 #include <fstream>
 #include <random>
 
@@ -131,15 +131,8 @@ class reporter_impl final : public reporter {
     if (!u.acknowledged) {
       ++u.attempts;
       u.gave_up = !transient && u.attempts >= options_.retry.max_attempts;
-      const double base = static_cast<double>(options_.retry.initial_backoff.count());
-      const double cap = static_cast<double>(
-          std::chrono::duration_cast<std::chrono::milliseconds>(options_.retry.max_backoff)
-              .count());
       std::uniform_real_distribution<double> uniform(0.0, 1.0);
-      const double ceiling =
-          std::min(cap, base * std::pow(2.0, static_cast<double>(std::min(u.attempts, 30u) - 1)));
-      u.next_at =
-          now + std::chrono::milliseconds(static_cast<std::int64_t>(ceiling * uniform(random_)));
+      u.next_at = now + full_jitter_backoff(options_.retry, u.attempts - 1, uniform(random_));
     }
     auto record = [id = j.id, u, now](job_store& s) { return s.record_report(id, u, now); };
     auto recorded = co_await store_call<result<void>>(queue_, std::move(record));
