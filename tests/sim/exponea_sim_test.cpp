@@ -26,8 +26,13 @@ json seed() {
 
 class ExponeaSim : public ::testing::Test {
  protected:
-  explicit ExponeaSim(json s = seed())
-      : sim_(s, clock_, [](std::chrono::milliseconds, std::function<void()> fn) { fn(); }) {}
+  explicit ExponeaSim(json s = seed()) : sim_(make(std::move(s))) {}
+
+  std::unique_ptr<exponea_simulator> make(json s) {
+    return std::make_unique<exponea_simulator>(s, clock_, [](auto, auto fn) { fn(); });
+  }
+  // Starts over with another seed (same helpers, same clock).
+  void reseed(json s) { sim_ = make(std::move(s)); }
 
   http::response call(std::string method, std::string path, std::string body = "",
                       std::optional<std::string> auth = basic) {
@@ -39,7 +44,7 @@ class ExponeaSim : public ::testing::Test {
       req.headers.push_back({"Authorization", *auth});
     }
     http::response out;
-    sim_.handle(std::move(req), [&](http::response r) { out = std::move(r); });
+    sim_->handle(std::move(req), [&](http::response r) { out = std::move(r); });
     return out;
   }
   http::response export_one(const std::string& email, std::optional<std::string> auth = basic) {
@@ -71,10 +76,10 @@ class ExponeaSim : public ::testing::Test {
     }
     return exponea::classify(r.status, r.body, retry, a, ep, time_point{});
   }
-  json customers() { return sim_.state(); }
+  json customers() { return sim_->state(); }
 
   std::shared_ptr<test::fake_clock> clock_ = std::make_shared<test::fake_clock>();
-  exponea_simulator sim_;
+  std::unique_ptr<exponea_simulator> sim_;
 };
 
 TEST_F(ExponeaSim, AuthenticationErrorsFollowTheReference) {
@@ -124,20 +129,11 @@ TEST_F(ExponeaSim, MissingPermissionsAreReportedAsTheApiDoes) {
   auto s = seed();
   s["private_keys"][0]["permissions"] = json::array();
   s["public_tokens"][0]["events"] = json::array({"other_event"});
-  exponea_simulator sim(s, clock_, [](auto, auto fn) { fn(); });
-  http::request req;
-  req.method = "POST";
-  req.target = "/data/v2/projects/demo-project-token/customers/export-one";
-  req.body = R"({"customer_ids":{"registered":"jane@example.com"}})";
-  req.headers.push_back({"Authorization", basic});
-  http::response r;
-  sim.handle(req, [&](http::response x) { r = std::move(x); });
+  reseed(s);
+  auto r = export_one("jane@example.com");
   EXPECT_EQ(r.status, 403u);
   EXPECT_EQ(json::parse(r.body)["error"], "No permission to export customer");
-  req.target = "/track/v2/projects/demo-project-token/customers/events";
-  req.body = R"({"customer_ids":{"registered":"jane@example.com"},"event_type":"privacy_request"})";
-  req.headers = {{"Authorization", token}};
-  sim.handle(req, [&](http::response x) { r = std::move(x); });
+  r = track("jane@example.com");
   EXPECT_EQ(r.status, 200u);
   EXPECT_EQ(json::parse(r.body)["success"], false);
   EXPECT_EQ(classified(r, exponea::auth::token, exponea::endpoint::track).kind,
@@ -170,41 +166,25 @@ TEST_F(ExponeaSim, AnonymizeRemovesIdsAndPersonalDataAndAssignsACookie) {
 TEST_F(ExponeaSim, WritesAreQueued) {
   auto s = seed();
   s["write_delay_ms"] = 500;
-  exponea_simulator sim(s, clock_, [](auto, auto fn) { fn(); });
-  http::request req;
-  req.method = "POST";
-  req.target = "/data/v2/projects/demo-project-token/customers/anonymize";
-  req.body = R"({"customer_ids":{"registered":"jane@example.com"}})";
-  req.headers.push_back({"Authorization", basic});
-  http::response r;
-  sim.handle(req, [&](http::response x) { r = std::move(x); });
-  ASSERT_EQ(r.status, 200u);
-  req.target = "/data/v2/projects/demo-project-token/customers/export-one";
-  sim.handle(req, [&](http::response x) { r = std::move(x); });
-  EXPECT_EQ(r.status, 200u);  // not yet
+  reseed(s);
+  ASSERT_EQ(anonymize("jane@example.com").status, 200u);
+  EXPECT_EQ(export_one("jane@example.com").status, 200u);  // not yet
   clock_->advance(500ms);
-  sim.handle(req, [&](http::response x) { r = std::move(x); });
-  EXPECT_EQ(r.status, 404u);  // now gone
+  EXPECT_EQ(export_one("jane@example.com").status, 404u);  // now gone
 }
 
 TEST_F(ExponeaSim, RateLimitAnswers429AndDropsTheData) {
   auto s = seed();
   s["rate_limit_per_second"] = 2;
-  exponea_simulator sim(s, clock_, [](auto, auto fn) { fn(); });
-  http::request req;
-  req.method = "POST";
-  req.target = "/track/v2/projects/demo-project-token/customers/events";
-  req.body = R"({"customer_ids":{"registered":"x@example.com"},"event_type":"privacy_request"})";
-  req.headers.push_back({"Authorization", token});
+  reseed(s);
   std::vector<unsigned> statuses;
   for (int i = 0; i < 3; ++i) {
-    sim.handle(req, [&](http::response x) { statuses.push_back(x.status); });
+    statuses.push_back(track("x@example.com").status);
   }
   EXPECT_EQ(statuses, (std::vector<unsigned>{200, 200, 429}));
   clock_->advance(1s);
-  sim.handle(req, [&](http::response x) { statuses.push_back(x.status); });
-  EXPECT_EQ(statuses.back(), 200u);
-  EXPECT_EQ(sim.state().back()["events"].size(), 3u);  // the rejected call stored nothing
+  EXPECT_EQ(track("x@example.com").status, 200u);
+  EXPECT_EQ(customers().back()["events"].size(), 3u);  // the rejected call stored nothing
 }
 
 TEST_F(ExponeaSim, InjectedFaults) {
@@ -237,7 +217,7 @@ TEST_F(ExponeaSim, MalformedRequests) {
 TEST_F(ExponeaSim, CallLogRecordsEveryApiCall) {
   export_one("jane@example.com");
   track("jane@example.com");
-  const auto calls = sim_.calls();
+  const auto calls = sim_->calls();
   ASSERT_EQ(calls.size(), 2u);
   EXPECT_EQ(calls[0]["endpoint"], "export-one");
   EXPECT_EQ(calls[0]["auth"], "basic");
