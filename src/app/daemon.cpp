@@ -35,6 +35,9 @@
 namespace dsr::app {
 namespace {
 
+// Answers other than exports (errors, acknowledgements) are small; an export goes to a file.
+constexpr std::size_t answer_in_memory_limit = 1024 * 1024;
+
 // One daemon per SQLite store: an exclusive lock on "<store>.lock", held for the process's life.
 // It is what makes expiring every lease at start-up safe (their owner is dead).
 bool lock_store(const std::filesystem::path& store, std::string& problem) {
@@ -157,6 +160,14 @@ int serve(const std::filesystem::path& config_file) {
   if (auto expired = (*store)->expire_leases(time_point::max()); expired && *expired > 0) {
     log->info("{} job(s) interrupted by the previous run resume from their journal", *expired);
   }
+  const auto export_dir = export_dir_for(cfg.store.path);
+  if (auto r = prepare_export_dir(export_dir); !r) {
+    fmt::print(stderr, "dsr-connector: {}\n", r.error().detail);
+    return 1;
+  }
+  if (const auto n = remove_partial_exports(export_dir); n > 0) {
+    log->info("removed {} export download(s) left unfinished by the previous run", n);
+  }
   store_worker worker(std::move(*store), {cfg.server.max_queued_jobs});
 
   http::router router;
@@ -164,7 +175,7 @@ int serve(const std::filesystem::path& config_file) {
   intake.add_routes(router);
   ops::admin_options admin_options;
   admin_options.deadline_days = cfg.jobs.deadline_days;
-  admin_options.export_dir = cfg.store.path.parent_path() / "exports";
+  admin_options.export_dir = export_dir;
   std::function<void()> wake_workers;  // set once the dispatcher and reporter exist
   admin_options.on_change = [&wake_workers] {
     if (wake_workers) {
@@ -201,16 +212,16 @@ int serve(const std::filesystem::path& config_file) {
     return 1;
   }
   auto exponea_http = http::make_client(
-      (*server)->executor(),
-      {cfg.exponea.base_url, cfg.exponea.timeout, cfg.exponea.ca_file,
-       static_cast<std::size_t>(cfg.exponea.max_export_bytes), cfg.jobs.concurrency * 2});
+      (*server)->executor(), {cfg.exponea.base_url, cfg.exponea.timeout, cfg.exponea.ca_file,
+                              answer_in_memory_limit, cfg.jobs.concurrency * 2});
   if (!exponea_http) {
     fmt::print(stderr, "dsr-connector: {}: [exponea] base_url / ca_file: {}\n", cfg.source.string(),
                exponea_http.error().detail);
     return 2;
   }
   const auto clock = make_system_clock();
-  auto exponea_api = exponea::make_api(std::move(*exponea_http), *credentials, clock);
+  auto exponea_api = exponea::make_api(std::move(*exponea_http), *credentials, clock,
+                                       {export_dir, cfg.exponea.max_export_bytes});
   dispatcher_options dispatch;
   dispatch.owner = owner_id();
   dispatch.concurrency = cfg.jobs.concurrency;
@@ -218,7 +229,7 @@ int serve(const std::filesystem::path& config_file) {
   dispatch.lease = cfg.exponea.verify_timeout + 10 * cfg.exponea.timeout + std::chrono::minutes(1);
   dispatch.retry = cfg.retry;
   dispatch.flows = settings_for(cfg);
-  dispatch.export_dir = cfg.store.path.parent_path() / "exports";
+  dispatch.export_dir = export_dir;
   std::unique_ptr<mineos::reporter> reporter;
   if (!cfg.mineos.status_url.empty()) {
     auto mineos_http =
@@ -307,13 +318,17 @@ int check(const std::filesystem::path& config_file, bool json) {
   }
   boost::asio::io_context ioc;
   auto exponea_http = http::make_client(
-      ioc.get_executor(), {cfg.exponea.base_url, cfg.exponea.timeout, cfg.exponea.ca_file});
+      ioc.get_executor(),
+      {cfg.exponea.base_url, cfg.exponea.timeout, cfg.exponea.ca_file, answer_in_memory_limit});
   if (!exponea_http) {
     fmt::print(stderr, "dsr-connector: {}: [exponea] base_url / ca_file: {}\n", cfg.source.string(),
                exponea_http.error().detail);
     return 2;
   }
-  auto api = exponea::make_api(std::move(*exponea_http), *credentials, make_system_clock());
+  // The check exports an ID that cannot exist: nothing is ever downloaded, but a scratch
+  // directory is needed all the same.
+  auto api = exponea::make_api(std::move(*exponea_http), *credentials, make_system_clock(),
+                               {std::filesystem::temp_directory_path(), 1024 * 1024});
   std::unique_ptr<http::client> mineos;
   if (!cfg.mineos.status_url.empty()) {
     auto m =

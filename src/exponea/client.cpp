@@ -6,9 +6,14 @@
 #include <fmt/format.h>
 #include <boost/throw_exception.hpp>
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <fstream>
+#include <mutex>
+#include <random>
 
 namespace dsr::exponea {
 namespace {
@@ -207,34 +212,50 @@ struct answer_body {
 class api_impl final : public api {
  public:
   api_impl(std::unique_ptr<http::client> client, const credential_store& credentials,
-           std::shared_ptr<clock> clock)
-      : client_(std::move(client)), credentials_(credentials), clock_(std::move(clock)) {}
+           std::shared_ptr<clock> clock, api_options options)
+      : client_(std::move(client)),
+        credentials_(credentials),
+        clock_(std::move(clock)),
+        options_(std::move(options)) {}
 
-  boost::asio::awaitable<outcome<std::optional<customer_export>>> export_one(
-      nlohmann::json ids) override {
-    nlohmann::json body{{"customer_ids", std::move(ids)}};
-    auto r = co_await call(endpoint::export_one, auth::basic, "POST", "/customers/export-one",
-                           body.dump());
-    if (!r) {
-      if (r.error().kind == answer_class::not_found) {
-        co_return std::optional<customer_export>{};
+  boost::asio::awaitable<outcome<std::optional<export_summary>>> export_one(
+      export_request r) override {
+    std::error_code ec;
+    std::filesystem::create_directories(options_.download_dir, ec);
+    ::chmod(options_.download_dir.c_str(), 0700);
+    const auto download =
+        options_.download_dir / fmt::format("export-one-{:016x}.part", next_download_id());
+    nlohmann::json body{{"customer_ids", std::move(r.ids)}};
+    auto answer = co_await call(endpoint::export_one, auth::basic, "POST", "/customers/export-one",
+                                body.dump(), download);
+    if (!answer) {
+      std::filesystem::remove(download, ec);
+      if (answer.error().kind == answer_class::not_found) {
+        co_return std::optional<export_summary>{};
       }
-      co_return r.error();
+      co_return answer.error();
     }
-    const nlohmann::json& top = r->doc;
-    const nlohmann::json& doc =
-        top.contains("value") && top["value"].is_object() ? top["value"] : top;
-    customer_export e;
-    if (doc.contains("ids")) {
-      e.ids = doc["ids"];
+    auto scanned = scan_export(download, r.audit, r.save_to);
+    if (scanned && !scanned->success) {
+      // A refusal on HTTP 200 is short; its text decides the class.
+      auto refusal = read_small(download);
+      std::filesystem::remove(download, ec);
+      auto c =
+          classify(200, refusal, std::nullopt, auth::basic, endpoint::export_one, clock_->now());
+      if (c.kind == answer_class::not_found) {
+        co_return std::optional<export_summary>{};
+      }
+      co_return c;
     }
-    if (doc.contains("properties")) {
-      e.properties = doc["properties"];
+    std::filesystem::remove(download, ec);
+    if (!scanned) {
+      if (scanned.error().is(errc::invalid_input)) {
+        co_return call_error{answer_class::failed, 200, scanned.error().detail, "", {}};
+      }
+      // Our disk, not Exponea: worth another attempt later.
+      co_return call_error{answer_class::transient, 0, scanned.error().detail, "", {}};
     }
-    if (doc.contains("events") && doc["events"].is_array()) {
-      e.events = doc["events"];
-    }
-    co_return std::optional<customer_export>(std::move(e));
+    co_return std::optional<export_summary>(*scanned);
   }
 
   boost::asio::awaitable<outcome<void>> track(nlohmann::json ids, event e) override {
@@ -291,8 +312,10 @@ class api_impl final : public api {
                                                                      secret_value->reveal())));
   }
 
+  // `download`: a 2xx answer's body goes to that file and the returned document is empty.
   boost::asio::awaitable<outcome<answer_body>> call(endpoint ep, auth a, std::string method,
-                                                    std::string suffix, std::string body) {
+                                                    std::string suffix, std::string body,
+                                                    std::filesystem::path download = {}) {
     call_error missing;
     const auto project = credentials_.find(credential::exponea_project_token);
     if (!project) {
@@ -314,9 +337,24 @@ class api_impl final : public api {
     }
     req.body = std::move(body);
     req.idempotent = ep == endpoint::export_one || ep == endpoint::system_time;
+    req.response_file = download;
+    req.max_file_bytes = options_.max_export_bytes;
     auto res = co_await client_->send(std::move(req));
     if (!res) {
+      if (!download.empty() && res.error().is(errc::upstream_too_large)) {
+        co_return call_error{answer_class::failed,
+                             0,
+                             fmt::format("the export is larger than [exponea] max_export_bytes "
+                                         "({} bytes); raise it to export this customer",
+                                         options_.max_export_bytes),
+                             "",
+                             {}};
+      }
       co_return classify(res.error());
+    }
+    if (res->body_in_file) {
+      answer_body empty{nlohmann::json::object()};
+      co_return empty;
     }
     auto c = classify(res->status, res->body, res->header("Retry-After"), a, ep, clock_->now());
     if (c.kind != answer_class::ok) {
@@ -337,16 +375,35 @@ class api_impl final : public api {
     co_return out;
   }
 
+  std::uint64_t next_download_id() {
+    const std::lock_guard lock(mutex_);
+    return random_();
+  }
+
+  // The first 64 KiB of a file: an error answer is far shorter.
+  static std::string read_small(const std::filesystem::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    std::string text(64 * 1024, '\0');
+    in.read(text.data(), static_cast<std::streamsize>(text.size()));
+    text.resize(static_cast<std::size_t>(in.gcount()));
+    return text;
+  }
+
   std::unique_ptr<http::client> client_;
   const credential_store& credentials_;
   std::shared_ptr<clock> clock_;
+  api_options options_;
+  std::mutex mutex_;
+  std::mt19937_64 random_{std::random_device{}()};
 };
 
 }  // namespace
 
 std::unique_ptr<api> make_api(std::unique_ptr<http::client> client,
-                              const credential_store& credentials, std::shared_ptr<clock> clock) {
-  return std::make_unique<api_impl>(std::move(client), credentials, std::move(clock));
+                              const credential_store& credentials, std::shared_ptr<clock> clock,
+                              api_options options) {
+  return std::make_unique<api_impl>(std::move(client), credentials, std::move(clock),
+                                    std::move(options));
 }
 
 }  // namespace dsr::exponea

@@ -118,8 +118,9 @@ boost::asio::awaitable<std::vector<check>> run_checks(api& exponea, http::client
       std::random_device rd;
       const std::string probe_id = fmt::format("dsr-connector-check-{:016x}@invalid",
                                                (static_cast<std::uint64_t>(rd()) << 32) | rd());
-      const nlohmann::json ids{{cfg.exponea.customer_id_type, probe_id}};
-      auto exported = co_await exponea.export_one(ids);
+      export_request probe;
+      probe.ids = {{cfg.exponea.customer_id_type, probe_id}};
+      auto exported = co_await exponea.export_one(std::move(probe));
       if (exported) {
         out.push_back(passed(export_name));
       } else if (exported.error().kind == answer_class::rejected) {
@@ -176,27 +177,20 @@ std::string checks_text(const std::vector<check>& checks) {
   return out;
 }
 
-nlohmann::json preview_records(const std::optional<customer_export>& e) {
+nlohmann::json preview_records(const std::optional<export_summary>& e) {
   if (!e) {
     return {{"records", nlohmann::json::array()}};
   }
-  double last = -1;
-  for (const auto& ev : e->events) {
-    if (ev.contains("timestamp") && ev["timestamp"].is_number()) {
-      last = std::max(last, ev["timestamp"].get<double>());
-    }
-  }
   std::string last_text;
-  if (last >= 0) {
+  if (e->last_event_at && *e->last_event_at >= 0) {
     last_text = format_rfc3339(
-        time_point{std::chrono::milliseconds(static_cast<std::int64_t>(last * 1000))});
+        time_point{std::chrono::milliseconds(static_cast<std::int64_t>(*e->last_event_at * 1000))});
   }
-  const auto count = [](const nlohmann::json& v) { return std::to_string(v.size()); };
   return {{"records",
            {{{"name", "Bloomreach customer"},
              {"properties",
-              {{{"name", "properties"}, {"value", count(e->properties)}},
-               {{"name", "events"}, {"value", count(e->events)}},
+              {{{"name", "properties"}, {"value", std::to_string(e->properties)}},
+               {{"name", "events"}, {"value", std::to_string(e->events)}},
                {{"name", "last event"}, {"value", last_text}}}}}}}};
 }
 
@@ -232,7 +226,9 @@ boost::asio::awaitable<void> is_test_work(api& exponea, http::client* mineos, co
 
 boost::asio::awaitable<void> preview_work(api& exponea, nlohmann::json ids,
                                           std::shared_ptr<once> o) {
-  auto exported = co_await exponea.export_one(std::move(ids));
+  export_request lookup;
+  lookup.ids = std::move(ids);
+  auto exported = co_await exponea.export_one(std::move(lookup));
   if (!exported) {
     o->answer(http::problem(502, fmt::format("Exponea failed: {}", exported.error().message)));
     co_return;

@@ -1,6 +1,7 @@
 #include "dsr/http/client.hpp"
 
 #include "dsr/config/config.hpp"
+#include "streamed_write.hpp"
 
 #include <fmt/format.h>
 #include <openssl/ssl.h>
@@ -18,6 +19,12 @@
 #include <boost/beast/ssl.hpp>
 #include <boost/url/parse.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <limits>
 #include <mutex>
 #include <vector>
 
@@ -233,40 +240,130 @@ class client_impl final : public client {
                                                     const client_request& req,
                                                     steady::time_point deadline, bool& got_bytes,
                                                     bool& keep_alive) {
-    bhttp::request<bhttp::string_body> msg;
-    msg.method_string(req.method);
-    const std::string target = base_path_ + req.target;
-    msg.target(target.empty() ? "/" : target);
-    msg.version(11);
-    msg.set(bhttp::field::host, host_header_);
-    msg.set(bhttp::field::user_agent, "dsr-connector/" DSR_VERSION);
-    for (const auto& h : req.headers) {
-      msg.set(h.name, h.value);
-    }
-    msg.body() = req.body;
-    msg.keep_alive(true);
-    msg.prepare_payload();
     conn.lowest().expires_at(deadline);
-    auto [wec, wn] = co_await bhttp::async_write(stream, msg, use_nothrow);
-    if (wec) {
-      co_return transport_failure(wec, "sending to", host_);
+    if (auto sent = co_await write_request(stream, req); !sent) {
+      co_return sent.error();
     }
-    bhttp::response_parser<bhttp::string_body> parser;
+    // The header first: its status decides where the body goes (memory or the file).
+    bhttp::response_parser<bhttp::empty_body> head;
+    head.body_limit(boost::none);
+    auto [hec, hn] = co_await bhttp::async_read_header(stream, conn.buffer, head, use_nothrow);
+    got_bytes = head.got_some();
+    if (hec) {
+      co_return transport_failure(hec, "reading the answer of", host_);
+    }
+    const unsigned status = head.get().result_int();
+    client_response out;
+    out.status = status;
+    for (const auto& f : head.get()) {
+      out.headers.push_back({std::string(f.name_string()), std::string(f.value())});
+    }
+    if (status >= 200 && status < 300 && !req.response_file.empty()) {
+      auto body = co_await read_body_to_file(stream, conn, head, req);
+      if (!body) {
+        co_return body.error();
+      }
+      keep_alive = *body;
+      out.body_in_file = true;
+      co_return out;
+    }
+    if (head.content_length() && *head.content_length() > options_.max_response_bytes) {
+      co_return too_large(options_.max_response_bytes);
+    }
+    bhttp::response_parser<bhttp::string_body> parser(std::move(head));
     parser.body_limit(options_.max_response_bytes);
     auto [rec, rn] = co_await bhttp::async_read(stream, conn.buffer, parser, use_nothrow);
-    got_bytes = parser.got_some();
     if (rec) {
       co_return transport_failure(rec, "reading the answer of", host_);
     }
     auto res = parser.release();
     keep_alive = res.keep_alive();
-    client_response out;
-    out.status = res.result_int();
-    for (const auto& f : res) {
-      out.headers.push_back({std::string(f.name_string()), std::string(f.value())});
-    }
     out.body = std::move(res.body());
     co_return out;
+  }
+
+  template <class Stream>
+  asio::awaitable<result<void>> write_request(Stream& stream, const client_request& req) {
+    const std::string target = base_path_ + req.target;
+    const auto fill = [&](auto& msg) {
+      msg.method_string(req.method);
+      msg.target(target.empty() ? "/" : target);
+      msg.version(11);
+      msg.set(bhttp::field::host, host_header_);
+      msg.set(bhttp::field::user_agent, "dsr-connector/" DSR_VERSION);
+      for (const auto& h : req.headers) {
+        msg.set(h.name, h.value);
+      }
+      msg.keep_alive(true);
+    };
+    if (req.body_stream) {
+      bhttp::request<bhttp::empty_body> msg;
+      fill(msg);
+      const auto within_call_deadline = [] {};
+      auto failed =
+          co_await detail::write_streamed(stream, msg, *req.body_stream, within_call_deadline);
+      if (failed && failed->source_error) {
+        co_return make_failure(errc::io_error, *failed->source_error);
+      }
+      if (failed) {
+        co_return transport_failure(failed->ec, "sending to", host_);
+      }
+      co_return result<void>{};
+    }
+    bhttp::request<bhttp::string_body> msg;
+    fill(msg);
+    msg.body() = req.body;
+    msg.prepare_payload();
+    auto [wec, wn] = co_await bhttp::async_write(stream, msg, use_nothrow);
+    if (wec) {
+      co_return transport_failure(wec, "sending to", host_);
+    }
+    co_return result<void>{};
+  }
+
+  // Streams the body to req.response_file; true when the connection may be kept.
+  template <class Stream>
+  asio::awaitable<result<bool>> read_body_to_file(Stream& stream, connection& conn,
+                                                  bhttp::response_parser<bhttp::empty_body>& head,
+                                                  const client_request& req) {
+    const auto& path = req.response_file;
+    const std::uint64_t limit =
+        req.max_file_bytes == 0 ? std::numeric_limits<std::uint64_t>::max() : req.max_file_bytes;
+    if (head.content_length() && *head.content_length() > limit) {
+      co_return too_large(limit);
+    }
+    // Created 0600 before Beast opens it: exports hold personal data.
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      co_return make_failure(
+          errc::io_error, fmt::format("cannot write {}: {}", path.string(), std::strerror(errno)));
+    }
+    ::close(fd);
+    bhttp::response_parser<bhttp::file_body> parser(std::move(head));
+    parser.body_limit(limit);
+    beast::error_code oec;
+    parser.get().body().open(path.c_str(), beast::file_mode::write, oec);
+    if (oec) {
+      co_return make_failure(errc::io_error,
+                             fmt::format("cannot write {}: {}", path.string(), oec.message()));
+    }
+    auto [rec, rn] = co_await bhttp::async_read(stream, conn.buffer, parser, use_nothrow);
+    const bool keep = !rec && parser.get().keep_alive();
+    parser.get().body().close();
+    if (rec) {
+      std::error_code ignored;
+      std::filesystem::remove(path, ignored);
+      if (rec == bhttp::error::body_limit) {
+        co_return too_large(limit);
+      }
+      co_return transport_failure(rec, "reading the answer of", host_);
+    }
+    co_return keep;
+  }
+
+  failure too_large(std::uint64_t limit) const {
+    return make_failure(errc::upstream_too_large,
+                        fmt::format("the answer of {} is larger than {} bytes", host_, limit));
   }
 
   asio::any_io_executor ex_;

@@ -1,6 +1,7 @@
 #include "dsr/http/server.hpp"
 
 #include "dsr/common/log.hpp"
+#include "streamed_write.hpp"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -240,8 +241,26 @@ class server_impl final : public server {
 
   asio::awaitable<void> write(beast::tcp_stream& stream, response r, unsigned version,
                               bool keep_alive, bool& ok) {
-    auto res = to_beast(std::move(r), version, keep_alive);
     stream.expires_after(options_.read_timeout);
+    if (r.body_stream) {
+      auto source = std::move(r.body_stream);
+      bhttp::response<bhttp::empty_body> head{static_cast<bhttp::status>(r.status), version};
+      head.set(bhttp::field::server, "dsr-connector");
+      head.set(bhttp::field::content_type, r.content_type);
+      for (auto& h : r.headers) {
+        head.set(h.name, h.value);
+      }
+      head.keep_alive(keep_alive);
+      // A large body takes longer than one read timeout: the deadline restarts per piece.
+      const auto restart = [&stream, this] { stream.expires_after(options_.read_timeout); };
+      auto failed = co_await detail::write_streamed(stream, head, *source, restart);
+      if (failed && failed->source_error) {
+        log()->error("cannot send a response body: {}", *failed->source_error);
+      }
+      ok = !failed;
+      co_return;
+    }
+    auto res = to_beast(std::move(r), version, keep_alive);
     auto [ec, n] = co_await bhttp::async_write(stream, res, use_nothrow);
     ok = !ec;
   }

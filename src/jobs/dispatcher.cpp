@@ -2,6 +2,7 @@
 
 #include "dsr/common/log.hpp"
 #include "dsr/jobs/backoff.hpp"
+#include "dsr/jobs/exports.hpp"
 #include "dsr/jobs/store_call.hpp"
 
 #include <fmt/format.h>
@@ -152,21 +153,17 @@ class dispatcher_impl final : public dispatcher {
       if (j.op == operation::delete_) {
         outcome = co_await run_delete(j, api_, journal, time, options_.flows);
       } else {
-        outcome = co_await run_copy(j, api_, journal, time, options_.flows);
+        auto file = export_path(options_.export_dir, j.id);
+        outcome = co_await run_copy(j, api_, journal, time, options_.flows, std::move(file));
       }
     } catch (const std::exception& e) {
       log()->error("[R {}] internal error: {}", j.request_id, e.what());
-      outcome = flow_outcome{kind::retry, fmt::format("internal error: {}", e.what()), "",
-                             std::nullopt, nullptr};
+      outcome =
+          flow_outcome{kind::retry, fmt::format("internal error: {}", e.what()), "", std::nullopt};
     }
     if (outcome.result == kind::interrupted) {
       log()->warn("[R {}] stopped: {}", j.request_id, outcome.message);
       co_return;
-    }
-    if (outcome.result == kind::completed && j.op == operation::copy) {
-      if (auto r = write_export(j, outcome.data); !r) {
-        outcome = flow_outcome{kind::retry, r.error().detail, "", std::nullopt, nullptr};
-      }
     }
     std::uniform_real_distribution<double> uniform(0.0, 1.0);
     const auto now = clock_->now();
@@ -205,29 +202,6 @@ class dispatcher_impl final : public dispatcher {
           next.state == job_state::failed ? fmt::format(" reason=\"{}\"", next.outcome_message)
                                           : "");
     }
-  }
-
-  result<void> write_export(const job& j, const nlohmann::json& data) const {
-    std::error_code ec;
-    std::filesystem::create_directories(options_.export_dir, ec);
-    ::chmod(options_.export_dir.c_str(), 0700);
-    const auto path = options_.export_dir / (std::to_string(j.id) + ".json");
-    const auto tmp = path.string() + ".tmp";
-    {
-      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-      ::chmod(tmp.c_str(), 0600);
-      out << data.dump();
-      out.flush();
-      if (!out) {
-        return make_failure(errc::io_error, fmt::format("cannot write the export to {}", tmp));
-      }
-    }
-    std::filesystem::rename(tmp, path, ec);
-    if (ec) {
-      return make_failure(errc::io_error, fmt::format("cannot write the export to {}: {}",
-                                                      path.string(), ec.message()));
-    }
-    return {};
   }
 
   asio::strand<asio::any_io_executor> strand_;

@@ -46,28 +46,26 @@ flow_outcome from_error(const exponea::call_error& e, std::string_view doing) {
 }
 
 flow_outcome interrupted(const failure& f) {
-  return flow_outcome{kind::interrupted, f.detail, "", std::nullopt, nullptr};
+  return flow_outcome{kind::interrupted, f.detail, "", std::nullopt};
 }
 
-// Does the export already hold this request's audit event?
-bool holds_event(const exponea::customer_export& e, const job& j, const flow_settings& s) {
-  // Exponea's data is input: anything not shaped like an event is not our event.
-  return std::any_of(e.events.begin(), e.events.end(), [&](const nlohmann::json& ev) {
-    if (!ev.is_object() || !ev.contains("properties") || !ev["properties"].is_object()) {
-      return false;
-    }
-    const auto type = ev.find("type");
-    const auto id = ev["properties"].find("request_id");
-    return type != ev.end() && *type == s.event_type && id != ev["properties"].end() &&
-           *id == j.request_id;
-  });
+// The export request for this job's subject, looking for its audit event.
+exponea::export_request export_of(const job& j, const flow_settings& s,
+                                  std::filesystem::path save_to = {}) {
+  exponea::export_request r;
+  r.ids = customer_ids(j, s);
+  r.save_to = std::move(save_to);
+  r.audit = exponea::audit_match{s.event_type, j.request_id};
+  return r;
 }
 
 // Tracks the audit event on an existing customer unless it is already there.
-boost::asio::awaitable<std::optional<flow_outcome>> track_once(
-    const job& j, const exponea::customer_export& found, exponea::api& api, journal& log,
-    flow_clock& time, const flow_settings& s) {
-  if (journaled(j, "track", "done") || holds_event(found, j, s)) {
+boost::asio::awaitable<std::optional<flow_outcome>> track_once(const job& j,
+                                                               const exponea::export_summary& found,
+                                                               exponea::api& api, journal& log,
+                                                               flow_clock& time,
+                                                               const flow_settings& s) {
+  if (journaled(j, "track", "done") || found.holds_audit_event) {
     co_return std::nullopt;
   }
   if (auto r = co_await log.record("track", "started"); !r) {
@@ -112,13 +110,13 @@ boost::asio::awaitable<flow_outcome> run_delete(const job& j, exponea::api& api,
   const auto ids = customer_ids(j, s);
   auto started = anonymize_started_at(j);
   if (!started) {
-    auto found = co_await api.export_one(ids);
+    auto lookup = export_of(j, s);
+    auto found = co_await api.export_one(std::move(lookup));
     if (!found) {
       co_return from_error(found.error(), "looking the customer up");
     }
     if (!*found) {
-      co_return flow_outcome{kind::user_not_found, "no customer holds this ID", "", std::nullopt,
-                             nullptr};
+      co_return flow_outcome{kind::user_not_found, "no customer holds this ID", "", std::nullopt};
     }
     if (auto stop = co_await track_once(j, **found, api, log, time, s)) {
       co_return std::move(*stop);
@@ -140,7 +138,8 @@ boost::asio::awaitable<flow_outcome> run_delete(const job& j, exponea::api& api,
   const auto deadline = *started + s.verify_timeout;
   auto wait = s.verify_first_poll;
   for (int poll = 0;; ++poll) {
-    auto found = co_await api.export_one(ids);
+    auto check = export_of(j, s);
+    auto found = co_await api.export_one(std::move(check));
     if (!found) {
       co_return from_error(found.error(), "verifying the anonymization");
     }
@@ -148,14 +147,14 @@ boost::asio::awaitable<flow_outcome> run_delete(const job& j, exponea::api& api,
       if (auto r = co_await log.record("verify", "done"); !r) {
         co_return interrupted(r.error());
       }
-      co_return flow_outcome{kind::completed, "customer anonymized", "", std::nullopt, nullptr};
+      co_return flow_outcome{kind::completed, "customer anonymized", "", std::nullopt};
     }
     if (time.now() >= deadline) {
       co_return flow_outcome{
           kind::failed,
           fmt::format("the customer still resolves {} s after anonymization was requested",
                       std::chrono::duration_cast<std::chrono::seconds>(s.verify_timeout).count()),
-          "", std::nullopt, nullptr};
+          "", std::nullopt};
     }
     if (poll > 0) {
       // Still there after a full wait: anonymize again (idempotent in Exponea).
@@ -177,23 +176,23 @@ boost::asio::awaitable<flow_outcome> run_delete(const job& j, exponea::api& api,
 }
 
 boost::asio::awaitable<flow_outcome> run_copy(const job& j, exponea::api& api, journal& log,
-                                              flow_clock& time, const flow_settings& s) {
-  auto found = co_await api.export_one(customer_ids(j, s));
+                                              flow_clock& time, const flow_settings& s,
+                                              std::filesystem::path export_file) {
+  auto request = export_of(j, s, std::move(export_file));
+  auto found = co_await api.export_one(std::move(request));
   if (!found) {
     co_return from_error(found.error(), "exporting the customer");
   }
   if (!*found) {
-    co_return flow_outcome{kind::user_not_found, "no customer holds this ID", "", std::nullopt,
-                           nullptr};
+    co_return flow_outcome{kind::user_not_found, "no customer holds this ID", "", std::nullopt};
   }
   if (auto stop = co_await track_once(j, **found, api, log, time, s)) {
     co_return std::move(*stop);
   }
-  flow_outcome done{kind::completed, "customer exported", "", std::nullopt, nullptr};
-  done.data = {{"ids", std::move((*found)->ids)},
-               {"properties", std::move((*found)->properties)},
-               {"events", std::move((*found)->events)}};
-  co_return done;
+  co_return flow_outcome{kind::completed,
+                         fmt::format("customer exported ({} properties, {} events)",
+                                     (*found)->properties, (*found)->events),
+                         "", std::nullopt};
 }
 
 }  // namespace dsr

@@ -2,6 +2,7 @@
 
 #include "dsr/common/log.hpp"
 #include "dsr/jobs/backoff.hpp"
+#include "dsr/jobs/exports.hpp"
 #include "dsr/jobs/store_call.hpp"
 
 #include <fmt/format.h>
@@ -23,10 +24,6 @@ inline constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 std::shared_ptr<spdlog::logger> log() {
   static const auto logger = subsystem_logger("mineos");
   return logger;
-}
-
-std::filesystem::path export_file(const std::filesystem::path& dir, const job& j) {
-  return dir / (std::to_string(j.id) + ".json");
 }
 
 class reporter_impl final : public reporter {
@@ -92,24 +89,31 @@ class reporter_impl final : public reporter {
   }
 
   asio::awaitable<void> report(const job& j) {
-    nlohmann::json data;
-    const bool with_data = j.op == operation::copy && j.state == job_state::completed;
-    if (with_data) {
-      std::ifstream in(export_file(options_.export_dir, j), std::ios::binary);
-      data = nlohmann::json::parse(in, nullptr, false);
-      if (data.is_discarded() || !data.is_object()) {
-        log()->error("[R {}] the export file is missing or unreadable; reporting without data",
-                     j.request_id);
-        data = nlohmann::json::object();
-      }
-    }
     http::client_request req;
     req.method = "POST";
     req.headers.push_back({"Content-Type", "application/json"});
     if (const auto key = credentials_.find(credential::mineos_api_key)) {
       req.headers.push_back({"Authorization", fmt::format("Bearer {}", key->reveal())});
     }
-    req.body = report_body(j, with_data ? &data : nullptr).dump();
+    const auto file = export_path(options_.export_dir, j.id);
+    const bool with_data = j.op == operation::copy && j.state == job_state::completed;
+    if (with_data) {
+      // The export can be large: the body is streamed from its file.
+      auto source = report_with_data(j, file);
+      if (!source) {
+        log()->error("[R {}] {}; reporting Failed", j.request_id, source.error().detail);
+        job lost = j;
+        lost.outcome = "Failed";
+        lost.outcome_message =
+            "the export was lost before it could be delivered; retry the request "
+            "(POST /v1/requests/{id}/retry)";
+        req.body = report_body(lost).dump();
+      } else {
+        req.body_stream = std::move(*source);
+      }
+    } else {
+      req.body = report_body(j).dump();
+    }
     auto res = co_await client_->send(std::move(req));
 
     report_update u;
@@ -144,7 +148,7 @@ class reporter_impl final : public reporter {
       log()->info("[R {}] reported {} to MineOS", j.request_id, j.outcome);
       if (with_data) {
         std::error_code ec;
-        std::filesystem::remove(export_file(options_.export_dir, j), ec);
+        std::filesystem::remove(file, ec);
       }
     } else if (u.gave_up) {
       log()->error("[R {}] report not accepted after {} attempts, giving up until retried: {}",
@@ -167,16 +171,19 @@ class reporter_impl final : public reporter {
 
 }  // namespace
 
-nlohmann::json report_body(const job& j, const nlohmann::json* data) {
-  nlohmann::json body{{"traceId", j.trace_id},     {"integrationId", j.integration_id},
-                      {"requestId", j.request_id}, {"operation", to_string(j.op)},
-                      {"status", j.outcome},       {"message", j.outcome_message}};
-  if (data != nullptr) {
-    body["data"] = {{"ids", data->value("ids", nlohmann::json::object())},
-                    {"properties", data->value("properties", nlohmann::json::object())},
-                    {"events", data->value("events", nlohmann::json::array())}};
-  }
-  return body;
+nlohmann::json report_body(const job& j) {
+  return {{"traceId", j.trace_id},     {"integrationId", j.integration_id},
+          {"requestId", j.request_id}, {"operation", to_string(j.op)},
+          {"status", j.outcome},       {"message", j.outcome_message}};
+}
+
+result<std::shared_ptr<http::body_source>> report_with_data(const job& j,
+                                                            const std::filesystem::path& file) {
+  // The export file already is {"ids","properties","events"}: it goes in as `data` verbatim.
+  std::string prefix = report_body(j).dump();
+  prefix.pop_back();
+  prefix += ",\"data\":";
+  return http::file_source(file, std::move(prefix), "}");
 }
 
 std::unique_ptr<reporter> make_reporter(asio::any_io_executor executor, job_queue& queue,

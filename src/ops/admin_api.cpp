@@ -1,6 +1,7 @@
 #include "dsr/ops/admin_api.hpp"
 
 #include "dsr/common/crypto.hpp"
+#include "dsr/jobs/exports.hpp"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -162,19 +163,17 @@ void admin_api::data(const std::string& request_id, http::responder done) {
       done(store_down(found.error()));
       return;
     }
-    std::error_code ec;
-    const auto path = *found ? options_.export_dir / (std::to_string((*found)->id) + ".json")
-                             : std::filesystem::path();
-    if (!*found || (*found)->op != operation::copy || !std::filesystem::exists(path, ec)) {
+    auto source = *found && (*found)->op == operation::copy
+                      ? http::file_source(export_path(options_.export_dir, (*found)->id))
+                      : make_failure(errc::not_found, "not a copy job");
+    if (!source) {
       done(http::problem(404,
                          "no export is kept for this request (only completed copy jobs "
                          "whose export was not delivered to MineOS have one)"));
       return;
     }
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream body;
-    body << in.rdbuf();
-    done(http::response{200, "application/json", body.str(), {}});
+    http::response res{200, "application/json", "", {}, std::move(*source)};
+    done(std::move(res));
   });
 }
 

@@ -411,6 +411,12 @@ http::response exponea_simulator::control(const http::request& req) {
   if (path == "/_sim/mineos" && req.method == "GET") {
     return answer(200, reports());
   }
+  if (path == "/_sim/faults" && req.method == "DELETE") {
+    const std::lock_guard lock(mutex_);
+    const auto dropped = faults_.size();
+    faults_.clear();
+    return answer(200, {{"cleared", dropped}});
+  }
   const auto body = json::parse(req.body, nullptr, false);
   if (body.is_discarded()) {
     return http::problem(400, "body is not JSON");

@@ -62,6 +62,8 @@ int main(int argc, char** argv) {
     dsr::http::server_options options;
     options.listen = *where;
     options.shutdown_grace = std::chrono::seconds(2);
+    // Copy reports carry whole exports: the fake MineOS endpoint takes large bodies.
+    options.max_body_bytes = std::size_t{1} << 30;
     auto server = dsr::http::make_server(options, sim);
     if (!server) {
       fmt::print(stderr, "exponea-sim: {}\n", server.error().detail);

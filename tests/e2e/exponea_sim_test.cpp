@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
+#include <fstream>
 
 namespace dsr::test {
 namespace {
@@ -34,15 +35,19 @@ TEST(ExponeaSimBinary, ServesTheApiTheClientExpects) {
   auto client =
       http::make_client(ioc.get_executor(), {"http://127.0.0.1:" + std::to_string(port), 5s});
   ASSERT_TRUE(client);
-  auto api = exponea::make_api(std::move(*client), creds, make_system_clock());
+  auto api = exponea::make_api(std::move(*client), creds, make_system_clock(),
+                               {dir.path() / "downloads", 1024 * 1024});
   const nlohmann::json jane{{"registered", "jane@example.com"}};
 
   EXPECT_TRUE(run_sync(ioc, api->system_time(exponea::auth::basic)));
   EXPECT_TRUE(run_sync(ioc, api->system_time(exponea::auth::token)));
-  const auto found = run_sync(ioc, api->export_one(jane));
+  exponea::export_request of_jane{jane, dir.path() / "jane.json", {}};
+  const auto found = run_sync(ioc, api->export_one(of_jane));
   ASSERT_TRUE(found && *found);
-  EXPECT_EQ((*found)->properties["first_name"], "Jane");
-  const auto missing = run_sync(ioc, api->export_one({{"registered", "nobody@example.com"}}));
+  std::ifstream saved(dir.path() / "jane.json");
+  EXPECT_EQ(nlohmann::json::parse(saved)["properties"]["first_name"], "Jane");
+  exponea::export_request of_nobody{{{"registered", "nobody@example.com"}}, {}, {}};
+  const auto missing = run_sync(ioc, api->export_one(of_nobody));
   ASSERT_TRUE(missing);
   EXPECT_FALSE(*missing);
 
@@ -65,7 +70,8 @@ TEST(ExponeaSimBinary, ServesTheApiTheClientExpects) {
   ASSERT_EQ(
       request(port, "POST", "/_sim/faults", R"({"endpoint":"export-one","drop":true})").status,
       200);
-  const auto reread = run_sync(ioc, api->export_one({{"registered", "john@example.com"}}));
+  exponea::export_request of_john{{{"registered", "john@example.com"}}, {}, {}};
+  const auto reread = run_sync(ioc, api->export_one(of_john));
   ASSERT_TRUE(reread) << reread.error().message;
   EXPECT_TRUE(*reread);
 

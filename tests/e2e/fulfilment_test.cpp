@@ -279,6 +279,27 @@ TEST_F(Fulfilment, CopyReportCarriesTheDataAndTheExportIsDeletedAfterwards) {
   EXPECT_TRUE(!std::filesystem::exists(exports) || std::filesystem::is_empty(exports));
 }
 
+TEST_F(Fulfilment, CopyWhoseExportWasLostIsReportedFailedAskingForARetry) {
+  fault({{"endpoint", "mineos"}, {"status", 503}, {"count", 100000}});  // MineOS down for now
+  submit("copy", "req-lost", "john@example.com");
+  EXPECT_EQ(finished("req-lost")["state"], "completed");
+  const auto exports = dir_.path() / "exports";
+  std::vector<std::filesystem::path> kept;
+  for (const auto& f : std::filesystem::directory_iterator(exports)) {
+    kept.push_back(f.path());
+  }
+  ASSERT_EQ(kept.size(), 1u);
+  EXPECT_EQ(kept[0].extension(), ".json");
+  std::filesystem::remove(kept[0]);  // a disk problem, or an operator's mistake
+  ASSERT_EQ(request(sim_port_, "DELETE", "/_sim/faults").status, 200);  // MineOS is back
+  wait_reported("req-lost");
+  const auto reports = sim("mineos");
+  const auto body = json::parse(reports.back()["body"].get<std::string>());
+  EXPECT_EQ(body["status"], "Failed");  // never a Completed copy without its data
+  EXPECT_THAT(body["message"].get<std::string>(), HasSubstr("retry"));
+  EXPECT_FALSE(body.contains("data"));
+}
+
 TEST_F(Fulfilment, MineosAnswering503IsRetriedUntilAcknowledgedOnce) {
   fault({{"endpoint", "mineos"}, {"status", 503}, {"count", 3}});
   submit("delete", "req-503", "nobody@example.com");

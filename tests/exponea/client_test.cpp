@@ -5,11 +5,13 @@
 #include "fakes/fake_clock.hpp"
 #include "fakes/fake_credentials.hpp"
 #include "support/run_sync.hpp"
+#include "support/temp_dir.hpp"
 #include "support/test_server.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <mutex>
 
 namespace dsr::exponea {
@@ -137,15 +139,33 @@ class ExponeaApi : public ::testing::Test {
         .set(credential::exponea_api_secret, "SECRET")
         .set(credential::exponea_project_token, "PROJECT-TOKEN")
         .set(credential::exponea_api_token, "API-TOKEN");
-    auto c = http::make_client(ioc_.get_executor(), {server_.url(), 5s});
-    api_ = make_api(std::move(*c), creds_, std::make_shared<test::fake_clock>());
+    api_ = make_api_with_limit(1024 * 1024);
   }
+  std::unique_ptr<api> make_api_with_limit(std::uint64_t max_export_bytes) {
+    auto c = http::make_client(ioc_.get_executor(), {server_.url(), 5s});
+    return make_api(std::move(*c), creds_, std::make_shared<test::fake_clock>(),
+                    {dir_.path() / "downloads", max_export_bytes});
+  }
+  export_request saving(std::string file) {
+    export_request r;
+    r.ids = ids;
+    r.save_to = dir_.path() / file;
+    r.audit = {"privacy_request", "r1"};
+    return r;
+  }
+  nlohmann::json saved(std::string file) {
+    std::ifstream in(dir_.path() / file);
+    return nlohmann::json::parse(in);
+  }
+  // Nothing of the answers is left in the download directory.
+  bool downloads_clean() { return std::filesystem::is_empty(dir_.path() / "downloads"); }
   template <class T>
   T run(boost::asio::awaitable<T> a) {
     return test::run_sync(ioc_, std::move(a));
   }
   const nlohmann::json ids{{"registered", "jane@example.com"}};
 
+  test::temp_dir dir_;
   boost::asio::io_context ioc_;
   scripted_exponea exponea_;
   test::running_server server_{http::server_options{}, exponea_};
@@ -157,11 +177,19 @@ TEST_F(ExponeaApi, ExportOneUsesBasicAuthOnTheDataApi) {
   exponea_.next.body =
       R"({"success":true,"ids":{"registered":"jane@example.com","cookie":["c1"]},)"
       R"("properties":{"first_name":"Jane"},"events":[{"type":"view","timestamp":1.5}]})";
-  const auto r = run(api_->export_one(ids));
+  const auto r = run(api_->export_one(saving("1.json")));
   ASSERT_TRUE(r) << r.error().message;
   ASSERT_TRUE(*r);
-  EXPECT_EQ((*r)->properties["first_name"], "Jane");
-  EXPECT_EQ((*r)->events.size(), 1u);
+  EXPECT_EQ((*r)->ids, 2u);
+  EXPECT_EQ((*r)->properties, 1u);
+  EXPECT_EQ((*r)->events, 1u);
+  EXPECT_EQ((*r)->last_event_at, 1.5);
+  EXPECT_FALSE((*r)->holds_audit_event);
+  EXPECT_EQ(saved("1.json"),
+            nlohmann::json::parse(R"({"ids":{"registered":"jane@example.com","cookie":["c1"]},
+                                      "properties":{"first_name":"Jane"},
+                                      "events":[{"type":"view","timestamp":1.5}]})"));
+  EXPECT_TRUE(downloads_clean());
   ASSERT_EQ(exponea_.calls.size(), 1u);
   const auto& call = exponea_.calls[0];
   EXPECT_EQ(call.method, "POST");
@@ -174,10 +202,66 @@ TEST_F(ExponeaApi, ExportOneUsesBasicAuthOnTheDataApi) {
 TEST_F(ExponeaApi, ExportOneAcceptsTheValueWrappedShape) {
   exponea_.next.body =
       R"({"success":true,"value":{"ids":{"registered":"x"},"properties":{"a":1}}})";
-  const auto r = run(api_->export_one(ids));
+  const auto r = run(api_->export_one(saving("2.json")));
   ASSERT_TRUE(r && *r);
-  EXPECT_EQ((*r)->properties["a"], 1);
-  EXPECT_TRUE((*r)->events.empty());
+  EXPECT_EQ((*r)->properties, 1u);
+  EXPECT_EQ((*r)->events, 0u);
+  EXPECT_EQ(saved("2.json"),
+            nlohmann::json::parse(R"({"ids":{"registered":"x"},"properties":{"a":1},
+                                      "events":[]})"));
+}
+
+TEST_F(ExponeaApi, ExportOneFindsTheAuditEventOfThisRequestOnly) {
+  exponea_.next.body = R"({"success":true,"ids":{},"events":[
+      {"type":"privacy_request","properties":{"request_id":"r0"}},
+      {"type":"privacy_request","properties":{"request_id":"r1","type":"copy"}}]})";
+  auto r = run(api_->export_one(saving("3.json")));
+  ASSERT_TRUE(r && *r);
+  EXPECT_TRUE((*r)->holds_audit_event);
+  exponea_.next.body = R"({"success":true,"ids":{},"events":[
+      {"type":"view","properties":{"request_id":"r1"}},
+      {"type":"privacy_request","properties":{"request_id":"r2"}}]})";
+  r = run(api_->export_one(saving("3.json")));
+  ASSERT_TRUE(r && *r);
+  EXPECT_FALSE((*r)->holds_audit_event);
+}
+
+TEST_F(ExponeaApi, ExportLargerThanMaxExportBytesFailsNamingTheSetting) {
+  auto small = make_api_with_limit(64);
+  exponea_.next.body =
+      R"({"success":true,"ids":{},"properties":{"note":")" + std::string(200, 'x') + R"("}})";
+  const auto r = run(small->export_one(saving("4.json")));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind, answer_class::failed);
+  EXPECT_THAT(r.error().message, HasSubstr("max_export_bytes"));
+  EXPECT_FALSE(std::filesystem::exists(dir_.path() / "4.json"));
+  EXPECT_TRUE(downloads_clean());
+}
+
+TEST_F(ExponeaApi, ExportThatIsNotAJsonObjectFailsTheCall) {
+  for (const char* body : {"<html>maintenance</html>", "[1,2]", R"({"ids":{"a":)"}) {
+    exponea_.next.body = body;
+    const auto r = run(api_->export_one(saving("5.json")));
+    ASSERT_FALSE(r) << body;
+    EXPECT_EQ(r.error().kind, answer_class::failed) << body;
+    EXPECT_THAT(r.error().message, HasSubstr("export-one answered")) << body;
+    EXPECT_FALSE(std::filesystem::exists(dir_.path() / "5.json"));
+  }
+  EXPECT_TRUE(downloads_clean());
+}
+
+TEST_F(ExponeaApi, ExportRefusedOn200IsClassifiedByItsText) {
+  exponea_.next.body = R"({"success":false,"errors":{"_global":["Customer does not exist"]}})";
+  auto r = run(api_->export_one(saving("6.json")));
+  ASSERT_TRUE(r);
+  EXPECT_FALSE(*r);  // not found
+  exponea_.next.body = R"({"success":false,"error":"Something odd"})";
+  r = run(api_->export_one(saving("6.json")));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind, answer_class::failed);
+  EXPECT_THAT(r.error().message, HasSubstr("Something odd"));
+  EXPECT_FALSE(std::filesystem::exists(dir_.path() / "6.json"));
+  EXPECT_TRUE(downloads_clean());
 }
 
 TEST_F(ExponeaApi, UnknownCustomerIsNotAnError) {
@@ -185,7 +269,7 @@ TEST_F(ExponeaApi, UnknownCustomerIsNotAnError) {
                    "application/json",
                    R"({"success":false,"errors":{"_global":["Customer does not exist"]}})",
                    {}};
-  const auto exported = run(api_->export_one(ids));
+  const auto exported = run(api_->export_one(saving("7.json")));
   ASSERT_TRUE(exported);
   EXPECT_FALSE(*exported);
   const auto anonymized = run(api_->anonymize(ids));

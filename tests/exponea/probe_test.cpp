@@ -144,10 +144,10 @@ TEST_F(ProbeTest, IsTestBodyHasTheContractShape) {
 }
 
 TEST(Preview, RecordsSummariseTheCustomer) {
-  customer_export e;
-  e.properties = {{"a", 1}, {"b", 2}};
-  e.events = json::array(
-      {{{"type", "x"}, {"timestamp", 1764236000.5}}, {{"type", "y"}, {"timestamp", 1764230000}}});
+  export_summary e;
+  e.properties = 2;
+  e.events = 2;
+  e.last_event_at = 1764236000.5;
   const auto r = preview_records(e);
   ASSERT_EQ(r["records"].size(), 1u);
   EXPECT_EQ(r["records"][0]["name"], "Bloomreach customer");
@@ -156,7 +156,7 @@ TEST(Preview, RecordsSummariseTheCustomer) {
                           {{"name", "events"}, {"value", "2"}},
                           {{"name", "last event"}, {"value", "2025-11-27T09:33:20.500Z"}}})));
   EXPECT_EQ(preview_records(std::nullopt), (json{{"records", json::array()}}));
-  EXPECT_EQ(preview_records(customer_export{})["records"][0]["properties"][2]["value"], "");
+  EXPECT_EQ(preview_records(export_summary{})["records"][0]["properties"][2]["value"], "");
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <condition_variable>
+#include <fstream>
 #include <mutex>
 
 namespace dsr::http {
@@ -23,7 +24,8 @@ namespace {
 using namespace std::chrono_literals;
 using ::testing::HasSubstr;
 
-// Echoes what it received; /hold never answers until released; /big answers 2 MiB.
+// Echoes what it received; /hold never answers until released; /big answers 2 MiB; /file
+// streams `serve_file`; /missing answers 404.
 class echo_handler final : public handler {
  public:
   void handle(request req, responder done) override {
@@ -34,6 +36,15 @@ class echo_handler final : public handler {
     }
     if (req.target == "/api/big") {
       done(response{200, "text/plain", std::string(2 << 20, 'x'), {}});
+      return;
+    }
+    if (req.target == "/api/file") {
+      response r{200, "application/json", "", {}, file_source(serve_file).value()};
+      done(std::move(r));
+      return;
+    }
+    if (req.target == "/api/missing") {
+      done(response{404, "text/plain", "no such thing", {}});
       return;
     }
     remotes_.push_back(req.remote);
@@ -54,6 +65,7 @@ class echo_handler final : public handler {
     }
   }
   std::vector<std::string> remotes_;
+  std::filesystem::path serve_file;  // what /api/file answers, streamed
 
  private:
   std::mutex mutex_;
@@ -110,6 +122,65 @@ TEST_F(ClientTest, OversizedAnswerIsRefused) {
   const auto r = send(*c, {"GET", "/big", {}, ""});
   ASSERT_FALSE(r);
   EXPECT_TRUE(r.error().is(errc::upstream_too_large));
+}
+
+TEST_F(ClientTest, AnswerStreamsToAFileBeyondTheInMemoryLimit) {
+  test::temp_dir dir;
+  std::string content;
+  for (int i = 0; content.size() < (3u << 20); ++i) {  // 3 MiB, over the 1 MiB memory limit
+    content += std::to_string(i) + ",";
+  }
+  handler_.serve_file = dir.write("served.json", content);
+  auto c = make(server_.url() + "/api");
+  client_request req{"GET", "/file", {}, ""};
+  req.response_file = dir.path() / "got.json";
+  req.max_file_bytes = 4u << 20;
+  const auto r = send(*c, req);
+  ASSERT_TRUE(r) << r.error().detail;
+  EXPECT_TRUE(r->body_in_file);
+  EXPECT_TRUE(r->body.empty());
+  std::ifstream in(req.response_file, std::ios::binary);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), content);
+  EXPECT_EQ(std::filesystem::status(req.response_file).permissions() & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  // The connection is still good for the next call.
+  ASSERT_TRUE(send(*c, {"GET", "/x", {}, ""}));
+}
+
+TEST_F(ClientTest, AnswerToAFileOverItsLimitIsRefusedAndRemoved) {
+  test::temp_dir dir;
+  handler_.serve_file = dir.write("served.json", std::string(5000, 'x'));
+  auto c = make(server_.url() + "/api");
+  client_request req{"GET", "/file", {}, ""};
+  req.response_file = dir.path() / "got.json";
+  req.max_file_bytes = 4999;
+  const auto r = send(*c, req);
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(r.error().is(errc::upstream_too_large));
+  EXPECT_FALSE(std::filesystem::exists(req.response_file));
+}
+
+TEST_F(ClientTest, ErrorAnswerStaysInMemoryWhenAFileWasAsked) {
+  test::temp_dir dir;
+  auto c = make(server_.url() + "/api");
+  client_request req{"GET", "/missing", {}, ""};
+  req.response_file = dir.path() / "got.json";
+  const auto r = send(*c, req);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 404u);
+  EXPECT_FALSE(r->body_in_file);
+  EXPECT_EQ(r->body, "no such thing");
+  EXPECT_FALSE(std::filesystem::exists(req.response_file));
+}
+
+TEST_F(ClientTest, RequestBodyStreamsFromASource) {
+  test::temp_dir dir;
+  auto c = make(server_.url() + "/api");
+  client_request req{"POST", "/x", {}, ""};
+  req.body_stream = file_source(dir.write("data.json", "[1,2]"), "{\"data\":", "}").value();
+  const auto r = send(*c, req);
+  ASSERT_TRUE(r) << r.error().detail;
+  EXPECT_EQ(r->body, "POST /api/x {\"data\":[1,2]} auth=");
 }
 
 TEST_F(ClientTest, RefusedConnectionIsUnreachable) {

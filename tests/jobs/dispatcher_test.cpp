@@ -27,7 +27,7 @@ job with_attempts(std::uint32_t n) {
 
 flow_outcome outcome(kind k, std::string message = "why",
                      std::optional<std::chrono::milliseconds> retry_after = std::nullopt) {
-  return flow_outcome{k, std::move(message), "exponea_api_secret", retry_after, nullptr};
+  return flow_outcome{k, std::move(message), "exponea_api_secret", retry_after};
 }
 
 // One row per flow outcome: the job's next state, attempts and MineOS status.

@@ -25,5 +25,25 @@ TEST(Exports, PurgeDeletesOnlyExportsOlderThanTheCutoff) {
   EXPECT_EQ(purge_exports(dir.path() / "missing", now), 0u);
 }
 
+TEST(Exports, StartUpRemovesOnlyUnfinishedDownloads) {
+  test::temp_dir dir;
+  const auto kept = dir.write("7.json", "{}");
+  dir.write("export-one-00ff.part", "{\"ids\":");
+  dir.write("8.json.tmp", "{");
+  EXPECT_EQ(remove_partial_exports(dir.path()), 2u);
+  EXPECT_TRUE(std::filesystem::exists(kept));
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()), {}), 1);
+}
+
+TEST(Exports, DirectoryIsPrivateAndFilesAreNamedByJob) {
+  test::temp_dir dir;
+  const auto exports = export_dir_for(dir.path() / "dsr.sqlite3");
+  EXPECT_EQ(exports, dir.path() / "exports");
+  ASSERT_TRUE(prepare_export_dir(exports));
+  EXPECT_EQ(std::filesystem::status(exports).permissions() & std::filesystem::perms::all,
+            std::filesystem::perms::owner_all);
+  EXPECT_EQ(export_path(exports, 42), exports / "42.json");
+}
+
 }  // namespace
 }  // namespace dsr

@@ -5,6 +5,7 @@
 #include "fakes/fake_credentials.hpp"
 #include "fakes/handler_client.hpp"
 #include "support/run_sync.hpp"
+#include "support/temp_dir.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -62,7 +63,8 @@ class FlowTest : public ::testing::Test {
         .set(credential::exponea_api_secret, "demo-api-secret")
         .set(credential::exponea_project_token, "demo-project-token")
         .set(credential::exponea_api_token, "demo-api-token");
-    api_ = exponea::make_api(std::make_unique<test::handler_client>(sim_), creds_, clock_);
+    api_ = exponea::make_api(std::make_unique<test::handler_client>(sim_), creds_, clock_,
+                             {dir_.path(), 1024 * 1024});
     settings_.verify_timeout = 60s;
   }
 
@@ -78,9 +80,15 @@ class FlowTest : public ::testing::Test {
     return j;
   }
   flow_outcome run(const job& j) {
-    return test::run_sync(ioc_, j.op == operation::delete_
-                                    ? run_delete(j, *api_, journal_, time_, settings_)
-                                    : run_copy(j, *api_, journal_, time_, settings_));
+    return test::run_sync(ioc_,
+                          j.op == operation::delete_
+                              ? run_delete(j, *api_, journal_, time_, settings_)
+                              : run_copy(j, *api_, journal_, time_, settings_, export_file()));
+  }
+  std::filesystem::path export_file() const { return dir_.path() / "1.json"; }
+  json exported() const {
+    std::ifstream in(export_file());
+    return json::parse(in);
   }
   // Endpoints called, in order.
   std::vector<std::string> calls() {
@@ -121,6 +129,7 @@ class FlowTest : public ::testing::Test {
   }
 
   boost::asio::io_context ioc_;
+  test::temp_dir dir_;
   std::shared_ptr<test::fake_clock> clock_ = std::make_shared<test::fake_clock>();
   sim::exponea_simulator sim_;
   test::fake_credentials creds_;
@@ -168,9 +177,10 @@ TEST_F(FlowTest, UnknownCustomerIsUserNotFoundAndNothingIsWritten) {
 TEST_F(FlowTest, CopyExportsAndTracksOneEvent) {
   const auto out = run(make_job(operation::copy));
   ASSERT_EQ(out.result, kind::completed) << out.message;
-  EXPECT_EQ(out.data["properties"]["first_name"], "Jane");
-  EXPECT_EQ(out.data["events"].size(), 2u);  // the export taken before the audit event
-  EXPECT_EQ(out.data["ids"]["registered"], "jane@example.com");
+  const auto data = exported();
+  EXPECT_EQ(data["properties"]["first_name"], "Jane");
+  EXPECT_EQ(data["events"].size(), 2u);  // the export taken before the audit event
+  EXPECT_EQ(data["ids"]["registered"], "jane@example.com");
   EXPECT_EQ(audit_events("req-1"), 1);
   const auto body = json::parse(sim_.calls()[1]["body"].get<std::string>());
   EXPECT_EQ(body["properties"]["type"], "copy");

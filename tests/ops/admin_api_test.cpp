@@ -3,6 +3,7 @@
 #include "fakes/fake_clock.hpp"
 #include "fakes/fake_credentials.hpp"
 #include "fakes/inline_queue.hpp"
+#include "support/drain.hpp"
 #include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
@@ -46,6 +47,9 @@ class AdminApiTest : public ::testing::Test {
     }
     http::response out;
     router_.handle(std::move(req), [&](http::response r) { out = std::move(r); });
+    if (out.body_stream) {
+      out.body = test::drain(*out.body_stream).value();
+    }
     return out;
   }
 

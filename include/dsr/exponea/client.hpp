@@ -5,12 +5,14 @@
 
 #include "dsr/common/clock.hpp"
 #include "dsr/credentials/credentials.hpp"
+#include "dsr/exponea/export_scan.hpp"
 #include "dsr/http/client.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <filesystem>
 #include <optional>
 #include <string>
 
@@ -59,10 +61,14 @@ call_error classify(unsigned status, std::string_view body,
 // Classifies a transport failure (errc::upstream_*).
 call_error classify(const failure& f);
 
-struct customer_export {
-  nlohmann::json ids = nlohmann::json::object();
-  nlohmann::json properties = nlohmann::json::object();
-  nlohmann::json events = nlohmann::json::array();
+// One export-one call. The answer is streamed to a file under the api's download directory,
+// scanned there (export_scan.hpp) and removed; it is never held whole in memory.
+struct export_request {
+  nlohmann::json ids;
+  // When set, the customer is kept there as {"ids","properties","events"} (mode 0600, synced).
+  std::filesystem::path save_to;
+  // The audit event to look for (export_summary::holds_audit_event).
+  audit_match audit;
 };
 
 struct event {
@@ -74,9 +80,10 @@ struct event {
 class api {
  public:
   virtual ~api() = default;
-  // The customer's ids, properties and events; nullopt when it does not exist.
-  virtual boost::asio::awaitable<outcome<std::optional<customer_export>>> export_one(
-      nlohmann::json ids) = 0;
+  // A summary of the customer (and its export in `save_to`); nullopt when it does not exist. An
+  // answer larger than max_export_bytes, or not shaped as documented, is a `failed` call_error.
+  virtual boost::asio::awaitable<outcome<std::optional<export_summary>>> export_one(
+      export_request r) = 0;
   // Tracks an event (Token auth). Never call it for a customer that may not exist: Exponea
   // creates one holding the ids.
   virtual boost::asio::awaitable<outcome<void>> track(nlohmann::json ids, event e) = 0;
@@ -86,9 +93,16 @@ class api {
   virtual boost::asio::awaitable<outcome<void>> system_time(auth a) = 0;
 };
 
+struct api_options {
+  // Where export-one answers are written while they are scanned (created 0700 when needed).
+  std::filesystem::path download_dir = std::filesystem::temp_directory_path();
+  std::uint64_t max_export_bytes = 1073741824;
+};
+
 // The real API over an HTTP client. Credentials are read from `credentials` at each call (so a
 // reload takes effect at once). All references must outlive the api.
 std::unique_ptr<api> make_api(std::unique_ptr<http::client> client,
-                              const credential_store& credentials, std::shared_ptr<clock> clock);
+                              const credential_store& credentials, std::shared_ptr<clock> clock,
+                              api_options options = {});
 
 }  // namespace dsr::exponea

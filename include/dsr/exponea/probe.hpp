@@ -46,7 +46,7 @@ std::string checks_text(const std::vector<check>& checks);
 // The preview answer of contract §4 for an export: {"records": [{"name": "Bloomreach customer",
 // "properties": [properties count, events count, last event time]}]}, or {"records": []} when the
 // customer does not exist. Values are strings.
-nlohmann::json preview_records(const std::optional<customer_export>& e);
+nlohmann::json preview_records(const std::optional<export_summary>& e);
 
 }  // namespace dsr::exponea
 

@@ -12,12 +12,14 @@
 // Thread safety: `send` may be called concurrently from any coroutine on the client's executor.
 
 #include "dsr/common/error.hpp"
+#include "dsr/http/body_source.hpp"
 #include "dsr/http/message.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
 #include <chrono>
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -28,6 +30,13 @@ struct client_request {
   std::string target;  // path and query, appended to the base URL's path
   std::vector<header_field> headers;
   std::string body;
+  // Instead of `body`: a body read in pieces as it is sent (Content-Length = its size).
+  std::shared_ptr<body_source> body_stream;
+  // When set, a 2xx answer's body is written to this file (created mode 0600, truncated) instead
+  // of `client_response::body`, up to `max_file_bytes` (0 = no limit): beyond it the call fails
+  // with errc::upstream_too_large and the file is removed. Other answers are read into memory.
+  std::filesystem::path response_file;
+  std::uint64_t max_file_bytes = 0;
   // Safe to send twice (a read). Only such a request is re-sent on a fresh connection when a
   // reused one fails before any answer: for a write, that failure may follow a write that took
   // effect, and the caller must decide (journal, dedupe).
@@ -37,7 +46,8 @@ struct client_request {
 struct client_response {
   unsigned status = 0;
   std::vector<header_field> headers;
-  std::string body;
+  std::string body;  // empty when the body went to `response_file`
+  bool body_in_file = false;
 
   std::optional<std::string_view> header(std::string_view name) const;
 };

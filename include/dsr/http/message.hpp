@@ -2,9 +2,12 @@
 // HTTP requests and responses as plain values, so that handlers (routing, intake, the operator
 // API) are written and tested without Beast or a socket.
 
+#include "dsr/http/body_source.hpp"
+
 #include <nlohmann/json_fwd.hpp>
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -44,6 +47,8 @@ struct response {
   std::string content_type = "application/json";
   std::string body;
   std::vector<header_field> headers;
+  // Instead of `body`: a body read in pieces as it is sent (an export file).
+  std::shared_ptr<body_source> body_stream;
 };
 
 using responder = std::function<void(response)>;

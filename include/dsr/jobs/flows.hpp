@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <filesystem>
 #include <optional>
 #include <string>
 
@@ -65,7 +66,6 @@ struct flow_outcome {
   std::string message;  // no personal data
   std::string value;    // for `rejected`
   std::optional<std::chrono::milliseconds> retry_after;
-  nlohmann::json data;  // copy: {"ids","properties","events"}
 };
 
 // The customer_ids object for this job's subject.
@@ -78,7 +78,9 @@ nlohmann::json event_properties(const job& j, const flow_settings& s);
 boost::asio::awaitable<flow_outcome> run_delete(const job& j, exponea::api& api, journal& log,
                                                 flow_clock& time, const flow_settings& s);
 
+// A completed copy leaves the customer in `export_file` as {"ids","properties","events"}.
 boost::asio::awaitable<flow_outcome> run_copy(const job& j, exponea::api& api, journal& log,
-                                              flow_clock& time, const flow_settings& s);
+                                              flow_clock& time, const flow_settings& s,
+                                              std::filesystem::path export_file);
 
 }  // namespace dsr

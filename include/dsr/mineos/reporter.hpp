@@ -23,8 +23,13 @@
 
 namespace dsr::mineos {
 
-// The report body for a finished job; `data` only for a completed copy.
-nlohmann::json report_body(const job& j, const nlohmann::json* data);
+// The report body for a finished job, without `data`.
+nlohmann::json report_body(const job& j);
+
+// The body of a completed copy's report: report_body(j) with `data` streamed from the export
+// `file`. Fails (errc::io_error) when the file cannot be opened.
+result<std::shared_ptr<http::body_source>> report_with_data(const job& j,
+                                                            const std::filesystem::path& file);
 
 struct reporter_options {
   retry_config retry;

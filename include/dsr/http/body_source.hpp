@@ -1,0 +1,33 @@
+#pragma once
+// A message body read in pieces instead of held in memory: an export of a million events is sent
+// to MineOS (and to an operator) from its file, a few kilobytes at a time.
+
+#include "dsr/common/error.hpp"
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <string>
+
+namespace dsr::http {
+
+// Not thread safe: one reader at a time (the connection writing it).
+class body_source {
+ public:
+  virtual ~body_source() = default;
+  // The body's length in bytes (sent as Content-Length).
+  virtual std::uint64_t size() const = 0;
+  // Reads the next bytes into `out`; 0 at the end. Fails (errc::io_error) when the bytes cannot
+  // be read, and then the message is abandoned (the connection closed).
+  virtual result<std::size_t> read(std::span<char> out) = 0;
+  // Starts again from the first byte (a request re-sent on a fresh connection).
+  virtual result<void> rewind() = 0;
+};
+
+// `prefix`, the contents of `file`, then `suffix`. Fails (errc::io_error, naming the file) when the
+// file cannot be opened; the file must not change while the source is in use.
+result<std::shared_ptr<body_source>> file_source(const std::filesystem::path& file,
+                                                 std::string prefix = {}, std::string suffix = {});
+
+}  // namespace dsr::http

@@ -1,0 +1,53 @@
+#include "dsr/http/body_source.hpp"
+
+#include "support/drain.hpp"
+#include "support/temp_dir.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace dsr::http {
+namespace {
+
+TEST(FileSource, SendsPrefixFileAndSuffixInSmallPieces) {
+  test::temp_dir dir;
+  const std::string content(10000, 'x');
+  auto s = file_source(dir.write("e.json", content), "pre-", "-post");
+  ASSERT_TRUE(s) << s.error().detail;
+  EXPECT_EQ((*s)->size(), 4u + 10000u + 5u);
+  std::string got;
+  char piece[3];  // pieces smaller than every part, crossing their borders
+  for (;;) {
+    auto n = (*s)->read(piece);
+    ASSERT_TRUE(n);
+    if (*n == 0) {
+      break;
+    }
+    got.append(piece, *n);
+  }
+  EXPECT_EQ(got, "pre-" + content + "-post");
+  // Rewound, it sends the same again (a re-sent request).
+  EXPECT_EQ(test::drain(**s).value(), got);
+}
+
+TEST(FileSource, MissingFileNamesIt) {
+  test::temp_dir dir;
+  const auto s = file_source(dir.path() / "gone.json");
+  ASSERT_FALSE(s);
+  EXPECT_TRUE(s.error().is(errc::io_error));
+  EXPECT_THAT(s.error().detail, ::testing::HasSubstr("gone.json"));
+}
+
+TEST(FileSource, FileCutShortWhileSendingIsAnError) {
+  test::temp_dir dir;
+  const auto path = dir.write("e.json", std::string(100, 'x'));
+  auto s = file_source(path);
+  ASSERT_TRUE(s);
+  std::filesystem::resize_file(path, 10);
+  const auto body = test::drain(**s);
+  ASSERT_FALSE(body);
+  EXPECT_THAT(body.error().detail, ::testing::HasSubstr("shorter"));
+}
+
+}  // namespace
+}  // namespace dsr::http
