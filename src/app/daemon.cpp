@@ -220,8 +220,18 @@ int serve(const std::filesystem::path& config_file) {
     return 2;
   }
   const auto clock = make_system_clock();
-  auto exponea_api = exponea::make_api(std::move(*exponea_http), *credentials, clock,
-                                       {export_dir, cfg.exponea.max_export_bytes});
+  // One limiter for every call to Exponea; preview and isTest take their turn before jobs.
+  auto spacing = std::make_shared<exponea::limiter>((*server)->executor(),
+                                                    cfg.exponea.max_requests_per_second);
+  auto exponea_api = exponea::make_api(
+      std::move(*exponea_http), *credentials, clock,
+      {export_dir, cfg.exponea.max_export_bytes, spacing, exponea::priority::background});
+  auto interactive_http = http::make_client(
+      (*server)->executor(),
+      {cfg.exponea.base_url, cfg.exponea.timeout, cfg.exponea.ca_file, answer_in_memory_limit});
+  auto interactive_api = exponea::make_api(
+      std::move(*interactive_http), *credentials, clock,
+      {export_dir, cfg.exponea.max_export_bytes, spacing, exponea::priority::interactive});
   dispatcher_options dispatch;
   dispatch.owner = owner_id();
   dispatch.concurrency = cfg.jobs.concurrency;
@@ -265,13 +275,13 @@ int serve(const std::filesystem::path& config_file) {
   }
   const auto executor = (*server)->executor();
   intake.on_test([&, executor](http::responder done) {
-    exponea::answer_is_test(executor, *exponea_api, mineos_probe.get(), cfg,
+    exponea::answer_is_test(executor, *interactive_api, mineos_probe.get(), cfg,
                             std::chrono::seconds(10), std::move(done));
   });
   intake.on_preview([&, executor](const std::string& email, http::responder done) {
     job subject;
     subject.subject_email = email;
-    exponea::answer_preview(executor, *exponea_api, customer_ids(subject, settings_for(cfg)),
+    exponea::answer_preview(executor, *interactive_api, customer_ids(subject, settings_for(cfg)),
                             std::chrono::seconds(50), std::move(done));
   });
   running_dispatcher = dispatcher.get();

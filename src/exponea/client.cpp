@@ -339,7 +339,14 @@ class api_impl final : public api {
     req.idempotent = ep == endpoint::export_one || ep == endpoint::system_time;
     req.response_file = download;
     req.max_file_bytes = options_.max_export_bytes;
+    if (options_.spacing) {
+      co_await options_.spacing->acquire(options_.turn);
+    }
     auto res = co_await client_->send(std::move(req));
+    if (res && res->status == 429 && options_.spacing) {
+      const auto wait = parse_retry_after(res->header("Retry-After"), clock_->now());
+      options_.spacing->slow_down(wait.value_or(std::chrono::seconds(1)));
+    }
     if (!res) {
       if (!download.empty() && res.error().is(errc::upstream_too_large)) {
         co_return call_error{answer_class::failed,

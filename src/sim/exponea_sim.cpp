@@ -159,7 +159,10 @@ void exponea_simulator::log_call(const http::request& req, const std::string& en
                     {"endpoint", endpoint},
                     {"auth", auth},
                     {"status", status},
-                    {"body", req.body}});
+                    {"body", req.body},
+                    {"at_ms", std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  clock_->now().time_since_epoch())
+                                  .count()}});
 }
 
 json exponea_simulator::reports() {

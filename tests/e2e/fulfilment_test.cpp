@@ -37,8 +37,8 @@ class Fulfilment : public ::testing::Test {
         std::map<std::string, std::string>{}, dir_.path() / "sim.log");
     sim_port_ = sim_->wait_port(R"(exponea-sim listening on http://[^ ]+:(\d+))");
     ASSERT_NE(sim_port_, 0) << sim_->output();
-    const auto cfg =
-        dir_.write("dsr.toml", fmt::format(R"(
+    const auto cfg = dir_.write(
+        "dsr.toml", fmt::format(R"(
 [server]
 listen = "127.0.0.1:0"
 [store]
@@ -47,6 +47,7 @@ path = "dsr.sqlite3"
 base_url = "http://127.0.0.1:{}"
 timeout_seconds = 2
 verify_timeout_seconds = 30
+{}
 [mineos]
 status_url = "http://127.0.0.1:{}/mineos/status"
 [retry]
@@ -62,12 +63,15 @@ admin_token = "admin-SECRET"
 store_key = "{}"
 mineos_api_key = "mineos-key-SECRET"
 )",
-                                           sim_port_, sim_port_, std::string(64, 'a')));
+                                sim_port_, exponea_extra_, sim_port_, std::string(64, 'a')));
     daemon_ = std::make_unique<process>(
         DSR_BINARY, std::vector<std::string>{"serve", "--config", cfg.string()},
         std::map<std::string, std::string>{}, dir_.path() / "daemon.log");
     ASSERT_TRUE(daemon_->wait_listening()) << daemon_->output();
   }
+
+  // Lines added to the [exponea] section of the daemon's configuration.
+  std::string exponea_extra_;
 
   void TearDown() override {
     daemon_->signal(SIGTERM);
@@ -291,6 +295,12 @@ TEST_F(Fulfilment, CopyWhoseExportWasLostIsReportedFailedAskingForARetry) {
   ASSERT_EQ(kept.size(), 1u);
   EXPECT_EQ(kept[0].extension(), ".json");
   std::filesystem::remove(kept[0]);  // a disk problem, or an operator's mistake
+  // A report already on its way had the file open; wait for one that started after the removal.
+  const auto seen = sim("mineos").size();
+  const auto until = std::chrono::steady_clock::now() + 30s;
+  while (sim("mineos").size() < seen + 2 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(20ms);  // polling for an event, not timing it
+  }
   ASSERT_EQ(request(sim_port_, "DELETE", "/_sim/faults").status, 200);  // MineOS is back
   wait_reported("req-lost");
   const auto reports = sim("mineos");
@@ -408,6 +418,40 @@ TEST_F(Fulfilment, CheckCommandPassesAndNamesAWrongValue) {
   const auto as_json = run(DSR_BINARY, {"check", "--config", bad_cfg.string(), "--json"});
   EXPECT_EQ(json::parse(as_json.output)["ok"], false);
   expect_no_write(sim("calls"));
+}
+
+}  // namespace
+}  // namespace dsr::test
+
+namespace dsr::test {
+namespace {
+
+class RateLimited : public Fulfilment {
+ protected:
+  RateLimited() { exponea_extra_ = "max_requests_per_second = 10"; }
+};
+
+TEST_F(RateLimited, NoSecondHoldsMoreCallsThanTheLimitAndExponeaNeverAnswers429) {
+  // Exponea itself allows 10 calls per 1-second window and answers 429 beyond.
+  ASSERT_EQ(request(sim_port_, "POST", "/_sim/settings", R"({"rate_limit_per_second":10})").status,
+            200);
+  constexpr int jobs = 40;  // unknown customers: one export-one each, 4 s at 10 per second
+  for (int i = 0; i < jobs; ++i) {
+    submit("delete", "req-rl-" + std::to_string(i), "nobody" + std::to_string(i) + "@example.com");
+  }
+  for (int i = 0; i < jobs; ++i) {
+    EXPECT_EQ(finished("req-rl-" + std::to_string(i))["state"], "user_not_found");
+  }
+  std::vector<std::int64_t> at;
+  for (const auto& c : sim("calls")) {
+    EXPECT_NE(c["status"], 429) << c.dump();
+    at.push_back(c["at_ms"].get<std::int64_t>());
+  }
+  ASSERT_EQ(at.size(), static_cast<std::size_t>(jobs));
+  std::sort(at.begin(), at.end());
+  for (std::size_t i = 10; i < at.size(); ++i) {
+    EXPECT_GE(at[i] - at[i - 10], 1000) << "11 calls within one second, ending at call " << i;
+  }
 }
 
 }  // namespace

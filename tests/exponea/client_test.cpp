@@ -309,6 +309,22 @@ TEST_F(ExponeaApi, ErrorsNeverCarryTheProjectTokenOrSecrets) {
   }
 }
 
+TEST_F(ExponeaApi, A429HoldsBackEveryCallerOfTheSharedLimiter) {
+  auto shared = std::make_shared<limiter>(ioc_.get_executor(), 1000);
+  auto c = http::make_client(ioc_.get_executor(), {server_.url(), 5s});
+  auto limited = make_api(std::move(*c), creds_, std::make_shared<test::fake_clock>(),
+                          {dir_.path(), 1024, shared, priority::background});
+  exponea_.next = {
+      429, "application/json", R"({"error":"Too many requests"})", {{"Retry-After", "1"}}};
+  const auto r = run(limited->system_time(auth::basic));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind, answer_class::transient);
+  // Any other caller of the limiter (another job, another api) now waits out the Retry-After.
+  const auto before = shared->waited();
+  run(shared->acquire(priority::interactive));
+  EXPECT_GE(shared->waited() - before, 900ms);
+}
+
 TEST_F(ExponeaApi, MissingCredentialIsARejectionNamingIt) {
   test::fake_credentials none;
   auto c = http::make_client(ioc_.get_executor(), {server_.url(), 5s});

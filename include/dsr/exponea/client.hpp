@@ -6,6 +6,7 @@
 #include "dsr/common/clock.hpp"
 #include "dsr/credentials/credentials.hpp"
 #include "dsr/exponea/export_scan.hpp"
+#include "dsr/exponea/limiter.hpp"
 #include "dsr/http/client.hpp"
 
 #include <boost/asio/awaitable.hpp>
@@ -97,6 +98,11 @@ struct api_options {
   // Where export-one answers are written while they are scanned (created 0700 when needed).
   std::filesystem::path download_dir = std::filesystem::temp_directory_path();
   std::uint64_t max_export_bytes = 1073741824;
+  // Shared by every api of the process (null: calls are not spaced). A 429 slows it down.
+  std::shared_ptr<limiter> spacing;
+  // The turn this api's calls take in the limiter: jobs are background, preview/isTest/check
+  // interactive.
+  priority turn = priority::background;
 };
 
 // The real API over an HTTP client. Credentials are read from `credentials` at each call (so a
