@@ -105,6 +105,68 @@ std::optional<config> load_or_explain(const std::filesystem::path& file) {
   }
 }
 
+// SIGHUP: re-reads the config file and the credentials. What a running process can take (the
+// credentials, [log] level, [exponea] max_requests_per_second, [retry]) is applied at once and a
+// pause ends; other changes wait for a restart, and say so. A reload that fails changes nothing.
+// Returns what was applied, or nullopt (logged) when nothing was.
+std::optional<std::string> reload_from(const std::filesystem::path& file, const config& running,
+                                       swappable_credentials& credentials,
+                                       exponea::limiter& spacing, dispatcher& jobs) {
+  auto log = spdlog::get("main");
+  config next;
+  try {
+    next = load_config(file);
+  } catch (const config_error& e) {
+    log->error("reload failed, keeping the running configuration: {}", e.what());
+    return std::nullopt;
+  }
+  credential_load_report report;
+  auto fresh = load_credentials(next.credentials, process_environment(), report);
+  auto problems = check_credentials(next, *fresh);
+  problems.insert(problems.begin(), report.errors.begin(), report.errors.end());
+  if (!problems.empty()) {
+    for (const auto& p : problems) {
+      log->error("reload failed, keeping the running configuration and credentials: {}", p);
+    }
+    return std::nullopt;
+  }
+  for (const auto& w : report.warnings) {
+    log->warn("{}", w);
+  }
+  credentials.replace(std::move(fresh));
+  const auto level = spdlog::level::from_str(next.log.level);
+  spdlog::apply_all([level](const std::shared_ptr<spdlog::logger>& l) { l->set_level(level); });
+  spacing.set_rate(next.exponea.max_requests_per_second);
+  jobs.set_retry(next.retry);
+  jobs.resume();
+  std::vector<std::string> later;
+  if (next.server != running.server) {
+    later.emplace_back("[server]");
+  }
+  if (next.store != running.store) {
+    later.emplace_back("[store]");
+  }
+  if (next.mineos != running.mineos) {
+    later.emplace_back("[mineos]");
+  }
+  if (next.jobs != running.jobs) {
+    later.emplace_back("[jobs]");
+  }
+  auto other_exponea = next.exponea;
+  other_exponea.max_requests_per_second = running.exponea.max_requests_per_second;
+  if (other_exponea != running.exponea) {
+    later.emplace_back("[exponea] (except max_requests_per_second)");
+  }
+  if (next.log.format != running.log.format) {
+    later.emplace_back("[log] format");
+  }
+  if (!later.empty()) {
+    log->warn("changes to {} take effect after a restart (systemctl restart is graceful)",
+              fmt::format("{}", fmt::join(later, ", ")));
+  }
+  return std::string("credentials, [log] level, [exponea] max_requests_per_second, [retry]");
+}
+
 }  // namespace
 
 int serve(const std::filesystem::path& config_file) {
@@ -130,11 +192,11 @@ int serve(const std::filesystem::path& config_file) {
   }
 
   credential_load_report report;
-  auto credentials = load_credentials(cfg.credentials, process_environment(), report);
+  auto loaded_credentials = load_credentials(cfg.credentials, process_environment(), report);
   for (const auto& w : report.warnings) {
     log->warn("{}", w);
   }
-  auto problems = check_credentials(cfg, *credentials);
+  auto problems = check_credentials(cfg, *loaded_credentials);
   problems.insert(problems.begin(), report.errors.begin(), report.errors.end());
   if (!problems.empty()) {
     for (const auto& p : problems) {
@@ -142,6 +204,9 @@ int serve(const std::filesystem::path& config_file) {
     }
     return 2;
   }
+
+  // A reload (SIGHUP) swaps the values for every reader at once.
+  auto credentials = std::make_unique<swappable_credentials>(std::move(loaded_credentials));
 
   std::string lock_problem;
   if (!lock_store(cfg.store.path, lock_problem)) {
@@ -177,6 +242,13 @@ int serve(const std::filesystem::path& config_file) {
   admin_options.deadline_days = cfg.jobs.deadline_days;
   admin_options.export_dir = export_dir;
   std::function<void()> wake_workers;  // set once the dispatcher and reporter exist
+  dsr::dispatcher* running_dispatcher = nullptr;
+  admin_options.paused = [&running_dispatcher]() -> std::optional<std::string> {
+    if (running_dispatcher == nullptr) {
+      return std::nullopt;
+    }
+    return running_dispatcher->paused();
+  };
   admin_options.on_change = [&wake_workers] {
     if (wake_workers) {
       wake_workers();
@@ -194,7 +266,12 @@ int serve(const std::filesystem::path& config_file) {
   options.idle_timeout = cfg.server.idle_timeout;
   options.shutdown_grace = cfg.jobs.shutdown_grace;
   options.io_threads = cfg.server.io_threads;
-  dsr::dispatcher* running_dispatcher = nullptr;
+  std::function<void()> reload;  // set once everything it touches exists
+  options.on_reload = [&reload] {
+    if (reload) {
+      reload();
+    }
+  };
   mineos::reporter* running_reporter = nullptr;
   options.on_stopping = [log, &running_dispatcher, &running_reporter] {
     log->info("stopping: no new connections; finishing requests in flight");
@@ -240,6 +317,7 @@ int serve(const std::filesystem::path& config_file) {
   dispatch.retry = cfg.retry;
   dispatch.flows = settings_for(cfg);
   dispatch.export_dir = export_dir;
+  dispatch.hold = [srv = server->get()] { return srv->hold(); };
   std::unique_ptr<mineos::reporter> reporter;
   if (!cfg.mineos.status_url.empty()) {
     auto mineos_http =
@@ -284,6 +362,13 @@ int serve(const std::filesystem::path& config_file) {
     exponea::answer_preview(executor, *interactive_api, customer_ids(subject, settings_for(cfg)),
                             std::chrono::seconds(50), std::move(done));
   });
+  reload = [&, file = cfg.source] {
+    ops::notify("RELOADING=1");
+    if (const auto applied = reload_from(file, cfg, *credentials, *spacing, *dispatcher)) {
+      log->info("reload done: {}", *applied);
+    }
+    ops::notify("READY=1");
+  };
   running_dispatcher = dispatcher.get();
   dispatcher->start();
   boost::asio::co_spawn(

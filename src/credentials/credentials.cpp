@@ -12,6 +12,7 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <utility>
 
 namespace dsr {
 
@@ -231,6 +232,33 @@ std::vector<secret> split_lines(const secret& value) {
     start = end + 1;
   }
   return out;
+}
+
+swappable_credentials::swappable_credentials(std::unique_ptr<credential_store> first)
+    : current_(std::move(first)) {}
+
+std::optional<secret> swappable_credentials::find(credential c) const {
+  std::shared_ptr<const credential_store> now;
+  {
+    const std::lock_guard lock(mutex_);
+    now = current_;
+  }
+  return now->find(c);
+}
+
+std::string swappable_credentials::origin(credential c) const {
+  std::shared_ptr<const credential_store> now;
+  {
+    const std::lock_guard lock(mutex_);
+    now = current_;
+  }
+  return now->origin(c);
+}
+
+void swappable_credentials::replace(std::unique_ptr<credential_store> next) {
+  std::shared_ptr<const credential_store> old;
+  const std::lock_guard lock(mutex_);
+  old = std::exchange(current_, std::shared_ptr<const credential_store>(std::move(next)));
 }
 
 }  // namespace dsr

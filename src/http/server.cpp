@@ -87,6 +87,9 @@ class server_impl final : public server {
         signals_(control_),
         grace_(control_),
         work_(asio::make_work_guard(ioc_)) {}
+  server_impl(const server_impl&) = delete;
+  server_impl& operator=(const server_impl&) = delete;
+  ~server_impl() override { destroyed_ = true; }
 
   result<void> bind() {
     if (auto r = open(public_, options_.listen, "listen"); !r) {
@@ -117,6 +120,9 @@ class server_impl final : public server {
     if (options_.handle_signals) {
       signals_.add(SIGTERM);
       signals_.add(SIGINT);
+      if (options_.on_reload) {
+        signals_.add(SIGHUP);
+      }
       wait_signal();
     }
     unsigned threads = options_.io_threads;
@@ -182,6 +188,12 @@ class server_impl final : public server {
   void wait_signal() {
     signals_.async_wait([this](const boost::system::error_code& ec, int sig) {
       if (ec) {
+        return;
+      }
+      if (sig == SIGHUP) {
+        log()->info("SIGHUP received: reloading the configuration and credentials");
+        options_.on_reload();
+        wait_signal();
         return;
       }
       if (stopping_.load()) {
@@ -283,9 +295,18 @@ class server_impl final : public server {
       const std::lock_guard lock(mutex_);
       connections_.remove(conn);
     }
-    if (--active_ == 0 && stopping_.load()) {
+    if (--active_ == 0 && stopping_.load() && holds_.load() == 0) {
       asio::post(control_, [this] { finish(); });
     }
+  }
+
+  std::shared_ptr<void> hold() override {
+    ++holds_;
+    return std::shared_ptr<void>(nullptr, [this](void*) {
+      if (--holds_ == 0 && !destroyed_.load() && stopping_.load() && active_.load() == 0) {
+        asio::post(control_, [this] { finish(); });
+      }
+    });
   }
 
   asio::awaitable<void> serve(beast::tcp_stream& stream, listener which, connection& conn,
@@ -417,17 +438,18 @@ class server_impl final : public server {
         }
       });
     }
-    if (active_.load() == 0) {
+    if (active_.load() == 0 && holds_.load() == 0) {
       finish();
       return;
     }
-    log()->info("waiting up to {} s for {} connection(s) to finish",
+    log()->info("waiting up to {} s for {} connection(s) and {} running job(s) to finish",
                 std::chrono::duration_cast<std::chrono::seconds>(options_.shutdown_grace).count(),
-                active_.load());
+                active_.load(), holds_.load());
     grace_.expires_after(options_.shutdown_grace);
     grace_.async_wait([this](const boost::system::error_code& e) {
       if (!e) {
-        log()->warn("shutdown grace period over; {} connection(s) abandoned", active_.load());
+        log()->warn("shutdown grace period over; {} connection(s) and {} job(s) abandoned",
+                    active_.load(), holds_.load());
         finish();
       }
     });
@@ -446,6 +468,10 @@ class server_impl final : public server {
 
   server_options options_;
   handler& handler_;
+  // Declared before ioc_: a hold dropped while ioc_ is destroyed (a job's coroutine frame) must
+  // still find them.
+  std::atomic<bool> destroyed_{false};
+  std::atomic<std::uint64_t> holds_{0};
   asio::io_context ioc_;
   // Acceptors, signals, the grace timer and the stop logic run on this strand.
   asio::strand<asio::io_context::executor_type> control_;

@@ -13,8 +13,10 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
 
-#include <sys/stat.h>
-#include <fstream>
+#include <algorithm>
+#include <array>
+#include <mutex>
+#include <set>
 
 namespace dsr {
 namespace {
@@ -48,17 +50,29 @@ class store_journal final : public journal {
   const clock& clock_;
 };
 
+// Sleeps on the dispatcher's strand; a stop cancels every sleeper so that flows stop promptly.
 class timer_clock final : public flow_clock {
  public:
-  explicit timer_clock(const clock& c) : clock_(c) {}
+  timer_clock(const clock& c, asio::strand<asio::any_io_executor> strand, const bool& stopping,
+              std::set<asio::steady_timer*>& sleepers)
+      : clock_(c), timer_(std::move(strand)), stopping_(stopping), sleepers_(sleepers) {}
   time_point now() const override { return clock_.now(); }
+  bool stopping() const override { return stopping_; }
   asio::awaitable<void> sleep(std::chrono::milliseconds d) override {
-    asio::steady_timer t(co_await asio::this_coro::executor, d);
-    co_await t.async_wait(use_nothrow);
+    if (stopping_) {
+      co_return;
+    }
+    timer_.expires_after(d);
+    sleepers_.insert(&timer_);
+    co_await timer_.async_wait(use_nothrow);
+    sleepers_.erase(&timer_);
   }
 
  private:
   const clock& clock_;
+  asio::steady_timer timer_;
+  const bool& stopping_;
+  std::set<asio::steady_timer*>& sleepers_;
 };
 
 std::string_view status_for(job_state s) {
@@ -81,6 +95,8 @@ class dispatcher_impl final : public dispatcher {
         api_(api),
         clock_(std::move(clock)),
         options_(std::move(o)),
+        gate_(std::chrono::duration_cast<std::chrono::milliseconds>(options_.retry.pause_probe),
+              options_.breaker),
         random_(std::random_device{}()) {
     for (unsigned i = 0; i < options_.concurrency; ++i) {
       timers_.emplace_back(strand_);
@@ -118,13 +134,63 @@ class dispatcher_impl final : public dispatcher {
       for (auto& t : timers_) {
         t.cancel();
       }
+      for (auto* t : sleepers_) {
+        t->cancel();
+      }
     });
   }
 
+  void resume() override {
+    asio::post(strand_, [this] {
+      if (gate_.holding()) {
+        log()->info("credentials reloaded: dispatch resumes");
+      }
+      gate_.resume();
+      publish();
+      wake_all();
+    });
+  }
+
+  void set_retry(const retry_config& retry) override {
+    asio::post(strand_, [this, retry] {
+      options_.retry = retry;
+      gate_.set_pause_probe(
+          std::chrono::duration_cast<std::chrono::milliseconds>(retry.pause_probe));
+    });
+  }
+
+  std::optional<std::string> paused() const override {
+    const std::lock_guard lock(published_mutex_);
+    return published_pause_;
+  }
+
  private:
+  void wake_all() {
+    for (auto& t : timers_) {
+      t.cancel();
+    }
+  }
+
+  // Copies the pause for readers on other threads (/readyz).
+  void publish() {
+    const std::lock_guard lock(published_mutex_);
+    published_pause_ = gate_.paused();
+  }
+
+  asio::awaitable<void> wait(unsigned n, std::chrono::milliseconds d) {
+    timers_[n].expires_after(std::clamp(d, std::chrono::milliseconds(1), options_.poll_interval));
+    co_await timers_[n].async_wait(use_nothrow);
+  }
+
   asio::awaitable<void> worker(unsigned n) {
     while (!stopping_) {
       const auto now = clock_->now();
+      const auto verdict = gate_.ask(now);
+      if (!verdict.go) {
+        co_await wait(n,
+                      std::chrono::duration_cast<std::chrono::milliseconds>(verdict.wake_at - now));
+        continue;
+      }
       auto claim = [owner = options_.owner, now, lease = options_.lease](job_store& s) {
         return s.claim_next(owner, now, lease);
       };
@@ -133,19 +199,24 @@ class dispatcher_impl final : public dispatcher {
         log()->error("cannot claim a job: {}", claimed.error().detail);
       }
       if (!claimed || !*claimed) {
-        timers_[n].expires_after(options_.poll_interval);
-        co_await timers_[n].async_wait(use_nothrow);
+        if (verdict.probe) {
+          gate_.probe_unused();
+        }
+        co_await wait(n, options_.poll_interval);
         continue;
       }
-      co_await run(std::move(**claimed));
+      co_await run(std::move(**claimed), verdict.probe);
     }
   }
 
-  asio::awaitable<void> run(job j) {
+  asio::awaitable<void> run(job j, bool probe) {
+    // A graceful stop waits for this job to reach a step boundary (or for the grace to end).
+    const auto held = options_.hold ? options_.hold() : nullptr;
     const auto started = clock_->now();
-    log()->info("[R {}] {} started (attempt {})", j.request_id, to_string(j.op), j.attempts + 1);
+    log()->info("[R {}] {} started (attempt {}){}", j.request_id, to_string(j.op), j.attempts + 1,
+                probe ? "; let through to test whether Exponea accepts the calls again" : "");
     store_journal journal(queue_, j.id, options_.owner, *clock_);
-    timer_clock time(*clock_);
+    timer_clock time(*clock_, strand_, stopping_, sleepers_);
     flow_outcome outcome;
     // g++ 12 miscompiles co_await in a conditional expression: plain if/else. A bug or an
     // unexpected answer must not take the worker down: it becomes a retry of this job.
@@ -161,18 +232,28 @@ class dispatcher_impl final : public dispatcher {
       outcome =
           flow_outcome{kind::retry, fmt::format("internal error: {}", e.what()), "", std::nullopt};
     }
-    if (outcome.result == kind::interrupted) {
+    const auto& row = policy_for(outcome.result);
+    const auto now = clock_->now();
+    if (row.what == handling::drop) {
       log()->warn("[R {}] stopped: {}", j.request_id, outcome.message);
+      gate_.record(row, probe, now, outcome.value, outcome.message);
       co_return;
     }
     std::uniform_real_distribution<double> uniform(0.0, 1.0);
-    const auto now = clock_->now();
     const auto next = decide(j, outcome, options_.retry, now, uniform(random_));
     // The history says how each attempt ended, in words an operator can act on.
-    const std::string summary = is_active(next.state)
-                                    ? fmt::format("retry: {}", next.outcome_message)
-                                    : fmt::format("{}: {}", next.outcome, next.outcome_message);
-    if (auto r = co_await journal.record("attempt " + std::to_string(next.attempts), summary); !r) {
+    std::string step = "attempt " + std::to_string(next.attempts);
+    std::string summary = fmt::format("{}: {}", next.outcome, next.outcome_message);
+    if (row.what == handling::retry && is_active(next.state)) {
+      summary = fmt::format("retry: {}", next.outcome_message);
+    } else if (row.what == handling::pause) {
+      step = "paused";
+      summary = fmt::format("{} (the job waits; no attempt used)", outcome.message);
+    } else if (row.what == handling::requeue) {
+      step = "stopped";
+      summary = outcome.message;
+    }
+    if (auto r = co_await journal.record(step, summary); !r) {
       log()->warn("[R {}] stopped: {}", j.request_id, r.error().detail);
       co_return;
     }
@@ -184,8 +265,11 @@ class dispatcher_impl final : public dispatcher {
       log()->error("[R {}] cannot record the outcome: {}", j.request_id, released.error().detail);
       co_return;
     }
+    note_gate(row, probe, now, outcome);
     const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(now - started);
-    if (is_active(next.state)) {
+    if (row.what == handling::pause || row.what == handling::requeue) {
+      log()->info("[R {}] back in the queue: {}", j.request_id, outcome.message);
+    } else if (is_active(next.state)) {
       log()->warn(
           "[R {}] {} attempt {} failed, retrying in {} s: {}", j.request_id, to_string(j.op),
           next.attempts,
@@ -204,22 +288,72 @@ class dispatcher_impl final : public dispatcher {
     }
   }
 
+  // Feeds the outcome to the gate and says what changed.
+  void note_gate(const policy_row& row, bool probe, time_point now, const flow_outcome& outcome) {
+    const auto before = gate_.holding();
+    const bool opened = gate_.record(row, probe, now, outcome.value, outcome.message);
+    const auto after = gate_.holding();
+    publish();
+    if (opened) {
+      log()->info("dispatch resumes: {}", before.value_or("the gate opened"));
+      wake_all();
+    } else if (after && after != before) {
+      if (row.what == handling::pause) {
+        log()->error(
+            "dispatch paused: {}. Jobs stay queued without using attempts; fix the value and "
+            "reload (SIGHUP). One job is let through every {} s to test it.",
+            *after,
+            std::chrono::duration_cast<std::chrono::seconds>(options_.retry.pause_probe).count());
+      } else {
+        log()->warn("dispatch held back: {}", *after);
+      }
+    }
+  }
+
   asio::strand<asio::any_io_executor> strand_;
   job_queue& queue_;
   exponea::api& api_;
   std::shared_ptr<clock> clock_;
   dispatcher_options options_;
+  dispatch_gate gate_;
   std::vector<asio::steady_timer> timers_;
+  std::set<asio::steady_timer*> sleepers_;
   bool stopping_ = false;
   std::mt19937_64 random_;
+  mutable std::mutex published_mutex_;
+  std::optional<std::string> published_pause_;
 };
+
+constexpr std::array<policy_row, 7> policy_table{{
+    {kind::completed, handling::finish, true, false},
+    {kind::user_not_found, handling::finish, true, false},
+    {kind::failed, handling::finish, true, false},
+    {kind::retry, handling::retry, true, true},
+    {kind::rejected, handling::pause, false, false},
+    {kind::stopped, handling::requeue, false, false},
+    {kind::interrupted, handling::drop, false, false},
+}};
 
 }  // namespace
 
+std::span<const policy_row> retry_policy() {
+  return policy_table;
+}
+
+const policy_row& policy_for(flow_outcome::kind k) {
+  for (const auto& row : policy_table) {
+    if (row.outcome == k) {
+      return row;
+    }
+  }
+  return policy_table[2];  // unreachable: every kind has a row
+}
+
 job_release decide(const job& j, const flow_outcome& o, const retry_config& retry, time_point now,
                    double random01) {
+  const auto& row = policy_for(o.result);
   job_release next;
-  next.attempts = j.attempts + 1;
+  next.attempts = row.counts_attempt ? j.attempts + 1 : j.attempts;
   next.next_attempt_at = now;
   const auto terminal = [&](job_state s, std::string message) {
     next.state = s;
@@ -227,19 +361,19 @@ job_release decide(const job& j, const flow_outcome& o, const retry_config& retr
     next.outcome_message = std::move(message);
     return next;
   };
-  switch (o.result) {
-    case kind::completed:
-      return terminal(job_state::completed, o.message);
-    case kind::user_not_found:
-      return terminal(job_state::user_not_found, o.message);
-    case kind::failed:
-    case kind::rejected:
-      return terminal(job_state::failed, o.message);
-    case kind::interrupted:
-      next.attempts = j.attempts;
+  switch (row.what) {
+    case handling::finish:
+      return terminal(o.result == kind::completed        ? job_state::completed
+                      : o.result == kind::user_not_found ? job_state::user_not_found
+                                                         : job_state::failed,
+                      o.message);
+    case handling::pause:
+    case handling::requeue:
+    case handling::drop:
       next.state = job_state::queued;
+      next.outcome_message = o.message;
       return next;
-    case kind::retry:
+    case handling::retry:
       break;
   }
   if (next.attempts >= retry.max_attempts) {
@@ -256,6 +390,88 @@ job_release decide(const job& j, const flow_outcome& o, const retry_config& retr
   next.next_attempt_at = now + delay;
   next.outcome_message = o.message;
   return next;
+}
+
+dispatch_gate::dispatch_gate(std::chrono::milliseconds pause_probe, breaker_config breaker)
+    : pause_probe_(pause_probe), breaker_(breaker), open_for_(breaker.first_open) {}
+
+dispatch_gate::verdict dispatch_gate::ask(time_point now) {
+  if (state_ == state::open) {
+    return {true, false, now};
+  }
+  if (probing_ || now < next_probe_) {
+    return {false, false, probing_ ? now + std::chrono::seconds(1) : next_probe_};
+  }
+  probing_ = true;
+  return {true, true, now};
+}
+
+void dispatch_gate::probe_unused() {
+  probing_ = false;
+}
+
+bool dispatch_gate::record(const policy_row& row, bool was_probe, time_point now,
+                           const std::string& value, const std::string& message) {
+  if (was_probe) {
+    probing_ = false;
+  }
+  if (row.what == handling::pause) {
+    state_ = state::paused;
+    reason_ = message.empty() ? fmt::format("{} rejected", value) : message;
+    next_probe_ = now + pause_probe_;
+    return false;
+  }
+  if (row.what == handling::requeue || row.what == handling::drop) {
+    return false;  // says nothing about Exponea
+  }
+  if (row.breaker_failure) {
+    ++transient_in_a_row_;
+    if (state_ == state::paused && was_probe) {
+      next_probe_ = now + pause_probe_;  // inconclusive: test again later, not at once
+    } else if (state_ == state::breaker_open && was_probe) {
+      open_for_ = std::min(open_for_ * 2, breaker_.max_open);
+      next_probe_ = now + open_for_;
+    } else if (state_ == state::open && transient_in_a_row_ >= breaker_.threshold) {
+      state_ = state::breaker_open;
+      reason_ =
+          fmt::format("{} transient failures in a row; the last: {}", transient_in_a_row_, message);
+      open_for_ = breaker_.first_open;
+      next_probe_ = now + open_for_;
+    }
+    return false;
+  }
+  // Exponea answered as it should: a probe's success opens the gate; outside a probe, it only
+  // resets the run of failures.
+  transient_in_a_row_ = 0;
+  if (state_ != state::open && was_probe) {
+    state_ = state::open;
+    reason_.clear();
+    open_for_ = breaker_.first_open;
+    return true;
+  }
+  return false;
+}
+
+void dispatch_gate::resume() {
+  state_ = state::open;
+  reason_.clear();
+  probing_ = false;
+  transient_in_a_row_ = 0;
+  open_for_ = breaker_.first_open;
+}
+
+std::optional<std::string> dispatch_gate::paused() const {
+  if (state_ != state::paused) {
+    return std::nullopt;
+  }
+  return reason_;
+}
+
+std::optional<std::string> dispatch_gate::holding() const {
+  if (state_ == state::open) {
+    return std::nullopt;
+  }
+  return reason_;
 }
 
 std::unique_ptr<dispatcher> make_dispatcher(asio::any_io_executor executor, job_queue& queue,

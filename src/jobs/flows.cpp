@@ -45,6 +45,11 @@ flow_outcome from_error(const exponea::call_error& e, std::string_view doing) {
   return o;
 }
 
+flow_outcome stopped() {
+  return flow_outcome{kind::stopped, "stopped by a shutdown; resumes from its journal", "",
+                      std::nullopt};
+}
+
 flow_outcome interrupted(const failure& f) {
   return flow_outcome{kind::interrupted, f.detail, "", std::nullopt};
 }
@@ -67,6 +72,9 @@ boost::asio::awaitable<std::optional<flow_outcome>> track_once(const job& j,
                                                                const flow_settings& s) {
   if (journaled(j, "track", "done") || found.holds_audit_event) {
     co_return std::nullopt;
+  }
+  if (time.stopping()) {
+    co_return stopped();
   }
   if (auto r = co_await log.record("track", "started"); !r) {
     co_return interrupted(r.error());
@@ -121,6 +129,9 @@ boost::asio::awaitable<flow_outcome> run_delete(const job& j, exponea::api& api,
     if (auto stop = co_await track_once(j, **found, api, log, time, s)) {
       co_return std::move(*stop);
     }
+    if (time.stopping()) {
+      co_return stopped();
+    }
     if (auto r = co_await log.record("anonymize", "started"); !r) {
       co_return interrupted(r.error());
     }
@@ -138,6 +149,9 @@ boost::asio::awaitable<flow_outcome> run_delete(const job& j, exponea::api& api,
   const auto deadline = *started + s.verify_timeout;
   auto wait = s.verify_first_poll;
   for (int poll = 0;; ++poll) {
+    if (poll > 0 && time.stopping()) {
+      co_return stopped();  // anonymize is journaled: verification resumes after the restart
+    }
     auto check = export_of(j, s);
     auto found = co_await api.export_one(std::move(check));
     if (!found) {
@@ -157,6 +171,9 @@ boost::asio::awaitable<flow_outcome> run_delete(const job& j, exponea::api& api,
           "", std::nullopt};
     }
     if (poll > 0) {
+      if (time.stopping()) {
+        co_return stopped();
+      }
       // Still there after a full wait: anonymize again (idempotent in Exponea).
       if (auto r = co_await log.record("anonymize", "started"); !r) {
         co_return interrupted(r.error());

@@ -112,6 +112,11 @@ void admin_api::ready(http::responder done) {
       reason = fmt::format("credential {} is not loaded", name(c));
     }
   }
+  if (reason.empty() && options_.paused) {
+    if (const auto why = options_.paused()) {
+      reason = fmt::format("dispatch paused: {}; fix the value and reload (SIGHUP)", *why);
+    }
+  }
   if (reason.empty()) {
     done(http::json_response(200, {{"status", "ready"}}));
   } else {

@@ -37,12 +37,16 @@ struct server_config {
   std::chrono::seconds read_timeout{10};
   std::chrono::seconds idle_timeout{30};
   std::uint32_t io_threads = 0;
+
+  friend bool operator==(const server_config&, const server_config&) = default;
 };
 
 struct store_config {
   std::filesystem::path path = "/var/lib/dsr-connector/dsr.sqlite3";
   std::uint32_t retention_days = 730;
   std::uint32_t export_retention_days = 7;
+
+  friend bool operator==(const store_config&, const store_config&) = default;
 };
 
 struct exponea_config {
@@ -56,10 +60,14 @@ struct exponea_config {
   std::string ca_file;
   std::chrono::seconds verify_timeout{600};
   std::uint64_t max_export_bytes = 1073741824;
+
+  friend bool operator==(const exponea_config&, const exponea_config&) = default;
 };
 
 struct mineos_config {
   std::string status_url;  // "" = outcomes are not reported
+
+  friend bool operator==(const mineos_config&, const mineos_config&) = default;
 };
 
 struct retry_config {
@@ -67,6 +75,8 @@ struct retry_config {
   std::chrono::milliseconds initial_backoff{1000};
   std::chrono::seconds max_backoff{3600};
   std::chrono::seconds pause_probe{60};
+
+  friend bool operator==(const retry_config&, const retry_config&) = default;
 };
 
 struct jobs_config {
@@ -74,6 +84,8 @@ struct jobs_config {
   std::chrono::seconds shutdown_grace{20};
   std::uint32_t deadline_days = 30;
   std::uint32_t deadline_warning_days = 7;
+
+  friend bool operator==(const jobs_config&, const jobs_config&) = default;
 };
 
 enum class log_format { text, json };
@@ -81,6 +93,8 @@ enum class log_format { text, json };
 struct log_config {
   std::string level = "info";  // trace, debug, info, warn, error
   log_format format = log_format::text;
+
+  friend bool operator==(const log_config&, const log_config&) = default;
 };
 
 // The [credentials] table as written: inline values (NAME) and file paths (NAME_file), by NAME.
@@ -88,6 +102,8 @@ struct log_config {
 struct credentials_config {
   std::map<std::string, std::string, std::less<>> inline_values;
   std::map<std::string, std::filesystem::path, std::less<>> files;
+
+  friend bool operator==(const credentials_config&, const credentials_config&) = default;
 };
 
 struct config {

@@ -12,6 +12,7 @@
 
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -27,6 +28,19 @@ class credential_store {
   // DSR_CONNECTOR_ADMIN_TOKEN", "file /etc/...", "config inline"), or "" when missing. Never the
   // value itself.
   virtual std::string origin(credential c) const = 0;
+};
+
+// A credential store whose values a reload replaces at once, for every reader. Thread-safe.
+class swappable_credentials final : public credential_store {
+ public:
+  explicit swappable_credentials(std::unique_ptr<credential_store> first);
+  std::optional<secret> find(credential c) const override;
+  std::string origin(credential c) const override;
+  void replace(std::unique_ptr<credential_store> next);
+
+ private:
+  mutable std::mutex mutex_;
+  std::shared_ptr<const credential_store> current_;
 };
 
 // What loading found besides the values: warnings (a file readable by group or others) and

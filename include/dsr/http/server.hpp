@@ -36,6 +36,8 @@ struct server_options {
   unsigned io_threads = 0;  // 0: one per core
   bool handle_signals = true;
   std::function<void()> on_stopping;  // called once when a stop begins (systemd STOPPING=1)
+  // With handle_signals: SIGHUP calls this (on the server's control strand), else it is ignored.
+  std::function<void()> on_reload;
 };
 
 class server {
@@ -48,6 +50,10 @@ class server {
   virtual void run() = 0;
   // Begins a graceful stop. Thread-safe, idempotent.
   virtual void stop() = 0;
+  // Work a graceful stop waits for (a running job), like a request in flight: the stop finishes
+  // once every connection and every hold is gone, or when shutdown_grace is over. Release by
+  // dropping the token. Thread-safe.
+  virtual std::shared_ptr<void> hold() = 0;
   // The io_context the server runs: other components (the dispatcher, the Exponea client) run
   // their coroutines on the same threads.
   virtual boost::asio::any_io_executor executor() = 0;

@@ -1,7 +1,9 @@
 #pragma once
 // The dispatcher: `concurrency` worker coroutines on the io_context, each claiming the next due
 // job under a lease for this process's owner id (so no two workers, or daemons, run one job),
-// running its flow, and releasing it with the next state that `decide` computes.
+// running its flow, and releasing it with the next state that `decide` computes. A credential
+// rejection pauses dispatch and a run of transient failures opens a circuit breaker
+// (`dispatch_gate`); neither consumes attempts.
 
 #include "dsr/config/config.hpp"
 #include "dsr/exponea/client.hpp"
@@ -13,18 +15,85 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <random>
+#include <span>
 
 namespace dsr {
 
-// The retry policy as data: each flow outcome's next job state. Pure; `random01` gives the full
-// jitter (a uniform value in [0, 1)).
-//  completed / user_not_found / failed  → terminal, attempts + 1, the MineOS status as outcome;
-//  retry → `retrying` at now + uniform(0, min(max_backoff, initial·2^attempts)), or no earlier
-//          than Retry-After (capped at max_backoff); `failed` once max_attempts are used;
-//  rejected → `failed` naming the credential (the reliability issue turns this into a pause).
+// The retry policy as data: what each flow outcome does to its job and to dispatch.
+enum class handling {
+  finish,   // a terminal state (completed, user_not_found, failed)
+  retry,    // `retrying` with backoff, `failed` once max_attempts are used
+  pause,    // back to `queued`, attempts untouched; dispatch pauses (credential rejection)
+  requeue,  // back to `queued`, attempts untouched (shutdown between steps)
+  drop,     // nothing to record: the lease is lost, its new owner decides
+};
+
+struct policy_row {
+  flow_outcome::kind outcome;
+  handling what;
+  bool counts_attempt;   // the job's `attempts` grows
+  bool breaker_failure;  // counts toward opening the circuit breaker
+};
+
+// One row per flow outcome.
+std::span<const policy_row> retry_policy();
+const policy_row& policy_for(flow_outcome::kind k);
+
+// Each flow outcome's next job state. Pure; `random01` gives the full jitter (a uniform value in
+// [0, 1)). retry: `retrying` at now + uniform(0, min(max_backoff, initial·2^attempts)), or no
+// earlier than Retry-After (capped at max_backoff); `failed` once max_attempts are used.
 job_release decide(const job& j, const flow_outcome& o, const retry_config& retry, time_point now,
                    double random01);
+
+// The circuit breaker: after `threshold` transient outcomes in a row (any jobs), no job is claimed
+// for `first_open`; then one job is let through (half-open). Its success closes the breaker; its
+// failure opens it again for twice as long (up to `max_open`). Jobs wait queued meanwhile: an
+// Exponea outage costs no attempts beyond the ones that detected it.
+struct breaker_config {
+  unsigned threshold = 5;
+  std::chrono::milliseconds first_open{std::chrono::seconds(5)};
+  std::chrono::milliseconds max_open{std::chrono::minutes(5)};
+};
+
+// What stands between the workers and the queue: a credential pause or an open breaker. A pure
+// state machine over explicit times (the dispatcher calls it on its strand).
+class dispatch_gate {
+ public:
+  dispatch_gate(std::chrono::milliseconds pause_probe, breaker_config breaker);
+
+  struct verdict {
+    bool go = true;      // claim a job now
+    bool probe = false;  // it is the one job let through a pause or an open breaker
+    time_point wake_at;  // when !go: ask again then
+  };
+  verdict ask(time_point now);
+  // A job claimed as a probe found nothing to run.
+  void probe_unused();
+  // How a job ended (`value`, `message` for a pause). Returns true when the gate opened.
+  bool record(const policy_row& row, bool was_probe, time_point now, const std::string& value,
+              const std::string& message);
+  // Credentials were reloaded: a pause ends at once.
+  void resume();
+  void set_pause_probe(std::chrono::milliseconds d) { pause_probe_ = d; }
+
+  // "exponea_api_secret rejected (...)": why dispatch is paused, or nullopt.
+  std::optional<std::string> paused() const;
+  // Why no job is claimed (pause or breaker), or nullopt.
+  std::optional<std::string> holding() const;
+
+ private:
+  enum class state { open, paused, breaker_open };
+  std::chrono::milliseconds pause_probe_;
+  breaker_config breaker_;
+  state state_ = state::open;
+  std::string reason_;
+  time_point next_probe_{};
+  bool probing_ = false;
+  unsigned transient_in_a_row_ = 0;
+  std::chrono::milliseconds open_for_;
+};
 
 struct dispatcher_options {
   std::string owner;  // this process's lease owner id
@@ -35,8 +104,11 @@ struct dispatcher_options {
   flow_settings flows;
   // Where completed copy exports are written (one JSON file per request, mode 0600).
   std::filesystem::path export_dir;
+  breaker_config breaker;
   // Called after a job reached a final state (the reporter's wake-up).
   std::function<void()> on_finished;
+  // Held while a job runs, so that a graceful stop waits for it (http::server::hold).
+  std::function<std::shared_ptr<void>()> hold;
 };
 
 class dispatcher {
@@ -46,8 +118,15 @@ class dispatcher {
   virtual void start() = 0;
   // A job was queued: wake an idle worker now rather than at its next poll. Thread-safe.
   virtual void notify() = 0;
-  // Workers finish the flow they run and claim nothing more. Thread-safe.
+  // Workers claim nothing more; a running flow stops before its next step (its job goes back to
+  // the queue, attempts untouched, and resumes from its journal at the next start). Thread-safe.
   virtual void stop() = 0;
+  // Credentials were reloaded: end a pause at once. Thread-safe.
+  virtual void resume() = 0;
+  // A reload changed [retry]. Thread-safe.
+  virtual void set_retry(const retry_config& retry) = 0;
+  // Why dispatch is paused (the rejected value and Exponea's answer), or nullopt. Thread-safe.
+  virtual std::optional<std::string> paused() const = 0;
 };
 
 std::unique_ptr<dispatcher> make_dispatcher(boost::asio::any_io_executor executor, job_queue& queue,

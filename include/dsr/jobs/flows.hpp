@@ -40,6 +40,8 @@ class flow_clock {
   virtual ~flow_clock() = default;
   virtual time_point now() const = 0;
   virtual boost::asio::awaitable<void> sleep(std::chrono::milliseconds d) = 0;
+  // A graceful shutdown began: the flow stops before its next step (sleep returns early).
+  virtual bool stopping() const { return false; }
 };
 
 struct flow_settings {
@@ -61,6 +63,7 @@ struct flow_outcome {
     retry,           // a transient failure: try again later (`retry_after` if Exponea said)
     rejected,        // a credential or permission was refused: `value` names it
     interrupted,     // the journal could not be written (lease lost, store down): stop quietly
+    stopped,         // shutdown: the job stops between steps and resumes from its journal later
   };
   kind result = kind::failed;
   std::string message;  // no personal data

@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <optional>
 
 namespace dsr::ops {
 
@@ -17,6 +18,8 @@ struct admin_options {
   std::filesystem::path export_dir;  // where copy exports are kept (GET .../data)
   std::function<void()> on_change;   // after a retry or cancel: wake dispatcher and reporter
   std::shared_ptr<clock> time = make_system_clock();
+  // Why dispatch is paused (named in /readyz), or nullopt.
+  std::function<std::optional<std::string>()> paused;
 };
 
 class admin_api {
