@@ -14,7 +14,7 @@ namespace {
 
 // Each entry moves the schema from version i to i + 1. Never edit an entry that has shipped;
 // append a new one.
-constexpr std::array<const char*, 2> migrations{
+constexpr std::array<const char*, 3> migrations{
     R"sql(
 CREATE TABLE jobs (
   id INTEGER PRIMARY KEY,
@@ -56,6 +56,10 @@ ALTER TABLE jobs ADD COLUMN report_attempts INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN report_next_at_ms INTEGER;
 ALTER TABLE jobs ADD COLUMN report_gave_up INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX jobs_outbox ON jobs (report_next_at_ms) WHERE reported = 0 AND report_gave_up = 0;
+)sql",
+    // v3: one row rewritten to test that commits work again after a fault.
+    R"sql(
+CREATE TABLE store_probe (id INTEGER PRIMARY KEY CHECK (id = 1), at_ms INTEGER NOT NULL);
 )sql",
 };
 
@@ -340,6 +344,15 @@ class sqlite_job_store final : public job_store {
     return static_cast<std::size_t>(sqlite3_changes(db_));
   }
 
+  result<void> probe_write(time_point now) override {
+    use q(stmts_->probe);
+    q.bind(1, ms(now));
+    if (q.step() != SQLITE_DONE) {
+      return error("test-writing the store");
+    }
+    return {};
+  }
+
  private:
   struct statements {
     explicit statements(sqlite3* db)
@@ -403,11 +416,12 @@ class sqlite_job_store final : public job_store {
           expire(db,
                  "UPDATE jobs SET state = CASE WHEN attempts > 0 THEN 'retrying' ELSE 'queued' "
                  "END, lease_owner = NULL, lease_expires_at_ms = NULL WHERE state = 'running' AND "
-                 "lease_expires_at_ms < ?1") {}
+                 "lease_expires_at_ms < ?1"),
+          probe(db, "INSERT OR REPLACE INTO store_probe (id, at_ms) VALUES (1, ?1)") {}
 
     statement begin, commit, rollback, by_trace, by_request, insert_job, insert_step,
         find_by_request, find_by_id, list_all, list_state, history, count_active, claim, lease_of,
-        release, due_reports, requeue, resend, cancel, record_report, expire;
+        release, due_reports, requeue, resend, cancel, record_report, expire, probe;
   };
 
   failure error(std::string_view doing) const {

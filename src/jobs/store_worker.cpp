@@ -55,7 +55,18 @@ void store_worker::loop() {
   for (;;) {
     {
       std::unique_lock lock(mutex_);
-      wake_.wait(lock, [&] { return stopping_ || !inserts_.empty() || !tasks_.empty(); });
+      const auto has_work = [&] { return stopping_ || !inserts_.empty() || !tasks_.empty(); };
+      if (writable_.load()) {
+        wake_.wait(lock, has_work);
+      } else if (!wake_.wait_for(lock, options_.probe_interval, has_work)) {
+        lock.unlock();
+        if (store_->probe_write(
+                std::chrono::time_point_cast<millis>(std::chrono::system_clock::now()))) {
+          writable_.store(true);
+          spdlog::info("store: commits work again; accepting requests");
+        }
+        continue;
+      }
       if (inserts_.empty() && tasks_.empty()) {
         return;  // stopping, and everything queued is done
       }

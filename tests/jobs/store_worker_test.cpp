@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <future>
 #include <mutex>
+#include <thread>
 
 namespace dsr {
 namespace {
@@ -51,6 +52,17 @@ class gated_store final : public job_store {
     return operator_result::not_found;
   }
   result<std::size_t> expire_leases(time_point) override { return std::size_t{0}; }
+  result<void> probe_write(time_point) override {
+    const std::lock_guard lock(mutex_);
+    if (fail_) {
+      return make_failure(errc::store_unavailable, "injected: disk I/O error");
+    }
+    return {};
+  }
+  void heal() {
+    const std::lock_guard lock(mutex_);
+    fail_ = false;
+  }
 
   void wait_entered(std::size_t n) {
     std::unique_lock lock(mutex_);
@@ -119,6 +131,24 @@ TEST(StoreWorker, FailedCommitFailsEveryInsertOfTheBatchAndMarksTheStoreNotWrita
   ASSERT_FALSE(r);
   EXPECT_TRUE(r.error().is(errc::store_unavailable));
   EXPECT_FALSE(worker.writable());
+}
+
+TEST(StoreWorker, RecoversByItselfOnceCommitsWorkAgain) {
+  auto owned = std::make_unique<gated_store>();
+  auto* store = owned.get();
+  owned->fail_ = true;
+  owned->open_gate();
+  store_worker worker(std::move(owned), {1000000, 512, std::chrono::milliseconds(10)});
+  std::promise<result<insert_outcome>> p;
+  worker.insert(job_named("x"), [&](result<insert_outcome> r) { p.set_value(std::move(r)); });
+  ASSERT_FALSE(p.get_future().get());
+  ASSERT_FALSE(worker.writable());
+  store->heal();  // the disk has space again; no request arrives
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!worker.writable() && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // polling, not timing
+  }
+  EXPECT_TRUE(worker.writable());
 }
 
 TEST(StoreWorker, StopFinishesQueuedWorkAndRefusesLaterWork) {

@@ -110,6 +110,8 @@ class job_store {
 
   // Returns running jobs whose lease expired before `now` to the queue; how many.
   virtual result<std::size_t> expire_leases(time_point now) = 0;
+  // Commits a tiny write: proves the store can commit again after a fault (disk full, I/O error).
+  virtual result<void> probe_write(time_point now) = 0;
 };
 
 struct sqlite_store_options {

@@ -8,6 +8,7 @@
 #include "dsr/jobs/store.hpp"
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -36,6 +37,9 @@ class job_queue {
 struct store_worker_options {
   std::size_t max_active = 1000000;  // max_queued_jobs
   std::size_t max_batch = 512;       // inserts per transaction at most
+  // While a commit has failed (disk full, I/O error), a test write this often finds out when the
+  // store works again, even if no request arrives meanwhile.
+  std::chrono::milliseconds probe_interval{1000};
 };
 
 class store_worker final : public job_queue {
