@@ -6,7 +6,7 @@ MAKEFLAGS += --no-print-directory
 
 SANITIZE_DIR ?= build-sanitize
 
-.PHONY: all deps build run test test-sanitize clean
+.PHONY: all deps build run test test-sanitize soak clean
 
 all: build
 
@@ -31,6 +31,11 @@ test-sanitize: deps
 	@cmake --build $(SANITIZE_DIR) -j $(JOBS)
 	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --test-dir $(SANITIZE_DIR) --output-on-failure -j $(JOBS) --timeout 300
+
+# The kill test in full: 200 jobs, 5 kill -9s (make test runs 40 jobs, 2 kills).
+soak: build
+	@DSR_SOAK_JOBS=$${DSR_SOAK_JOBS:-200} DSR_SOAK_KILLS=$${DSR_SOAK_KILLS:-5} \
+	  $(BUILD_DIR)/tests/dsr_soak_tests
 
 clean:
 	rm -rf $(BUILD_DIR) $(SANITIZE_DIR)

@@ -76,6 +76,30 @@ boost::asio::awaitable<std::optional<flow_outcome>> track_once(const job& j,
   if (time.stopping()) {
     co_return stopped();
   }
+  if (journaled(j, "track", "started")) {
+    // A crash came between the call and its record: the event may be in Exponea's write queue.
+    // Look for it for a while before tracking again.
+    const auto until = time.now() + s.track_settle;
+    auto wait = s.verify_first_poll;
+    while (time.now() < until) {
+      co_await time.sleep(wait);
+      if (time.stopping()) {
+        co_return stopped();
+      }
+      auto again = export_of(j, s);
+      auto seen = co_await api.export_one(std::move(again));
+      if (!seen) {
+        co_return from_error(seen.error(), "looking for the audit event of the interrupted run");
+      }
+      if (!*seen) {
+        co_return flow_outcome{kind::user_not_found, "no customer holds this ID", "", std::nullopt};
+      }
+      if ((*seen)->holds_audit_event) {
+        co_return std::nullopt;
+      }
+      wait = std::min(wait * 2, s.verify_max_poll);
+    }
+  }
   if (auto r = co_await log.record("track", "started"); !r) {
     co_return interrupted(r.error());
   }

@@ -238,6 +238,19 @@ TEST_F(FlowTest, ResumedAfterTrackStartedTracksWhenTheEventNeverArrived) {
   EXPECT_EQ(holders("jane@example.com"), 0);
 }
 
+TEST_F(QueuedWritesFlowTest, ResumedAfterTrackStartedWaitsForAQueuedEventInsteadOfTracking) {
+  auto j = make_job(operation::copy);
+  // The crashed run's track call reached Exponea, which queued the write (5 s here).
+  exponea::event e{"privacy_request", 1, event_properties(j, settings_)};
+  ASSERT_TRUE(test::run_sync(ioc_, api_->track(customer_ids(j, settings_), e)));
+  j.history = {{clock_->now(), "track", "started"}};
+  EXPECT_EQ(run(j).result, kind::completed);
+  EXPECT_EQ(audit_events("req-1"), 1);  // found in the export once applied, not tracked again
+  EXPECT_TRUE(std::find(journal_.steps.begin(), journal_.steps.end(), "track started") ==
+              journal_.steps.end());
+  EXPECT_FALSE(time_.slept.empty());
+}
+
 TEST_F(FlowTest, ResumedAfterAnonymizeStartedTreatsNotFoundAsCompleted) {
   auto j = make_job(operation::delete_);
   j.history = {{clock_->now(), "track", "started"},

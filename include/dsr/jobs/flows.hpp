@@ -52,6 +52,9 @@ struct flow_settings {
   std::chrono::milliseconds verify_timeout{600000};
   std::chrono::milliseconds verify_first_poll{1000};  // doubles per poll, capped below
   std::chrono::milliseconds verify_max_poll{30000};
+  // After a crash between `track started` and `track done`, how long to look for the event in
+  // the export (Exponea queues writes) before tracking it again.
+  std::chrono::milliseconds track_settle{30000};
 };
 
 // How a run ended.
