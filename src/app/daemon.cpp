@@ -111,7 +111,8 @@ std::optional<config> load_or_explain(const std::filesystem::path& file) {
 // Returns what was applied, or nullopt (logged) when nothing was.
 std::optional<std::string> reload_from(const std::filesystem::path& file, const config& running,
                                        swappable_credentials& credentials,
-                                       exponea::limiter& spacing, dispatcher& jobs) {
+                                       exponea::limiter& spacing, dispatcher& jobs,
+                                       store_worker& store) {
   auto log = spdlog::get("main");
   config next;
   try {
@@ -139,12 +140,19 @@ std::optional<std::string> reload_from(const std::filesystem::path& file, const 
   spacing.set_rate(next.exponea.max_requests_per_second);
   jobs.set_retry(next.retry);
   jobs.resume();
+  store.run([bytes = next.store.max_size_mb << 20](job_store& s) {
+    if (auto r = s.set_max_size(bytes); !r) {
+      spdlog::get("main")->warn("[store] max_size_mb: {}", r.error().detail);
+    }
+  });
   std::vector<std::string> later;
   if (next.server != running.server) {
     later.emplace_back("[server]");
   }
-  if (next.store != running.store) {
-    later.emplace_back("[store]");
+  auto other_store = next.store;
+  other_store.max_size_mb = running.store.max_size_mb;
+  if (other_store != running.store) {
+    later.emplace_back("[store] (except max_size_mb)");
   }
   if (next.mineos != running.mineos) {
     later.emplace_back("[mineos]");
@@ -164,7 +172,9 @@ std::optional<std::string> reload_from(const std::filesystem::path& file, const 
     log->warn("changes to {} take effect after a restart (systemctl restart is graceful)",
               fmt::format("{}", fmt::join(later, ", ")));
   }
-  return std::string("credentials, [log] level, [exponea] max_requests_per_second, [retry]");
+  return std::string(
+      "credentials, [log] level, [exponea] max_requests_per_second, [retry], "
+      "[store] max_size_mb");
 }
 
 }  // namespace
@@ -232,6 +242,11 @@ int serve(const std::filesystem::path& config_file) {
   }
   if (const auto n = remove_partial_exports(export_dir); n > 0) {
     log->info("removed {} export download(s) left unfinished by the previous run", n);
+  }
+  if (cfg.store.max_size_mb != 0) {
+    if (auto r = (*store)->set_max_size(cfg.store.max_size_mb << 20); !r) {
+      log->warn("[store] max_size_mb: {}", r.error().detail);
+    }
   }
   store_worker worker(std::move(*store), {cfg.server.max_queued_jobs});
 
@@ -364,7 +379,7 @@ int serve(const std::filesystem::path& config_file) {
   });
   reload = [&, file = cfg.source] {
     ops::notify("RELOADING=1");
-    if (const auto applied = reload_from(file, cfg, *credentials, *spacing, *dispatcher)) {
+    if (const auto applied = reload_from(file, cfg, *credentials, *spacing, *dispatcher, worker)) {
       log->info("reload done: {}", *applied);
     }
     ops::notify("READY=1");

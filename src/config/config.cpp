@@ -285,6 +285,7 @@ config parse_config(std::string_view text, std::string_view source_name,
     cfg.store.path = resolve(base_dir, path);
     r.integer("retention_days", cfg.store.retention_days, 1, 36500);
     r.integer("export_retention_days", cfg.store.export_retention_days, 0, 36500);
+    r.integer("max_size_mb", cfg.store.max_size_mb, 0, 16777216);
     r.finish();
   }
   {

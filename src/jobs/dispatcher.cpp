@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -115,6 +116,7 @@ class dispatcher_impl final : public dispatcher {
         }
       });
     }
+    asio::co_spawn(strand_, sweep(), asio::detached);
     log()->info("dispatching with {} worker(s), owner {}", options_.concurrency, options_.owner);
   }
 
@@ -180,6 +182,25 @@ class dispatcher_impl final : public dispatcher {
   asio::awaitable<void> wait(unsigned n, std::chrono::milliseconds d) {
     timers_[n].expires_after(std::clamp(d, std::chrono::milliseconds(1), options_.poll_interval));
     co_await timers_[n].async_wait(use_nothrow);
+  }
+
+  // A job whose release could not be recorded (the store failed) keeps its lease; once that
+  // expires, the job goes back to the queue and resumes from its journal.
+  asio::awaitable<void> sweep() {
+    asio::steady_timer timer(strand_);
+    while (!stopping_) {
+      timer.expires_after(options_.sweep_interval);
+      co_await timer.async_wait(use_nothrow);
+      if (stopping_) {
+        break;
+      }
+      auto expire = [now = clock_->now()](job_store& s) { return s.expire_leases(now); };
+      auto expired = co_await store_call<result<std::size_t>>(queue_, std::move(expire));
+      if (expired && *expired > 0) {
+        log()->warn("{} job(s) whose lease ran out go back to the queue", *expired);
+        wake_all();
+      }
+    }
   }
 
   asio::awaitable<void> worker(unsigned n) {
@@ -260,7 +281,17 @@ class dispatcher_impl final : public dispatcher {
     auto release = [id = j.id, owner = options_.owner, next, now](job_store& s) {
       return s.release(id, owner, next, now);
     };
-    auto released = co_await store_call<result<void>>(queue_, std::move(release));
+    auto released = co_await store_call<result<void>>(queue_, release);
+    // The store may be failing for a moment (disk full): try again for a while before leaving
+    // the job to the lease sweep.
+    for (int again = 0;
+         !released && !released.error().is(errc::lease_lost) && again < 30 && !stopping_; ++again) {
+      log()->error("[R {}] cannot record the outcome, retrying: {}", j.request_id,
+                   released.error().detail);
+      asio::steady_timer pause(strand_, std::chrono::seconds(1));
+      co_await pause.async_wait(use_nothrow);
+      released = co_await store_call<result<void>>(queue_, release);
+    }
     if (!released) {
       log()->error("[R {}] cannot record the outcome: {}", j.request_id, released.error().detail);
       co_return;

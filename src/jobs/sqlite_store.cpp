@@ -75,6 +75,9 @@ time_point from_ms(std::int64_t v) {
   return time_point{millis{v}};
 }
 
+bool exec(sqlite3* db, const char* sql);
+std::optional<std::string> query_text(sqlite3* db, const char* sql);
+
 class statement {
  public:
   statement(sqlite3* db, const std::string& sql) {
@@ -342,6 +345,19 @@ class sqlite_job_store final : public job_store {
       return error("expiring leases");
     }
     return static_cast<std::size_t>(sqlite3_changes(db_));
+  }
+
+  result<void> set_max_size(std::uint64_t bytes) override {
+    const auto page = query_text(db_, "PRAGMA page_size");
+    const auto page_size = page ? std::max<std::uint64_t>(std::stoull(*page), 512) : 4096;
+    // SQLite has no "unlimited": its own maximum stands for it.
+    const std::uint64_t pages =
+        bytes == 0 ? 4294967294ULL : std::max<std::uint64_t>(bytes / page_size, 1);
+    const auto sql = fmt::format("PRAGMA max_page_count = {}", pages);
+    if (!exec(db_, sql.c_str())) {
+      return error("setting the size cap");
+    }
+    return {};
   }
 
   result<void> probe_write(time_point now) override {

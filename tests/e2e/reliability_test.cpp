@@ -12,6 +12,7 @@
 
 #include <csignal>
 #include <fstream>
+#include <set>
 #include <thread>
 
 namespace dsr::test {
@@ -53,11 +54,22 @@ class Reliability : public ::testing::Test {
   // Starts (or restarts) the daemon on the same store; `secret` goes into the secret file.
   void start_daemon(const std::string& secret = "demo-api-secret") {
     dir_.write("api-secret", secret + "\n");
-    const auto cfg = dir_.write("dsr.toml", fmt::format(R"(
+    write_config();
+    ++runs_;
+    daemon_ = std::make_unique<process>(
+        DSR_BINARY,
+        std::vector<std::string>{"serve", "--config", (dir_.path() / "dsr.toml").string()},
+        std::map<std::string, std::string>{}, dir_.path() / fmt::format("daemon-{}.log", runs_));
+    ASSERT_TRUE(daemon_->wait_listening()) << daemon_->output();
+  }
+  // `store_extra`: lines added to [store].
+  void write_config(const std::string& store_extra = "") {
+    dir_.write("dsr.toml", fmt::format(R"(
 [server]
 listen = "127.0.0.1:0"
 [store]
 path = "dsr.sqlite3"
+{3}
 [exponea]
 base_url = "http://127.0.0.1:{0}"
 timeout_seconds = 5
@@ -80,21 +92,14 @@ admin_token = "admin-SECRET"
 store_key = "{2}"
 mineos_api_key = "mineos-key-SECRET"
 )",
-                                                        sim_port_,
-                                                        (dir_.path() / "api-secret").string(),
-                                                        std::string(64, 'a')));
-    ++runs_;
-    daemon_ = std::make_unique<process>(
-        DSR_BINARY, std::vector<std::string>{"serve", "--config", cfg.string()},
-        std::map<std::string, std::string>{},
-        dir_.path() / fmt::format("daemon-{}.log", runs_));
-    ASSERT_TRUE(daemon_->wait_listening()) << daemon_->output();
+                                       sim_port_, (dir_.path() / "api-secret").string(),
+                                       std::string(64, 'a'), store_extra));
   }
 
   void submit(const std::string& op, const std::string& request_id, const std::string& email) {
-    const auto r = post_signed(daemon_->port(), "/v1/mineos/" + op,
-                               webhook_body("trace-" + request_id, request_id, email),
-                               "webhook-SECRET");
+    const auto r =
+        post_signed(daemon_->port(), "/v1/mineos/" + op,
+                    webhook_body("trace-" + request_id, request_id, email), "webhook-SECRET");
     ASSERT_EQ(r.status, 202) << r.body;
   }
   json view(const std::string& request_id) {
@@ -175,10 +180,67 @@ TEST_F(Reliability, FailedReloadKeepsTheRunningValues) {
   dir_.write("dsr.toml", "[server]\nlisten = 7\n");
   daemon_->signal(SIGHUP);
   submit("delete", "req-after", "c1@example.com");
-  const auto v =
-      wait_for("req-after", [](const json& j) { return j.value("reported", false); });
+  const auto v = wait_for("req-after", [](const json& j) { return j.value("reported", false); });
   EXPECT_EQ(v["state"], "completed");
   EXPECT_THAT(daemon_->output(), HasSubstr("reload failed, keeping the running configuration"));
+}
+
+TEST_F(Reliability, FullStoreAnswers503NeverAcceptsAndRecoversWithoutARestart) {
+  // The store may not grow beyond 1 MiB: a full disk, without root tricks.
+  dir_.write("api-secret", "demo-api-secret\n");
+  write_config("max_size_mb = 1");
+  runs_ = 1;
+  daemon_ = std::make_unique<process>(
+      DSR_BINARY,
+      std::vector<std::string>{"serve", "--config", (dir_.path() / "dsr.toml").string()},
+      std::map<std::string, std::string>{}, dir_.path() / "daemon-1.log");
+  ASSERT_TRUE(daemon_->wait_listening()) << daemon_->output();
+  const std::string pad(200, 'p');  // long ids fill the store faster
+  std::set<std::string> accepted;
+  http_reply refused;
+  for (int i = 0; i < 5000 && refused.status == 0; ++i) {
+    const auto id = fmt::format("req-full-{}-{}", i, pad);
+    const auto r = post_signed(daemon_->port(), "/v1/mineos/delete",
+                               webhook_body(fmt::format("trace-{}-{}", i, pad), id,
+                                            fmt::format("nobody{}@example.com", i)),
+                               "webhook-SECRET");
+    if (r.status == 202) {
+      accepted.insert(id);
+    } else {
+      refused = r;
+    }
+  }
+  ASSERT_EQ(refused.status, 503) << refused.body;
+  EXPECT_FALSE(refused.header("retry-after").empty());
+  EXPECT_GT(accepted.size(), 10u);
+  // While full: never a 202 for a request that does not fit, and the process stays up.
+  for (int i = 0; i < 5; ++i) {
+    const auto r = post_signed(daemon_->port(), "/v1/mineos/delete",
+                               webhook_body(fmt::format("trace-more-{}-{}", i, pad),
+                                            fmt::format("req-more-{}-{}", i, pad), "x@example.com"),
+                               "webhook-SECRET");
+    EXPECT_EQ(r.status, 503);
+    EXPECT_FALSE(r.header("retry-after").empty());
+  }
+  // Space comes back (the operator raises the cap and reloads): accepting resumes, no restart.
+  write_config("max_size_mb = 64");
+  daemon_->signal(SIGHUP);
+  int status = 0;
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (status != 202 && std::chrono::steady_clock::now() < until) {
+    status = post_signed(daemon_->port(), "/v1/mineos/delete",
+                         webhook_body("trace-back-" + pad, "req-back-" + pad, "x@example.com"),
+                         "webhook-SECRET")
+                 .status;
+    std::this_thread::sleep_for(50ms);  // polling for an event, not timing it
+  }
+  EXPECT_EQ(status, 202);
+  EXPECT_EQ(readyz().status, 200);
+  // Every request that got a 202 is there.
+  for (const auto& id : accepted) {
+    ASSERT_EQ(request(daemon_->port(), "GET", "/v1/requests/" + id, "", admin).status, 200) << id;
+  }
+  EXPECT_EQ(daemon_->wait_exit(0ms), std::nullopt);  // still running
 }
 
 TEST_F(Reliability, SigtermDuringWorkExitsWithinTheGraceAndLosesOrRepeatsNothing) {

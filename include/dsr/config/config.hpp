@@ -45,6 +45,9 @@ struct store_config {
   std::filesystem::path path = "/var/lib/dsr-connector/dsr.sqlite3";
   std::uint32_t retention_days = 730;
   std::uint32_t export_retention_days = 7;
+  // Added key: the most the store may grow to, in MiB (0 = no cap). Beyond it intake answers 503
+  // as on a full disk, so that the store never fills a disk it shares.
+  std::uint64_t max_size_mb = 0;
 
   friend bool operator==(const store_config&, const store_config&) = default;
 };

@@ -100,6 +100,8 @@ struct dispatcher_options {
   unsigned concurrency = 4;
   std::chrono::milliseconds lease{std::chrono::minutes(30)};
   std::chrono::milliseconds poll_interval{std::chrono::seconds(1)};
+  // How often leases that ran out (a release the store could not record) are swept back.
+  std::chrono::milliseconds sweep_interval{std::chrono::seconds(30)};
   retry_config retry;
   flow_settings flows;
   // Where completed copy exports are written (one JSON file per request, mode 0600).

@@ -112,6 +112,9 @@ class job_store {
   virtual result<std::size_t> expire_leases(time_point now) = 0;
   // Commits a tiny write: proves the store can commit again after a fault (disk full, I/O error).
   virtual result<void> probe_write(time_point now) = 0;
+  // Caps the store's size (0 = no cap): beyond it commits fail as on a full disk. An engine that
+  // cannot cap its size ignores it.
+  virtual result<void> set_max_size(std::uint64_t bytes) = 0;
 };
 
 struct sqlite_store_options {
