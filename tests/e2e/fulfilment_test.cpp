@@ -224,9 +224,46 @@ TEST_F(Fulfilment, TransientFaultsAreRetriedUntilDone) {
   const auto v = finished("req-retry");
   EXPECT_EQ(v["state"], "completed");
   EXPECT_EQ(v["attempts"], 3);
-  // The 429's Retry-After: 1 was honoured (the retry came no earlier than asked).
+  // The 429's Retry-After: 1 was honoured: the next call came no earlier than asked.
   EXPECT_GE(std::chrono::steady_clock::now() - started, 1s);
+  const auto calls = sim("calls");
+  for (std::size_t i = 0; i + 1 < calls.size(); ++i) {
+    if (calls[i]["status"] == 429) {
+      EXPECT_GE(calls[i + 1]["at_ms"].get<std::int64_t>() - calls[i]["at_ms"].get<std::int64_t>(),
+                1000);
+    }
+  }
   EXPECT_THAT(v["history"].dump(), HasSubstr("boom"));
+}
+
+TEST_F(Fulfilment, ResetsSlowAnswersAndLostAnswersStillEndInOneEventAndOneErasure) {
+  ASSERT_EQ(request(sim_port_, "POST", "/_sim/settings", R"({"latency_ms":100})").status, 200);
+  fault(json::array({
+      {{"endpoint", "export-one"}, {"drop", true}},                  // connection reset
+      {{"endpoint", "track"}, {"drop", true}, {"apply", true}},      // event queued, answer lost
+      {{"endpoint", "anonymize"}, {"drop", true}, {"apply", true}},  // erased, answer lost
+  }));
+  submit("delete", "req-lost", "jane@example.com");
+  const auto v = finished("req-lost");
+  EXPECT_EQ(v["state"], "completed") << v.dump();
+  EXPECT_EQ(holders("jane@example.com"), 0);
+  int events = 0;
+  for (const auto& c : sim("state")) {
+    for (const auto& e : c["events"]) {
+      events += e.value("type", "") == "privacy_request" &&
+                        e["properties"].value("request_id", "") == "req-lost"
+                    ? 1
+                    : 0;
+    }
+  }
+  EXPECT_EQ(events, 1);  // the lost answer did not lead to a second event
+  int tracked = 0;
+  for (const auto& c : sim("calls")) {
+    tracked += c["endpoint"] == "track" ? 1 : 0;
+  }
+  EXPECT_EQ(tracked, 1);
+  wait_reported("req-lost");
+  EXPECT_EQ(json::parse(sim("mineos")[0]["body"].get<std::string>())["status"], "Completed");
 }
 
 TEST_F(Fulfilment, PermanentErrorFailsAtOnceWithAFailedReportQuotingExponea) {
