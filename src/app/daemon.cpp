@@ -342,8 +342,10 @@ int serve(const std::filesystem::path& config_file) {
                  mineos_http.error().detail);
       return 2;
     }
+    mineos::reporter_options reporting{cfg.retry, dispatch.export_dir};
+    reporting.hold = dispatch.hold;
     reporter = mineos::make_reporter((*server)->executor(), worker, std::move(*mineos_http),
-                                     *credentials, clock, {cfg.retry, dispatch.export_dir});
+                                     *credentials, clock, std::move(reporting));
     dispatch.on_finished = [r = reporter.get()] { r->notify(); };
   } else {
     log->info(
@@ -372,6 +374,12 @@ int serve(const std::filesystem::path& config_file) {
                             std::chrono::seconds(10), std::move(done));
   });
   intake.on_preview([&, executor](const std::string& email, http::responder done) {
+    if (const auto why = dispatcher->paused()) {
+      done(http::problem(
+          503, fmt::format("dispatch is paused: {}; fix the value and reload (SIGHUP)", *why),
+          {{"Retry-After", std::to_string(cfg.retry.pause_probe.count())}}));
+      return;
+    }
     job subject;
     subject.subject_email = email;
     exponea::answer_preview(executor, *interactive_api, customer_ids(subject, settings_for(cfg)),

@@ -83,6 +83,7 @@ class reporter_impl final : public reporter {
         if (stopping_) {
           break;
         }
+        const auto held = options_.hold ? options_.hold() : nullptr;
         co_await report(j);
       }
     }

@@ -148,6 +148,13 @@ TEST_F(Reliability, WrongSecretPausesWithoutUsingAttemptsAndAReloadResumes) {
   ASSERT_EQ(ready.status, 503) << ready.body;
   EXPECT_THAT(ready.body, HasSubstr("exponea_api_secret"));
   EXPECT_THAT(ready.body, Not(HasSubstr("not-the-secret")));
+  // A preview meanwhile says so rather than waiting (contract §4).
+  const auto preview =
+      post_signed(daemon_->port(), "/v1/mineos/preview",
+                  webhook_body("trace-preview", "req-preview", "c1@example.com"), "webhook-SECRET");
+  EXPECT_EQ(preview.status, 503);
+  EXPECT_FALSE(preview.header("retry-after").empty());
+  EXPECT_THAT(preview.body, HasSubstr("exponea_api_secret"));
   // Probes keep testing it (pause_probe_seconds = 1) while every job waits, no attempt used.
   std::this_thread::sleep_for(2500ms);  // lets probes happen; nothing is timed
   for (int i = 0; i < 5; ++i) {

@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 
 namespace dsr::mineos {
@@ -35,6 +36,9 @@ struct reporter_options {
   retry_config retry;
   std::filesystem::path export_dir;
   std::chrono::milliseconds poll_interval{std::chrono::seconds(1)};
+  // Held while a report is on its way, so that a graceful stop waits for MineOS's answer and its
+  // record (http::server::hold): a stop then never causes a report to be sent twice.
+  std::function<std::shared_ptr<void>()> hold;
 };
 
 class reporter {
