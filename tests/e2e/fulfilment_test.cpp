@@ -1,6 +1,7 @@
 // Fulfilment end to end: the real dsr-connector against the real exponea-sim, over loopback.
 
 #include "dsr/mineos/signature.hpp"
+#include "support/e2e_config.hpp"
 #include "support/http_client.hpp"
 #include "support/process.hpp"
 #include "support/temp_dir.hpp"
@@ -53,17 +54,9 @@ status_url = "http://127.0.0.1:{}/mineos/status"
 [retry]
 initial_backoff_ms = 20
 max_attempts = 4
-[credentials]
-exponea_api_key = "demo-api-key"
-exponea_api_secret = "demo-api-secret"
-exponea_project_token = "demo-project-token"
-exponea_api_token = "demo-api-token"
-mineos_webhook_secret = "webhook-SECRET"
-admin_token = "admin-SECRET"
-store_key = "{}"
-mineos_api_key = "mineos-key-SECRET"
+{}
 )",
-                                sim_port_, exponea_extra_, sim_port_, std::string(64, 'a')));
+                                sim_port_, exponea_extra_, sim_port_, test_credentials()));
     daemon_ = std::make_unique<process>(
         DSR_BINARY, std::vector<std::string>{"serve", "--config", cfg.string()},
         std::map<std::string, std::string>{}, dir_.path() / "daemon.log");

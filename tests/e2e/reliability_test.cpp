@@ -1,6 +1,7 @@
 // Reliability end to end: the real daemon against the real exponea-sim, with rejected
 // credentials fixed by a reload, and a graceful stop in the middle of work.
 
+#include "support/e2e_config.hpp"
 #include "support/http_client.hpp"
 #include "support/process.hpp"
 #include "support/temp_dir.hpp"
@@ -64,12 +65,13 @@ class Reliability : public ::testing::Test {
   }
   // `store_extra`: lines added to [store].
   void write_config(const std::string& store_extra = "") {
-    dir_.write("dsr.toml", fmt::format(R"(
+    dir_.write("dsr.toml",
+               fmt::format(R"(
 [server]
 listen = "127.0.0.1:0"
 [store]
 path = "dsr.sqlite3"
-{3}
+{2}
 [exponea]
 base_url = "http://127.0.0.1:{0}"
 timeout_seconds = 5
@@ -82,18 +84,12 @@ max_attempts = 3
 pause_probe_seconds = 1
 [jobs]
 shutdown_grace_seconds = 5
-[credentials]
-exponea_api_key = "demo-api-key"
-exponea_api_secret_file = "{1}"
-exponea_project_token = "demo-project-token"
-exponea_api_token = "demo-api-token"
-mineos_webhook_secret = "webhook-SECRET"
-admin_token = "admin-SECRET"
-store_key = "{2}"
-mineos_api_key = "mineos-key-SECRET"
+{1}
 )",
-                                       sim_port_, (dir_.path() / "api-secret").string(),
-                                       std::string(64, 'a'), store_extra));
+                           sim_port_,
+                           test_credentials(fmt::format(R"(exponea_api_secret_file = "{}")",
+                                                        (dir_.path() / "api-secret").string())),
+                           store_extra));
   }
 
   void submit(const std::string& op, const std::string& request_id, const std::string& email) {

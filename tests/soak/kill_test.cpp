@@ -8,6 +8,7 @@
 // `make test` runs a short form (DSR_SOAK_JOBS=40, DSR_SOAK_KILLS=2); `make soak` the full one
 // (200 jobs, 5 kills). Loopback only; every process is stopped at the end.
 
+#include "support/e2e_config.hpp"
 #include "support/http_client.hpp"
 #include "support/process.hpp"
 #include "support/temp_dir.hpp"
@@ -73,24 +74,15 @@ initial_backoff_ms = 50
 max_backoff_seconds = 2
 [jobs]
 concurrency = 8
-[credentials]
-exponea_api_key = "demo-api-key"
-exponea_api_secret = "demo-api-secret"
-exponea_project_token = "demo-project-token"
-exponea_api_token = "demo-api-token"
-mineos_webhook_secret = "webhook-SECRET"
-admin_token = "admin-SECRET"
-store_key = "{1}"
-mineos_api_key = "mineos-key-SECRET"
+{1}
 )",
-                                                     sim_port, std::string(64, 'a')));
+                                                     sim_port, test_credentials()));
   int run = 0;
   std::unique_ptr<process> daemon;
   const auto start = [&] {
-    daemon = std::make_unique<process>(DSR_BINARY,
-                                       std::vector<std::string>{"serve", "--config", cfg.string()},
-                                       std::map<std::string, std::string>{},
-                                       dir.path() / fmt::format("daemon-{}.log", ++run));
+    daemon = std::make_unique<process>(
+        DSR_BINARY, std::vector<std::string>{"serve", "--config", cfg.string()},
+        std::map<std::string, std::string>{}, dir.path() / fmt::format("daemon-{}.log", ++run));
     ASSERT_TRUE(daemon->wait_listening()) << daemon->output();
   };
   start();
