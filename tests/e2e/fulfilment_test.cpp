@@ -465,7 +465,7 @@ TEST_F(RateLimited, NoSecondHoldsMoreCallsThanTheLimitAndExponeaNeverAnswers429)
   // Exponea itself allows 10 calls per 1-second window and answers 429 beyond.
   ASSERT_EQ(request(sim_port_, "POST", "/_sim/settings", R"({"rate_limit_per_second":10})").status,
             200);
-  constexpr int jobs = 40;  // unknown customers: one export-one each, 4 s at 10 per second
+  constexpr int jobs = 100;  // unknown customers: one export-one each, 10 s at 10 per second
   for (int i = 0; i < jobs; ++i) {
     submit("delete", "req-rl-" + std::to_string(i), "nobody" + std::to_string(i) + "@example.com");
   }
