@@ -4,6 +4,9 @@
 #include "dsr/common/time.hpp"
 
 #include <fmt/format.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/throw_exception.hpp>
 
 #include <sys/stat.h>
@@ -203,6 +206,13 @@ call_error classify(const failure& f) {
 
 namespace {
 
+// A free function, not a lambda: co_spawn'ed coroutines keep their parameters in the frame.
+boost::asio::awaitable<result<export_summary>> scan_elsewhere(std::filesystem::path answer,
+                                                              audit_match audit,
+                                                              std::filesystem::path save_to) {
+  co_return scan_export(answer, audit, save_to);
+}
+
 // A parsed answer. nlohmann::json converts implicitly to anything, which would make
 // result<json, call_error> ambiguous; a named wrapper avoids that.
 struct answer_body {
@@ -235,7 +245,9 @@ class api_impl final : public api {
       }
       co_return answer.error();
     }
-    auto scanned = scan_export(download, r.audit, r.save_to);
+    // Scanning a large export takes seconds of CPU and disk: off the I/O threads.
+    auto scanned = co_await boost::asio::co_spawn(
+        scanner_, scan_elsewhere(download, r.audit, r.save_to), boost::asio::use_awaitable);
     if (scanned && !scanned->success) {
       // A refusal on HTTP 200 is short; its text decides the class.
       auto refusal = read_small(download);
@@ -400,6 +412,7 @@ class api_impl final : public api {
   const credential_store& credentials_;
   std::shared_ptr<clock> clock_;
   api_options options_;
+  boost::asio::thread_pool scanner_{1};
   std::mutex mutex_;
   std::mt19937_64 random_{std::random_device{}()};
 };

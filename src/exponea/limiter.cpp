@@ -26,11 +26,12 @@ spacing::spacing(double per_second) {
 }
 
 void spacing::set_rate(double per_second) {
-  // 0.5 % wider than 1/R: a call's bytes leave a little after its slot, and that jitter must not
-  // squeeze R + 1 calls into some second as the server counts them.
+  // 2 % wider than 1/R: a call reaches the server a little after its slot (a busy thread, a new
+  // connection), and that jitter must not squeeze R + 1 calls into some second as the server
+  // counts them. R calls span 1.02 s: 20 ms of tolerance for 2 % of the throughput.
   interval_ = per_second <= 0
                   ? std::chrono::nanoseconds(0)
-                  : std::chrono::nanoseconds(static_cast<std::int64_t>(1.005e9 / per_second));
+                  : std::chrono::nanoseconds(static_cast<std::int64_t>(1.02e9 / per_second));
 }
 
 steady_time spacing::next_at(steady_time now) const {

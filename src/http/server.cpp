@@ -92,6 +92,15 @@ class server_impl final : public server {
   ~server_impl() override { destroyed_ = true; }
 
   result<void> bind() {
+    // Signals are caught from here on: one that arrives before run() (right after "listening"
+    // and READY=1) waits for it instead of killing the process.
+    if (options_.handle_signals) {
+      signals_.add(SIGTERM);
+      signals_.add(SIGINT);
+      if (options_.on_reload) {
+        signals_.add(SIGHUP);
+      }
+    }
     if (auto r = open(public_, options_.listen, "listen"); !r) {
       return r;
     }
@@ -118,11 +127,6 @@ class server_impl final : public server {
       co_spawn(*admin_, listener::admin);
     }
     if (options_.handle_signals) {
-      signals_.add(SIGTERM);
-      signals_.add(SIGINT);
-      if (options_.on_reload) {
-        signals_.add(SIGHUP);
-      }
       wait_signal();
     }
     unsigned threads = options_.io_threads;

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <condition_variable>
+#include <csignal>
 #include <mutex>
 #include <thread>
 
@@ -208,6 +209,22 @@ TEST(Server, GracefulStopFinishesRequestsInFlightAndClosesIdleConnections) {
   EXPECT_EQ(r.body, "released");
   EXPECT_EQ(r.header("connection"), "close");
   s.stop_and_join();  // returns: the drain completed
+}
+
+TEST(Server, ASignalBetweenBindAndRunStopsGracefullyInsteadOfKilling) {
+  // The daemon logs "listening" and sends READY=1 before run(): a SIGTERM (or SIGHUP) arriving
+  // then must wait for run(), not take the default action and kill the process.
+  test_handler h;
+  auto o = small_limits();
+  o.listen = endpoint{"127.0.0.1", 0};
+  int reloads = 0;
+  o.on_reload = [&reloads] { ++reloads; };
+  auto s = make_server(o, h);
+  ASSERT_TRUE(s) << s.error().detail;
+  ::raise(SIGHUP);
+  ::raise(SIGTERM);
+  (*s)->run();  // returns: the SIGTERM began a graceful stop
+  EXPECT_EQ(reloads, 1);
 }
 
 TEST(Server, BindErrorNamesTheAddress) {
