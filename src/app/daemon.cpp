@@ -1,5 +1,6 @@
 #include "dsr/app/daemon.hpp"
 
+#include "dsr/common/crypto.hpp"
 #include "dsr/config/config.hpp"
 #include "dsr/credentials/credentials.hpp"
 #include "dsr/exponea/client.hpp"
@@ -223,7 +224,12 @@ int serve(const std::filesystem::path& config_file) {
     fmt::print(stderr, "dsr-connector: {}\n", lock_problem);
     return 1;
   }
-  auto store = open_sqlite_store({cfg.store.path});
+  sqlite_store_options store_options;
+  store_options.path = cfg.store.path;
+  // check_credentials made sure store_key is 64 hex digits.
+  store_options.subject_key =
+      crypto::from_hex(credentials->find(credential::store_key)->reveal()).value_or("");
+  auto store = open_sqlite_store(store_options);
   if (!store) {
     fmt::print(stderr, "dsr-connector: {}\n", store.error().detail);
     return 1;
@@ -348,6 +354,7 @@ int serve(const std::filesystem::path& config_file) {
                                      *credentials, clock, std::move(reporting));
     dispatch.on_finished = [r = reporter.get()] { r->notify(); };
   } else {
+    dispatch.forget_finished_subjects = true;  // nothing will acknowledge a report
     log->info(
         "[mineos] status_url is empty: outcomes are not reported; copy exports are kept "
         "for {} day(s)",

@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 
 #include <array>
@@ -36,6 +37,118 @@ bool constant_time_equal(std::string_view a, std::string_view b) {
   SHA256(reinterpret_cast<const unsigned char*>(a.data()), a.size(), da.data());
   SHA256(reinterpret_cast<const unsigned char*>(b.data()), b.size(), db.data());
   return CRYPTO_memcmp(da.data(), db.data(), da.size()) == 0;
+}
+
+namespace {
+
+constexpr std::size_t nonce_size = 12;
+constexpr std::size_t tag_size = 16;
+
+struct cipher_ctx {
+  cipher_ctx() : ctx(EVP_CIPHER_CTX_new()) {
+    if (ctx == nullptr) {
+      throw std::runtime_error("EVP_CIPHER_CTX_new failed");
+    }
+  }
+  cipher_ctx(const cipher_ctx&) = delete;
+  cipher_ctx& operator=(const cipher_ctx&) = delete;
+  ~cipher_ctx() { EVP_CIPHER_CTX_free(ctx); }
+  EVP_CIPHER_CTX* ctx;
+};
+
+const unsigned char* bytes(std::string_view s) {
+  return reinterpret_cast<const unsigned char*>(s.data());
+}
+
+}  // namespace
+
+std::string seal(std::string_view key, std::string_view plaintext, std::string_view aad) {
+  if (key.size() != 32) {
+    throw std::invalid_argument("AES-256-GCM needs a 32-byte key");
+  }
+  std::string out(nonce_size + plaintext.size() + tag_size, '\0');
+  auto* nonce = reinterpret_cast<unsigned char*>(out.data());
+  if (RAND_bytes(nonce, static_cast<int>(nonce_size)) != 1) {
+    throw std::runtime_error("RAND_bytes failed");
+  }
+  cipher_ctx c;
+  int len = 0;
+  auto* cipher = reinterpret_cast<unsigned char*>(out.data() + nonce_size);
+  if (EVP_EncryptInit_ex(c.ctx, EVP_aes_256_gcm(), nullptr, bytes(key), nonce) != 1 ||
+      (!aad.empty() &&
+       EVP_EncryptUpdate(c.ctx, nullptr, &len, bytes(aad), static_cast<int>(aad.size())) != 1) ||
+      EVP_EncryptUpdate(c.ctx, cipher, &len, bytes(plaintext),
+                        static_cast<int>(plaintext.size())) != 1 ||
+      EVP_EncryptFinal_ex(c.ctx, cipher + len, &len) != 1 ||
+      EVP_CIPHER_CTX_ctrl(c.ctx, EVP_CTRL_GCM_GET_TAG, static_cast<int>(tag_size),
+                          cipher + plaintext.size()) != 1) {
+    throw std::runtime_error("AES-256-GCM encryption failed in OpenSSL");
+  }
+  return out;
+}
+
+std::optional<std::string> open(std::string_view key, std::string_view sealed,
+                                std::string_view aad) {
+  if (key.size() != 32 || sealed.size() < nonce_size + tag_size) {
+    return std::nullopt;
+  }
+  const auto nonce = sealed.substr(0, nonce_size);
+  const auto cipher = sealed.substr(nonce_size, sealed.size() - nonce_size - tag_size);
+  std::string tag(sealed.substr(sealed.size() - tag_size));
+  std::string out(cipher.size(), '\0');
+  cipher_ctx c;
+  int len = 0;
+  auto* plain = reinterpret_cast<unsigned char*>(out.data());
+  if (EVP_DecryptInit_ex(c.ctx, EVP_aes_256_gcm(), nullptr, bytes(key), bytes(nonce)) != 1 ||
+      (!aad.empty() &&
+       EVP_DecryptUpdate(c.ctx, nullptr, &len, bytes(aad), static_cast<int>(aad.size())) != 1) ||
+      EVP_DecryptUpdate(c.ctx, plain, &len, bytes(cipher), static_cast<int>(cipher.size())) != 1 ||
+      EVP_CIPHER_CTX_ctrl(c.ctx, EVP_CTRL_GCM_SET_TAG, static_cast<int>(tag_size), tag.data()) !=
+          1 ||
+      EVP_DecryptFinal_ex(c.ctx, plain + len, &len) != 1) {
+    return std::nullopt;
+  }
+  return out;
+}
+
+std::optional<std::string> from_hex(std::string_view hex) {
+  if (hex.size() % 2 != 0) {
+    return std::nullopt;
+  }
+  const auto digit = [](char c) -> int {
+    if (c >= '0' && c <= '9') {
+      return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+      return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+      return c - 'A' + 10;
+    }
+    return -1;
+  };
+  std::string out;
+  out.reserve(hex.size() / 2);
+  for (std::size_t i = 0; i < hex.size(); i += 2) {
+    const int hi = digit(hex[i]);
+    const int lo = digit(hex[i + 1]);
+    if (hi < 0 || lo < 0) {
+      return std::nullopt;
+    }
+    out.push_back(static_cast<char>(hi * 16 + lo));
+  }
+  return out;
+}
+
+std::string to_hex(std::string_view bytes_in) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes_in.size() * 2);
+  for (const unsigned char c : bytes_in) {
+    out.push_back(digits[c >> 4]);
+    out.push_back(digits[c & 15]);
+  }
+  return out;
 }
 
 }  // namespace dsr::crypto

@@ -242,7 +242,13 @@ class dispatcher_impl final : public dispatcher {
     // g++ 12 miscompiles co_await in a conditional expression: plain if/else. A bug or an
     // unexpected answer must not take the worker down: it becomes a retry of this job.
     try {
-      if (j.op == operation::delete_) {
+      if (j.subject_email.empty()) {
+        // Sealed with another store_key, or damaged: never run a job for nobody.
+        outcome = flow_outcome{kind::failed,
+                               "the subject's e-mail cannot be read from the store (was store_key "
+                               "changed?); restore the previous store_key",
+                               "", std::nullopt};
+      } else if (j.op == operation::delete_) {
         outcome = co_await run_delete(j, api_, journal, time, options_.flows);
       } else {
         auto file = export_path(options_.export_dir, j.id);
@@ -307,6 +313,13 @@ class dispatcher_impl final : public dispatcher {
           std::chrono::duration_cast<std::chrono::seconds>(next.next_attempt_at - now).count(),
           outcome.message);
     } else {
+      if (options_.forget_finished_subjects) {
+        auto forget = [id = j.id](job_store& s) { return s.forget_subject(id); };
+        if (auto r = co_await store_call<result<void>>(queue_, std::move(forget)); !r) {
+          log()->error("[R {}] cannot replace the e-mail by its hash: {}", j.request_id,
+                       r.error().detail);
+        }
+      }
       if (options_.on_finished) {
         options_.on_finished();
       }

@@ -3,6 +3,8 @@
 
 #include "dsr/jobs/store.hpp"
 
+#include "dsr/common/crypto.hpp"
+
 #include <fmt/format.h>
 #include <sqlite3.h>
 
@@ -66,7 +68,8 @@ CREATE TABLE store_probe (id INTEGER PRIMARY KEY CHECK (id = 1), at_ms INTEGER N
 constexpr const char* job_columns =
     "id, request_id, trace_id, operation, integration_id, source, request_type, created_at_ms, "
     "received_at_ms, updated_at_ms, subject, state, attempts, next_attempt_at_ms, lease_owner, "
-    "lease_expires_at_ms, outcome, outcome_message, reported, report_error, report_attempts";
+    "lease_expires_at_ms, outcome, outcome_message, reported, report_error, report_attempts, "
+    "subject_form";
 
 std::int64_t ms(time_point t) {
   return t.time_since_epoch().count();
@@ -142,7 +145,8 @@ class use {
 
 class sqlite_job_store final : public job_store {
  public:
-  sqlite_job_store(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  sqlite_job_store(sqlite3* db, std::string path, std::string key)
+      : db_(db), path_(std::move(path)), key_(std::move(key)) {}
   sqlite_job_store(const sqlite_job_store&) = delete;
   sqlite_job_store& operator=(const sqlite_job_store&) = delete;
   ~sqlite_job_store() override {
@@ -327,6 +331,43 @@ class sqlite_job_store final : public job_store {
     if (q.step() != SQLITE_DONE) {
       return error("recording a report");
     }
+    if (u.acknowledged) {
+      return forget_subject(job_id);
+    }
+    return {};
+  }
+
+  // The e-mail as stored: in the clear (0), sealed (1), or a hash (2: forgotten, "").
+  std::string subject_of(const std::string& stored, std::int64_t form,
+                         const std::string& request_id) const {
+    if (form == 0) {
+      return stored;
+    }
+    if (form == 1) {
+      return crypto::open(key_, stored, request_id).value_or("");
+    }
+    return "";
+  }
+
+  result<void> forget_subject(std::int64_t job_id) override {
+    std::string email;
+    {
+      use q(stmts_->subject_of);
+      q.bind(1, job_id);
+      if (q.step() != SQLITE_ROW) {
+        return {};  // gone, not finished, or failed (kept until retried or purged)
+      }
+      email = subject_of(q.blob(0), q.integer(1), q.text(2));
+    }
+    // Only a keyed hash stays: a known address can be matched to the request, none read back.
+    std::transform(email.begin(), email.end(), email.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    const auto hash = "hmac-sha256:" + crypto::to_hex(crypto::hmac_sha256(key_, email));
+    use q(stmts_->forget);
+    q.bind(1, job_id).bind_blob(2, hash);
+    if (q.step() != SQLITE_DONE) {
+      return error("replacing a finished job's e-mail by its hash");
+    }
     return {};
   }
 
@@ -380,8 +421,8 @@ class sqlite_job_store final : public job_store {
           insert_job(db,
                      "INSERT INTO jobs (request_id, trace_id, operation, integration_id, source, "
                      "request_type, created_at_ms, received_at_ms, updated_at_ms, subject, state, "
-                     "next_attempt_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, "
-                     "'queued', ?8)"),
+                     "next_attempt_at_ms, subject_form) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+                     "?8, ?9, 'queued', ?8, ?10)"),
           insert_step(db,
                       "INSERT INTO job_steps (job_id, seq, at_ms, step, result) VALUES (?1, "
                       "(SELECT COALESCE(MAX(seq), 0) + 1 FROM job_steps WHERE job_id = ?1), ?2, "
@@ -433,11 +474,16 @@ class sqlite_job_store final : public job_store {
                  "UPDATE jobs SET state = CASE WHEN attempts > 0 THEN 'retrying' ELSE 'queued' "
                  "END, lease_owner = NULL, lease_expires_at_ms = NULL WHERE state = 'running' AND "
                  "lease_expires_at_ms < ?1"),
-          probe(db, "INSERT OR REPLACE INTO store_probe (id, at_ms) VALUES (1, ?1)") {}
+          probe(db, "INSERT OR REPLACE INTO store_probe (id, at_ms) VALUES (1, ?1)"),
+          subject_of(db,
+                     "SELECT subject, subject_form, request_id FROM jobs WHERE id = ?1 AND state "
+                     "IN ('completed', 'user_not_found', 'cancelled') AND subject_form != 2"),
+          forget(db, "UPDATE jobs SET subject = ?2, subject_form = 2 WHERE id = ?1") {}
 
     statement begin, commit, rollback, by_trace, by_request, insert_job, insert_step,
         find_by_request, find_by_id, list_all, list_state, history, count_active, claim, lease_of,
-        release, due_reports, requeue, resend, cancel, record_report, expire, probe;
+        release, due_reports, requeue, resend, cancel, record_report, expire, probe, subject_of,
+        forget;
   };
 
   failure error(std::string_view doing) const {
@@ -518,7 +564,14 @@ class sqlite_job_store final : public job_store {
       } else {
         q.bind_null(7);
       }
-      q.bind(8, ms(j.received_at)).bind_blob(9, j.subject_email);
+      // The e-mail is personal data: sealed with store_key, bound to its request id.
+      if (key_.empty()) {
+        q.bind(8, ms(j.received_at)).bind_blob(9, j.subject_email).bind(10, std::int64_t{0});
+      } else {
+        q.bind(8, ms(j.received_at))
+            .bind_blob(9, crypto::seal(key_, j.subject_email, j.request_id))
+            .bind(10, std::int64_t{1});
+      }
       if (q.step() != SQLITE_DONE) {
         return error("inserting a job");
       }
@@ -632,7 +685,7 @@ class sqlite_job_store final : public job_store {
     return found;
   }
 
-  static job read_job(const use& q) {
+  job read_job(const use& q) const {
     job j;
     j.id = q.integer(0);
     j.request_id = q.text(1);
@@ -646,7 +699,7 @@ class sqlite_job_store final : public job_store {
     }
     j.received_at = from_ms(q.integer(8));
     j.updated_at = from_ms(q.integer(9));
-    j.subject_email = q.blob(10);
+    j.subject_email = subject_of(q.blob(10), q.integer(21), j.request_id);
     j.state = parse_job_state(q.text(11)).value_or(job_state::failed);
     j.attempts = static_cast<std::uint32_t>(q.integer(12));
     j.next_attempt_at = from_ms(q.integer(13));
@@ -679,6 +732,7 @@ class sqlite_job_store final : public job_store {
 
   sqlite3* db_;
   std::string path_;
+  std::string key_;  // store_key (32 bytes) seals e-mails; empty: kept in the clear (tests)
   std::unique_ptr<statements> stmts_;
   std::size_t active_ = 0;
 };
@@ -772,7 +826,7 @@ result<std::unique_ptr<job_store>> open_sqlite_store(const sqlite_store_options&
       return fail(errc::store_unavailable, fmt::format("cannot migrate to schema {}", v + 1));
     }
   }
-  auto store = std::make_unique<sqlite_job_store>(db, path);
+  auto store = std::make_unique<sqlite_job_store>(db, path, options.subject_key);
   if (auto r = store->prepare(); !r) {
     return r.error();
   }

@@ -29,5 +29,28 @@ TEST(Crypto, ConstantTimeEqualComparesContentAndLength) {
   EXPECT_FALSE(constant_time_equal("", "x"));
 }
 
+TEST(Crypto, SealedBytesOpenOnlyWithTheSameKeyAndAad) {
+  const std::string key(32, 'k');
+  const auto sealed = seal(key, "jane@example.com", "req-1");
+  EXPECT_EQ(sealed.find("jane"), std::string::npos);
+  EXPECT_EQ(sealed.size(), 12u + 16u + 16u);  // nonce, ciphertext, tag
+  EXPECT_EQ(open(key, sealed, "req-1"), "jane@example.com");
+  EXPECT_NE(seal(key, "jane@example.com", "req-1"), sealed);             // a fresh nonce each time
+  EXPECT_EQ(open(std::string(32, 'x'), sealed, "req-1"), std::nullopt);  // another key
+  EXPECT_EQ(open(key, sealed, "req-2"), std::nullopt);                   // moved to another row
+  auto altered = sealed;
+  altered[14] ^= 1;
+  EXPECT_EQ(open(key, altered, "req-1"), std::nullopt);
+  EXPECT_EQ(open(key, "short", "req-1"), std::nullopt);
+  EXPECT_EQ(open(key, seal(key, "", ""), ""), "");
+}
+
+TEST(Crypto, HexRoundTrips) {
+  EXPECT_EQ(to_hex(std::string("\x00\x1f\xab", 3)), "001fab");
+  EXPECT_EQ(from_hex("001FaB"), std::string("\x00\x1f\xab", 3));
+  EXPECT_EQ(from_hex("abc"), std::nullopt);
+  EXPECT_EQ(from_hex("zz"), std::nullopt);
+}
+
 }  // namespace
 }  // namespace dsr::crypto

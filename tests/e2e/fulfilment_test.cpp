@@ -340,6 +340,22 @@ TEST_F(Fulfilment, CopyWhoseExportWasLostIsReportedFailedAskingForARetry) {
   EXPECT_FALSE(body.contains("data"));
 }
 
+TEST_F(Fulfilment, TheStoreNeverHoldsTheEmailInTheClear) {
+  submit("delete", "req-private", "jane@example.com");
+  submit("delete", "req-private-2", "Canary.Person@Example.com");
+  wait_reported("req-private");
+  wait_reported("req-private-2");
+  std::string bytes;
+  for (const char* f : {"dsr.sqlite3", "dsr.sqlite3-wal"}) {
+    std::ifstream in(dir_.path() / f, std::ios::binary);
+    bytes.append(std::istreambuf_iterator<char>(in), {});
+  }
+  ASSERT_FALSE(bytes.empty());
+  EXPECT_EQ(bytes.find("jane@example.com"), std::string::npos);
+  EXPECT_EQ(bytes.find("Canary.Person"), std::string::npos);
+  EXPECT_EQ(bytes.find("canary.person"), std::string::npos);
+}
+
 TEST_F(Fulfilment, MineosAnswering503IsRetriedUntilAcknowledgedOnce) {
   fault({{"endpoint", "mineos"}, {"status", 503}, {"count", 3}});
   submit("delete", "req-503", "nobody@example.com");

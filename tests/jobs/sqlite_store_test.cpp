@@ -287,5 +287,67 @@ TEST(SqliteStore, FullDatabaseFailsTheWholeBatchAndRecoversWhenSpaceReturns) {
   EXPECT_EQ(*(*s)->count_active(), 2u);
 }
 
+// Every byte SQLite wrote: the database and its write-ahead log.
+std::string store_bytes(const std::filesystem::path& db) {
+  std::string all;
+  for (const auto& p : {db, std::filesystem::path(db.string() + "-wal")}) {
+    std::ifstream in(p, std::ios::binary);
+    all.append(std::istreambuf_iterator<char>(in), {});
+  }
+  return all;
+}
+
+TEST(SqliteStore, EmailIsSealedAtRestAndReplacedByAHashOnceReported) {
+  test::temp_dir dir;
+  const auto path = dir.path() / "dsr.sqlite3";
+  sqlite_store_options o;
+  o.path = path;
+  o.subject_key = std::string(32, 'k');
+  auto s = open_sqlite_store(o);
+  ASSERT_TRUE(s) << s.error().detail;
+  auto a = make_job("req-a", "ta");
+  a.subject_email = "canary-a@example.com";
+  auto b = make_job("req-b", "tb");
+  b.subject_email = "canary-b@example.com";
+  ASSERT_EQ(insert_one(**s, a), kind::inserted);
+  ASSERT_EQ(insert_one(**s, b), kind::inserted);
+  EXPECT_EQ(store_bytes(path).find("canary-"), std::string::npos);  // sealed from the start
+  // The job that runs gets the address back.
+  auto claimed = (*s)->claim_next("w", t0, std::chrono::minutes(1));
+  ASSERT_TRUE(claimed && *claimed);
+  EXPECT_EQ((*claimed)->subject_email, "canary-a@example.com");
+  ASSERT_TRUE(
+      (*s)->release((*claimed)->id, "w", {job_state::completed, 1, t0, "Completed", ""}, t0));
+  // Finished but not yet reported: still sealed, still readable for the report.
+  EXPECT_EQ((**(*s)->find("req-a")).subject_email, "canary-a@example.com");
+  report_update ack;
+  ack.acknowledged = true;
+  ASSERT_TRUE((*s)->record_report((*claimed)->id, ack, t0));
+  EXPECT_EQ((**(*s)->find("req-a")).subject_email, "");  // only the hash is left
+  EXPECT_EQ((**(*s)->find("req-b")).subject_email, "canary-b@example.com");  // still queued
+}
+
+TEST(SqliteStore, FailedJobKeepsItsSealedEmailAndAnotherKeyCannotReadIt) {
+  test::temp_dir dir;
+  const auto path = dir.path() / "dsr.sqlite3";
+  sqlite_store_options o;
+  o.path = path;
+  o.subject_key = std::string(32, 'k');
+  {
+    auto s = open_sqlite_store(o);
+    ASSERT_TRUE(s);
+    ASSERT_EQ(insert_one(**s, make_job("req-f", "tf")), kind::inserted);
+    auto j = (*s)->claim_next("w", t0, std::chrono::minutes(1));
+    ASSERT_TRUE(j && *j);
+    ASSERT_TRUE((*s)->release((*j)->id, "w", {job_state::failed, 1, t0, "Failed", "x"}, t0));
+    ASSERT_TRUE((*s)->forget_subject((*j)->id));  // a failed job may be retried: kept
+    EXPECT_EQ((**(*s)->find("req-f")).subject_email, "jane@example.com");
+  }
+  o.subject_key = std::string(32, 'z');
+  auto other = open_sqlite_store(o);
+  ASSERT_TRUE(other);
+  EXPECT_EQ((**(*other)->find("req-f")).subject_email, "");
+}
+
 }  // namespace
 }  // namespace dsr

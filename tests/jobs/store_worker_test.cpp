@@ -60,6 +60,7 @@ class gated_store final : public job_store {
     return {};
   }
   result<void> set_max_size(std::uint64_t) override { return {}; }
+  result<void> forget_subject(std::int64_t) override { return {}; }
   void heal() {
     const std::lock_guard lock(mutex_);
     fail_ = false;

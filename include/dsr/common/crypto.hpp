@@ -1,6 +1,7 @@
 #pragma once
 // Small cryptographic helpers over OpenSSL's EVP interface.
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -16,5 +17,18 @@ std::string base64_encode(std::string_view bytes);
 // differ: both sides are hashed with SHA-256 and the digests compared with CRYPTO_memcmp. Use it
 // for every comparison of a MAC, token or password.
 bool constant_time_equal(std::string_view a, std::string_view b);
+
+// AES-256-GCM with a fresh random 96-bit nonce: returns nonce || ciphertext || 16-byte tag.
+// `key` must be 32 bytes; `aad` is authenticated, not stored (bind the value to its record).
+std::string seal(std::string_view key, std::string_view plaintext, std::string_view aad = {});
+
+// The plaintext of `seal`ed bytes; nullopt when they were not sealed with this key and `aad`, or
+// were altered.
+std::optional<std::string> open(std::string_view key, std::string_view sealed,
+                                std::string_view aad = {});
+
+// "0a1b..." → bytes; nullopt when not an even number of hex digits.
+std::optional<std::string> from_hex(std::string_view hex);
+std::string to_hex(std::string_view bytes);
 
 }  // namespace dsr::crypto

@@ -115,6 +115,10 @@ class job_store {
   // Caps the store's size (0 = no cap): beyond it commits fail as on a full disk. An engine that
   // cannot cap its size ignores it.
   virtual result<void> set_max_size(std::uint64_t bytes) = 0;
+  // Replaces a finished job's e-mail (completed, user_not_found, cancelled) by its keyed hash;
+  // nothing for other states. record_report does it on acknowledgement; call it yourself when
+  // outcomes are not reported.
+  virtual result<void> forget_subject(std::int64_t job_id) = 0;
 };
 
 struct sqlite_store_options {
@@ -123,6 +127,9 @@ struct sqlite_store_options {
   // Caps the database size in pages (PRAGMA max_page_count): lets tests make the store "full"
   // without filling a disk. 0 = no cap.
   std::uint32_t max_page_count = 0;
+  // store_key (32 bytes): e-mails are sealed with AES-256-GCM while a job can run, and replaced
+  // by HMAC-SHA256 once it is finished and reported. Empty: kept in the clear (tests only).
+  std::string subject_key;
 };
 
 // Opens (creating and migrating as needed) a SQLite store in WAL mode with synchronous=FULL.
