@@ -262,6 +262,7 @@ int serve(const std::filesystem::path& config_file) {
   ops::admin_options admin_options;
   admin_options.deadline_days = cfg.jobs.deadline_days;
   admin_options.export_dir = export_dir;
+  admin_options.export_key = store_options.subject_key;
   std::function<void()> wake_workers;  // set once the dispatcher and reporter exist
   dsr::dispatcher* running_dispatcher = nullptr;
   admin_options.paused = [&running_dispatcher]() -> std::optional<std::string> {
@@ -321,15 +322,16 @@ int serve(const std::filesystem::path& config_file) {
   // One limiter for every call to Exponea; preview and isTest take their turn before jobs.
   auto spacing = std::make_shared<exponea::limiter>((*server)->executor(),
                                                     cfg.exponea.max_requests_per_second);
-  auto exponea_api = exponea::make_api(
-      std::move(*exponea_http), *credentials, clock,
-      {export_dir, cfg.exponea.max_export_bytes, spacing, exponea::priority::background});
+  auto exponea_api = exponea::make_api(std::move(*exponea_http), *credentials, clock,
+                                       {export_dir, cfg.exponea.max_export_bytes, spacing,
+                                        exponea::priority::background, store_options.subject_key});
   auto interactive_http = http::make_client(
       (*server)->executor(),
       {cfg.exponea.base_url, cfg.exponea.timeout, cfg.exponea.ca_file, answer_in_memory_limit});
-  auto interactive_api = exponea::make_api(
-      std::move(*interactive_http), *credentials, clock,
-      {export_dir, cfg.exponea.max_export_bytes, spacing, exponea::priority::interactive});
+  auto interactive_api =
+      exponea::make_api(std::move(*interactive_http), *credentials, clock,
+                        {export_dir, cfg.exponea.max_export_bytes, spacing,
+                         exponea::priority::interactive, store_options.subject_key});
   dispatcher_options dispatch;
   dispatch.owner = owner_id();
   dispatch.concurrency = cfg.jobs.concurrency;
@@ -350,6 +352,7 @@ int serve(const std::filesystem::path& config_file) {
     }
     mineos::reporter_options reporting{cfg.retry, dispatch.export_dir};
     reporting.hold = dispatch.hold;
+    reporting.export_key = store_options.subject_key;
     reporter = mineos::make_reporter((*server)->executor(), worker, std::move(*mineos_http),
                                      *credentials, clock, std::move(reporting));
     dispatch.on_finished = [r = reporter.get()] { r->notify(); };

@@ -209,8 +209,9 @@ namespace {
 // A free function, not a lambda: co_spawn'ed coroutines keep their parameters in the frame.
 boost::asio::awaitable<result<export_summary>> scan_elsewhere(std::filesystem::path answer,
                                                               audit_match audit,
-                                                              std::filesystem::path save_to) {
-  co_return scan_export(answer, audit, save_to);
+                                                              std::filesystem::path save_to,
+                                                              std::string key) {
+  co_return scan_export(answer, audit, save_to, key);
 }
 
 // A parsed answer. nlohmann::json converts implicitly to anything, which would make
@@ -247,7 +248,8 @@ class api_impl final : public api {
     }
     // Scanning a large export takes seconds of CPU and disk: off the I/O threads.
     auto scanned = co_await boost::asio::co_spawn(
-        scanner_, scan_elsewhere(download, r.audit, r.save_to), boost::asio::use_awaitable);
+        scanner_, scan_elsewhere(download, r.audit, r.save_to, options_.export_key),
+        boost::asio::use_awaitable);
     if (scanned && !scanned->success) {
       // A refusal on HTTP 200 is short; its text decides the class.
       auto refusal = read_small(download);

@@ -1,5 +1,7 @@
 #include "dsr/exponea/export_scan.hpp"
 
+#include "dsr/common/sealed_file.hpp"
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -71,10 +73,57 @@ struct level_state {
 
 enum class kind { scalar, object, array };
 
+// Where the customer is written: in the clear, or sealed chunk by chunk (sealed_file.hpp).
+class export_writer {
+ public:
+  export_writer(std::FILE* f, std::string_view key, std::string_view file_id)
+      : file_(f), key_(key), file_id_(file_id) {}
+
+  void write(std::string_view s) {
+    if (key_.empty()) {
+      put(s);
+      return;
+    }
+    buffer_.append(s);
+    // A chunk goes out once more bytes follow it: only then is it known not to be the last.
+    while (buffer_.size() > sealed_file::chunk_plain) {
+      put(sealed_file::seal_chunk(key_, file_id_, index_++, false,
+                                  std::string_view(buffer_).substr(0, sealed_file::chunk_plain)));
+      buffer_.erase(0, sealed_file::chunk_plain);
+    }
+  }
+
+  bool finish() {
+    if (!key_.empty()) {
+      if (buffer_.size() == sealed_file::chunk_plain) {
+        put(sealed_file::seal_chunk(key_, file_id_, index_++, false, buffer_));
+        buffer_.clear();
+      }
+      put(sealed_file::seal_chunk(key_, file_id_, index_++, true, buffer_));
+    }
+    return !failed_ && std::fflush(file_) == 0 && ::fdatasync(::fileno(file_)) == 0 &&
+           std::ferror(file_) == 0;
+  }
+
+ private:
+  void put(std::string_view s) {
+    if (std::fwrite(s.data(), 1, s.size(), file_) != s.size()) {
+      failed_ = true;
+    }
+  }
+
+  std::FILE* file_;
+  std::string_view key_;
+  std::string_view file_id_;
+  std::string buffer_;
+  std::uint64_t index_ = 0;
+  bool failed_ = false;
+};
+
 // The nlohmann SAX interface. Scans; when `out` is set, also copies the sections of `write_level`.
 class scanner {
  public:
-  scanner(const audit_match& audit, std::FILE* out, int write_level)
+  scanner(const audit_match& audit, export_writer* out, int write_level)
       : audit_(audit), out_(out), write_level_(write_level) {}
 
   bool null() { return scalar("null"); }
@@ -142,7 +191,6 @@ class scanner {
   // The sections copied, so that the caller adds the missing ones.
   const std::array<bool, 3>& written() const { return written_; }
   bool any_written() const { return sections_written_ > 0; }
-  bool write_failed() const { return write_failed_; }
 
  private:
   bool copying() const { return copying_ && stack_.size() >= copy_depth_; }
@@ -301,8 +349,8 @@ class scanner {
   }
 
   void put(const std::string& s) {
-    if (out_ != nullptr && std::fwrite(s.data(), 1, s.size(), out_) != s.size()) {
-      write_failed_ = true;
+    if (out_ != nullptr) {
+      out_->write(s);
     }
   }
 
@@ -311,7 +359,7 @@ class scanner {
   }
 
   const audit_match& audit_;
-  std::FILE* out_;
+  export_writer* out_;
   int write_level_;
   std::vector<frame> stack_;
   std::array<level_state, 2> levels_{};
@@ -324,7 +372,6 @@ class scanner {
   std::array<bool, 3> written_{};
   int sections_written_ = 0;
   std::string error_;
-  bool write_failed_ = false;
 };
 
 struct file_closer {
@@ -358,7 +405,7 @@ result<void> run(scanner& s, std::FILE* in) {
 }  // namespace
 
 result<export_summary> scan_export(const std::filesystem::path& answer, const audit_match& audit,
-                                   const std::filesystem::path& save_to) {
+                                   const std::filesystem::path& save_to, std::string_view key) {
   auto in = open_answer(answer);
   if (!in) {
     return in.error();
@@ -390,8 +437,9 @@ result<export_summary> scan_export(const std::filesystem::path& answer, const au
     return io_failure("write", tmp);
   }
   std::setvbuf(out.get(), nullptr, _IOFBF, 256 * 1024);
-  std::fputs("{", out.get());
-  scanner copy(audit, out.get(), level);
+  export_writer writer(out.get(), key, audit.request_id);
+  writer.write("{");
+  scanner copy(audit, &writer, level);
   if (auto r = run(copy, again->get()); !r) {
     out.reset();
     std::filesystem::remove(tmp);
@@ -401,15 +449,13 @@ result<export_summary> scan_export(const std::filesystem::path& answer, const au
   bool first_section = !copy.any_written();
   for (std::size_t i = 0; i < 3; ++i) {
     if (!copy.written()[i]) {
-      std::fputs(
-          fmt::format("{}\"{}\":{}", first_section ? "" : ",", section_names[i], empty[i]).c_str(),
-          out.get());
+      writer.write(
+          fmt::format("{}\"{}\":{}", first_section ? "" : ",", section_names[i], empty[i]));
       first_section = false;
     }
   }
-  std::fputs("}", out.get());
-  const bool written = !copy.write_failed() && std::fflush(out.get()) == 0 &&
-                       ::fdatasync(::fileno(out.get())) == 0 && std::ferror(out.get()) == 0;
+  writer.write("}");
+  const bool written = writer.finish();
   if (!written) {
     const auto err = io_failure("write", tmp);
     out.reset();

@@ -100,7 +100,7 @@ class reporter_impl final : public reporter {
     const bool with_data = j.op == operation::copy && j.state == job_state::completed;
     if (with_data) {
       // The export can be large: the body is streamed from its file.
-      auto source = report_with_data(j, file);
+      auto source = report_with_data(j, file, options_.export_key);
       if (!source) {
         log()->error("[R {}] {}; reporting Failed", j.request_id, source.error().detail);
         job lost = j;
@@ -179,11 +179,15 @@ nlohmann::json report_body(const job& j) {
 }
 
 result<std::shared_ptr<http::body_source>> report_with_data(const job& j,
-                                                            const std::filesystem::path& file) {
+                                                            const std::filesystem::path& file,
+                                                            const std::string& key) {
   // The export file already is {"ids","properties","events"}: it goes in as `data` verbatim.
   std::string prefix = report_body(j).dump();
   prefix.pop_back();
   prefix += ",\"data\":";
+  if (!key.empty()) {
+    return http::sealed_file_source(file, key, j.request_id, std::move(prefix), "}");
+  }
   return http::file_source(file, std::move(prefix), "}");
 }
 

@@ -168,9 +168,14 @@ void admin_api::data(const std::string& request_id, http::responder done) {
       done(store_down(found.error()));
       return;
     }
-    auto source = *found && (*found)->op == operation::copy
-                      ? http::file_source(export_path(options_.export_dir, (*found)->id))
-                      : make_failure(errc::not_found, "not a copy job");
+    result<std::shared_ptr<http::body_source>> source =
+        make_failure(errc::not_found, "not a copy job");
+    if (*found && (*found)->op == operation::copy) {
+      const auto file = export_path(options_.export_dir, (*found)->id);
+      source = options_.export_key.empty()
+                   ? http::file_source(file)
+                   : http::sealed_file_source(file, options_.export_key, (*found)->request_id);
+    }
     if (!source) {
       done(http::problem(404,
                          "no export is kept for this request (only completed copy jobs "

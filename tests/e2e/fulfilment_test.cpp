@@ -356,6 +356,26 @@ TEST_F(Fulfilment, TheStoreNeverHoldsTheEmailInTheClear) {
   EXPECT_EQ(bytes.find("canary.person"), std::string::npos);
 }
 
+TEST_F(Fulfilment, CopyExportWaitsOnDiskSealedWithTheStoreKey) {
+  fault({{"endpoint", "mineos"}, {"status", 503}, {"count", 100000}});  // MineOS down for now
+  submit("copy", "req-sealed", "john@example.com");
+  EXPECT_EQ(finished("req-sealed")["state"], "completed");
+  std::string bytes;
+  for (const auto& f : std::filesystem::directory_iterator(dir_.path() / "exports")) {
+    std::ifstream in(f.path(), std::ios::binary);
+    bytes.append(std::istreambuf_iterator<char>(in), {});
+  }
+  ASSERT_FALSE(bytes.empty());
+  EXPECT_EQ(bytes.find("john@example.com"), std::string::npos);
+  EXPECT_EQ(bytes.find("Prague"), std::string::npos);
+  ASSERT_EQ(request(sim_port_, "DELETE", "/_sim/faults").status, 200);  // MineOS is back
+  wait_reported("req-sealed");
+  const auto reports = sim("mineos");
+  const auto body = json::parse(reports.back()["body"].get<std::string>());
+  EXPECT_EQ(body["status"], "Completed");
+  EXPECT_EQ(body["data"]["properties"]["city"], "Prague");  // decrypted for MineOS
+}
+
 TEST_F(Fulfilment, MineosAnswering503IsRetriedUntilAcknowledgedOnce) {
   fault({{"endpoint", "mineos"}, {"status", 503}, {"count", 3}});
   submit("delete", "req-503", "nobody@example.com");

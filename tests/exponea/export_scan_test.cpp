@@ -1,5 +1,8 @@
 #include "dsr/exponea/export_scan.hpp"
 
+#include "dsr/common/sealed_file.hpp"
+#include "dsr/http/body_source.hpp"
+#include "support/drain.hpp"
 #include "support/temp_dir.hpp"
 
 #include <gmock/gmock.h>
@@ -163,6 +166,81 @@ TEST_F(ExportScan, UnreadableAnswerIsAnIoError) {
   ASSERT_FALSE(s);
   EXPECT_TRUE(s.error().is(errc::io_error));
   EXPECT_THAT(s.error().detail, HasSubstr("missing.part"));
+}
+
+}  // namespace
+}  // namespace dsr::exponea
+
+namespace dsr::exponea {
+namespace {
+
+class SealedExport : public ::testing::Test {
+ protected:
+  // Scans `answer`, saving it sealed; returns the plaintext the reporter would send.
+  std::string round_trip(const std::string& answer, const std::string& read_key) {
+    const auto in = dir_.write("answer.part", answer);
+    const auto out = dir_.path() / "1.json";
+    EXPECT_TRUE(scan_export(in, {"privacy_request", "req-1"}, out, key_));
+    auto source = http::sealed_file_source(out, read_key, "req-1", "<", ">");
+    if (!source) {
+      return "open failed: " + source.error().detail;
+    }
+    auto body = test::drain(**source);
+    return body ? *body : "read failed: " + body.error().detail;
+  }
+  std::string file_bytes() const {
+    std::ifstream in(dir_.path() / "1.json", std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), {}};
+  }
+
+  test::temp_dir dir_;
+  std::string key_ = std::string(32, 'k');
+};
+
+TEST_F(SealedExport, OnDiskItIsCiphertextAndTheReportGetsThePlaintext) {
+  const auto body = round_trip(
+      R"({"ids":{"registered":"canary@example.com"},"properties":{"first_name":"Canary"}})", key_);
+  EXPECT_EQ(body,
+            R"(<{"ids":{"registered":"canary@example.com"},"properties":{"first_name":"Canary"},)"
+            R"("events":[]}>)");
+  EXPECT_EQ(file_bytes().find("canary"), std::string::npos);
+  EXPECT_EQ(file_bytes().find("Canary"), std::string::npos);
+}
+
+TEST_F(SealedExport, ChunkBoundariesRoundTrip) {
+  // Plaintexts around one and two whole chunks, so that the last chunk is short, full or empty.
+  for (const std::size_t target : {sealed_file::chunk_plain - 1, sealed_file::chunk_plain,
+                                   sealed_file::chunk_plain + 1, 2 * sealed_file::chunk_plain}) {
+    // What the export file holds: this, with the padding inside the quotes.
+    const std::size_t pad =
+        target - std::string(R"({"ids":{},"properties":{"p":""},"events":[]})").size();
+    const std::string answer =
+        R"({"ids":{},"properties":{"p":")" + std::string(pad, 'x') + R"("},"events":[]})";
+    const auto body = round_trip(answer, key_);
+    ASSERT_EQ(body.size(), target + 2) << target;
+    EXPECT_EQ(
+        json::parse(body.substr(1, body.size() - 2))["properties"]["p"].get<std::string>().size(),
+        pad);
+    EXPECT_EQ(sealed_file::plain_size(std::filesystem::file_size(dir_.path() / "1.json")), target);
+  }
+}
+
+TEST_F(SealedExport, AnotherKeyOrAnAlteredFileIsRefused) {
+  const std::string answer =
+      R"({"properties":{"p":")" + std::string(3 * sealed_file::chunk_plain, 'x') + R"("}})";
+  EXPECT_THAT(round_trip(answer, std::string(32, 'z')), HasSubstr("does not decrypt"));
+  // Cut short by a whole chunk: the new last chunk was not sealed as the last one.
+  const auto path = dir_.path() / "1.json";
+  std::filesystem::resize_file(path, std::filesystem::file_size(path) -
+                                         (sealed_file::chunk_plain + sealed_file::chunk_overhead));
+  auto source = http::sealed_file_source(path, key_, "req-1");
+  ASSERT_TRUE(source);
+  EXPECT_FALSE(test::drain(**source));
+  // Another request's file id.
+  round_trip(answer, key_);
+  auto other = http::sealed_file_source(path, key_, "req-2");
+  ASSERT_TRUE(other);
+  EXPECT_FALSE(test::drain(**other));
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace dsr::exponea {
 
@@ -42,7 +43,10 @@ inline constexpr std::size_t max_export_depth = 128;
 // {"ids":{...},"properties":{...},"events":[...]} (mode 0600, synced, replaced atomically).
 // Fails with errc::invalid_input naming what is wrong with the answer, errc::io_error naming the
 // file that cannot be read or written.
+// With a `key` (store_key, 32 bytes) the saved customer is sealed (sealed_file.hpp, file id =
+// audit.request_id); without, it is written in the clear.
 result<export_summary> scan_export(const std::filesystem::path& answer, const audit_match& audit,
-                                   const std::filesystem::path& save_to = {});
+                                   const std::filesystem::path& save_to = {},
+                                   std::string_view key = {});
 
 }  // namespace dsr::exponea

@@ -30,4 +30,13 @@ class body_source {
 result<std::shared_ptr<body_source>> file_source(const std::filesystem::path& file,
                                                  std::string prefix = {}, std::string suffix = {});
 
+// Like file_source for a file written sealed (sealed_file.hpp) with `key` and `file_id`: the
+// body is the plaintext, opened chunk by chunk as it is sent. Fails (errc::io_error) when the file
+// cannot be opened or has no sealed file's size; a chunk that does not open (another key, an
+// altered file) fails the read.
+result<std::shared_ptr<body_source>> sealed_file_source(const std::filesystem::path& file,
+                                                        std::string key, std::string file_id,
+                                                        std::string prefix = {},
+                                                        std::string suffix = {});
+
 }  // namespace dsr::http

@@ -20,6 +20,7 @@ struct admin_options {
   std::shared_ptr<clock> time = make_system_clock();
   // Why dispatch is paused (named in /readyz), or nullopt.
   std::function<std::optional<std::string>()> paused;
+  std::string export_key;  // store_key: kept exports are sealed with it; empty: in the clear
 };
 
 class admin_api {

@@ -1,0 +1,41 @@
+#include "dsr/common/sealed_file.hpp"
+
+#include "dsr/common/crypto.hpp"
+
+namespace dsr::sealed_file {
+namespace {
+
+std::string aad(std::string_view file_id, std::uint64_t index, bool last) {
+  std::string out(file_id);
+  for (int shift = 56; shift >= 0; shift -= 8) {
+    out.push_back(static_cast<char>((index >> shift) & 0xff));
+  }
+  out.push_back(last ? '\1' : '\0');
+  return out;
+}
+
+}  // namespace
+
+std::string seal_chunk(std::string_view key, std::string_view file_id, std::uint64_t index,
+                       bool last, std::string_view plain) {
+  return crypto::seal(key, plain, aad(file_id, index, last));
+}
+
+std::optional<std::string> open_chunk(std::string_view key, std::string_view file_id,
+                                      std::uint64_t index, bool last, std::string_view sealed) {
+  return crypto::open(key, sealed, aad(file_id, index, last));
+}
+
+std::optional<std::uint64_t> plain_size(std::uint64_t file_size) {
+  constexpr std::uint64_t full = chunk_plain + chunk_overhead;
+  const std::uint64_t full_chunks = file_size / full;
+  const std::uint64_t rest = file_size % full;
+  // The last chunk is never full-sized... unless the plaintext is a multiple of the chunk size,
+  // in which case an empty last chunk follows. So `rest` is the (short) last chunk.
+  if (rest < chunk_overhead) {
+    return std::nullopt;
+  }
+  return full_chunks * chunk_plain + (rest - chunk_overhead);
+}
+
+}  // namespace dsr::sealed_file
