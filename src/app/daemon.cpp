@@ -73,14 +73,24 @@ flow_settings settings_for(const config& cfg) {
 
 // Hourly: exports older than export_retention_days go (kept ones when status_url is empty, or
 // ones MineOS never acknowledged).
-boost::asio::awaitable<void> purge_exports_hourly(std::filesystem::path dir,
-                                                  std::chrono::days retention) {
+boost::asio::awaitable<void> purge_hourly(std::filesystem::path dir, std::chrono::days retention,
+                                          job_queue& queue, std::chrono::days job_retention) {
   boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor);
   for (;;) {
     const auto cutoff = std::filesystem::file_time_type::clock::now() - retention;
     if (const auto n = purge_exports(dir, cutoff); n > 0) {
       spdlog::get("main")->info("deleted {} export(s) older than {} day(s)", n, retention.count());
     }
+    // Finished jobs' metadata goes after retention_days (contract §3).
+    const auto before = std::chrono::time_point_cast<millis>(std::chrono::system_clock::now()) -
+                        std::chrono::duration_cast<millis>(job_retention);
+    queue.run([before, days = job_retention.count()](job_store& s) {
+      if (auto n = s.purge_finished(before); !n) {
+        spdlog::get("main")->error("cannot purge old jobs: {}", n.error().detail);
+      } else if (*n > 0) {
+        spdlog::get("main")->info("purged {} finished job(s) older than {} day(s)", *n, days);
+      }
+    });
     timer.expires_after(std::chrono::hours(1));
     auto [ec] = co_await timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
     if (ec) {
@@ -406,7 +416,8 @@ int serve(const std::filesystem::path& config_file) {
   dispatcher->start();
   boost::asio::co_spawn(
       executor,
-      purge_exports_hourly(dispatch_export_dir, std::chrono::days(cfg.store.export_retention_days)),
+      purge_hourly(dispatch_export_dir, std::chrono::days(cfg.store.export_retention_days), worker,
+                   std::chrono::days(cfg.store.retention_days)),
       boost::asio::detached);
   if (reporter) {
     running_reporter = reporter.get();

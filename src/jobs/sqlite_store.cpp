@@ -401,6 +401,36 @@ class sqlite_job_store final : public job_store {
     return {};
   }
 
+  result<std::size_t> purge_finished(time_point before) override {
+    if (auto r = begin(); !r) {
+      return r.error();
+    }
+    {
+      use q(stmts_->purge_steps);
+      q.bind(1, ms(before));
+      if (q.step() != SQLITE_DONE) {
+        auto e = error("purging old jobs' history");
+        rollback();
+        return e;
+      }
+    }
+    std::size_t purged = 0;
+    {
+      use q(stmts_->purge_jobs);
+      q.bind(1, ms(before));
+      if (q.step() != SQLITE_DONE) {
+        auto e = error("purging old jobs");
+        rollback();
+        return e;
+      }
+      purged = static_cast<std::size_t>(sqlite3_changes(db_));
+    }
+    if (auto r = commit(); !r) {
+      return r.error();
+    }
+    return purged;
+  }
+
   result<void> probe_write(time_point now) override {
     use q(stmts_->probe);
     q.bind(1, ms(now));
@@ -478,12 +508,19 @@ class sqlite_job_store final : public job_store {
           subject_of(db,
                      "SELECT subject, subject_form, request_id FROM jobs WHERE id = ?1 AND state "
                      "IN ('completed', 'user_not_found', 'cancelled') AND subject_form != 2"),
-          forget(db, "UPDATE jobs SET subject = ?2, subject_form = 2 WHERE id = ?1") {}
+          forget(db, "UPDATE jobs SET subject = ?2, subject_form = 2 WHERE id = ?1"),
+          purge_steps(db,
+                      "DELETE FROM job_steps WHERE job_id IN (SELECT id FROM jobs WHERE state IN "
+                      "('completed', 'user_not_found', 'failed', 'cancelled') AND updated_at_ms < "
+                      "?1)"),
+          purge_jobs(db,
+                     "DELETE FROM jobs WHERE state IN ('completed', 'user_not_found', 'failed', "
+                     "'cancelled') AND updated_at_ms < ?1") {}
 
     statement begin, commit, rollback, by_trace, by_request, insert_job, insert_step,
         find_by_request, find_by_id, list_all, list_state, history, count_active, claim, lease_of,
         release, due_reports, requeue, resend, cancel, record_report, expire, probe, subject_of,
-        forget;
+        forget, purge_steps, purge_jobs;
   };
 
   failure error(std::string_view doing) const {

@@ -327,6 +327,29 @@ TEST(SqliteStore, EmailIsSealedAtRestAndReplacedByAHashOnceReported) {
   EXPECT_EQ((**(*s)->find("req-b")).subject_email, "canary-b@example.com");  // still queued
 }
 
+TEST(SqliteStore, PurgeDeletesOnlyFinishedJobsOlderThanTheCutoff) {
+  auto s = open_memory();
+  for (const char* id : {"old-done", "old-failed", "new-done", "queued"}) {
+    ASSERT_EQ(insert_one(*s, make_job(id, std::string("t-") + id)), kind::inserted);
+  }
+  const auto finish = [&](const char* id, job_state state, time_point at) {
+    auto j = s->claim_next("w", at, std::chrono::minutes(1));
+    while ((*j)->request_id != id) {
+      s->release((*j)->id, "w", {job_state::queued, 0, at + std::chrono::hours(1), "", ""}, at);
+      j = s->claim_next("w", at, std::chrono::minutes(1));
+    }
+    ASSERT_TRUE(s->release((*j)->id, "w", {state, 1, at, "Completed", ""}, at));
+  };
+  finish("old-done", job_state::completed, t0);
+  finish("old-failed", job_state::failed, t0 + 1s);
+  finish("new-done", job_state::completed, t0 + 10 * 24h);
+  EXPECT_EQ(*s->purge_finished(t0 + 5 * 24h), 2u);
+  EXPECT_FALSE(*s->find("old-done"));
+  EXPECT_FALSE(*s->find("old-failed"));
+  EXPECT_TRUE(*s->find("new-done"));
+  EXPECT_TRUE(*s->find("queued"));  // never purged while it can still run
+}
+
 TEST(SqliteStore, FailedJobKeepsItsSealedEmailAndAnotherKeyCannotReadIt) {
   test::temp_dir dir;
   const auto path = dir.path() / "dsr.sqlite3";

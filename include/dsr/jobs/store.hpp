@@ -119,6 +119,9 @@ class job_store {
   // nothing for other states. record_report does it on acknowledgement; call it yourself when
   // outcomes are not reported.
   virtual result<void> forget_subject(std::int64_t job_id) = 0;
+  // Deletes finished jobs (completed, user_not_found, failed, cancelled) last changed before
+  // `before`, with their history: retention_days. Returns how many.
+  virtual result<std::size_t> purge_finished(time_point before) = 0;
 };
 
 struct sqlite_store_options {
