@@ -5,11 +5,13 @@
 //
 // Journal rules that make every step safe to repeat after a crash:
 //  - the audit event is tracked only on a customer that exists, and for delete before anonymize;
-//    it is not tracked again when the export already holds one with this request_id (Exponea
-//    queues writes, so a `track started` without `done` may still have taken effect);
+//    it is not tracked again when the export already holds one with this request_id, and after
+//    a `track started` without `done` the export is polled for up to track_settle first (Exponea
+//    queues writes, so the interrupted call may still take effect);
 //  - after `anonymize started`, "customer not found" means Completed, never UserNotFound;
 //  - after anonymize, export-one must stop resolving the ID (polled with backoff up to
-//    verify_timeout; the customer is anonymized again while it is still there).
+//    verify_timeout; the customer is anonymized again while it is still there);
+//  - a shutdown stops a flow between two steps (`stopped`): its journal says where to resume.
 
 #include "dsr/common/clock.hpp"
 #include "dsr/common/error.hpp"
