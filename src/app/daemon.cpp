@@ -22,6 +22,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -96,6 +97,30 @@ boost::asio::awaitable<void> purge_hourly(std::filesystem::path dir, std::chrono
     if (ec) {
       co_return;
     }
+  }
+}
+
+// max_connections sockets need as many descriptors, plus the store, exports, logs and the peers'
+// pools: raise the soft limit toward the hard one (systemd's default soft limit is 1024).
+void raise_file_limit(std::uint64_t max_connections) {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) {
+    return;
+  }
+  const rlim_t wanted = static_cast<rlim_t>(max_connections + 256);
+  if (lim.rlim_cur >= wanted) {
+    return;
+  }
+  const rlim_t target = lim.rlim_max == RLIM_INFINITY ? wanted : std::min(wanted, lim.rlim_max);
+  if (target > lim.rlim_cur) {
+    lim.rlim_cur = target;
+    ::setrlimit(RLIMIT_NOFILE, &lim);
+  }
+  if (target < wanted) {
+    spdlog::get("main")->warn(
+        "open files are limited to {} (hard limit); [server] max_connections = {} needs about {}: "
+        "raise LimitNOFILE= or lower max_connections",
+        target, max_connections, wanted);
   }
 }
 
@@ -228,6 +253,8 @@ int serve(const std::filesystem::path& config_file) {
 
   // A reload (SIGHUP) swaps the values for every reader at once.
   auto credentials = std::make_unique<swappable_credentials>(std::move(loaded_credentials));
+
+  raise_file_limit(cfg.server.max_connections);
 
   std::string lock_problem;
   if (!lock_store(cfg.store.path, lock_problem)) {

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <sys/resource.h>
 #include <csignal>
 #include <future>
 #include <sstream>
@@ -288,6 +289,44 @@ TEST_F(Daemon, SlowClientIsDisconnectedWhileOthersAreServed) {
   EXPECT_TRUE(dropped);
   EXPECT_GT(served, 0);
   EXPECT_THAT(d->output(), HasSubstr("request not received within 2 s"));
+}
+
+TEST_F(Daemon, FiveHundredSlowLorisConnectionsDoNotDelayANormalRequest) {
+  // The daemon inherits a soft limit of 300 open files, as under a stingy service manager: it
+  // must raise it itself to hold 500 connections (max_connections is 1024).
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  if (saved.rlim_max != RLIM_INFINITY && saved.rlim_max < 1300) {
+    GTEST_SKIP() << "the hard limit on open files is too low for this test";
+  }
+  rlimit low = saved;
+  low.rlim_cur = 300;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  auto d = start(write_config());
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+  std::vector<connection> slow;
+  for (int i = 0; i < 500; ++i) {
+    connection c(d->port());
+    ASSERT_TRUE(c.is_open()) << "connection " << i;
+    c.send("POST /v1/mineos/delete HTTP/1.1\r\nHost: x\r\n");  // a header never finished
+    slow.push_back(std::move(c));
+  }
+  // A normal request whose client gives up after 2 s is still answered.
+  connection normal(d->port(), 2s);
+  const auto body = webhook_body("t-normal", "r-normal");
+  ASSERT_TRUE(normal.send(raw_request("POST", "/v1/mineos/delete", body,
+                                      {{"X-Mine-Signature", mineos::sign(body, webhook_secret)}})));
+  EXPECT_EQ(normal.read_reply().status, 202);
+}
+
+TEST_F(Daemon, TenMiBBodyIsRefusedWithoutBeingRead) {
+  auto d = start(write_config());
+  connection c(d->port(), 5s);
+  // Only the header goes out: the 413 must come without the daemon waiting for 10 MiB.
+  ASSERT_TRUE(
+      c.send("POST /v1/mineos/delete HTTP/1.1\r\nHost: x\r\nContent-Type: "
+             "application/json\r\nContent-Length: 10485760\r\n\r\n"));
+  EXPECT_EQ(c.read_reply().status, 413);
 }
 
 TEST_F(Daemon, JsonLogFormatWritesOneObjectPerLine) {
