@@ -45,6 +45,10 @@ flow_outcome from_error(const exponea::call_error& e, std::string_view doing) {
   return o;
 }
 
+flow_outcome user_not_found() {
+  return flow_outcome{kind::user_not_found, "no customer holds this ID", "", std::nullopt};
+}
+
 flow_outcome stopped() {
   return flow_outcome{kind::stopped, "stopped by a shutdown; resumes from its journal", "",
                       std::nullopt};
@@ -92,7 +96,7 @@ boost::asio::awaitable<std::optional<flow_outcome>> track_once(const job& j,
         co_return from_error(seen.error(), "looking for the audit event of the interrupted run");
       }
       if (!*seen) {
-        co_return flow_outcome{kind::user_not_found, "no customer holds this ID", "", std::nullopt};
+        co_return user_not_found();
       }
       if ((*seen)->holds_audit_event) {
         co_return std::nullopt;
@@ -148,7 +152,7 @@ boost::asio::awaitable<flow_outcome> run_delete(const job& j, exponea::api& api,
       co_return from_error(found.error(), "looking the customer up");
     }
     if (!*found) {
-      co_return flow_outcome{kind::user_not_found, "no customer holds this ID", "", std::nullopt};
+      co_return user_not_found();
     }
     if (auto stop = co_await track_once(j, **found, api, log, time, s)) {
       co_return std::move(*stop);
@@ -225,7 +229,7 @@ boost::asio::awaitable<flow_outcome> run_copy(const job& j, exponea::api& api, j
     co_return from_error(found.error(), "exporting the customer");
   }
   if (!*found) {
-    co_return flow_outcome{kind::user_not_found, "no customer holds this ID", "", std::nullopt};
+    co_return user_not_found();
   }
   if (auto stop = co_await track_once(j, **found, api, log, time, s)) {
     co_return std::move(*stop);

@@ -297,12 +297,18 @@ std::string store_bytes(const std::filesystem::path& db) {
   return all;
 }
 
-TEST(SqliteStore, EmailIsSealedAtRestAndReplacedByAHashOnceReported) {
-  test::temp_dir dir;
-  const auto path = dir.path() / "dsr.sqlite3";
+// A store on disk that seals e-mails with a test key.
+sqlite_store_options sealing_at(const std::filesystem::path& path) {
   sqlite_store_options o;
   o.path = path;
   o.subject_key = std::string(32, 'k');
+  return o;
+}
+
+TEST(SqliteStore, EmailIsSealedAtRestAndReplacedByAHashOnceReported) {
+  test::temp_dir dir;
+  const auto path = dir.path() / "dsr.sqlite3";
+  auto o = sealing_at(path);
   auto s = open_sqlite_store(o);
   ASSERT_TRUE(s) << s.error().detail;
   auto a = make_job("req-a", "ta");
@@ -353,9 +359,7 @@ TEST(SqliteStore, PurgeDeletesOnlyFinishedJobsOlderThanTheCutoff) {
 TEST(SqliteStore, FailedJobKeepsItsSealedEmailAndAnotherKeyCannotReadIt) {
   test::temp_dir dir;
   const auto path = dir.path() / "dsr.sqlite3";
-  sqlite_store_options o;
-  o.path = path;
-  o.subject_key = std::string(32, 'k');
+  auto o = sealing_at(path);
   {
     auto s = open_sqlite_store(o);
     ASSERT_TRUE(s);
