@@ -229,13 +229,6 @@ int serve(const std::filesystem::path& config_file) {
         "log level is trace: e-mail addresses, names and request bodies will be written to "
         "the log; use it only to debug, never in production");
   }
-  if (!cfg.server.tls_cert_file.empty()) {
-    fmt::print(stderr,
-               "dsr-connector: {}: [server] tls_cert_file: serving HTTPS is not available yet in "
-               "this version; remove tls_cert_file/tls_key_file and terminate TLS in a proxy\n",
-               cfg.source.string());
-    return 2;
-  }
 
   credential_load_report report;
   auto loaded_credentials = load_credentials(cfg.credentials, process_environment(), report);
@@ -319,6 +312,9 @@ int serve(const std::filesystem::path& config_file) {
   http::server_options options;
   options.listen = cfg.server.listen;
   options.admin_listen = cfg.server.admin_listen;
+  if (!cfg.server.tls_cert_file.empty()) {
+    options.tls = http::tls_files{cfg.server.tls_cert_file, cfg.server.tls_key_file};
+  }
   options.max_body_bytes = cfg.server.max_body_bytes;
   options.max_connections = cfg.server.max_connections;
   options.read_timeout = cfg.server.read_timeout;
@@ -344,8 +340,12 @@ int serve(const std::filesystem::path& config_file) {
   };
   auto server = http::make_server(options, router);
   if (!server) {
-    fmt::print(stderr, "dsr-connector: {}\n", server.error().detail);
-    return 1;
+    // A certificate or key that cannot be used is a configuration error (exit 2); an address in
+    // use is an environment error (exit 1).
+    const bool config_error = server.error().is(errc::invalid_input);
+    fmt::print(stderr, "dsr-connector: {}{}\n",
+               config_error ? cfg.source.string() + ": " : std::string(), server.error().detail);
+    return config_error ? 2 : 1;
   }
   auto exponea_http = http::make_client(
       (*server)->executor(), {cfg.exponea.base_url, cfg.exponea.timeout, cfg.exponea.ca_file,
@@ -437,6 +437,13 @@ int serve(const std::filesystem::path& config_file) {
     if (const auto applied = reload_from(file, cfg, *credentials, *spacing, *dispatcher, worker)) {
       log->info("reload done: {}", *applied);
     }
+    if (options.tls) {
+      if (auto r = (*server)->reload_tls(); !r) {
+        log->error("{}; the previous certificate stays in use", r.error().detail);
+      } else {
+        log->info("TLS certificate and key reloaded from {}", options.tls->cert_file);
+      }
+    }
     ops::notify("READY=1");
   };
   running_dispatcher = dispatcher.get();
@@ -452,12 +459,17 @@ int serve(const std::filesystem::path& config_file) {
   }
 
   const auto pub = (*server)->local_endpoint(http::listener::public_);
-  log->info("listening on http://{} for MineOS webhooks{}", pub->to_string(),
-            cfg.server.admin_listen ? "" : " and operator endpoints");
+  log->info("listening on {}://{} for MineOS webhooks{}", options.tls ? "https" : "http",
+            pub->to_string(), cfg.server.admin_listen ? "" : " and operator endpoints");
   if (const auto adm = (*server)->local_endpoint(http::listener::admin)) {
     log->info("listening on http://{} for operator endpoints", adm->to_string());
   }
-  log->info("plain HTTP: put a TLS-terminating proxy in front of {} for MineOS", pub->to_string());
+  if (!options.tls) {
+    log->warn(
+        "serving plain HTTP on {}: a TLS-terminating proxy is expected in front of it for "
+        "MineOS (or set [server] tls_cert_file and tls_key_file)",
+        pub->to_string());
+  }
   ops::notify("READY=1");
   (*server)->run();
   // Everything the listeners handed to the store is committed before the process ends.

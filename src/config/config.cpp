@@ -269,6 +269,11 @@ config parse_config(std::string_view text, std::string_view source_name,
       r.fail(cfg.server.tls_cert_file.empty() ? "tls_cert_file" : "tls_key_file",
              "tls_cert_file and tls_key_file go together; set both or neither");
     }
+    for (auto* file : {&cfg.server.tls_cert_file, &cfg.server.tls_key_file}) {
+      if (!file->empty()) {
+        *file = resolve(base_dir, *file).string();  // relative to the configuration file
+      }
+    }
     if (cfg.server.admin_listen && *cfg.server.admin_listen == cfg.server.listen &&
         cfg.server.listen.port != 0) {
       r.fail("admin_listen", "is the same address as listen; leave it \"\" to share `listen`");

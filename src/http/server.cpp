@@ -4,6 +4,8 @@
 #include "streamed_write.hpp"
 
 #include <fmt/format.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -18,6 +20,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 
 #include <atomic>
 #include <csignal>
@@ -33,7 +36,68 @@ namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
 
+namespace ssl = boost::asio::ssl;
+using tls_stream = beast::ssl_stream<beast::tcp_stream>;
+
 inline constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
+
+// TLS 1.2 suites with forward secrecy and AEAD only (Mozilla's "intermediate" list); TLS 1.3
+// suites are all AEAD and keep OpenSSL's defaults.
+constexpr const char* tls12_ciphers =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
+std::string openssl_reason() {
+  const unsigned long code = ERR_get_error();
+  ERR_clear_error();
+  if (code == 0) {
+    return "unknown OpenSSL error";
+  }
+  char text[256];
+  ERR_error_string_n(code, text, sizeof text);
+  return text;
+}
+
+result<std::shared_ptr<ssl::context>> make_tls_context(const tls_files& files) {
+  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
+  SSL_CTX* native = ctx->native_handle();
+  SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION);
+  SSL_CTX_set_options(
+      native, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  if (SSL_CTX_set_cipher_list(native, tls12_ciphers) != 1) {
+    return make_failure(errc::io_error, "cannot set the TLS cipher list: " + openssl_reason());
+  }
+  ERR_clear_error();
+  if (SSL_CTX_use_certificate_chain_file(native, files.cert_file.c_str()) != 1) {
+    return make_failure(
+        errc::invalid_input,
+        fmt::format("[server] tls_cert_file: cannot load a PEM certificate chain from {}: {}",
+                    files.cert_file, openssl_reason()));
+  }
+  if (SSL_CTX_use_PrivateKey_file(native, files.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+    return make_failure(
+        errc::invalid_input,
+        fmt::format("[server] tls_key_file: cannot use {} as the PEM private key of the "
+                    "certificate in {}: {}",
+                    files.key_file, files.cert_file, openssl_reason()));
+  }
+  if (SSL_CTX_check_private_key(native) != 1) {
+    ERR_clear_error();
+    return make_failure(errc::invalid_input,
+                        fmt::format("[server] tls_key_file: the key in {} does not belong to the "
+                                    "certificate in {}",
+                                    files.key_file, files.cert_file));
+  }
+  return ctx;
+}
+
+// The TCP stream under a plain or a TLS stream: deadlines, cancellation and socket state.
+beast::tcp_stream& lowest(beast::tcp_stream& s) {
+  return s;
+}
+beast::tcp_stream& lowest(tls_stream& s) {
+  return s.next_layer();
+}
 
 std::shared_ptr<spdlog::logger> log() {
   static const auto logger = subsystem_logger("http");
@@ -91,7 +155,23 @@ class server_impl final : public server {
   server_impl& operator=(const server_impl&) = delete;
   ~server_impl() override { destroyed_ = true; }
 
+  result<void> reload_tls() override {
+    if (!options_.tls) {
+      return {};
+    }
+    auto ctx = make_tls_context(*options_.tls);
+    if (!ctx) {
+      return ctx.error();
+    }
+    const std::lock_guard lock(mutex_);
+    tls_ = std::move(*ctx);
+    return {};
+  }
+
   result<void> bind() {
+    if (auto r = reload_tls(); !r) {
+      return r;
+    }
     // Signals are caught from here on: one that arrives before run() (right after "listening"
     // and READY=1) waits for it instead of killing the process.
     if (options_.handle_signals) {
@@ -227,12 +307,19 @@ class server_impl final : public server {
         continue;
       }
       if (active_.load() >= options_.max_connections) {
+        if (which == listener::public_ && options_.tls) {
+          // A plain-text 503 means nothing to a TLS client and a handshake costs what an
+          // overloaded server lacks: the connection is closed, which clients retry.
+          boost::system::error_code ignored;
+          socket.close(ignored);
+          continue;
+        }
         asio::co_spawn(strand, reject_busy(tcp::socket(std::move(socket))), asio::detached);
         continue;
       }
       ++active_;
       auto conn = std::make_shared<connection>(connection{strand});
-      asio::co_spawn(strand, session(beast::tcp_stream(std::move(socket)), which, conn),
+      asio::co_spawn(strand, session(std::move(socket), which, conn),
                      [](const std::exception_ptr& e) {
                        if (e) {
                          try {
@@ -255,9 +342,10 @@ class server_impl final : public server {
     stream.socket().shutdown(tcp::socket::shutdown_send, ec);
   }
 
-  asio::awaitable<void> write(beast::tcp_stream& stream, response r, unsigned version,
-                              bool keep_alive, bool& ok) {
-    stream.expires_after(options_.read_timeout);
+  template <class Stream>
+  asio::awaitable<void> write(Stream& stream, response r, unsigned version, bool keep_alive,
+                              bool& ok) {
+    lowest(stream).expires_after(options_.read_timeout);
     if (r.body_stream) {
       auto source = std::move(r.body_stream);
       bhttp::response<bhttp::empty_body> head{static_cast<bhttp::status>(r.status), version};
@@ -268,7 +356,7 @@ class server_impl final : public server {
       }
       head.keep_alive(keep_alive);
       // A large body takes longer than one read timeout: the deadline restarts per piece.
-      const auto restart = [&stream, this] { stream.expires_after(options_.read_timeout); };
+      const auto restart = [&stream, this] { lowest(stream).expires_after(options_.read_timeout); };
       auto failed = co_await detail::write_streamed(stream, head, *source, restart);
       if (failed && failed->source_error) {
         log()->error("cannot send a response body: {}", *failed->source_error);
@@ -281,19 +369,27 @@ class server_impl final : public server {
     ok = !ec;
   }
 
-  asio::awaitable<void> session(beast::tcp_stream stream, listener which,
+  // One connection, plain or TLS: the same serve() loop runs over either stream type.
+  asio::awaitable<void> session(tcp::socket socket, listener which,
                                 std::shared_ptr<connection> conn) {
-    conn->stream = &stream;
-    {
-      const std::lock_guard lock(mutex_);
-      connections_.push_back(conn);
-    }
     boost::system::error_code ec;
-    const auto peer = stream.socket().remote_endpoint(ec);
+    const auto peer = socket.remote_endpoint(ec);
     const std::string remote =
         ec ? std::string("unknown") : fmt::format("{}:{}", peer.address().to_string(), peer.port());
-    co_await serve(stream, which, *conn, remote);
-    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    std::shared_ptr<ssl::context> tls;
+    if (which == listener::public_) {
+      const std::lock_guard lock(mutex_);
+      tls = tls_;
+    }
+    if (tls) {
+      tls_stream stream(beast::tcp_stream(std::move(socket)), *tls);
+      co_await serve_tls(stream, which, conn, remote);
+    } else {
+      beast::tcp_stream stream(std::move(socket));
+      enlist(conn, stream);
+      co_await serve(stream, which, *conn, remote);
+      stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    }
     conn->stream = nullptr;
     {
       const std::lock_guard lock(mutex_);
@@ -302,6 +398,28 @@ class server_impl final : public server {
     if (--active_ == 0 && stopping_.load() && holds_.load() == 0) {
       asio::post(control_, [this] { finish(); });
     }
+  }
+
+  void enlist(const std::shared_ptr<connection>& conn, beast::tcp_stream& stream) {
+    conn->stream = &stream;
+    const std::lock_guard lock(mutex_);
+    connections_.push_back(conn);
+  }
+
+  asio::awaitable<void> serve_tls(tls_stream& stream, listener which,
+                                  std::shared_ptr<connection> conn, const std::string& remote) {
+    enlist(conn, stream.next_layer());
+    // The handshake counts as part of the first request: it must end within read_timeout.
+    stream.next_layer().expires_after(options_.read_timeout);
+    auto [hec] = co_await stream.async_handshake(ssl::stream_base::server, use_nothrow);
+    if (hec) {
+      log()->debug("TLS handshake with {} failed: {}", remote, hec.message());
+      co_return;
+    }
+    co_await serve(stream, which, *conn, remote);
+    // close_notify, bounded: a peer that never answers it does not hold the connection.
+    stream.next_layer().expires_after(std::chrono::seconds(1));
+    co_await stream.async_shutdown(use_nothrow);
   }
 
   std::shared_ptr<void> hold() override {
@@ -313,7 +431,8 @@ class server_impl final : public server {
     });
   }
 
-  asio::awaitable<void> serve(beast::tcp_stream& stream, listener which, connection& conn,
+  template <class Stream>
+  asio::awaitable<void> serve(Stream& stream, listener which, connection& conn,
                               const std::string& remote) {
     beast::flat_buffer buffer;
     bool ok = true;
@@ -322,11 +441,11 @@ class server_impl final : public server {
         // Between requests the connection is idle: a stop may close it, unless the next request
         // has already arrived (bytes waiting in the socket): that one is in flight.
         boost::system::error_code avail_ec;
-        if (stopping_.load() && stream.socket().available(avail_ec) == 0) {
+        if (stopping_.load() && lowest(stream).socket().available(avail_ec) == 0) {
           co_return;
         }
         conn.idle = true;
-        stream.expires_after(options_.idle_timeout);
+        lowest(stream).expires_after(options_.idle_timeout);
         auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), use_nothrow);
         conn.idle = false;
         if (ec) {
@@ -335,7 +454,7 @@ class server_impl final : public server {
         buffer.commit(n);
       }
       // From the first byte, the whole request must arrive within read_timeout.
-      stream.expires_after(options_.read_timeout);
+      lowest(stream).expires_after(options_.read_timeout);
       bhttp::request_parser<bhttp::string_body> parser;
       parser.header_limit(static_cast<std::uint32_t>(options_.header_limit));
       parser.body_limit(options_.max_body_bytes);
@@ -402,7 +521,7 @@ class server_impl final : public server {
       const bool keep_alive = msg.keep_alive();
       // While the handler runs (possibly waiting on the store), no deadline applies to the
       // socket; the handler bounds its own waits.
-      stream.expires_never();
+      lowest(stream).expires_never();
       response res = co_await async_handle(handler_, std::move(req), asio::use_awaitable);
       if (res.status == 0) {
         co_return;  // the handler asked to drop the connection unanswered
@@ -487,6 +606,7 @@ class server_impl final : public server {
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::mutex mutex_;
   std::list<std::shared_ptr<connection>> connections_;
+  std::shared_ptr<ssl::context> tls_;  // under mutex_; null: plain HTTP
   std::atomic<std::uint64_t> active_{0};
   std::atomic<bool> stopping_{false};
   std::atomic<bool> finished_{false};

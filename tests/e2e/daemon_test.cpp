@@ -1,10 +1,13 @@
 // End-to-end: the real dsr-connector binary, started, signalled and killed as an operator or
 // systemd would, talked to over loopback.
 
+#include "dsr/http/client.hpp"
 #include "dsr/mineos/signature.hpp"
 #include "support/http_client.hpp"
 #include "support/process.hpp"
+#include "support/run_sync.hpp"
 #include "support/temp_dir.hpp"
+#include "support/test_pki.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -349,6 +352,44 @@ TEST_F(Daemon, EmailsAreLoggedOnlyAtTraceLevelWhichWarnsAtStartUp) {
   EXPECT_THAT(out, HasSubstr("log level is trace"));
   EXPECT_THAT(out, HasSubstr("Jane@Example.com"));
   expect_no_secret(out);
+}
+
+TEST_F(Daemon, ServesHttpsWithTheConfiguredCertificate) {
+  ASSERT_TRUE(make_test_pki(dir_.path()));
+  auto d = start(write_config("tls_cert_file = \"srv.pem\"\ntls_key_file = \"srv.key\"\n"));
+  EXPECT_THAT(d->output(), HasSubstr("listening on https://"));
+  EXPECT_THAT(d->output(), Not(HasSubstr("plain HTTP")));
+  boost::asio::io_context ioc;
+  auto c = http::make_client(ioc.get_executor(), {"https://127.0.0.1:" + std::to_string(d->port()),
+                                                  5s, (dir_.path() / "ca.pem").string()});
+  ASSERT_TRUE(c);
+  const auto body = webhook_body("t-tls", "r-tls");
+  const auto r =
+      run_sync(ioc, (*c)->send({"POST",
+                                "/v1/mineos/delete",
+                                {{"Content-Type", "application/json"},
+                                 {"X-Mine-Signature", mineos::sign(body, webhook_secret)}},
+                                body}));
+  ASSERT_TRUE(r) << r.error().detail;
+  EXPECT_EQ(r->status, 202);
+  // Plain HTTP on the same port is not served.
+  EXPECT_EQ(
+      post_signed(d->port(), "/v1/mineos/delete", webhook_body("t2", "r2"), webhook_secret).status,
+      0);
+}
+
+TEST_F(Daemon, PlainHttpStartUpSaysATlsProxyIsExpected) {
+  auto d = start(write_config());
+  EXPECT_THAT(d->output(), HasSubstr("a TLS-terminating proxy is expected"));
+}
+
+TEST_F(Daemon, UnusableTlsKeyExitsTwoNamingTheFile) {
+  ASSERT_TRUE(make_test_pki(dir_.path()));
+  const auto cfg = write_config("tls_cert_file = \"srv.pem\"\ntls_key_file = \"other.key\"\n");
+  const auto r = run(binary, {"serve", "--config", cfg.string()});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("tls_key_file"));
+  EXPECT_THAT(r.output, HasSubstr("other.key"));
 }
 
 }  // namespace

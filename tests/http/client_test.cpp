@@ -2,6 +2,7 @@
 
 #include "support/run_sync.hpp"
 #include "support/temp_dir.hpp"
+#include "support/test_pki.hpp"
 #include "support/test_server.hpp"
 
 #include <arpa/inet.h>
@@ -254,21 +255,7 @@ class TlsClient : public ::testing::Test {
  protected:
   void SetUp() override {
     const auto d = dir_.path().string();
-    const std::string cmd =
-        "cd " + d +
-        " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
-        "-keyout ca.key -out ca.pem -days 2 -subj /CN=dsr-test-ca 2>/dev/null"
-        " && openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout srv.key "
-        "-out srv.csr -subj /CN=localhost 2>/dev/null"
-        " && printf 'subjectAltName=DNS:localhost,IP:127.0.0.1' > ext.cnf"
-        " && openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem "
-        "-days 2 -extfile ext.cnf 2>/dev/null"
-        " && openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "
-        "other.key -out other.csr -subj /CN=other.example 2>/dev/null"
-        " && printf 'subjectAltName=DNS:other.example' > other.cnf"
-        " && openssl x509 -req -in other.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out "
-        "other.pem -days 2 -extfile other.cnf 2>/dev/null";
-    ASSERT_EQ(std::system(cmd.c_str()), 0);
+    ASSERT_TRUE(test::make_test_pki(dir_.path()));
     ctx_ = SSL_CTX_new(TLS_server_method());
     const std::string cert = d + "/" + certificate() + ".pem";
     const std::string key = d + "/" + certificate() + ".key";

@@ -1,10 +1,19 @@
 #include "dsr/http/server.hpp"
 
+#include "dsr/http/client.hpp"
+
 #include "support/http_client.hpp"
+#include "support/run_sync.hpp"
+#include "support/temp_dir.hpp"
+#include "support/test_pki.hpp"
 #include "support/test_server.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <openssl/ssl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <condition_variable>
 #include <csignal>
@@ -235,6 +244,111 @@ TEST(Server, BindErrorNamesTheAddress) {
   auto second = make_server(o, h);
   ASSERT_FALSE(second);
   EXPECT_THAT(second.error().detail, HasSubstr("127.0.0.1:" + std::to_string(first.port())));
+}
+
+// HTTPS on the public listener, with the test PKI (srv.pem names localhost and 127.0.0.1).
+class ServerTls : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(test::make_test_pki(dir_.path())); }
+  server_options tls_options(const std::string& cert = "srv") {
+    auto o = small_limits();
+    o.tls = tls_files{(dir_.path() / (cert + ".pem")).string(),
+                      (dir_.path() / (cert + ".key")).string()};
+    return o;
+  }
+  // A GET over HTTPS with the daemon's own client, verifying the certificate against the test
+  // CA and the host name 127.0.0.1.
+  result<client_response> get(std::uint16_t port) {
+    boost::asio::io_context ioc;
+    auto c = make_client(ioc.get_executor(), {"https://127.0.0.1:" + std::to_string(port), 5s,
+                                              (dir_.path() / "ca.pem").string()});
+    EXPECT_TRUE(c);
+    return test::run_sync(ioc, (*c)->send({"GET", "/over-tls", {}, ""}));
+  }
+  test::temp_dir dir_;
+  test_handler handler_;
+};
+
+TEST_F(ServerTls, ServesHttpsWithTheConfiguredCertificate) {
+  running_server s(tls_options(), handler_);
+  const auto r = get(s.port());
+  ASSERT_TRUE(r) << r.error().detail;
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "GET /over-tls 0");
+}
+
+TEST_F(ServerTls, PlainHttpOnTheTlsPortGetsNoAnswer) {
+  running_server s(tls_options(), handler_);
+  test::connection c(s.port(), 3s);
+  ASSERT_TRUE(c.is_open());
+  c.send(test::raw_request("GET", "/plain", ""));
+  const auto reply = c.read_reply();
+  EXPECT_EQ(reply.status, 0);  // a TLS alert or a close, never an HTTP answer
+}
+
+TEST_F(ServerTls, ClientLimitedToTls11IsRefused) {
+  running_server s(tls_options(), handler_);
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  SSL_CTX_set_security_level(ctx, 0);  // the client would accept anything old
+  SSL_CTX_set_min_proto_version(ctx, TLS1_VERSION);
+  SSL_CTX_set_max_proto_version(ctx, TLS1_1_VERSION);
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(s.port());
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  SSL* ssl = SSL_new(ctx);
+  SSL_set_fd(ssl, fd);
+  EXPECT_NE(SSL_connect(ssl), 1);
+  SSL_free(ssl);
+  ::close(fd);
+  SSL_CTX_free(ctx);
+}
+
+TEST_F(ServerTls, KeyThatDoesNotMatchTheCertificateIsRefusedNamingBothFiles) {
+  auto o = tls_options();
+  o.tls->key_file = (dir_.path() / "other.key").string();
+  auto s = make_server(o, handler_);
+  ASSERT_FALSE(s);
+  EXPECT_TRUE(s.error().is(errc::invalid_input));
+  EXPECT_THAT(s.error().detail, HasSubstr("tls_key_file"));
+  EXPECT_THAT(s.error().detail, HasSubstr("other.key"));
+  EXPECT_THAT(s.error().detail, HasSubstr("srv.pem"));
+}
+
+TEST_F(ServerTls, MissingCertificateFileIsRefusedNamingIt) {
+  auto o = tls_options();
+  o.tls->cert_file = (dir_.path() / "absent.pem").string();
+  auto s = make_server(o, handler_);
+  ASSERT_FALSE(s);
+  EXPECT_THAT(s.error().detail, HasSubstr("tls_cert_file"));
+  EXPECT_THAT(s.error().detail, HasSubstr("absent.pem"));
+}
+
+TEST_F(ServerTls, ReloadServesARenewedCertificateToNewConnections) {
+  // Start with a certificate for other.example: a client checking 127.0.0.1 refuses it.
+  std::filesystem::copy_file(dir_.path() / "other.pem", dir_.path() / "live.pem");
+  std::filesystem::copy_file(dir_.path() / "other.key", dir_.path() / "live.key");
+  running_server s(tls_options("live"), handler_);
+  const auto before = get(s.port());
+  ASSERT_FALSE(before);
+  EXPECT_TRUE(before.error().is(errc::upstream_tls)) << before.error().detail;
+
+  const auto over = std::filesystem::copy_options::overwrite_existing;
+  std::filesystem::copy_file(dir_.path() / "srv.pem", dir_.path() / "live.pem", over);
+  std::filesystem::copy_file(dir_.path() / "srv.key", dir_.path() / "live.key", over);
+  ASSERT_TRUE(s.get().reload_tls());
+  const auto after = get(s.port());
+  ASSERT_TRUE(after) << after.error().detail;
+  EXPECT_EQ(after->status, 200);
+
+  // A broken renewal leaves the working certificate in place.
+  std::filesystem::resize_file(dir_.path() / "live.key", 10);
+  EXPECT_FALSE(s.get().reload_tls());
+  EXPECT_TRUE(get(s.port()));
 }
 
 }  // namespace

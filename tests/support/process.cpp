@@ -90,7 +90,7 @@ std::string process::output() const {
 }
 
 bool process::wait_listening(std::chrono::milliseconds timeout) {
-  static const std::regex pub(R"(listening on http://[^ ]+:(\d+) for MineOS webhooks)");
+  static const std::regex pub(R"(listening on https?://[^ ]+:(\d+) for MineOS webhooks)");
   static const std::regex adm(R"(listening on http://[^ ]+:(\d+) for operator endpoints)");
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {

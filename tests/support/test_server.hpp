@@ -28,6 +28,7 @@ class running_server {
   std::uint16_t port() const { return server_->local_endpoint(http::listener::public_)->port; }
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port()); }
   void stop() { server_->stop(); }
+  http::server& get() { return *server_; }
   void stop_and_join() {
     if (thread_.joinable()) {
       server_->stop();

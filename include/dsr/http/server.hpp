@@ -21,11 +21,21 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string>
 
 namespace dsr::http {
 
+// HTTPS on the public listener: a PEM certificate chain (leaf first) and its private key.
+struct tls_files {
+  std::string cert_file;
+  std::string key_file;
+};
+
 struct server_options {
   endpoint listen;
+  // Set: the public listener speaks TLS 1.2+ only (ECDHE with AES-GCM or ChaCha20-Poly1305 for
+  // 1.2; every TLS 1.3 suite). The admin listener stays plain HTTP (keep it on loopback).
+  std::optional<tls_files> tls;
   std::optional<endpoint> admin_listen;
   std::uint64_t max_body_bytes = 1048576;
   std::uint64_t max_connections = 1024;
@@ -46,6 +56,9 @@ class server {
   // The bound address of a listener (useful with port 0). nullopt for an admin listener that is
   // not configured.
   virtual std::optional<endpoint> local_endpoint(listener which) const = 0;
+  // Reads the TLS certificate and key again (a renewed certificate): new connections use them,
+  // open ones keep theirs. On failure the old ones stay in use. No-op without TLS. Thread-safe.
+  virtual result<void> reload_tls() = 0;
   // Serves until stopped and drained. Call once.
   virtual void run() = 0;
   // Begins a graceful stop. Thread-safe, idempotent.
