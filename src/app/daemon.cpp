@@ -287,12 +287,22 @@ int serve(const std::filesystem::path& config_file) {
   store_worker worker(std::move(*store), {cfg.server.max_queued_jobs});
 
   http::router router;
+  // Refused signatures and admin tokens are answered later and later per address; the delay runs
+  // on the server's threads (which exist once the server does, before the first request).
+  std::optional<boost::asio::any_io_executor> timers;
+  http::auth_throttle throttle(
+      make_system_clock(), [&timers](std::chrono::milliseconds delay, std::function<void()> fn) {
+        auto timer = std::make_shared<boost::asio::steady_timer>(*timers, delay);
+        timer->async_wait([timer, fn = std::move(fn)](const boost::system::error_code&) { fn(); });
+      });
   mineos::intake intake(worker, *credentials, make_system_clock(), cfg.server.max_queued_jobs);
+  intake.set_auth_throttle(&throttle);
   intake.add_routes(router);
   ops::admin_options admin_options;
   admin_options.deadline_days = cfg.jobs.deadline_days;
   admin_options.export_dir = export_dir;
   admin_options.export_key = store_options.subject_key;
+  admin_options.throttle = &throttle;
   std::function<void()> wake_workers;  // set once the dispatcher and reporter exist
   dsr::dispatcher* running_dispatcher = nullptr;
   admin_options.paused = [&running_dispatcher]() -> std::optional<std::string> {
@@ -347,6 +357,7 @@ int serve(const std::filesystem::path& config_file) {
                config_error ? cfg.source.string() + ": " : std::string(), server.error().detail);
     return config_error ? 2 : 1;
   }
+  timers = (*server)->executor();
   auto exponea_http = http::make_client(
       (*server)->executor(), {cfg.exponea.base_url, cfg.exponea.timeout, cfg.exponea.ca_file,
                               answer_in_memory_limit, cfg.jobs.concurrency * 2});

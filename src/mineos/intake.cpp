@@ -52,10 +52,12 @@ void intake::handle(endpoint_kind kind, const http::request& req, http::responde
   const auto secrets = credentials_.find(credential::mineos_webhook_secret);
   const auto keys = secrets ? split_lines(*secrets) : std::vector<secret>{};
   if (!signature || !verify(req.body, *signature, keys)) {
-    log()->warn("rejected a {} webhook from {}: {} X-Mine-Signature", path_name(kind), req.remote,
-                signature ? "invalid" : "missing");
-    done(http::problem(401, signature ? "X-Mine-Signature does not match the body"
-                                      : "X-Mine-Signature header is missing"));
+    http::refuse(throttle_, req.remote,
+                 fmt::format("rejected a {} webhook: {} X-Mine-Signature", path_name(kind),
+                             signature ? "invalid" : "missing"),
+                 http::problem(401, signature ? "X-Mine-Signature does not match the body"
+                                              : "X-Mine-Signature header is missing"),
+                 std::move(done));
     return;
   }
   auto parsed = parse_webhook(req.body, kind);

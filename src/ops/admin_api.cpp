@@ -71,8 +71,10 @@ void admin_api::add_routes(http::router& r) {
   const auto guarded = [this](auto fn) {
     return [this, fn](http::request& req, const http::route_params& p, http::responder done) {
       if (!authorized(req)) {
-        spdlog::warn("admin: unauthorized {} {} from {}", req.method, req.path(), req.remote);
-        done(unauthorized());
+        http::refuse(
+            options_.throttle, req.remote,
+            fmt::format("admin: refused {} {} without a valid admin token", req.method, req.path()),
+            unauthorized(), std::move(done));
         return;
       }
       fn(req, p, std::move(done));

@@ -392,5 +392,33 @@ TEST_F(Daemon, UnusableTlsKeyExitsTwoNamingTheFile) {
   EXPECT_THAT(r.output, HasSubstr("other.key"));
 }
 
+TEST_F(Daemon, RotatedWebhookSecretsBothVerifyUntilAReloadDropsTheOldOne) {
+  dir_.write("webhook-secrets", "e2e-webhook-SECRET\nnew-webhook-SECRET\n", 0600);
+  auto d = start(write_config("", R"(
+exponea_api_key = "e2e-key-SECRET"
+exponea_api_secret = "e2e-secret-SECRET"
+exponea_project_token = "e2e-project-SECRET"
+exponea_api_token = "e2e-token-SECRET"
+mineos_webhook_secret_file = "webhook-secrets"
+admin_token = "e2e-admin-SECRET"
+store_key = ")" + std::string(64, 'f') +
+                                      "\"\n"));
+  const auto send = [&](const std::string& id, std::string_view secret) {
+    return post_signed(d->port(), "/v1/mineos/delete", webhook_body("t-" + id, id), secret).status;
+  };
+  EXPECT_EQ(send("r-old", "e2e-webhook-SECRET"), 202);
+  EXPECT_EQ(send("r-new", "new-webhook-SECRET"), 202);
+
+  dir_.write("webhook-secrets", "new-webhook-SECRET\n", 0600);
+  d->signal(SIGHUP);
+  ASSERT_TRUE(d->wait_output("reload done")) << d->output();
+  EXPECT_EQ(send("r-old-2", "e2e-webhook-SECRET"), 401);
+  EXPECT_EQ(send("r-new-2", "new-webhook-SECRET"), 202);
+  const auto out = d->output();
+  EXPECT_THAT(out, HasSubstr("invalid X-Mine-Signature from 127.0.0.1:"));
+  EXPECT_THAT(out, Not(HasSubstr("new-webhook-SECRET")));
+  expect_no_secret(out);
+}
+
 }  // namespace
 }  // namespace dsr::test

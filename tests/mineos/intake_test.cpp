@@ -196,5 +196,26 @@ TEST_F(IntakeTest, WithoutHandlersPreviewAndIsTestAnswer501AndStoreNothing) {
   EXPECT_EQ(jobs(), 0u);
 }
 
+TEST_F(IntakeTest, RefusedSignaturesAreSlowedPerAddressButSignedRequestsNever) {
+  std::vector<std::chrono::milliseconds> delays;
+  http::auth_throttle throttle(clock_,
+                               [&](std::chrono::milliseconds d, std::function<void()> fn) {
+                                 delays.push_back(d);
+                                 fn();
+                               },
+                               {.free_failures = 2});
+  intake_->set_auth_throttle(&throttle);
+  const auto body = test::webhook_body("trace-1", "req-1");
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(post("/v1/mineos/delete", body, sign(body, "wrong-secret")).status, 401u);
+  }
+  EXPECT_EQ(delays.size(), 3u);  // the 3rd, 4th and 5th failures waited, longer each time
+  EXPECT_LT(delays[0], delays[1]);
+  // The same address (a proxy in front) with a good signature is answered at once.
+  EXPECT_EQ(post("/v1/mineos/delete", body).status, 202u);
+  EXPECT_EQ(delays.size(), 3u);
+  EXPECT_EQ(throttle.failures_total(), 5u);
+}
+
 }  // namespace
 }  // namespace dsr::mineos

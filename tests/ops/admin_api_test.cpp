@@ -12,6 +12,8 @@
 namespace dsr::ops {
 namespace {
 
+using namespace std::chrono_literals;
+
 const time_point t0{std::chrono::sys_days{std::chrono::year{2026} / 11 / 29}};
 
 class AdminApiTest : public ::testing::Test {
@@ -179,6 +181,28 @@ TEST_F(AdminApiTest, DataServesAKeptExportOnly) {
   EXPECT_EQ(nlohmann::json::parse(r.body)["properties"]["a"], 1);
   EXPECT_EQ(get("/v1/requests/req-0/data").status, 404u);  // a delete job has no export
   EXPECT_EQ(get("/v1/requests/req-1/data", std::nullopt).status, 401u);
+}
+
+TEST_F(AdminApiTest, RefusedTokensAreSlowedPerAddressButAuthorizedCallsNever) {
+  std::vector<std::chrono::milliseconds> delays;
+  http::auth_throttle throttle(std::make_shared<test::fake_clock>(),
+                               [&](std::chrono::milliseconds d, std::function<void()> fn) {
+                                 delays.push_back(d);
+                                 fn();
+                               },
+                               {.free_failures = 2});
+  admin_options o{30, exports_.path(), [] {}};
+  o.throttle = &throttle;
+  api_ = std::make_unique<admin_api>(*queue_, credentials_, o);
+  router_ = http::router{};
+  api_->add_routes(router_);
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(get("/v1/requests", "Bearer wrong").status, 401u);
+  }
+  EXPECT_EQ(delays.size(), 3u);  // the 3rd, 4th and 5th failures waited
+  EXPECT_EQ(get("/v1/requests").status, 200u);
+  EXPECT_EQ(delays.size(), 3u);  // the right token is never slowed
+  EXPECT_EQ(throttle.failures_total(), 5u);
 }
 
 }  // namespace

@@ -128,6 +128,26 @@ std::uint16_t process::wait_port(const std::string& pattern, std::chrono::millis
   return 0;
 }
 
+bool process::wait_output(std::string_view needle, std::size_t occurrences,
+                          std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    const auto out = output();
+    std::size_t seen = 0;
+    for (auto at = out.find(needle); at != std::string::npos; at = out.find(needle, at + 1)) {
+      ++seen;
+    }
+    if (seen >= occurrences) {
+      return true;
+    }
+    if (wait_exit(std::chrono::milliseconds(0))) {
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // polling the log, not timing
+  }
+  return false;
+}
+
 void process::signal(int sig) {
   if (pid_ > 0 && !exit_code_) {
     ::kill(pid_, sig);

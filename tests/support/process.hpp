@@ -8,6 +8,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <sys/types.h>
@@ -35,6 +36,10 @@ class process {
   // Waits for a log line matching `pattern` whose first group is a port; 0 if none came.
   std::uint16_t wait_port(const std::string& pattern,
                           std::chrono::milliseconds timeout = std::chrono::seconds(20));
+  // Waits until `needle` appears `occurrences` times in the output; false if the process exits
+  // or the time runs out first.
+  bool wait_output(std::string_view needle, std::size_t occurrences = 1,
+                   std::chrono::milliseconds timeout = std::chrono::seconds(20));
   std::uint16_t port() const { return port_; }
   std::uint16_t admin_port() const { return admin_port_ != 0 ? admin_port_ : port_; }
 

@@ -5,6 +5,7 @@
 
 #include "dsr/common/clock.hpp"
 #include "dsr/credentials/credentials.hpp"
+#include "dsr/exponea/answers.hpp"
 #include "dsr/exponea/export_scan.hpp"
 #include "dsr/exponea/limiter.hpp"
 #include "dsr/http/client.hpp"
@@ -18,49 +19,6 @@
 #include <string>
 
 namespace dsr::exponea {
-
-// The contract's classes of answers.
-enum class answer_class {
-  ok,         // done
-  not_found,  // the customer does not exist
-  transient,  // 429, 5xx, timeout, connection error: retry with backoff
-  rejected,   // a credential or permission was refused: pause, naming `value`
-  failed,     // any other 4xx (or success:false): fail the job with Exponea's text
-};
-
-std::string_view to_string(answer_class c);
-
-struct call_error {
-  answer_class kind = answer_class::failed;
-  unsigned status = 0;  // HTTP status; 0 for a transport failure
-  std::string message;  // Exponea's error text, or the transport problem; never a secret
-  std::string value;    // for `rejected`: the credential or permission to fix
-  std::optional<std::chrono::milliseconds> retry_after;  // from a Retry-After header
-};
-
-[[noreturn]] void throw_exception_from_error(const call_error& e,
-                                             const boost::source_location& loc);
-
-template <class T>
-using outcome = boost::system::result<T, call_error>;
-
-// Which credentials authenticated a call: Basic (api key + secret) or Token (api token).
-enum class auth { basic, token };
-
-// What a call was for; the same status means different things on different endpoints.
-enum class endpoint { export_one, track, anonymize, system_time };
-
-// The error text of an Exponea answer: `error`, `errors` (list or map of lists), `message`, or
-// the plain body (trimmed, at most 300 characters). "" for an empty body.
-std::string error_text(std::string_view body);
-
-// Classifies one HTTP answer. `now` turns an HTTP-date Retry-After into a delay.
-call_error classify(unsigned status, std::string_view body,
-                    std::optional<std::string_view> retry_after, auth used, endpoint ep,
-                    time_point now);
-
-// Classifies a transport failure (errc::upstream_*).
-call_error classify(const failure& f);
 
 // One export-one call. The answer is streamed to a file under the api's download directory,
 // scanned there (export_scan.hpp) and removed; it is never held whole in memory.

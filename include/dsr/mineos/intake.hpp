@@ -9,6 +9,7 @@
 
 #include "dsr/common/clock.hpp"
 #include "dsr/credentials/credentials.hpp"
+#include "dsr/http/auth_throttle.hpp"
 #include "dsr/http/router.hpp"
 #include "dsr/jobs/store_worker.hpp"
 #include "dsr/mineos/webhook.hpp"
@@ -36,6 +37,8 @@ class intake {
   using preview_hook = std::function<void(const std::string& email, http::responder)>;
   void on_test(test_hook fn) { on_test_ = std::move(fn); }
   void on_preview(preview_hook fn) { on_preview_ = std::move(fn); }
+  // Refused signatures go through it (counted, slowed per address). Set before serving.
+  void set_auth_throttle(http::auth_throttle* t) { throttle_ = t; }
 
  private:
   job_queue& queue_;
@@ -45,6 +48,7 @@ class intake {
   std::function<void()> on_accepted_;
   test_hook on_test_;
   preview_hook on_preview_;
+  http::auth_throttle* throttle_ = nullptr;
 };
 
 }  // namespace dsr::mineos

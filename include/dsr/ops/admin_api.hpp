@@ -4,6 +4,7 @@
 
 #include "dsr/common/clock.hpp"
 #include "dsr/credentials/credentials.hpp"
+#include "dsr/http/auth_throttle.hpp"
 #include "dsr/http/router.hpp"
 #include "dsr/jobs/store_worker.hpp"
 
@@ -21,6 +22,8 @@ struct admin_options {
   // Why dispatch is paused (named in /readyz), or nullopt.
   std::function<std::optional<std::string>()> paused;
   std::string export_key;  // store_key: kept exports are sealed with it; empty: in the clear
+  // Refused tokens go through it (counted, slowed per address); null: answered at once.
+  http::auth_throttle* throttle = nullptr;
 };
 
 class admin_api {
