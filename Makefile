@@ -5,8 +5,11 @@ JOBS ?= $(shell nproc)
 MAKEFLAGS += --no-print-directory
 
 SANITIZE_DIR ?= build-sanitize
+FUZZ_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 120
+FUZZ_TARGETS := webhook signature exponea_answer config
 
-.PHONY: all deps build run test test-sanitize soak clean
+.PHONY: all deps build fuzz-build run test test-sanitize fuzz soak clean
 
 all: build
 
@@ -20,8 +23,31 @@ build: deps
 run: build
 	@scripts/run-dev $(BUILD_DIR)
 
-test: build
+# The libFuzzer targets (clang 14, ASan + UBSan): tests/fuzz/.
+fuzz-build: deps
+	@cmake -S . -B $(FUZZ_DIR) -DDSR_FUZZ=ON -DCMAKE_CXX_COMPILER=clang++-14 \
+	  -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(FUZZ_DIR) -j $(JOBS)
+
+# The whole suite, then each fuzz target deterministically (-seed=1, fixed runs, ~20 s each).
+test: build fuzz-build
 	@ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS)
+	@ctest --test-dir $(FUZZ_DIR) --output-on-failure -j $(JOBS)
+
+# Explores each target for FUZZ_SECONDS (default 120) from its seed corpus; new inputs collect in
+# $(FUZZ_DIR)/corpus/<target>, crashes in $(FUZZ_DIR)/artifacts/ (add a minimised one to
+# tests/fuzz/corpus/<target> with the fix).
+fuzz: fuzz-build
+	@mkdir -p $(FUZZ_DIR)/artifacts
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_DIR)/corpus/$$t; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	  $(FUZZ_DIR)/tests/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
+	    -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/artifacts/$$t- \
+	    $(FUZZ_DIR)/corpus/$$t tests/fuzz/corpus/$$t > $(FUZZ_DIR)/fuzz-$$t.log 2>&1 \
+	    || { tail -n 40 $(FUZZ_DIR)/fuzz-$$t.log; echo "fuzz: $$t failed (log: $(FUZZ_DIR)/fuzz-$$t.log)"; exit 1; }; \
+	  grep -E '^stat::(number_of_executed_units|new_units_added)' $(FUZZ_DIR)/fuzz-$$t.log; \
+	done
 
 # The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer (leaks included); the
 # end-to-end tests then run instrumented daemon and simulator binaries too.
@@ -38,4 +64,4 @@ soak: build
 	  $(BUILD_DIR)/tests/dsr_soak_tests
 
 clean:
-	rm -rf $(BUILD_DIR) $(SANITIZE_DIR)
+	rm -rf $(BUILD_DIR) $(SANITIZE_DIR) $(FUZZ_DIR)

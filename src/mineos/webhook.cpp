@@ -78,6 +78,9 @@ result<webhook> parse_webhook(std::string_view body, endpoint_kind kind) {
     });
   } catch (const json::parse_error& e) {
     return invalid(fmt::format("body is not valid JSON (at byte {})", e.byte));
+  } catch (const json::out_of_range&) {
+    // A number beyond a double (1e400): refused like any malformed body, never thrown further.
+    return invalid("body holds a number out of range");
   } catch (const too_deep&) {
     return invalid(fmt::format("body is nested deeper than {} levels", max_depth));
   }

@@ -103,6 +103,9 @@ TEST(Webhook, MalformedBodiesAreRefused) {
   EXPECT_THAT(error_of(std::string(R"({"traceId": ")") + std::string(300, 'x') + "\"}"),
               HasSubstr("traceId is longer than"));
   EXPECT_THAT(error_of(R"({"traceId": "t\u0000x"})"), HasSubstr("control characters"));
+  // Found by tests/fuzz/fuzz_webhook: a number beyond a double used to escape as an exception.
+  EXPECT_THAT(error_of("63.6e396392"), HasSubstr("number out of range"));
+  EXPECT_THAT(error_of(R"({"traceId": "t", "n": -1e400})"), HasSubstr("number out of range"));
 }
 
 TEST(Webhook, InvalidValuesAreNamedWithoutEchoingThem) {

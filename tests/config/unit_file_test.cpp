@@ -1,0 +1,68 @@
+// The systemd unit shipped in config/: hardened to an exposure of 2.5 or less, and handing the
+// daemon every secret it can read through LoadCredential=.
+
+#include "dsr/config/config.hpp"
+#include "dsr/credentials/names.hpp"
+#include "support/process.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+namespace dsr {
+namespace {
+
+using ::testing::HasSubstr;
+
+const std::string unit_path = DSR_SOURCE_DIR "/config/dsr-connector.service";
+
+std::string unit_text() {
+  std::ifstream in(unit_path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::optional<std::string> which(const std::string& program) {
+  for (const char* dir : {"/usr/bin", "/bin", "/usr/local/bin"}) {
+    const auto p = std::filesystem::path(dir) / program;
+    if (std::filesystem::exists(p)) {
+      return p.string();
+    }
+  }
+  return std::nullopt;
+}
+
+TEST(UnitFile, EverySecretComesThroughLoadCredential) {
+  const auto text = unit_text();
+  for (const auto c : all_credentials) {
+    const std::string name(dsr::name(c));
+    EXPECT_THAT(text, HasSubstr("\nLoadCredential=" + name + ":")) << name;
+  }
+}
+
+TEST(UnitFile, StopTimeoutOutlastsTheDrain) {
+  const std::regex timeout(R"(\nTimeoutStopSec=(\d+)s)");
+  std::smatch m;
+  const auto text = unit_text();
+  ASSERT_TRUE(std::regex_search(text, m, timeout));
+  EXPECT_GT(std::stoi(m[1]), config{}.jobs.shutdown_grace.count() + 5);
+}
+
+TEST(UnitFile, SystemdAnalyzeSecurityExposureIsAtMostTwoAndAHalf) {
+  const auto analyze = which("systemd-analyze");
+  if (!analyze) {
+    GTEST_SKIP() << "systemd-analyze is not installed";
+  }
+  const auto r = test::run(*analyze, {"security", "--offline=true", "--no-pager", unit_path});
+  const std::regex level(R"(Overall exposure level for dsr-connector\.service: (\d+\.\d+))");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.output, m, level)) << r.output;
+  EXPECT_LE(std::stod(m[1]), 2.5) << r.output;
+}
+
+}  // namespace
+}  // namespace dsr
