@@ -26,6 +26,43 @@ std::optional<std::string> open_chunk(std::string_view key, std::string_view fil
   return crypto::open(key, sealed, aad(file_id, index, last));
 }
 
+writer::writer(std::string_view key, std::string_view file_id,
+               std::function<bool(std::string_view)> put)
+    : key_(key), file_id_(file_id), put_(std::move(put)) {}
+
+void writer::put(std::string_view sealed) {
+  if (!failed_ && !put_(sealed)) {
+    failed_ = true;
+  }
+}
+
+bool writer::write(std::string_view plain) {
+  buffer_.append(plain);
+  if (buffer_.size() <= chunk_plain) {
+    return !failed_;
+  }
+  std::size_t at = 0;
+  while (buffer_.size() - at > chunk_plain) {
+    put(seal_chunk(key_, file_id_, index_++, false,
+                   std::string_view(buffer_).substr(at, chunk_plain)));
+    at += chunk_plain;
+  }
+  buffer_.erase(0, at);
+  return !failed_;
+}
+
+bool writer::finish() {
+  // A plaintext that fills its last chunk exactly is followed by an empty last chunk: a sealed
+  // file's last chunk is always short, which is how its size tells where it ends.
+  if (buffer_.size() == chunk_plain) {
+    put(seal_chunk(key_, file_id_, index_++, false, buffer_));
+    buffer_.clear();
+  }
+  put(seal_chunk(key_, file_id_, index_++, true, buffer_));
+  buffer_.clear();
+  return !failed_;
+}
+
 std::optional<std::uint64_t> plain_size(std::uint64_t file_size) {
   constexpr std::uint64_t full = chunk_plain + chunk_overhead;
   const std::uint64_t full_chunks = file_size / full;

@@ -2,6 +2,7 @@
 
 #include "dsr/common/crypto.hpp"
 #include "dsr/common/time.hpp"
+#include "dsr/http/body_source.hpp"
 
 #include <fmt/format.h>
 #include <boost/asio/co_spawn.hpp>
@@ -27,7 +28,8 @@ boost::asio::awaitable<result<export_summary>> scan_elsewhere(std::filesystem::p
                                                               audit_match audit,
                                                               std::filesystem::path save_to,
                                                               std::string key) {
-  co_return scan_export(answer, audit, save_to, key);
+  // The download was written sealed with the same key (client_request::response_key).
+  co_return scan_export(answer, audit, save_to, key, key);
 }
 
 // A parsed answer. nlohmann::json converts implicitly to anything, which would make
@@ -169,6 +171,7 @@ class api_impl final : public api {
     req.idempotent = ep == endpoint::export_one || ep == endpoint::system_time;
     req.response_file = download;
     req.max_file_bytes = options_.max_export_bytes;
+    req.response_key = options_.export_key;  // never in the clear on disk, even for seconds
     if (options_.spacing) {
       co_await options_.spacing->acquire(options_.turn);
     }
@@ -217,12 +220,18 @@ class api_impl final : public api {
     return random_();
   }
 
-  // The first 64 KiB of a file: an error answer is far shorter.
-  static std::string read_small(const std::filesystem::path& p) {
-    std::ifstream in(p, std::ios::binary);
+  // The first 64 KiB of the download (sealed when there is an export key): an error answer is
+  // far shorter.
+  std::string read_small(const std::filesystem::path& p) const {
+    auto source = options_.export_key.empty()
+                      ? http::file_source(p)
+                      : http::sealed_file_source(p, options_.export_key, p.filename().string());
+    if (!source) {
+      return "";
+    }
     std::string text(64 * 1024, '\0');
-    in.read(text.data(), static_cast<std::streamsize>(text.size()));
-    text.resize(static_cast<std::size_t>(in.gcount()));
+    auto got = (*source)->read(text);
+    text.resize(got ? *got : 0);
     return text;
   }
 

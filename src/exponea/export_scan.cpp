@@ -1,6 +1,7 @@
 #include "dsr/exponea/export_scan.hpp"
 
 #include "dsr/common/sealed_file.hpp"
+#include "dsr/http/body_source.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -12,6 +13,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <istream>
+#include <streambuf>
 #include <vector>
 
 namespace dsr::exponea {
@@ -76,47 +79,36 @@ enum class kind { scalar, object, array };
 // Where the customer is written: in the clear, or sealed chunk by chunk (sealed_file.hpp).
 class export_writer {
  public:
-  export_writer(std::FILE* f, std::string_view key, std::string_view file_id)
-      : file_(f), key_(key), file_id_(file_id) {}
+  export_writer(std::FILE* f, std::string_view key, std::string_view file_id) : file_(f) {
+    if (!key.empty()) {
+      sealed_.emplace(key, file_id, [this](std::string_view s) { return put(s); });
+    }
+  }
 
   void write(std::string_view s) {
-    if (key_.empty()) {
+    if (sealed_) {
+      sealed_->write(s);
+    } else {
       put(s);
-      return;
-    }
-    buffer_.append(s);
-    // A chunk goes out once more bytes follow it: only then is it known not to be the last.
-    while (buffer_.size() > sealed_file::chunk_plain) {
-      put(sealed_file::seal_chunk(key_, file_id_, index_++, false,
-                                  std::string_view(buffer_).substr(0, sealed_file::chunk_plain)));
-      buffer_.erase(0, sealed_file::chunk_plain);
     }
   }
 
   bool finish() {
-    if (!key_.empty()) {
-      if (buffer_.size() == sealed_file::chunk_plain) {
-        put(sealed_file::seal_chunk(key_, file_id_, index_++, false, buffer_));
-        buffer_.clear();
-      }
-      put(sealed_file::seal_chunk(key_, file_id_, index_++, true, buffer_));
-    }
-    return !failed_ && std::fflush(file_) == 0 && ::fdatasync(::fileno(file_)) == 0 &&
+    const bool sealed_ok = !sealed_ || sealed_->finish();
+    return sealed_ok && !failed_ && std::fflush(file_) == 0 && ::fdatasync(::fileno(file_)) == 0 &&
            std::ferror(file_) == 0;
   }
 
  private:
-  void put(std::string_view s) {
+  bool put(std::string_view s) {
     if (std::fwrite(s.data(), 1, s.size(), file_) != s.size()) {
       failed_ = true;
     }
+    return !failed_;
   }
 
   std::FILE* file_;
-  std::string_view key_;
-  std::string_view file_id_;
-  std::string buffer_;
-  std::uint64_t index_ = 0;
+  std::optional<sealed_file::writer> sealed_;
   bool failed_ = false;
 };
 
@@ -393,8 +385,55 @@ result<file_ptr> open_answer(const std::filesystem::path& p) {
   return in;
 }
 
-result<void> run(scanner& s, std::FILE* in) {
-  const bool ok = json::sax_parse(in, &s);
+// A body_source (the sealed download, opened chunk by chunk) as a stream for the parser.
+class source_buffer final : public std::streambuf {
+ public:
+  explicit source_buffer(http::body_source& source) : source_(source), buffer_(64 * 1024) {}
+  const std::optional<std::string>& error() const { return error_; }
+
+ protected:
+  int_type underflow() override {
+    auto got = source_.read(buffer_);
+    if (!got) {
+      error_ = got.error().detail;
+      return traits_type::eof();
+    }
+    if (*got == 0) {
+      return traits_type::eof();
+    }
+    setg(buffer_.data(), buffer_.data(), buffer_.data() + *got);
+    return traits_type::to_int_type(buffer_[0]);
+  }
+
+ private:
+  http::body_source& source_;
+  std::vector<char> buffer_;
+  std::optional<std::string> error_;
+};
+
+// Parses the answer once through `s`: a plain file, or with `answer_key` one sealed with it (file
+// id = the file's name).
+result<void> run(scanner& s, const std::filesystem::path& answer, std::string_view answer_key) {
+  bool ok = false;
+  if (answer_key.empty()) {
+    auto in = open_answer(answer);
+    if (!in) {
+      return in.error();
+    }
+    ok = json::sax_parse(in->get(), &s);
+  } else {
+    auto source =
+        http::sealed_file_source(answer, std::string(answer_key), answer.filename().string());
+    if (!source) {
+      return source.error();
+    }
+    source_buffer buffer(**source);
+    std::istream in(&buffer);
+    ok = json::sax_parse(in, &s);
+    if (buffer.error()) {
+      return make_failure(errc::io_error, *buffer.error());
+    }
+  }
   if (!ok || !s.error().empty()) {
     return make_failure(errc::invalid_input,
                         s.error().empty() ? std::string("export-one answer rejected") : s.error());
@@ -405,13 +444,10 @@ result<void> run(scanner& s, std::FILE* in) {
 }  // namespace
 
 result<export_summary> scan_export(const std::filesystem::path& answer, const audit_match& audit,
-                                   const std::filesystem::path& save_to, std::string_view key) {
-  auto in = open_answer(answer);
-  if (!in) {
-    return in.error();
-  }
+                                   const std::filesystem::path& save_to, std::string_view key,
+                                   std::string_view answer_key) {
   scanner first(audit, nullptr, -1);
-  if (auto r = run(first, in->get()); !r) {
+  if (auto r = run(first, answer, answer_key); !r) {
     return r.error();
   }
   const int level = first.customer_level();
@@ -422,10 +458,6 @@ result<export_summary> scan_export(const std::filesystem::path& answer, const au
   }
 
   // Second pass: copy the customer's sections, now that we know where it is.
-  auto again = open_answer(answer);
-  if (!again) {
-    return again.error();
-  }
   const auto tmp = std::filesystem::path(save_to.string() + ".tmp");
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) {
@@ -440,7 +472,7 @@ result<export_summary> scan_export(const std::filesystem::path& answer, const au
   export_writer writer(out.get(), key, audit.request_id);
   writer.write("{");
   scanner copy(audit, &writer, level);
-  if (auto r = run(copy, again->get()); !r) {
+  if (auto r = run(copy, answer, answer_key); !r) {
     out.reset();
     std::filesystem::remove(tmp);
     return r.error();

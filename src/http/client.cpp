@@ -1,5 +1,6 @@
 #include "dsr/http/client.hpp"
 
+#include "dsr/common/sealed_file.hpp"
 #include "dsr/config/config.hpp"
 #include "streamed_write.hpp"
 
@@ -39,6 +40,39 @@ using tcp = asio::ip::tcp;
 using steady = std::chrono::steady_clock;
 
 inline constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
+
+// A Beast body that hands each piece of the message to a function (false: stop, I/O error).
+struct sink_body {
+  using value_type = std::function<bool(std::string_view)>;
+
+  class reader {
+   public:
+    template <bool IsRequest, class Fields>
+    reader(bhttp::header<IsRequest, Fields>&, value_type& sink) : sink_(sink) {}
+    void init(const boost::optional<std::uint64_t>&, beast::error_code& ec) { ec = {}; }
+    template <class ConstBufferSequence>
+    std::size_t put(const ConstBufferSequence& buffers, beast::error_code& ec) {
+      std::size_t n = 0;
+      for (const auto b : beast::buffers_range_ref(buffers)) {
+        if (!sink_(std::string_view(static_cast<const char*>(b.data()), b.size()))) {
+          ec = boost::system::errc::make_error_code(boost::system::errc::io_error);
+          return n;
+        }
+        n += b.size();
+      }
+      ec = {};
+      return n;
+    }
+    void finish(beast::error_code& ec) { ec = {}; }
+
+   private:
+    value_type& sink_;
+  };
+};
+
+struct file_closer {
+  void operator()(std::FILE* f) const { std::fclose(f); }
+};
 
 struct connection {
   std::unique_ptr<beast::tcp_stream> plain;
@@ -332,29 +366,42 @@ class client_impl final : public client {
     if (head.content_length() && *head.content_length() > limit) {
       co_return too_large(limit);
     }
-    // Created 0600 before Beast opens it: exports hold personal data.
+    // Created 0600: exports hold personal data.
     const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-      co_return make_failure(
-          errc::io_error, fmt::format("cannot write {}: {}", path.string(), std::strerror(errno)));
-    }
-    ::close(fd);
-    bhttp::response_parser<bhttp::file_body> parser(std::move(head));
-    parser.body_limit(limit);
-    beast::error_code oec;
-    parser.get().body().open(path.c_str(), beast::file_mode::write, oec);
-    if (oec) {
+    std::unique_ptr<std::FILE, file_closer> file(fd < 0 ? nullptr : ::fdopen(fd, "wb"));
+    if (!file) {
+      const auto why = std::strerror(errno);
+      if (fd >= 0) {
+        ::close(fd);
+      }
       co_return make_failure(errc::io_error,
-                             fmt::format("cannot write {}: {}", path.string(), oec.message()));
+                             fmt::format("cannot write {}: {}", path.string(), why));
     }
+    const auto put = [f = file.get()](std::string_view bytes) {
+      return std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
+    };
+    std::optional<sealed_file::writer> sealed;
+    if (!req.response_key.empty()) {
+      sealed.emplace(req.response_key, path.filename().string(), put);
+    }
+    bhttp::response_parser<sink_body> parser(std::move(head));
+    parser.body_limit(limit);
+    parser.get().body() = [&](std::string_view piece) {
+      return sealed ? sealed->write(piece) : put(piece);
+    };
     auto [rec, rn] = co_await bhttp::async_read(stream, conn.buffer, parser, use_nothrow);
     const bool keep = !rec && parser.get().keep_alive();
-    parser.get().body().close();
-    if (rec) {
+    const bool written = !rec && (!sealed || sealed->finish()) && std::fflush(file.get()) == 0 &&
+                         std::ferror(file.get()) == 0;
+    file.reset();
+    if (!written) {
       std::error_code ignored;
       std::filesystem::remove(path, ignored);
       if (rec == bhttp::error::body_limit) {
         co_return too_large(limit);
+      }
+      if (!rec || rec == boost::system::errc::io_error) {
+        co_return make_failure(errc::io_error, fmt::format("cannot write {}", path.string()));
       }
       co_return transport_failure(rec, "reading the answer of", host_);
     }

@@ -1,9 +1,12 @@
 #include "dsr/exponea/client.hpp"
 
+#include "dsr/http/body_source.hpp"
+
 #include "dsr/common/crypto.hpp"
 #include "dsr/common/time.hpp"
 #include "fakes/fake_clock.hpp"
 #include "fakes/fake_credentials.hpp"
+#include "support/drain.hpp"
 #include "support/run_sync.hpp"
 #include "support/temp_dir.hpp"
 #include "support/test_server.hpp"
@@ -261,6 +264,31 @@ TEST_F(ExponeaApi, ExportRefusedOn200IsClassifiedByItsText) {
   EXPECT_EQ(r.error().kind, answer_class::failed);
   EXPECT_THAT(r.error().message, HasSubstr("Something odd"));
   EXPECT_FALSE(std::filesystem::exists(dir_.path() / "6.json"));
+  EXPECT_TRUE(downloads_clean());
+}
+
+TEST_F(ExponeaApi, WithAStoreKeyTheDownloadAndTheSavedCustomerAreSealed) {
+  const std::string key(32, 'k');
+  auto c = http::make_client(ioc_.get_executor(), {server_.url(), 5s});
+  api_options o{dir_.path() / "downloads", 1024 * 1024};
+  o.export_key = key;
+  api_ = make_api(std::move(*c), creds_, std::make_shared<test::fake_clock>(), o);
+  exponea_.next.body = R"({"success":true,"ids":{"registered":"jane@example.com"},)"
+                       R"("properties":{"first_name":"Jane"},"events":[]})";
+  const auto r = run(api_->export_one(saving("s.json")));
+  ASSERT_TRUE(r && *r) << (r ? "" : r.error().message);
+  EXPECT_EQ((*r)->properties, 1u);
+  auto source = http::sealed_file_source(dir_.path() / "s.json", key, "r1");
+  ASSERT_TRUE(source);
+  const auto plain = test::drain(**source);
+  ASSERT_TRUE(plain) << plain.error().detail;
+  EXPECT_EQ(nlohmann::json::parse(*plain)["properties"]["first_name"], "Jane");
+  EXPECT_TRUE(downloads_clean());
+  // A refusal on 200 is read back through the seal to be classified by its text.
+  exponea_.next.body = R"({"success":false,"errors":{"_global":["Customer does not exist"]}})";
+  const auto missing = run(api_->export_one(saving("t.json")));
+  ASSERT_TRUE(missing);
+  EXPECT_FALSE(*missing);
   EXPECT_TRUE(downloads_clean());
 }
 

@@ -225,6 +225,43 @@ TEST_F(SealedExport, ChunkBoundariesRoundTrip) {
   }
 }
 
+TEST_F(SealedExport, ASealedDownloadIsScannedLikeThePlainAnswer) {
+  // Exponea's answer as the HTTP client writes it with a key: sealed, its name as the file id.
+  for (const std::size_t pad : {std::size_t{10}, sealed_file::chunk_plain - 60,
+                                sealed_file::chunk_plain, 3 * sealed_file::chunk_plain + 7}) {
+    const std::string answer =
+        R"({"ids":{"registered":"canary@example.com"},"properties":{"p":")" +
+        std::string(pad, 'x') +
+        R"("},"events":[{"type":"privacy_request","properties":{"request_id":"req-1"}}]})";
+    const auto plain = dir_.write("plain.part", answer);
+    const auto sealed = dir_.path() / "export-one-9.part";
+    {
+      std::ofstream out(sealed, std::ios::binary);
+      sealed_file::writer w(key_, "export-one-9.part", [&](std::string_view s) {
+        return static_cast<bool>(out.write(s.data(), static_cast<std::streamsize>(s.size())));
+      });
+      ASSERT_TRUE(w.write(answer));
+      ASSERT_TRUE(w.finish());
+    }
+    const auto from_plain = scan_export(plain, {"privacy_request", "req-1"}, dir_.path() / "a");
+    const auto from_sealed =
+        scan_export(sealed, {"privacy_request", "req-1"}, dir_.path() / "b", "", key_);
+    ASSERT_TRUE(from_plain && from_sealed) << pad;
+    EXPECT_EQ(from_sealed->properties, 1u);
+    EXPECT_TRUE(from_sealed->holds_audit_event);
+    std::ifstream a(dir_.path() / "a", std::ios::binary);
+    std::ifstream b(dir_.path() / "b", std::ios::binary);
+    EXPECT_EQ(std::string(std::istreambuf_iterator<char>(a), {}),
+              std::string(std::istreambuf_iterator<char>(b), {}))
+        << pad;
+  }
+  // Another key: the download does not open, which is our problem (I/O), not Exponea's.
+  const auto wrong = scan_export(dir_.path() / "export-one-9.part", {"privacy_request", "req-1"},
+                                 {}, "", std::string(32, 'z'));
+  ASSERT_FALSE(wrong);
+  EXPECT_TRUE(wrong.error().is(errc::io_error)) << wrong.error().detail;
+}
+
 TEST_F(SealedExport, AnotherKeyOrAnAlteredFileIsRefused) {
   const std::string answer =
       R"({"properties":{"p":")" + std::string(3 * sealed_file::chunk_plain, 'x') + R"("}})";

@@ -1,5 +1,8 @@
 #include "dsr/http/client.hpp"
 
+#include "dsr/http/body_source.hpp"
+
+#include "support/drain.hpp"
 #include "support/run_sync.hpp"
 #include "support/temp_dir.hpp"
 #include "support/test_pki.hpp"
@@ -146,6 +149,30 @@ TEST_F(ClientTest, AnswerStreamsToAFileBeyondTheInMemoryLimit) {
             std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   // The connection is still good for the next call.
   ASSERT_TRUE(send(*c, {"GET", "/x", {}, ""}));
+}
+
+TEST_F(ClientTest, AnswerToAFileWithAKeyIsNeverOnDiskInTheClear) {
+  test::temp_dir dir;
+  // Over two sealed chunks, with a canary at both ends.
+  const std::string content =
+      "{\"email\":\"canary@example.com\",\"pad\":\"" + std::string(150000, 'p') + "canary\"}";
+  handler_.serve_file = dir.write("served.json", content);
+  auto c = make(server_.url() + "/api");
+  client_request req{"GET", "/file", {}, ""};
+  req.response_file = dir.path() / "export-one-7.part";
+  req.response_key = std::string(32, 'k');
+  const auto r = send(*c, req);
+  ASSERT_TRUE(r) << r.error().detail;
+  std::ifstream in(req.response_file, std::ios::binary);
+  const std::string on_disk(std::istreambuf_iterator<char>(in), {});
+  EXPECT_EQ(on_disk.find("canary"), std::string::npos);
+  EXPECT_EQ(on_disk.find("ppppppppp"), std::string::npos);
+  // Sealed chunk by chunk with the file's name as its id: it opens to the answer.
+  auto source = sealed_file_source(req.response_file, req.response_key, "export-one-7.part");
+  ASSERT_TRUE(source) << source.error().detail;
+  const auto plain = test::drain(**source);
+  ASSERT_TRUE(plain) << plain.error().detail;
+  EXPECT_EQ(*plain, content);
 }
 
 TEST_F(ClientTest, AnswerToAFileOverItsLimitIsRefusedAndRemoved) {

@@ -5,6 +5,7 @@
 // be moved between files, reordered, dropped or the file cut short without opening failing.
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -18,6 +19,27 @@ std::string seal_chunk(std::string_view key, std::string_view file_id, std::uint
                        bool last, std::string_view plain);
 std::optional<std::string> open_chunk(std::string_view key, std::string_view file_id,
                                       std::uint64_t index, bool last, std::string_view sealed);
+
+// Seals a plaintext given piece by piece: a chunk goes out (through `put`) once more bytes follow
+// it, since only then is it known not to be the last; finish() writes the last one.
+class writer {
+ public:
+  // `put` writes sealed bytes; false when it could not (the writer then stays failed).
+  writer(std::string_view key, std::string_view file_id, std::function<bool(std::string_view)> put);
+  bool write(std::string_view plain);
+  // Seals what is left as the last chunk. Call once.
+  bool finish();
+
+ private:
+  void put(std::string_view sealed);
+
+  std::string key_;
+  std::string file_id_;
+  std::function<bool(std::string_view)> put_;
+  std::string buffer_;
+  std::uint64_t index_ = 0;
+  bool failed_ = false;
+};
 
 // The plaintext size of a sealed file of `file_size` bytes (every chunk but the last is full);
 // nullopt when no sealed file has that size.

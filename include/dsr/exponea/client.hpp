@@ -61,7 +61,8 @@ struct api_options {
   // The turn this api's calls take in the limiter: jobs are background, preview/isTest/check
   // interactive.
   priority turn = priority::background;
-  // store_key (32 bytes): saved exports are sealed with it (sealed_file.hpp). Empty: in the clear.
+  // store_key (32 bytes): saved exports, and the download while it is scanned, are sealed with it
+  // (sealed_file.hpp). Empty: in the clear.
   std::string export_key;
 };
 

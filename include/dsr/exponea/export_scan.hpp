@@ -44,9 +44,11 @@ inline constexpr std::size_t max_export_depth = 128;
 // Fails with errc::invalid_input naming what is wrong with the answer, errc::io_error naming the
 // file that cannot be read or written.
 // With a `key` (store_key, 32 bytes) the saved customer is sealed (sealed_file.hpp, file id =
-// audit.request_id); without, it is written in the clear.
+// audit.request_id); without, it is written in the clear. With an `answer_key`, the answer file
+// itself is sealed with it (file id = the answer's file name, as the HTTP client writes it with
+// client_request::response_key); a chunk that does not open fails with errc::io_error.
 result<export_summary> scan_export(const std::filesystem::path& answer, const audit_match& audit,
                                    const std::filesystem::path& save_to = {},
-                                   std::string_view key = {});
+                                   std::string_view key = {}, std::string_view answer_key = {});
 
 }  // namespace dsr::exponea

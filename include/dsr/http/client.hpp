@@ -37,6 +37,9 @@ struct client_request {
   // with errc::upstream_too_large and the file is removed. Other answers are read into memory.
   std::filesystem::path response_file;
   std::uint64_t max_file_bytes = 0;
+  // With a key (32 bytes): the file is written sealed (sealed_file.hpp, file id = the file's
+  // name), so the answer is never on disk in the clear; read it with sealed_file_source.
+  std::string response_key;
   // Safe to send twice (a read). Only such a request is re-sent on a fresh connection when a
   // reused one fails before any answer: for a write, that failure may follow a write that took
   // effect, and the caller must decide (journal, dedupe).
