@@ -7,6 +7,7 @@
 #include "dsr/mineos/signature.hpp"
 #include "support/http_client.hpp"
 #include "support/process.hpp"
+#include "support/sim_process.hpp"
 #include "support/temp_dir.hpp"
 
 #include <fmt/format.h>
@@ -98,12 +99,7 @@ class Canary : public ::testing::Test {
               {"timestamp", 1764233523},
               {"properties", {{"email", lower(e)}, {"total_price", 10}}}}}}});
     }
-    sim_ = std::make_unique<process>(
-        DSR_SIM_BINARY,
-        std::vector<std::string>{"--seed", dir_.write("seed.json", seed.dump()).string(),
-                                 "--listen", "127.0.0.1:0"},
-        std::map<std::string, std::string>{}, dir_.path() / "sim.log");
-    sim_port_ = sim_->wait_port(R"(exponea-sim listening on http://[^ ]+:(\d+))");
+    sim_ = start_sim(dir_.write("seed.json", seed.dump()), dir_.path() / "sim.log", sim_port_);
     ASSERT_NE(sim_port_, 0) << sim_->output();
 
     std::filesystem::create_directories(dir_.path() / "state");

@@ -4,6 +4,7 @@
 #include "support/e2e_config.hpp"
 #include "support/http_client.hpp"
 #include "support/process.hpp"
+#include "support/sim_process.hpp"
 #include "support/temp_dir.hpp"
 
 #include <gmock/gmock.h>
@@ -31,12 +32,7 @@ class Fulfilment : public ::testing::Test {
     std::ifstream in(DSR_SOURCE_DIR "/config/exponea-sim.example.json");
     auto seed = json::parse(in);
     seed["write_delay_ms"] = 300;  // Exponea queues writes
-    const auto seed_file = dir_.write("seed.json", seed.dump());
-    sim_ = std::make_unique<process>(
-        DSR_SIM_BINARY,
-        std::vector<std::string>{"--seed", seed_file.string(), "--listen", "127.0.0.1:0"},
-        std::map<std::string, std::string>{}, dir_.path() / "sim.log");
-    sim_port_ = sim_->wait_port(R"(exponea-sim listening on http://[^ ]+:(\d+))");
+    sim_ = start_sim(dir_.write("seed.json", seed.dump()), dir_.path() / "sim.log", sim_port_);
     ASSERT_NE(sim_port_, 0) << sim_->output();
     const auto cfg = dir_.write(
         "dsr.toml", fmt::format(R"(

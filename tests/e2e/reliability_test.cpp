@@ -4,6 +4,7 @@
 #include "support/e2e_config.hpp"
 #include "support/http_client.hpp"
 #include "support/process.hpp"
+#include "support/sim_process.hpp"
 #include "support/temp_dir.hpp"
 
 #include <fmt/format.h>
@@ -36,12 +37,7 @@ class Reliability : public ::testing::Test {
                                    {"properties", {{"first_name", "C"}}},
                                    {"events", json::array()}});
     }
-    sim_ = std::make_unique<process>(
-        DSR_SIM_BINARY,
-        std::vector<std::string>{"--seed", dir_.write("seed.json", seed.dump()).string(),
-                                 "--listen", "127.0.0.1:0"},
-        std::map<std::string, std::string>{}, dir_.path() / "sim.log");
-    sim_port_ = sim_->wait_port(R"(exponea-sim listening on http://[^ ]+:(\d+))");
+    sim_ = start_sim(dir_.write("seed.json", seed.dump()), dir_.path() / "sim.log", sim_port_);
     ASSERT_NE(sim_port_, 0) << sim_->output();
   }
   void TearDown() override {

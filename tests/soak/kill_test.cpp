@@ -11,6 +11,7 @@
 #include "support/e2e_config.hpp"
 #include "support/http_client.hpp"
 #include "support/process.hpp"
+#include "support/sim_process.hpp"
 #include "support/temp_dir.hpp"
 
 #include <fmt/format.h>
@@ -53,11 +54,9 @@ TEST(KillTest, NothingLostFailedOrDoneTwiceAcrossKillNine) {
                                  {"properties", {{"email", fmt::format("s{}@example.com", i)}}},
                                  {"events", json::array()}});
   }
-  process sim(DSR_SIM_BINARY,
-              {"--seed", dir.write("seed.json", seed.dump()).string(), "--listen", "127.0.0.1:0"},
-              {}, dir.path() / "sim.log");
-  const auto sim_port = sim.wait_port(R"(exponea-sim listening on http://[^ ]+:(\d+))");
-  ASSERT_NE(sim_port, 0) << sim.output();
+  std::uint16_t sim_port = 0;
+  const auto sim = start_sim(dir.write("seed.json", seed.dump()), dir.path() / "sim.log", sim_port);
+  ASSERT_NE(sim_port, 0) << sim->output();
   const auto cfg = dir.write("dsr.toml", fmt::format(R"(
 [server]
 listen = "127.0.0.1:0"
@@ -190,7 +189,7 @@ concurrency = 8
       repeated);
   daemon->signal(SIGTERM);
   daemon->wait_exit();
-  sim.signal(SIGTERM);
+  sim->signal(SIGTERM);
 }
 
 }  // namespace
