@@ -431,6 +431,42 @@ class sqlite_job_store final : public job_store {
     return purged;
   }
 
+  result<job_stats> stats(time_point now, std::chrono::milliseconds deadline,
+                          std::chrono::milliseconds warning) override {
+    job_stats out;
+    {
+      use q(stmts_->count_by_state);
+      int rc = 0;
+      while ((rc = q.step()) == SQLITE_ROW) {
+        if (const auto st = parse_job_state(q.text(0))) {
+          out.by_state[static_cast<std::size_t>(*st)] = static_cast<std::uint64_t>(q.integer(1));
+        }
+      }
+      if (rc != SQLITE_DONE) {
+        return error("counting jobs by state");
+      }
+    }
+    {
+      use q(stmts_->oldest_waiting);
+      if (q.step() != SQLITE_ROW) {
+        return error("finding the oldest waiting job");
+      }
+      if (!q.is_null(0)) {
+        out.oldest_waiting = time_point{std::chrono::milliseconds(q.integer(0))};
+      }
+    }
+    {
+      use q(stmts_->deadlines);
+      q.bind(1, ms(now)).bind(2, deadline.count()).bind(3, warning.count());
+      if (q.step() != SQLITE_ROW) {
+        return error("counting jobs near their due date");
+      }
+      out.overdue = static_cast<std::uint64_t>(q.integer(0));
+      out.due_soon = static_cast<std::uint64_t>(q.integer(1));
+    }
+    return out;
+  }
+
   result<void> probe_write(time_point now) override {
     use q(stmts_->probe);
     q.bind(1, ms(now));
@@ -465,6 +501,14 @@ class sqlite_job_store final : public job_store {
                                      "LIMIT ?2",
                                      job_columns)),
           history(db, "SELECT at_ms, step, result FROM job_steps WHERE job_id = ?1 ORDER BY seq"),
+          count_by_state(db, "SELECT state, COUNT(*) FROM jobs GROUP BY state"),
+          oldest_waiting(db,
+                         "SELECT MIN(received_at_ms) FROM jobs WHERE state IN ('queued', "
+                         "'retrying')"),
+          deadlines(db,
+                    "SELECT COALESCE(SUM(due <= ?1), 0), COALESCE(SUM(due > ?1 AND due <= ?1 + "
+                    "?3), 0) FROM (SELECT COALESCE(created_at_ms, received_at_ms) + ?2 AS due "
+                    "FROM jobs WHERE state IN ('queued', 'running', 'retrying', 'failed'))"),
           count_active(db,
                        "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running', "
                        "'retrying')"),
@@ -518,9 +562,9 @@ class sqlite_job_store final : public job_store {
                      "'cancelled') AND updated_at_ms < ?1") {}
 
     statement begin, commit, rollback, by_trace, by_request, insert_job, insert_step,
-        find_by_request, find_by_id, list_all, list_state, history, count_active, claim, lease_of,
-        release, due_reports, requeue, resend, cancel, record_report, expire, probe, subject_of,
-        forget, purge_steps, purge_jobs;
+        find_by_request, find_by_id, list_all, list_state, history, count_by_state, oldest_waiting,
+        deadlines, count_active, claim, lease_of, release, due_reports, requeue, resend, cancel,
+        record_report, expire, probe, subject_of, forget, purge_steps, purge_jobs;
   };
 
   failure error(std::string_view doing) const {

@@ -356,6 +356,43 @@ TEST(SqliteStore, PurgeDeletesOnlyFinishedJobsOlderThanTheCutoff) {
   EXPECT_TRUE(*s->find("queued"));  // never purged while it can still run
 }
 
+TEST(SqliteStore, StatsCountStatesTheOldestWaitingJobAndDeadlinesAtRisk) {
+  auto s = open_memory();
+  // Due dates with a 30-day deadline: created 40 days ago (overdue), 25 days ago (due within a
+  // 7-day warning), received now without createdAt (due in 30 days: not at risk).
+  auto overdue = make_job("overdue", "t1");
+  overdue.created_at = t0 - 40 * 24h;
+  overdue.received_at = t0 - 2h;
+  auto soon = make_job("soon", "t2");
+  soon.created_at = t0 - 25 * 24h;
+  soon.received_at = t0 - 1h;
+  auto fresh = make_job("fresh", "t3");
+  auto done = make_job("done", "t4");
+  done.created_at = t0 - 40 * 24h;  // finished: no longer at risk
+  for (const auto& j : {overdue, soon, fresh, done}) {
+    ASSERT_EQ(insert_one(*s, j), kind::inserted);
+  }
+  auto j = s->claim_next("w", t0, std::chrono::minutes(1));
+  while ((*j)->request_id != "done") {
+    s->release((*j)->id, "w", {job_state::queued, 0, t0 + 1h, "", ""}, t0);
+    j = s->claim_next("w", t0, std::chrono::minutes(1));
+  }
+  ASSERT_TRUE(s->release((*j)->id, "w", {job_state::completed, 1, t0, "Completed", ""}, t0));
+
+  const auto st = s->stats(t0, 30 * 24h, 7 * 24h);
+  ASSERT_TRUE(st) << st.error().detail;
+  EXPECT_EQ(st->by_state[static_cast<std::size_t>(job_state::queued)], 3u);
+  EXPECT_EQ(st->by_state[static_cast<std::size_t>(job_state::completed)], 1u);
+  EXPECT_EQ(st->by_state[static_cast<std::size_t>(job_state::failed)], 0u);
+  EXPECT_EQ(st->oldest_waiting, t0 - 2h);
+  EXPECT_EQ(st->overdue, 1u);
+  EXPECT_EQ(st->due_soon, 1u);
+  // Eight days on, the fresh one is not yet at risk, the soon one is overdue.
+  const auto later = s->stats(t0 + 8 * 24h, 30 * 24h, 7 * 24h);
+  EXPECT_EQ(later->overdue, 2u);
+  EXPECT_EQ(later->due_soon, 0u);
+}
+
 TEST(SqliteStore, FailedJobKeepsItsSealedEmailAndAnotherKeyCannotReadIt) {
   test::temp_dir dir;
   const auto path = dir.path() / "dsr.sqlite3";

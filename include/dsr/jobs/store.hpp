@@ -10,6 +10,7 @@
 #include "dsr/common/error.hpp"
 #include "dsr/jobs/job.hpp"
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <filesystem>
@@ -58,6 +59,17 @@ enum class operator_result {
   cancelled,      // cancel: a queued or retrying job is cancelled (reported Failed)
   not_found,      // no job has this request id
   conflict,       // the job is in no state the action applies to
+};
+
+// Figures over the whole store for metrics and the status page.
+struct job_stats {
+  std::array<std::uint64_t, 7> by_state{};  // indexed by job_state
+  // The receipt of the oldest job waiting to run (queued or retrying), if any.
+  std::optional<time_point> oldest_waiting;
+  // Unfinished jobs (queued, running, retrying, failed) whose due date (createdAt, else receipt,
+  // + the deadline) is within the warning period, or already past.
+  std::uint64_t due_soon = 0;
+  std::uint64_t overdue = 0;
 };
 
 class job_store {
@@ -122,6 +134,9 @@ class job_store {
   // Deletes finished jobs (completed, user_not_found, failed, cancelled) last changed before
   // `before`, with their history: retention_days. Returns how many.
   virtual result<std::size_t> purge_finished(time_point before) = 0;
+  // Counts by state, the oldest waiting job, and the jobs at risk of missing their due date.
+  virtual result<job_stats> stats(time_point now, std::chrono::milliseconds deadline,
+                                  std::chrono::milliseconds warning) = 0;
 };
 
 struct sqlite_store_options {
