@@ -1,0 +1,75 @@
+#pragma once
+// The daemon's Prometheus metrics (text exposition format 0.0.4), served at GET /metrics.
+//
+// Counters and histograms are recorded as things happen, from any thread; the gauges (jobs by
+// state, the oldest waiting job, deadlines at risk, pause) are read from the store and the
+// dispatcher when the page is rendered. The names are a contract: alerts are written against
+// them (README, docs/operations.md).
+
+#include "dsr/common/clock.hpp"
+#include "dsr/jobs/store.hpp"
+
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace dsr::ops {
+
+class metrics {
+ public:
+  using seconds = std::chrono::duration<double>;
+
+  metrics();
+  metrics(const metrics&) = delete;
+  metrics& operator=(const metrics&) = delete;
+
+  // A webhook answered: operation "delete" | "copy" | "preview", the HTTP status sent.
+  void webhook(std::string_view operation, unsigned code);
+  // A call to Exponea: endpoint "export-one" | "track" | "anonymize" | "system/time", the HTTP
+  // status (0: no answer), how long it took.
+  void exponea_call(std::string_view endpoint, unsigned code, seconds took);
+  // A job reached a final state: outcome "Completed" | "UserNotFound" | "Failed" | "cancelled";
+  // `took` from its receipt.
+  void job_finished(std::string_view operation, std::string_view outcome, seconds took);
+  // A job attempt that will be retried, and why ("429", "5xx", "timeout", "network", ...).
+  void retry(std::string_view reason);
+  // Time a call waited for the shared rate limiter.
+  void rate_limit_wait(seconds waited);
+  // A report to MineOS: "acknowledged", "retry" or "gave_up".
+  void report(std::string_view result);
+
+  // The page, with the gauges read at this moment.
+  struct gauges {
+    job_stats jobs;
+    time_point now{};
+    bool dispatch_paused = false;
+  };
+  std::string render(const gauges& g) const;
+
+ private:
+  using labels = std::vector<std::string>;
+  struct histogram {
+    std::vector<std::uint64_t> buckets;  // per bound, not cumulative
+    double sum = 0;
+    std::uint64_t count = 0;
+  };
+  struct histogram_family {
+    std::vector<double> bounds;
+    std::map<labels, histogram> series;
+  };
+  static void observe(histogram_family& f, const labels& l, double v);
+
+  mutable std::mutex mutex_;
+  std::map<labels, double> webhooks_;
+  std::map<labels, double> exponea_requests_;
+  histogram_family exponea_duration_;
+  histogram_family job_duration_;
+  std::map<labels, double> retries_;
+  double rate_limit_wait_ = 0;
+  std::map<labels, double> reports_;
+};
+
+}  // namespace dsr::ops

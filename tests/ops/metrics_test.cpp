@@ -1,0 +1,115 @@
+#include "dsr/ops/metrics.hpp"
+
+#include "support/prometheus_text.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace dsr::ops {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+
+const time_point t0{std::chrono::sys_days{std::chrono::year{2026} / 11 / 29}};
+
+TEST(Metrics, EmptyPageIsValidAndNamesEveryFamily) {
+  metrics m;
+  const auto page = m.render({{}, t0, false});
+  const auto e = test::parse_exposition(page);
+  for (const char* family :
+       {"dsr_webhooks_total", "dsr_jobs", "dsr_job_duration_seconds", "dsr_exponea_requests_total",
+        "dsr_exponea_request_duration_seconds", "dsr_retries_total",
+        "dsr_rate_limit_wait_seconds_total", "dsr_reports_total",
+        "dsr_oldest_queued_job_age_seconds", "dsr_jobs_due_soon", "dsr_jobs_overdue",
+        "dsr_dispatch_paused", "dsr_build_info"}) {
+    EXPECT_EQ(e.types.count(family), 1u) << family;
+  }
+  EXPECT_EQ(e.types.at("dsr_job_duration_seconds"), "histogram");
+  EXPECT_EQ(e.types.at("dsr_webhooks_total"), "counter");
+  EXPECT_EQ(e.types.at("dsr_jobs"), "gauge");
+  EXPECT_EQ(e.value("dsr_build_info{version=\"" DSR_VERSION "\"}"), 1);
+  EXPECT_EQ(e.value("dsr_jobs{state=\"queued\"}"), 0);
+  EXPECT_EQ(e.samples.count("dsr_jobs{state=\"cancelled\"}"), 1u);
+}
+
+TEST(Metrics, CountersAndHistogramsMoveWithWhatHappens) {
+  metrics m;
+  m.webhook("delete", 202);
+  m.webhook("delete", 202);
+  m.webhook("copy", 401);
+  m.exponea_call("export-one", 200, 0.03s);
+  m.exponea_call("export-one", 200, 2s);
+  m.exponea_call("anonymize", 0, 30.5s);
+  m.job_finished("delete", "Completed", 42s);
+  m.retry("5xx");
+  m.rate_limit_wait(0.25s);
+  m.rate_limit_wait(0.5s);
+  m.report("acknowledged");
+  job_stats jobs;
+  jobs.by_state[static_cast<std::size_t>(job_state::queued)] = 3;
+  jobs.oldest_waiting = t0 - 90s;
+  jobs.due_soon = 2;
+  jobs.overdue = 1;
+  const auto e = test::parse_exposition(m.render({jobs, t0, true}));
+
+  EXPECT_EQ(e.value(R"(dsr_webhooks_total{operation="delete",code="202"})"), 2);
+  EXPECT_EQ(e.value(R"(dsr_webhooks_total{operation="copy",code="401"})"), 1);
+  EXPECT_EQ(e.value(R"(dsr_exponea_requests_total{endpoint="export-one",code="200"})"), 2);
+  EXPECT_EQ(e.value(R"(dsr_exponea_requests_total{endpoint="anonymize",code="0"})"), 1);
+  // 0.03 s falls in the 0.05 bucket, 2 s in 2.5, 30.5 s only in +Inf.
+  EXPECT_EQ(
+      e.value(R"(dsr_exponea_request_duration_seconds_bucket{endpoint="export-one",le="0.025"})"),
+      0);
+  EXPECT_EQ(
+      e.value(R"(dsr_exponea_request_duration_seconds_bucket{endpoint="export-one",le="0.05"})"),
+      1);
+  EXPECT_EQ(
+      e.value(R"(dsr_exponea_request_duration_seconds_bucket{endpoint="export-one",le="2.5"})"), 2);
+  EXPECT_EQ(e.value(R"(dsr_exponea_request_duration_seconds_bucket{endpoint="anonymize",le="30"})"),
+            0);
+  EXPECT_EQ(e.value(R"(dsr_exponea_request_duration_seconds_count{endpoint="anonymize"})"), 1);
+  EXPECT_DOUBLE_EQ(e.value(R"(dsr_exponea_request_duration_seconds_sum{endpoint="export-one"})"),
+                   2.03);
+  EXPECT_EQ(
+      e.value(R"(dsr_job_duration_seconds_bucket{operation="delete",outcome="Completed",le="60"})"),
+      1);
+  EXPECT_EQ(
+      e.value(R"(dsr_job_duration_seconds_bucket{operation="delete",outcome="Completed",le="15"})"),
+      0);
+  EXPECT_EQ(e.value(R"(dsr_retries_total{reason="5xx"})"), 1);
+  EXPECT_DOUBLE_EQ(e.value("dsr_rate_limit_wait_seconds_total"), 0.75);
+  EXPECT_EQ(e.value(R"(dsr_reports_total{result="acknowledged"})"), 1);
+  EXPECT_EQ(e.value(R"(dsr_jobs{state="queued"})"), 3);
+  EXPECT_EQ(e.value("dsr_oldest_queued_job_age_seconds"), 90);
+  EXPECT_EQ(e.value("dsr_jobs_due_soon"), 2);
+  EXPECT_EQ(e.value("dsr_jobs_overdue"), 1);
+  EXPECT_EQ(e.value("dsr_dispatch_paused"), 1);
+}
+
+TEST(Metrics, LabelValuesAreEscaped) {
+  metrics m;
+  m.retry("odd \"reason\"\nwith \\ and newline");
+  const auto page = m.render({{}, t0, false});
+  EXPECT_THAT(page,
+              HasSubstr(R"(dsr_retries_total{reason="odd \"reason\"\nwith \\ and newline"} 1)"));
+  EXPECT_NO_THROW(test::parse_exposition(page));
+}
+
+TEST(PrometheusText, TheReaderRefusesWhatTheFormatForbids) {
+  EXPECT_THROW(test::parse_exposition("x 1\n"), std::runtime_error);                  // no TYPE
+  EXPECT_THROW(test::parse_exposition("# TYPE x gauge\nx 1\n"), std::runtime_error);  // no HELP
+  EXPECT_THROW(test::parse_exposition("# HELP x h\n# TYPE x gauge\nx{a=b} 1\n"),
+               std::runtime_error);  // unquoted label
+  EXPECT_THROW(test::parse_exposition("# HELP x h\n# TYPE x gauge\nx one\n"), std::runtime_error);
+  EXPECT_THROW(test::parse_exposition("# HELP h h\n# TYPE h histogram\nh_bucket{le=\"1\"} 2\n"
+                                      "h_bucket{le=\"2\"} 1\nh_bucket{le=\"+Inf\"} 2\n"
+                                      "h_count 2\n"),
+               std::runtime_error);  // not cumulative
+  EXPECT_THROW(test::parse_exposition("# HELP h h\n# TYPE h histogram\nh_bucket{le=\"1\"} 1\n"
+                                      "h_bucket{le=\"+Inf\"} 2\nh_count 3\n"),
+               std::runtime_error);  // +Inf is not the count
+}
+
+}  // namespace
+}  // namespace dsr::ops
