@@ -1,4 +1,5 @@
 #include "dsr/app/daemon.hpp"
+#include "dsr/ops/metrics.hpp"
 
 #include "dsr/common/crypto.hpp"
 #include "dsr/config/config.hpp"
@@ -295,14 +296,18 @@ int serve(const std::filesystem::path& config_file) {
         auto timer = std::make_shared<boost::asio::steady_timer>(*timers, delay);
         timer->async_wait([timer, fn = std::move(fn)](const boost::system::error_code&) { fn(); });
       });
+  ops::metrics counters;
   mineos::intake intake(worker, *credentials, make_system_clock(), cfg.server.max_queued_jobs);
   intake.set_auth_throttle(&throttle);
+  intake.set_metrics(&counters);
   intake.add_routes(router);
   ops::admin_options admin_options;
   admin_options.deadline_days = cfg.jobs.deadline_days;
   admin_options.export_dir = export_dir;
   admin_options.export_key = store_options.subject_key;
   admin_options.throttle = &throttle;
+  admin_options.counters = &counters;
+  admin_options.deadline_warning_days = cfg.jobs.deadline_warning_days;
   std::function<void()> wake_workers;  // set once the dispatcher and reporter exist
   dsr::dispatcher* running_dispatcher = nullptr;
   admin_options.paused = [&running_dispatcher]() -> std::optional<std::string> {
@@ -370,16 +375,17 @@ int serve(const std::filesystem::path& config_file) {
   // One limiter for every call to Exponea; preview and isTest take their turn before jobs.
   auto spacing = std::make_shared<exponea::limiter>((*server)->executor(),
                                                     cfg.exponea.max_requests_per_second);
-  auto exponea_api = exponea::make_api(std::move(*exponea_http), *credentials, clock,
-                                       {export_dir, cfg.exponea.max_export_bytes, spacing,
-                                        exponea::priority::background, store_options.subject_key});
+  auto exponea_api =
+      exponea::make_api(std::move(*exponea_http), *credentials, clock,
+                        {export_dir, cfg.exponea.max_export_bytes, spacing,
+                         exponea::priority::background, store_options.subject_key, &counters});
   auto interactive_http = http::make_client(
       (*server)->executor(),
       {cfg.exponea.base_url, cfg.exponea.timeout, cfg.exponea.ca_file, answer_in_memory_limit});
   auto interactive_api =
       exponea::make_api(std::move(*interactive_http), *credentials, clock,
                         {export_dir, cfg.exponea.max_export_bytes, spacing,
-                         exponea::priority::interactive, store_options.subject_key});
+                         exponea::priority::interactive, store_options.subject_key, &counters});
   dispatcher_options dispatch;
   dispatch.owner = owner_id();
   dispatch.concurrency = cfg.jobs.concurrency;
@@ -389,6 +395,7 @@ int serve(const std::filesystem::path& config_file) {
   dispatch.flows = settings_for(cfg);
   dispatch.export_dir = export_dir;
   dispatch.hold = [srv = server->get()] { return srv->hold(); };
+  dispatch.metrics = &counters;
   std::unique_ptr<mineos::reporter> reporter;
   if (!cfg.mineos.status_url.empty()) {
     auto mineos_http =
@@ -401,6 +408,7 @@ int serve(const std::filesystem::path& config_file) {
     mineos::reporter_options reporting{cfg.retry, dispatch.export_dir};
     reporting.hold = dispatch.hold;
     reporting.export_key = store_options.subject_key;
+    reporting.metrics = &counters;
     reporter = mineos::make_reporter((*server)->executor(), worker, std::move(*mineos_http),
                                      *credentials, clock, std::move(reporting));
     dispatch.on_finished = [r = reporter.get()] { r->notify(); };

@@ -76,6 +76,33 @@ call_error rejection(unsigned status, std::string message, std::string value) {
   return call_error{answer_class::rejected, status, std::move(message), std::move(value), {}};
 }
 
+std::string_view retry_reason(const call_error& e) {
+  if (e.status == 429) {
+    return "rate_limited";
+  }
+  if (e.status >= 500 && e.status <= 599) {
+    return "server_error";
+  }
+  if (e.status == 0) {
+    return contains(e.message, "timed out") ? "timeout" : "network";
+  }
+  return "other";
+}
+
+std::string_view to_string(endpoint ep) {
+  switch (ep) {
+    case endpoint::export_one:
+      return "export-one";
+    case endpoint::track:
+      return "track";
+    case endpoint::anonymize:
+      return "anonymize";
+    case endpoint::system_time:
+      return "system-time";
+  }
+  return "";
+}
+
 std::string_view to_string(answer_class c) {
   switch (c) {
     case answer_class::ok:

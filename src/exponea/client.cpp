@@ -1,4 +1,5 @@
 #include "dsr/exponea/client.hpp"
+#include "dsr/ops/metrics.hpp"
 
 #include "dsr/common/crypto.hpp"
 #include "dsr/common/time.hpp"
@@ -172,10 +173,17 @@ class api_impl final : public api {
     req.response_file = download;
     req.max_file_bytes = options_.max_export_bytes;
     req.response_key = options_.export_key;  // never in the clear on disk, even for seconds
+    const auto waiting = std::chrono::steady_clock::now();
     if (options_.spacing) {
       co_await options_.spacing->acquire(options_.turn);
     }
+    const auto sending = std::chrono::steady_clock::now();
     auto res = co_await client_->send(std::move(req));
+    if (options_.metrics != nullptr) {
+      options_.metrics->rate_limit_wait(sending - waiting);
+      options_.metrics->exponea_call(to_string(ep), res ? res->status : 0,
+                                     std::chrono::steady_clock::now() - sending);
+    }
     if (res && res->status == 429 && options_.spacing) {
       const auto wait = parse_retry_after(res->header("Retry-After"), clock_->now());
       options_.spacing->slow_down(wait.value_or(std::chrono::seconds(1)));

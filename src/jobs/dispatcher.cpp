@@ -1,4 +1,5 @@
 #include "dsr/jobs/dispatcher.hpp"
+#include "dsr/ops/metrics.hpp"
 
 #include "dsr/common/log.hpp"
 #include "dsr/jobs/backoff.hpp"
@@ -256,8 +257,8 @@ class dispatcher_impl final : public dispatcher {
       }
     } catch (const std::exception& e) {
       log()->error("[R {}] internal error: {}", j.request_id, e.what());
-      outcome =
-          flow_outcome{kind::retry, fmt::format("internal error: {}", e.what()), "", std::nullopt};
+      outcome = flow_outcome{kind::retry, fmt::format("internal error: {}", e.what()), "",
+                             std::nullopt, "internal"};
     }
     const auto& row = policy_for(outcome.result);
     const auto now = clock_->now();
@@ -307,6 +308,9 @@ class dispatcher_impl final : public dispatcher {
     if (row.what == handling::pause || row.what == handling::requeue) {
       log()->info("[R {}] back in the queue: {}", j.request_id, outcome.message);
     } else if (is_active(next.state)) {
+      if (options_.metrics != nullptr) {
+        options_.metrics->retry(outcome.reason.empty() ? "other" : outcome.reason);
+      }
       log()->warn(
           "[R {}] {} attempt {} failed, retrying in {} s: {}", j.request_id, to_string(j.op),
           next.attempts,
@@ -322,6 +326,9 @@ class dispatcher_impl final : public dispatcher {
       }
       if (options_.on_finished) {
         options_.on_finished();
+      }
+      if (options_.metrics != nullptr) {
+        options_.metrics->job_finished(to_string(j.op), next.outcome, now - j.received_at);
       }
       log()->info(
           "[R {}] finished: operation={} outcome={} state={} duration={:.3f}s attempts={}{}",

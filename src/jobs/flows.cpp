@@ -32,6 +32,7 @@ flow_outcome from_error(const exponea::call_error& e, std::string_view doing) {
     case exponea::answer_class::transient:
       o.result = kind::retry;
       o.retry_after = e.retry_after;
+      o.reason = exponea::retry_reason(e);
       break;
     case exponea::answer_class::rejected:
       o.result = kind::rejected;

@@ -1,4 +1,5 @@
 #include "dsr/mineos/intake.hpp"
+#include "dsr/ops/metrics.hpp"
 
 #include "dsr/common/log.hpp"
 #include "dsr/mineos/signature.hpp"
@@ -48,6 +49,12 @@ void intake::add_routes(http::router& r) {
 }
 
 void intake::handle(endpoint_kind kind, const http::request& req, http::responder done) {
+  if (metrics_ != nullptr) {
+    done = [m = metrics_, kind, done = std::move(done)](http::response res) {
+      m->webhook(path_name(kind), res.status);
+      done(std::move(res));
+    };
+  }
   const auto signature = req.header(signature_header);
   const auto secrets = credentials_.find(credential::mineos_webhook_secret);
   const auto keys = secrets ? split_lines(*secrets) : std::vector<secret>{};

@@ -1,4 +1,5 @@
 #include "dsr/mineos/reporter.hpp"
+#include "dsr/ops/metrics.hpp"
 
 #include "dsr/common/log.hpp"
 #include "dsr/jobs/backoff.hpp"
@@ -144,6 +145,9 @@ class reporter_impl final : public reporter {
     if (!recorded) {
       log()->error("[R {}] cannot record the report: {}", j.request_id, recorded.error().detail);
       co_return;
+    }
+    if (options_.metrics != nullptr) {
+      options_.metrics->report(u.acknowledged ? "acknowledged" : u.gave_up ? "gave_up" : "retry");
     }
     if (u.acknowledged) {
       log()->info("[R {}] reported {} to MineOS", j.request_id, j.outcome);

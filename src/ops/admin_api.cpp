@@ -65,8 +65,8 @@ void admin_api::add_routes(http::router& r) {
           ready(std::move(done));
         });
   r.add("GET", "/metrics", route_scope::operator_api,
-        [](http::request&, const http::route_params&, http::responder done) {
-          done(not_yet("/metrics"));
+        [this](http::request&, const http::route_params&, http::responder done) {
+          serve_metrics(std::move(done));
         });
   const auto guarded = [this](auto fn) {
     return [this, fn](http::request& req, const http::route_params& p, http::responder done) {
@@ -186,6 +186,28 @@ void admin_api::data(const std::string& request_id, http::responder done) {
     }
     http::response res{200, "application/json", "", {}, std::move(*source)};
     done(std::move(res));
+  });
+}
+
+void admin_api::serve_metrics(http::responder done) {
+  if (options_.counters == nullptr) {
+    done(not_yet("/metrics"));
+    return;
+  }
+  metrics::gauges g;
+  g.now = options_.time->now();
+  g.dispatch_paused = options_.paused && options_.paused().has_value();
+  const std::chrono::milliseconds deadline = std::chrono::days(options_.deadline_days);
+  const std::chrono::milliseconds warning = std::chrono::days(options_.deadline_warning_days);
+  queue_.run([m = options_.counters, g, deadline, warning,
+              done = std::move(done)](job_store& store) mutable {
+    auto stats = store.stats(g.now, deadline, warning);
+    if (!stats) {
+      done(store_down(stats.error()));
+      return;
+    }
+    g.jobs = *stats;
+    done(http::response{200, "text/plain; version=0.0.4; charset=utf-8", m->render(g), {}});
   });
 }
 

@@ -4,6 +4,7 @@
 #include "support/e2e_config.hpp"
 #include "support/http_client.hpp"
 #include "support/process.hpp"
+#include "support/prometheus_text.hpp"
 #include "support/sim_process.hpp"
 #include "support/temp_dir.hpp"
 
@@ -165,6 +166,43 @@ TEST_F(Fulfilment, DeleteOfAnExistingCustomerAnonymizesAndVerifies) {
   EXPECT_EQ(event["properties"]["request_id"], "req-jane");
   EXPECT_EQ(event["properties"]["type"], "delete");
   EXPECT_THAT(event["properties"].dump(), Not(HasSubstr("@")));  // no personal data
+}
+
+TEST_F(Fulfilment, MetricsMoveWithADeleteAndKeepTheExpositionFormat) {
+  const auto scrape = [&] {
+    const auto r = request(daemon_->port(), "GET", "/metrics");
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.header("content-type"), "text/plain; version=0.0.4; charset=utf-8");
+    return parse_exposition(r.body);  // throws, failing the test, on a format error
+  };
+  const auto before = scrape();
+  submit("delete", "req-metrics", "Jane@Example.com");
+  EXPECT_EQ(wait_reported("req-metrics")["outcome"], "Completed");
+  const auto after = scrape();
+  const auto moved = [&](const std::string& series) {
+    return after.value(series) - before.value(series);
+  };
+  EXPECT_EQ(moved(R"(dsr_webhooks_total{operation="delete",code="202"})"), 1);
+  EXPECT_GE(moved(R"(dsr_exponea_requests_total{endpoint="export-one",code="200"})"), 2);
+  EXPECT_EQ(moved(R"(dsr_exponea_requests_total{endpoint="track",code="200"})"), 1);
+  EXPECT_EQ(moved(R"(dsr_exponea_requests_total{endpoint="anonymize",code="200"})"), 1);
+  EXPECT_EQ(moved(R"(dsr_exponea_request_duration_seconds_count{endpoint="anonymize"})"), 1);
+  EXPECT_EQ(moved(R"(dsr_job_duration_seconds_count{operation="delete",outcome="Completed"})"), 1);
+  EXPECT_EQ(
+      moved(R"(dsr_job_duration_seconds_bucket{operation="delete",outcome="Completed",le="+Inf"})"),
+      1);
+  EXPECT_EQ(moved(R"(dsr_reports_total{result="acknowledged"})"), 1);
+  EXPECT_EQ(moved(R"(dsr_jobs{state="completed"})"), 1);
+  EXPECT_EQ(after.value(R"(dsr_jobs{state="queued"})"), 0);
+  EXPECT_EQ(after.value("dsr_dispatch_paused"), 0);
+  EXPECT_EQ(after.value("dsr_jobs_overdue"), 0);
+  EXPECT_EQ(after.value("dsr_build_info{version=\"" DSR_VERSION "\"}"), 1);
+  // Prometheus's own linter, where Debian's prometheus package installed it.
+  if (std::filesystem::exists("/usr/bin/promtool")) {
+    const auto page = dir_.write("metrics.txt", request(daemon_->port(), "GET", "/metrics").body);
+    const auto lint = run("/bin/sh", {"-c", "/usr/bin/promtool check metrics < " + page.string()});
+    EXPECT_EQ(lint.exit_code, 0) << lint.output;
+  }
 }
 
 TEST_F(Fulfilment, UnknownCustomerIsUserNotFoundAndNothingIsCreated) {

@@ -110,6 +110,18 @@ TEST(ExponeaClassify, RetryAfterInSecondsOrAsAnHttpDate) {
   EXPECT_FALSE(c.retry_after);
 }
 
+TEST(ExponeaClassify, RetryReasonsNameWhatWentWrong) {
+  const auto now = time_point{};
+  EXPECT_EQ(retry_reason(classify(429, "", "3", auth::basic, endpoint::track, now)),
+            "rate_limited");
+  EXPECT_EQ(retry_reason(classify(503, "", std::nullopt, auth::basic, endpoint::track, now)),
+            "server_error");
+  EXPECT_EQ(retry_reason(classify(make_failure(errc::upstream_timeout, "x y: timed out (see)"))),
+            "timeout");
+  EXPECT_EQ(retry_reason(classify(make_failure(errc::upstream_unreachable, "connection refused"))),
+            "network");
+}
+
 TEST(ExponeaClassify, TransportFailuresAreTransientExceptOversizedAnswers) {
   EXPECT_EQ(classify(make_failure(errc::upstream_timeout, "t")).kind, answer_class::transient);
   EXPECT_EQ(classify(make_failure(errc::upstream_unreachable, "u")).kind, answer_class::transient);

@@ -47,6 +47,9 @@ enum class auth { basic, token };
 // What a call was for; the same status means different things on different endpoints.
 enum class endpoint { export_one, track, anonymize, system_time };
 
+// "export-one", "track", "anonymize", "system-time": the metrics' endpoint label.
+std::string_view to_string(endpoint ep);
+
 // The error text of an Exponea answer: `error`, `errors` (list or map of lists), `message`, or
 // the plain body (trimmed, at most 300 characters). "" for an empty body.
 std::string error_text(std::string_view body);
@@ -58,6 +61,10 @@ call_error classify(unsigned status, std::string_view body,
 
 // Classifies a transport failure (errc::upstream_*).
 call_error classify(const failure& f);
+
+// Why a transient error is retried, for the metrics' reason label: "rate_limited" (429),
+// "server_error" (5xx), "timeout" (no answer in time), "network" (no answer at all), "other".
+std::string_view retry_reason(const call_error& e);
 
 // A Retry-After header as a delay: delta-seconds or an HTTP-date (from `now`); nullopt when absent
 // or malformed.

@@ -18,6 +18,10 @@
 #include <optional>
 #include <string>
 
+namespace dsr::ops {
+class metrics;  // ops/metrics.hpp
+}  // namespace dsr::ops
+
 namespace dsr::exponea {
 
 // One export-one call. The answer is streamed to a file under the api's download directory,
@@ -64,6 +68,8 @@ struct api_options {
   // store_key (32 bytes): saved exports, and the download while it is scanned, are sealed with it
   // (sealed_file.hpp). Empty: in the clear.
   std::string export_key;
+  // Counts each call, its status and duration, and the limiter's waits. Null: not counted.
+  ops::metrics* metrics = nullptr;
 };
 
 // The real API over an HTTP client. Credentials are read from `credentials` at each call (so a

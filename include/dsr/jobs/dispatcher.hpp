@@ -19,6 +19,10 @@
 #include <random>
 #include <span>
 
+namespace dsr::ops {
+class metrics;  // ops/metrics.hpp
+}  // namespace dsr::ops
+
 namespace dsr {
 
 // The retry policy as data: what each flow outcome does to its job and to dispatch.
@@ -113,6 +117,8 @@ struct dispatcher_options {
   std::function<void()> on_finished;
   // Held while a job runs, so that a graceful stop waits for it (http::server::hold).
   std::function<std::shared_ptr<void>()> hold;
+  // Counts retries and finished jobs with their duration since receipt. Null: not counted.
+  ops::metrics* metrics = nullptr;
 };
 
 class dispatcher {

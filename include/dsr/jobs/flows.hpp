@@ -74,6 +74,7 @@ struct flow_outcome {
   std::string message;  // no personal data
   std::string value;    // for `rejected`
   std::optional<std::chrono::milliseconds> retry_after;
+  std::string reason;  // for `retry`: exponea::retry_reason (the metrics' label)
 };
 
 // The customer_ids object for this job's subject.

@@ -16,6 +16,10 @@
 
 #include <memory>
 
+namespace dsr::ops {
+class metrics;  // ops/metrics.hpp
+}  // namespace dsr::ops
+
 namespace dsr::mineos {
 
 class intake {
@@ -39,6 +43,8 @@ class intake {
   void on_preview(preview_hook fn) { on_preview_ = std::move(fn); }
   // Refused signatures go through it (counted, slowed per address). Set before serving.
   void set_auth_throttle(http::auth_throttle* t) { throttle_ = t; }
+  // Every answer is counted there (dsr_webhooks_total). Set before serving.
+  void set_metrics(ops::metrics* m) { metrics_ = m; }
 
  private:
   job_queue& queue_;
@@ -49,6 +55,7 @@ class intake {
   test_hook on_test_;
   preview_hook on_preview_;
   http::auth_throttle* throttle_ = nullptr;
+  ops::metrics* metrics_ = nullptr;
 };
 
 }  // namespace dsr::mineos

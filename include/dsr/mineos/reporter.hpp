@@ -22,6 +22,10 @@
 #include <functional>
 #include <memory>
 
+namespace dsr::ops {
+class metrics;  // ops/metrics.hpp
+}  // namespace dsr::ops
+
 namespace dsr::mineos {
 
 // The report body for a finished job, without `data`.
@@ -42,6 +46,8 @@ struct reporter_options {
   // Held while a report is on its way, so that a graceful stop waits for MineOS's answer and its
   // record (http::server::hold): a stop then never causes a report to be sent twice.
   std::function<std::shared_ptr<void>()> hold;
+  // Counts each report's result (dsr_reports_total). Null: not counted.
+  ops::metrics* metrics = nullptr;
 };
 
 class reporter {

@@ -7,6 +7,7 @@
 #include "dsr/http/auth_throttle.hpp"
 #include "dsr/http/router.hpp"
 #include "dsr/jobs/store_worker.hpp"
+#include "dsr/ops/metrics.hpp"
 
 #include <filesystem>
 #include <functional>
@@ -24,6 +25,9 @@ struct admin_options {
   std::string export_key;  // store_key: kept exports are sealed with it; empty: in the clear
   // Refused tokens go through it (counted, slowed per address); null: answered at once.
   http::auth_throttle* throttle = nullptr;
+  // Served at GET /metrics (no auth, like /healthz); null: 501.
+  metrics* counters = nullptr;
+  std::uint32_t deadline_warning_days = 7;
 };
 
 class admin_api {
@@ -38,6 +42,7 @@ class admin_api {
   void get_job(const std::string& request_id, http::responder done);
   void list_jobs(const http::request& req, http::responder done);
   void ready(http::responder done);
+  void serve_metrics(http::responder done);
   void act(const std::string& request_id, bool cancelling, http::responder done);
   void data(const std::string& request_id, http::responder done);
 
