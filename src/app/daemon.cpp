@@ -75,6 +75,45 @@ flow_settings settings_for(const config& cfg) {
 
 // Hourly: exports older than export_retention_days go (kept ones when status_url is empty, or
 // ones MineOS never acknowledged).
+// WATCHDOG=1 at half of WatchdogSec=, from the event loop itself: when the loop stalls, the
+// pings stop and systemd restarts the daemon.
+boost::asio::awaitable<void> ping_watchdog(std::chrono::microseconds interval) {
+  boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor);
+  for (;;) {
+    ops::notify("WATCHDOG=1");
+    timer.expires_after(interval / 2);
+    auto [ec] = co_await timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+    if (ec) {
+      co_return;
+    }
+  }
+}
+
+// Once a day (and at start-up), a warning when jobs are near or past their legal due date.
+boost::asio::awaitable<void> warn_deadlines_daily(job_queue& queue, deadline_policy d) {
+  boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor);
+  for (;;) {
+    const auto now = std::chrono::time_point_cast<millis>(std::chrono::system_clock::now());
+    queue.run([now, d](job_store& s) {
+      const auto st = s.stats(now, std::chrono::days(d.days), std::chrono::days(d.warning_days));
+      if (!st) {
+        spdlog::get("main")->error("cannot check deadlines: {}", st.error().detail);
+      } else if (st->overdue > 0 || st->due_soon > 0) {
+        spdlog::get("main")->warn(
+            "deadlines: {} unfinished job(s) past their due date and {} due within {} day(s); "
+            "their job views say \"deadline\": \"overdue\" or \"due_soon\" "
+            "(GET /v1/requests?state=failed lists the failed ones)",
+            st->overdue, st->due_soon, d.warning_days);
+      }
+    });
+    timer.expires_after(std::chrono::hours(24));
+    auto [ec] = co_await timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+    if (ec) {
+      co_return;
+    }
+  }
+}
+
 boost::asio::awaitable<void> purge_hourly(std::filesystem::path dir, std::chrono::days retention,
                                           job_queue& queue, std::chrono::days job_retention) {
   boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor);
@@ -472,6 +511,15 @@ int serve(const std::filesystem::path& config_file) {
       purge_hourly(dispatch_export_dir, std::chrono::days(cfg.store.export_retention_days), worker,
                    std::chrono::days(cfg.store.retention_days)),
       boost::asio::detached);
+  boost::asio::co_spawn(
+      executor,
+      warn_deadlines_daily(worker, {cfg.jobs.deadline_days, cfg.jobs.deadline_warning_days}),
+      boost::asio::detached);
+  if (const auto interval = ops::watchdog_interval()) {
+    boost::asio::co_spawn(executor, ping_watchdog(*interval), boost::asio::detached);
+    log->info("systemd watchdog: WATCHDOG=1 every {} ms",
+              std::chrono::duration_cast<std::chrono::milliseconds>(*interval / 2).count());
+  }
   if (reporter) {
     running_reporter = reporter.get();
     reporter->start();

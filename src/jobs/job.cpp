@@ -62,7 +62,22 @@ time_point job::due_at(std::uint32_t deadline_days) const {
   return created_at.value_or(received_at) + std::chrono::days{deadline_days};
 }
 
-nlohmann::json job_view(const job& j, std::uint32_t deadline_days) {
+std::string_view deadline_status(const job& j, deadline_policy d, time_point now) {
+  if (!is_active(j.state) && j.state != job_state::failed) {
+    return "";
+  }
+  const auto due = j.due_at(d.days);
+  if (now >= due) {
+    return "overdue";
+  }
+  if (now >= due - std::chrono::days{d.warning_days}) {
+    return "due_soon";
+  }
+  return "ok";
+}
+
+nlohmann::json job_view(const job& j, deadline_policy d, time_point now) {
+  const auto deadline = deadline_status(j, d, now);
   nlohmann::json history = nlohmann::json::array();
   for (const auto& s : j.history) {
     history.push_back({{"at", format_rfc3339(s.at)}, {"step", s.step}, {"result", s.result}});
@@ -75,7 +90,8 @@ nlohmann::json job_view(const job& j, std::uint32_t deadline_days) {
       {"createdAt", j.created_at ? nlohmann::json(format_rfc3339(*j.created_at)) : nullptr},
       {"receivedAt", format_rfc3339(j.received_at)},
       {"updatedAt", format_rfc3339(j.updated_at)},
-      {"dueAt", format_rfc3339(j.due_at(deadline_days))},
+      {"dueAt", format_rfc3339(j.due_at(d.days))},
+      {"deadline", deadline.empty() ? nlohmann::json(nullptr) : nlohmann::json(deadline)},
       {"outcome", j.outcome.empty() ? nlohmann::json(nullptr) : nlohmann::json(j.outcome)},
       {"reported", j.reported},
       {"reportError", j.report_error ? nlohmann::json(*j.report_error) : nullptr},

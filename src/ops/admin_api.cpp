@@ -212,15 +212,16 @@ void admin_api::serve_metrics(http::responder done) {
 }
 
 void admin_api::get_job(const std::string& request_id, http::responder done) {
-  const auto days = options_.deadline_days;
-  queue_.run([request_id, days, done = std::move(done)](job_store& store) {
+  const deadline_policy d{options_.deadline_days, options_.deadline_warning_days};
+  const auto now = options_.time->now();
+  queue_.run([request_id, d, now, done = std::move(done)](job_store& store) {
     auto found = store.find(request_id);
     if (!found) {
       done(store_down(found.error()));
     } else if (!*found) {
       done(http::problem(404, "no job has this request id"));
     } else {
-      done(http::json_response(200, job_view(**found, days)));
+      done(http::json_response(200, job_view(**found, d, now)));
     }
   });
 }
@@ -244,8 +245,9 @@ void admin_api::list_jobs(const http::request& req, http::responder done) {
       return;
     }
   }
-  const auto days = options_.deadline_days;
-  queue_.run([state, limit, days, done = std::move(done)](job_store& store) {
+  const deadline_policy d{options_.deadline_days, options_.deadline_warning_days};
+  const auto now = options_.time->now();
+  queue_.run([state, limit, d, now, done = std::move(done)](job_store& store) {
     auto jobs = store.list(state, limit);
     if (!jobs) {
       done(store_down(jobs.error()));
@@ -253,7 +255,7 @@ void admin_api::list_jobs(const http::request& req, http::responder done) {
     }
     nlohmann::json list = nlohmann::json::array();
     for (const auto& j : *jobs) {
-      list.push_back(job_view(j, days));
+      list.push_back(job_view(j, d, now));
     }
     done(http::json_response(200, {{"requests", std::move(list)}}));
   });

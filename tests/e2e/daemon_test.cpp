@@ -13,8 +13,14 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <poll.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 #include <csignal>
+#include <cstring>
+#include <fstream>
 #include <future>
 #include <sstream>
 #include <thread>
@@ -56,10 +62,10 @@ store_key = ")" + std::string(64, 'f') + "\"\n"
                                       "\n" + "[credentials]\n" + creds);
   }
 
-  std::unique_ptr<process> start(const std::filesystem::path& cfg) {
+  std::unique_ptr<process> start(const std::filesystem::path& cfg,
+                                 const std::map<std::string, std::string>& env = {}) {
     auto p = std::make_unique<process>(
-        binary, std::vector<std::string>{"serve", "--config", cfg.string()},
-        std::map<std::string, std::string>{},
+        binary, std::vector<std::string>{"serve", "--config", cfg.string()}, env,
         dir_.path() / ("daemon-" + std::to_string(++runs_) + ".log"));
     EXPECT_TRUE(p->wait_listening()) << p->output();
     return p;
@@ -418,6 +424,95 @@ store_key = ")" + std::string(64, 'f') +
   EXPECT_THAT(out, HasSubstr("invalid X-Mine-Signature from 127.0.0.1:"));
   EXPECT_THAT(out, Not(HasSubstr("new-webhook-SECRET")));
   expect_no_secret(out);
+}
+
+// A NOTIFY_SOCKET as systemd provides it: the datagrams the daemon sends, in order.
+class notify_socket {
+ public:
+  explicit notify_socket(std::filesystem::path path) : path_(std::move(path)) {
+    fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path_.c_str(), sizeof addr.sun_path - 1);
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  }
+  notify_socket(const notify_socket&) = delete;
+  notify_socket& operator=(const notify_socket&) = delete;
+  ~notify_socket() { ::close(fd_); }
+  const std::filesystem::path& path() const { return path_; }
+
+  // Waits (bounded) until a datagram holding `line` arrives; every datagram seen is kept.
+  bool wait_for(const std::string& line, std::chrono::milliseconds within = 10s) {
+    const auto until = std::chrono::steady_clock::now() + within;
+    while (std::chrono::steady_clock::now() < until) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) {
+        continue;
+      }
+      char buf[4096];
+      const auto n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) {
+        continue;
+      }
+      seen_.emplace_back(buf, static_cast<std::size_t>(n));
+      if (seen_.back().find(line) != std::string::npos) {
+        return true;
+      }
+    }
+    return false;
+  }
+  const std::vector<std::string>& seen() const { return seen_; }
+
+ private:
+  std::filesystem::path path_;
+  int fd_ = -1;
+  std::vector<std::string> seen_;
+};
+
+TEST_F(Daemon, TellsSystemdReadyReloadingStoppingAndPingsTheWatchdog) {
+  notify_socket systemd(dir_.path() / "notify.sock");
+  auto d = start(write_config(),
+                 {{"NOTIFY_SOCKET", systemd.path().string()}, {"WATCHDOG_USEC", "300000"}});
+  ASSERT_TRUE(systemd.wait_for("READY=1")) << d->output();
+  // WatchdogSec=0.3: a ping every 150 ms from the event loop; two in a row prove it repeats.
+  ASSERT_TRUE(systemd.wait_for("WATCHDOG=1"));
+  ASSERT_TRUE(systemd.wait_for("WATCHDOG=1"));
+  d->signal(SIGHUP);
+  ASSERT_TRUE(systemd.wait_for("RELOADING=1"));
+  ASSERT_TRUE(systemd.wait_for("READY=1"));
+  d->signal(SIGTERM);
+  ASSERT_TRUE(systemd.wait_for("STOPPING=1"));
+  EXPECT_EQ(d->wait_exit(), 0);
+  EXPECT_THAT(d->output(), HasSubstr("systemd watchdog: WATCHDOG=1 every 150 ms"));
+}
+
+TEST_F(Daemon, AJobPastItsDeadlineShowsInTheJobViewTheMetricsAndTheLog) {
+  // The webhook's createdAt is 2026-11-28T10:00Z: with a 1-day deadline the job is overdue, and
+  // Exponea is unreachable (port 9), so it stays unfinished.
+  auto cfg = write_config();
+  {
+    std::ifstream in(cfg);
+    std::string text((std::istreambuf_iterator<char>(in)), {});
+    text.replace(text.find("[jobs]\n"), 7,
+                 "[jobs]\ndeadline_days = 1\ndeadline_warning_days = 1\n");
+    cfg = dir_.write("dsr.toml", text);
+  }
+  auto d = start(cfg);
+  ASSERT_EQ(
+      post_signed(d->port(), "/v1/mineos/delete", webhook_body("t-late", "r-late"), webhook_secret)
+          .status,
+      202);
+  const auto v =
+      nlohmann::json::parse(request(d->port(), "GET", "/v1/requests/r-late", "", admin).body);
+  EXPECT_EQ(v["deadline"], "overdue") << v.dump();
+  EXPECT_EQ(v["dueAt"], "2026-11-29T10:00:00.726Z");
+  const auto page = request(d->port(), "GET", "/metrics").body;
+  EXPECT_THAT(page, HasSubstr("\ndsr_jobs_overdue 1\n"));
+  // The daily warning runs at start-up too: restart to see it with the job in the store.
+  d->signal(SIGTERM);
+  ASSERT_EQ(d->wait_exit(), 0);
+  auto again = start(cfg);
+  EXPECT_TRUE(again->wait_output("1 unfinished job(s) past their due date")) << again->output();
 }
 
 }  // namespace

@@ -39,7 +39,7 @@ TEST(Job, ViewHasTheContractFieldsAndNeverTheEmail) {
   j.updated_at = t0 + 5s;
   j.subject_email = "jane@example.com";
   j.history = {{t0, "received", "accepted"}};
-  const auto v = job_view(j, 30);
+  const auto v = job_view(j, {30, 7}, t0 + 1h);
   EXPECT_EQ(v["requestId"], "req-1");
   EXPECT_EQ(v["operation"], "copy");
   EXPECT_EQ(v["state"], "retrying");
@@ -48,11 +48,29 @@ TEST(Job, ViewHasTheContractFieldsAndNeverTheEmail) {
   EXPECT_EQ(v["receivedAt"], "2026-11-29T00:00:00.000Z");
   EXPECT_EQ(v["updatedAt"], "2026-11-29T00:00:05.000Z");
   EXPECT_EQ(v["dueAt"], "2026-12-29T00:00:00.000Z");
+  EXPECT_EQ(v["deadline"], "ok");
   EXPECT_TRUE(v["outcome"].is_null());
   EXPECT_EQ(v["reported"], false);
   EXPECT_TRUE(v["reportError"].is_null());
   EXPECT_EQ(v["history"][0]["step"], "received");
   EXPECT_EQ(v.dump().find("jane"), std::string::npos);
+}
+
+TEST(Job, DeadlineIsFlaggedWithinTheWarningPeriodAndAfterTheDueDate) {
+  job j;
+  j.state = job_state::queued;
+  j.received_at = t0;
+  j.created_at = t0 - 20 * 24h;  // due at t0 + 10 days
+  const deadline_policy d{30, 7};
+  EXPECT_EQ(deadline_status(j, d, t0), "ok");
+  EXPECT_EQ(deadline_status(j, d, t0 + 3 * 24h), "due_soon");
+  EXPECT_EQ(deadline_status(j, d, t0 + 10 * 24h), "overdue");
+  EXPECT_EQ(job_view(j, d, t0 + 11 * 24h)["deadline"], "overdue");
+  j.state = job_state::failed;  // not done for the subject: still at risk
+  EXPECT_EQ(deadline_status(j, d, t0 + 11 * 24h), "overdue");
+  j.state = job_state::completed;
+  EXPECT_EQ(deadline_status(j, d, t0 + 11 * 24h), "");
+  EXPECT_TRUE(job_view(j, d, t0 + 11 * 24h)["deadline"].is_null());
 }
 
 }  // namespace

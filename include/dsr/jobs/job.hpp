@@ -74,7 +74,19 @@ struct job {
   time_point due_at(std::uint32_t deadline_days) const;
 };
 
-// The job view of contract §4 (never the e-mail).
-nlohmann::json job_view(const job& j, std::uint32_t deadline_days);
+// The legal deadline (contract §3 [jobs]): due `days` after createdAt (or receipt); flagged
+// `warning_days` before.
+struct deadline_policy {
+  std::uint32_t days = 30;
+  std::uint32_t warning_days = 7;
+};
+
+// Where an unfinished job (queued, running, retrying, failed) stands at `now`: "overdue" past its
+// due date, "due_soon" within the warning period, else "ok"; "" for a finished job.
+std::string_view deadline_status(const job& j, deadline_policy d, time_point now);
+
+// The job view of contract §4 (never the e-mail), plus `deadline` (deadline_status, null when
+// finished).
+nlohmann::json job_view(const job& j, deadline_policy d, time_point now);
 
 }  // namespace dsr
