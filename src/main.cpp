@@ -8,15 +8,6 @@
 
 #include <string>
 
-namespace {
-
-int not_available(std::string_view what) {
-  fmt::print(stderr, "dsr-connector: {} is not available yet in this version\n", what);
-  return 1;
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   CLI::App app{
       "dsr-connector: fulfils MineOS privacy requests (delete, copy) in Bloomreach "
@@ -35,17 +26,24 @@ int main(int argc, char** argv) {
   check->add_flag("--json", json, "Print the isTest answer body as JSON");
 
   auto* requests = app.add_subcommand("requests", "List and manage jobs through the admin API");
-  requests->add_option("-c,--config", config_file, "Configuration file (TOML)");
+  requests->add_option("-c,--config", config_file, "Configuration file (TOML)")->required();
+  requests->add_flag("--json", json, "Print the admin API's JSON instead of a table");
   requests->require_subcommand(1);
   std::string state;
   std::string id;
-  auto* list = requests->add_subcommand("list", "List jobs, newest first");
-  list->add_option("--state", state, "Only jobs in this state");
-  list->add_flag("--json", json, "Print JSON");
-  for (const char* verb : {"show", "retry", "cancel"}) {
-    requests->add_subcommand(verb, std::string(verb) + " one job")
-        ->add_option("ID", id, "The request id")
-        ->required();
+  auto* list = requests->add_subcommand("list", "List jobs, newest first (at most 1000)");
+  list->add_option("--state", state,
+                   "Only jobs in this state: queued, running, retrying, completed, "
+                   "user_not_found, failed, cancelled");
+  list->add_flag("--json", json, "Print the admin API's JSON instead of a table");
+  const std::vector<std::pair<const char*, const char*>> verbs{
+      {"show", "Show one job and its history"},
+      {"retry", "Run a failed job again, or re-send an unacknowledged report"},
+      {"cancel", "Cancel a queued or retrying job (MineOS is told Failed)"}};
+  for (const auto& [verb, what] : verbs) {
+    auto* sub = requests->add_subcommand(verb, what);
+    sub->add_option("ID", id, "The request id")->required();
+    sub->add_flag("--json", json, "Print the admin API's JSON");
   }
 
   try {
@@ -61,5 +59,8 @@ int main(int argc, char** argv) {
   if (check->parsed()) {
     return dsr::app::check(config_file, json);
   }
-  return not_available("'dsr-connector requests'");
+  for (auto* sub : requests->get_subcommands()) {
+    return dsr::app::requests(config_file, sub->get_name(), id, state, json);
+  }
+  return 2;
 }

@@ -103,10 +103,19 @@ TEST_F(Daemon, VersionAndHelpExitZeroAndBadUsageExitsTwo) {
   EXPECT_EQ(run(binary, {"frobnicate"}).exit_code, 2);
 }
 
-TEST_F(Daemon, LaterSubcommandsSayTheyAreNotAvailableYet) {
-  const auto r = run(binary, {"requests", "--config", write_config().string(), "list"});
-  EXPECT_EQ(r.exit_code, 1);
-  EXPECT_THAT(r.output, HasSubstr("not available yet"));
+TEST_F(Daemon, RequestsCommandNamesAMissingTokenAndAnUnreachableDaemon) {
+  const auto no_token = dir_.write("no-token.toml", "[server]\nlisten = \"127.0.0.1:9\"\n");
+  const auto r = run(binary, {"requests", "--config", no_token.string(), "list"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("admin_token is missing"));
+  const auto down = dir_.write(
+      "down.toml",
+      "[server]\nlisten = \"0.0.0.0:9\"\n[credentials]\nadmin_token = \"e2e-admin-SECRET\"\n");
+  const auto d = run(binary, {"requests", "--config", down.string(), "show", "r1"});
+  EXPECT_EQ(d.exit_code, 1);
+  EXPECT_THAT(d.output, HasSubstr("cannot reach the daemon's admin API at http://127.0.0.1:9"));
+  expect_no_secret(d.output);
+  EXPECT_EQ(run(binary, {"requests", "--config", down.string(), "retry"}).exit_code, 2);  // no ID
 }
 
 TEST_F(Daemon, ConfigErrorExitsTwoNamingFileAndKey) {

@@ -308,6 +308,74 @@ TEST_F(Fulfilment, PermanentErrorFailsAtOnceWithAFailedReportQuotingExponea) {
   EXPECT_THAT(report["message"].get<std::string>(), HasSubstr("Invalid JSON"));
 }
 
+TEST_F(Fulfilment, RequestsCommandListsRetriesAndCancelsJobs) {
+  // The command reads the daemon's address and admin_token from a configuration file: the same
+  // credentials, and the port the daemon actually bound.
+  const auto cli_config = dir_.write(
+      "cli.toml",
+      fmt::format("[server]\nlisten = \"127.0.0.1:{}\"\n{}", daemon_->port(), test_credentials()));
+  const auto cli = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"requests", "--config", cli_config.string()});
+    return run(DSR_BINARY, args);
+  };
+  // A job that fails for good.
+  fault({{"endpoint", "anonymize"},
+         {"status", 400},
+         {"body", R"({"success":false,"message":"Invalid JSON"})"}});
+  submit("delete", "req-cli", "jane@example.com");
+  EXPECT_EQ(finished("req-cli")["state"], "failed");
+  wait_reported("req-cli");
+
+  const auto failed = cli({"list", "--state", "failed"});
+  EXPECT_EQ(failed.exit_code, 0) << failed.output;
+  EXPECT_THAT(failed.output, HasSubstr("REQUEST ID"));
+  EXPECT_THAT(failed.output, HasSubstr("req-cli"));
+  EXPECT_THAT(failed.output, HasSubstr("failed"));
+  const auto none = cli({"list", "--state", "cancelled"});
+  EXPECT_THAT(none.output, HasSubstr("no jobs"));
+  const auto as_json = cli({"list", "--json"});
+  EXPECT_EQ(json::parse(as_json.output)["requests"][0]["requestId"], "req-cli");
+  const auto shown = cli({"show", "req-cli"});
+  EXPECT_EQ(shown.exit_code, 0) << shown.output;
+  EXPECT_THAT(shown.output, HasSubstr("history:"));
+  EXPECT_THAT(shown.output, HasSubstr("Invalid JSON"));
+
+  // The fault is gone (it was used once): a retry runs the job to completion.
+  const auto retried = cli({"retry", "req-cli"});
+  EXPECT_EQ(retried.exit_code, 0) << retried.output;
+  EXPECT_THAT(retried.output, HasSubstr("req-cli: queued again"));
+  const auto done = finished("req-cli");
+  EXPECT_EQ(done["state"], "completed") << done.dump();
+  // Not failed any more: the daemon answers 409 and the command says so.
+  const auto again = cli({"retry", "req-cli"});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_THAT(again.output, HasSubstr("409"));
+  EXPECT_EQ(cli({"show", "no-such-request"}).exit_code, 1);
+
+  // A job waiting for its next attempt (Exponea asked for a minute) is cancelled.
+  fault({{"endpoint", "export-one"}, {"status", 503}, {"retry_after", "60"}});
+  submit("delete", "req-wait", "john@example.com");
+  json v = json::object();
+  for (int i = 0; i < 500 && v.value("state", "") != "retrying"; ++i) {
+    v = json::parse(request(daemon_->port(), "GET", "/v1/requests/req-wait", "", admin).body);
+    std::this_thread::sleep_for(20ms);  // polling for an event, not timing it
+  }
+  ASSERT_EQ(v["state"], "retrying") << v.dump();
+  const auto cancelled = cli({"cancel", "req-wait"});
+  EXPECT_EQ(cancelled.exit_code, 0) << cancelled.output;
+  EXPECT_EQ(wait_reported("req-wait")["state"], "cancelled");
+  bool told = false;
+  for (const auto& r : sim("mineos")) {
+    const auto body = json::parse(r["body"].get<std::string>());
+    if (body.dump().find("req-wait") != std::string::npos) {
+      EXPECT_EQ(body["status"], "Failed");
+      EXPECT_EQ(body["message"], "cancelled by operator");
+      told = true;
+    }
+  }
+  EXPECT_TRUE(told);
+}
+
 TEST_F(Fulfilment, HungCallTimesOutAndIsRetried) {
   // The first export-one answers only after 3 s; the daemon's timeout is 2 s.
   fault({{"endpoint", "export-one"}, {"delay_ms", 3000}});

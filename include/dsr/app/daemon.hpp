@@ -4,6 +4,7 @@
 // stop, 1 on a runtime failure, 2 on a configuration or credential error).
 
 #include <filesystem>
+#include <string>
 
 namespace dsr::app {
 
@@ -13,5 +14,12 @@ int serve(const std::filesystem::path& config_file);
 // body with `json`). Writes nothing anywhere. 0 when nothing failed, 1 otherwise, 2 on a
 // configuration error.
 int check(const std::filesystem::path& config_file, bool json);
+
+// `dsr-connector requests list [--state S] | show ID | retry ID | cancel ID`: the admin API at
+// admin_listen (else listen; a wildcard host is reached on loopback), authenticated with
+// admin_token. Tables, or the API's JSON with `json`. 0 ok; 1 the daemon refused or cannot be
+// reached (the message says which); 2 a configuration or credential error.
+int requests(const std::filesystem::path& config_file, const std::string& command,
+             const std::string& id, const std::string& state, bool json);
 
 }  // namespace dsr::app
