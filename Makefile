@@ -9,7 +9,7 @@ FUZZ_DIR ?= build-fuzz
 FUZZ_SECONDS ?= 120
 FUZZ_TARGETS := webhook signature exponea_answer config
 
-.PHONY: all deps build fuzz-build run test test-sanitize fuzz soak clean
+.PHONY: all deps build fuzz-build run test test-sanitize fuzz soak install clean
 
 all: build
 
@@ -62,6 +62,14 @@ test-sanitize: deps
 soak: build
 	@DSR_SOAK_JOBS=$${DSR_SOAK_JOBS:-200} DSR_SOAK_KILLS=$${DSR_SOAK_KILLS:-5} \
 	  $(BUILD_DIR)/tests/dsr_soak_tests
+
+# Installs under PREFIX (default /usr/local) into DESTDIR: the binary, the systemd unit,
+# sysusers/tmpfiles snippets and the docs with the example configuration.
+PREFIX ?= /usr/local
+install: deps
+	@cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	@cmake --build $(BUILD_DIR) -j $(JOBS)
+	@DESTDIR=$(DESTDIR) cmake --install $(BUILD_DIR)
 
 clean:
 	rm -rf $(BUILD_DIR) $(SANITIZE_DIR) $(FUZZ_DIR)

@@ -4,6 +4,7 @@
 #include "dsr/config/config.hpp"
 #include "dsr/credentials/names.hpp"
 #include "support/process.hpp"
+#include "support/temp_dir.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -62,6 +63,43 @@ TEST(UnitFile, SystemdAnalyzeSecurityExposureIsAtMostTwoAndAHalf) {
   std::smatch m;
   ASSERT_TRUE(std::regex_search(r.output, m, level)) << r.output;
   EXPECT_LE(std::stod(m[1]), 2.5) << r.output;
+}
+
+TEST(UnitFile, SystemdAnalyzeVerifyPasses) {
+  const auto analyze = which("systemd-analyze");
+  if (!analyze) {
+    GTEST_SKIP() << "systemd-analyze is not installed";
+  }
+  // verify checks that the executables exist: the unit as installed from this build.
+  test::temp_dir dir;
+  auto text = unit_text();
+  const std::string installed = "/usr/local/bin/dsr-connector";
+  text.replace(text.find(installed), installed.size(), DSR_BINARY);
+  const auto unit = dir.write("dsr-connector.service", text, 0644);
+  const auto r = test::run(*analyze, {"verify", unit.string()});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output.find("dsr-connector.service:"), std::string::npos) << r.output;
+}
+
+TEST(UnitFile, InstallPutsTheBinaryTheUnitAndTheSnippetsUnderDestdir) {
+  test::temp_dir dest;
+  const auto r = test::run("/bin/sh", {"-c", "DESTDIR='" + dest.path().string() +
+                                                 "' cmake --install '" DSR_BUILD_DIR "'"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::filesystem::path bindir = DSR_INSTALL_BINDIR;
+  const auto root = dest.path();
+  const auto under = [&](const std::filesystem::path& p) { return root / p.relative_path(); };
+  EXPECT_TRUE(std::filesystem::exists(under(bindir / "dsr-connector")));
+  const auto prefix = bindir.parent_path();
+  const auto unit = under(prefix / "lib/systemd/system/dsr-connector.service");
+  ASSERT_TRUE(std::filesystem::exists(unit));
+  std::ifstream in(unit);
+  const std::string text((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_THAT(text, HasSubstr("\nExecStart=" + (bindir / "dsr-connector").string() + " serve"));
+  EXPECT_TRUE(std::filesystem::exists(under(prefix / "lib/sysusers.d/dsr-connector.conf")));
+  EXPECT_TRUE(std::filesystem::exists(under(prefix / "lib/tmpfiles.d/dsr-connector.conf")));
+  EXPECT_TRUE(std::filesystem::exists(
+      under(prefix / "share/doc/dsr-connector/dsr-connector.example.toml")));
 }
 
 }  // namespace
