@@ -4,6 +4,11 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <regex>
+#include <set>
 
 namespace dsr::ops {
 namespace {
@@ -94,6 +99,36 @@ TEST(Metrics, LabelValuesAreEscaped) {
   EXPECT_THAT(page,
               HasSubstr(R"(dsr_retries_total{reason="odd \"reason\"\nwith \\ and newline"} 1)"));
   EXPECT_NO_THROW(test::parse_exposition(page));
+}
+
+TEST(Metrics, TheGrafanaDashboardQueriesOnlyMetricsTheDaemonExports) {
+  std::ifstream in(DSR_SOURCE_DIR "/docs/grafana-dashboard.json");
+  const auto dash = nlohmann::json::parse(in);  // importable: valid JSON
+  metrics m;
+  const auto families = test::parse_exposition(m.render({{}, t0, false})).types;
+  std::set<std::string> used;
+  const std::regex name(R"(dsr_[a-z_]+)");
+  for (const auto& panel : dash["panels"]) {
+    for (const auto& target : panel["targets"]) {
+      const auto expr = target["expr"].get<std::string>();
+      for (std::sregex_iterator it(expr.begin(), expr.end(), name), end; it != end; ++it) {
+        std::string metric = it->str();
+        for (const std::string suffix : {"_bucket", "_count", "_sum"}) {
+          if (families.count(metric) == 0 && metric.ends_with(suffix)) {
+            metric.resize(metric.size() - suffix.size());
+          }
+        }
+        EXPECT_EQ(families.count(metric), 1u) << metric << " in " << expr;
+        used.insert(metric);
+      }
+    }
+  }
+  // Intake, queue depth, Exponea latency and errors, deadlines at risk, pause.
+  for (const char* needed : {"dsr_webhooks_total", "dsr_jobs",
+                             "dsr_exponea_request_duration_seconds", "dsr_exponea_requests_total",
+                             "dsr_jobs_overdue", "dsr_jobs_due_soon", "dsr_dispatch_paused"}) {
+    EXPECT_EQ(used.count(needed), 1u) << needed;
+  }
 }
 
 TEST(PrometheusText, TheReaderRefusesWhatTheFormatForbids) {
