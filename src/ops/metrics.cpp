@@ -8,10 +8,6 @@
 #include <cmath>
 #include <iterator>
 
-#ifndef DSR_VERSION
-#define DSR_VERSION "0.0.0"
-#endif
-
 namespace dsr::ops {
 namespace {
 
