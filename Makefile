@@ -9,7 +9,7 @@ FUZZ_DIR ?= build-fuzz
 FUZZ_SECONDS ?= 120
 FUZZ_TARGETS := webhook signature exponea_answer config
 
-.PHONY: all deps build fuzz-build run test test-sanitize fuzz soak install clean
+.PHONY: all deps build fuzz-build run test test-sanitize fuzz soak install clean status-page-screenshot
 
 all: build
 
@@ -62,6 +62,11 @@ test-sanitize: deps
 soak: build
 	@DSR_SOAK_JOBS=$${DSR_SOAK_JOBS:-200} DSR_SOAK_KILLS=$${DSR_SOAK_KILLS:-5} \
 	  $(BUILD_DIR)/tests/dsr_soak_tests
+
+# Re-takes docs/status-page.png: the status page's Chromium test, saving its screenshot there.
+status-page-screenshot: build
+	@DSR_STATUS_PAGE_PNG=$(CURDIR)/docs/status-page.png \
+	  $(BUILD_DIR)/tests/dsr_e2e_tests --gtest_filter='StatusPage.*'
 
 # Installs under PREFIX (default /usr/local) into DESTDIR: the binary, the systemd unit,
 # sysusers/tmpfiles snippets and the docs with the example configuration.

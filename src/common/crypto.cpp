@@ -111,6 +111,15 @@ std::optional<std::string> open(std::string_view key, std::string_view sealed,
   return out;
 }
 
+std::string random_bytes(std::size_t n) {
+  std::string out(n, '\0');
+  if (n != 0 &&
+      RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n)) != 1) {
+    throw std::runtime_error("RAND_bytes failed");
+  }
+  return out;
+}
+
 std::optional<std::string> from_hex(std::string_view hex) {
   if (hex.size() % 2 != 0) {
     return std::nullopt;

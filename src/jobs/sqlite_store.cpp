@@ -467,6 +467,24 @@ class sqlite_job_store final : public job_store {
     return out;
   }
 
+  result<std::vector<job>> at_risk(time_point now, std::chrono::milliseconds deadline,
+                                   std::chrono::milliseconds warning, std::size_t limit) override {
+    std::vector<job> out;
+    use q(stmts_->at_risk);
+    q.bind(1, ms(now))
+        .bind(2, deadline.count())
+        .bind(3, warning.count())
+        .bind(4, static_cast<std::int64_t>(limit));
+    int rc = 0;
+    while ((rc = q.step()) == SQLITE_ROW) {
+      out.push_back(read_job(q));
+    }
+    if (rc != SQLITE_DONE) {
+      return error("listing jobs near their due date");
+    }
+    return out;
+  }
+
   result<void> probe_write(time_point now) override {
     use q(stmts_->probe);
     q.bind(1, ms(now));
@@ -509,6 +527,11 @@ class sqlite_job_store final : public job_store {
                     "SELECT COALESCE(SUM(due <= ?1), 0), COALESCE(SUM(due > ?1 AND due <= ?1 + "
                     "?3), 0) FROM (SELECT COALESCE(created_at_ms, received_at_ms) + ?2 AS due "
                     "FROM jobs WHERE state IN ('queued', 'running', 'retrying', 'failed'))"),
+          at_risk(db, fmt::format("SELECT {} FROM jobs WHERE state IN ('queued', 'running', "
+                                  "'retrying', 'failed') AND COALESCE(created_at_ms, "
+                                  "received_at_ms) + ?2 <= ?1 + ?3 ORDER BY "
+                                  "COALESCE(created_at_ms, received_at_ms), id LIMIT ?4",
+                                  job_columns)),
           count_active(db,
                        "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running', "
                        "'retrying')"),
@@ -563,8 +586,8 @@ class sqlite_job_store final : public job_store {
 
     statement begin, commit, rollback, by_trace, by_request, insert_job, insert_step,
         find_by_request, find_by_id, list_all, list_state, history, count_by_state, oldest_waiting,
-        deadlines, count_active, claim, lease_of, release, due_reports, requeue, resend, cancel,
-        record_report, expire, probe, subject_of, forget, purge_steps, purge_jobs;
+        deadlines, at_risk, count_active, claim, lease_of, release, due_reports, requeue, resend,
+        cancel, record_report, expire, probe, subject_of, forget, purge_steps, purge_jobs;
   };
 
   failure error(std::string_view doing) const {

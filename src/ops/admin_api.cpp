@@ -32,10 +32,91 @@ http::response store_down(const failure& f) {
                        {{"Retry-After", "5"}});
 }
 
+constexpr std::string_view session_cookie = "dsr_session";
+constexpr std::size_t page_rows = 20;
+
+// Every HTML answer: never cached, never framed, no script, forms post only here.
+http::response html(unsigned status, std::string body, std::vector<http::header_field> extra = {}) {
+  http::response r{status, "text/html; charset=utf-8", std::move(body), {}};
+  r.headers = {
+      {"Cache-Control", "no-store"},
+      {"Content-Security-Policy",
+       "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors "
+       "'none'; base-uri 'none'"},
+      {"X-Content-Type-Options", "nosniff"},
+      {"X-Frame-Options", "DENY"},
+      {"Referrer-Policy", "no-referrer"},
+  };
+  r.headers.insert(r.headers.end(), extra.begin(), extra.end());
+  return r;
+}
+
+http::response see_other(std::string location, std::vector<http::header_field> extra = {}) {
+  auto r = html(303, "", std::move(extra));
+  r.headers.push_back({"Location", std::move(location)});
+  return r;
+}
+
+http::response sign_in(std::string_view message = {}) {
+  return html(401, render_login_page(message), {{"WWW-Authenticate", "Bearer"}});
+}
+
+std::string_view result_word(operator_result r) {
+  switch (r) {
+    case operator_result::requeued:
+      return "requeued";
+    case operator_result::report_resent:
+      return "report_resent";
+    case operator_result::cancelled:
+      return "cancelled";
+    case operator_result::not_found:
+      return "not_found";
+    case operator_result::conflict:
+      return "conflict";
+  }
+  return "";
+}
+
+// The line shown after a retry from the page (the redirect carries the id in hex and the result).
+std::string retry_notice(const http::request& req) {
+  const auto hex = req.query_param("retried");
+  const auto id = hex ? crypto::from_hex(*hex) : std::nullopt;
+  if (!id) {
+    return "";
+  }
+  const auto result = req.query_param("result").value_or("");
+  if (result == "requeued") {
+    return fmt::format("Retry of {}: queued again.", *id);
+  }
+  if (result == "report_resent") {
+    return fmt::format("Retry of {}: its report to MineOS is due again.", *id);
+  }
+  if (result == "not_found") {
+    return fmt::format("No job has request id {}.", *id);
+  }
+  return fmt::format(
+      "{} was not retried: only a failed job, or a finished job whose report was not "
+      "acknowledged, can be retried.",
+      *id);
+}
+
+// One field of a form body, or nullopt (absent, or the body is not a form).
+std::optional<std::string> form_field(std::string_view body, const std::string& name) {
+  const auto form = parse_form(body);
+  if (!form) {
+    return std::nullopt;
+  }
+  const auto it = form->find(name);
+  if (it == form->end()) {
+    return std::nullopt;
+  }
+  return it->second;
+}
+
 }  // namespace
 
 admin_api::admin_api(job_queue& queue, const credential_store& credentials, admin_options options)
-    : queue_(queue), credentials_(credentials), options_(options) {}
+    : queue_(queue), credentials_(credentials), options_(options), sessions_(options_.time) {}
 
 bool admin_api::authorized(const http::request& req) const {
   const auto header = req.header("Authorization");
@@ -80,6 +161,22 @@ void admin_api::add_routes(http::router& r) {
       fn(req, p, std::move(done));
     };
   };
+  r.add("GET", "/", route_scope::operator_api,
+        [this](http::request& req, const http::route_params&, http::responder done) {
+          status(req, std::move(done));
+        });
+  r.add("POST", "/login", route_scope::operator_api,
+        [this](http::request& req, const http::route_params&, http::responder done) {
+          login(req, std::move(done));
+        });
+  r.add("POST", "/logout", route_scope::operator_api,
+        [this](http::request& req, const http::route_params&, http::responder done) {
+          logout(req, std::move(done));
+        });
+  r.add("POST", "/status/retry/{id}", route_scope::operator_api,
+        [this](http::request& req, const http::route_params& p, http::responder done) {
+          retry_from_page(req, p.at("id"), std::move(done));
+        });
   r.add("GET", "/v1/requests", route_scope::operator_api,
         guarded([this](http::request& req, const http::route_params&, http::responder done) {
           list_jobs(req, std::move(done));
@@ -126,40 +223,162 @@ void admin_api::ready(http::responder done) {
   }
 }
 
-void admin_api::act(const std::string& request_id, bool cancelling, http::responder done) {
-  queue_.run([this, request_id, cancelling, done = std::move(done)](job_store& store) {
+void admin_api::run_action(const std::string& request_id, bool cancelling,
+                           std::function<void(result<operator_result>)> then) {
+  queue_.run([this, request_id, cancelling, then = std::move(then)](job_store& store) {
     const auto now = options_.time->now();
     auto r = cancelling ? store.cancel(request_id, now) : store.retry(request_id, now);
+    if (r && (*r == operator_result::requeued || *r == operator_result::report_resent ||
+              *r == operator_result::cancelled)) {
+      spdlog::info("admin: [R {}] {}", request_id, result_word(*r));
+      if (options_.on_change) {
+        options_.on_change();
+      }
+    }
+    then(std::move(r));
+  });
+}
+
+void admin_api::act(const std::string& request_id, bool cancelling, http::responder done) {
+  run_action(request_id, cancelling,
+             [request_id, cancelling, done = std::move(done)](result<operator_result> r) {
+               if (!r) {
+                 done(store_down(r.error()));
+                 return;
+               }
+               const auto answer = [&](std::string_view status) {
+                 done(http::json_response(202, {{"requestId", request_id}, {"status", status}}));
+               };
+               switch (*r) {
+                 case operator_result::requeued:
+                   answer("requeued");
+                   return;
+                 case operator_result::report_resent:
+                   answer("report resent");
+                   return;
+                 case operator_result::cancelled:
+                   answer("cancelled");
+                   return;
+                 case operator_result::not_found:
+                   done(http::problem(404, "no job has this request id"));
+                   return;
+                 case operator_result::conflict:
+                   done(http::problem(
+                       409, cancelling ? "only a queued or retrying job can be cancelled"
+                                       : "only a failed job, or a finished job whose report "
+                                         "was not acknowledged, can be retried"));
+                   return;
+               }
+             });
+}
+
+std::optional<std::string> admin_api::session_of(const http::request& req) {
+  const auto header = req.header("Cookie");
+  const auto token = credentials_.find(credential::admin_token);
+  if (!header || !token || token->empty()) {
+    return std::nullopt;
+  }
+  const auto id = cookie_value(*header, session_cookie);
+  if (!id || id->empty()) {
+    return std::nullopt;
+  }
+  return sessions_.check(*id, token->reveal());
+}
+
+void admin_api::status(const http::request& req, http::responder done) {
+  status_view v;
+  if (!authorized(req)) {
+    auto csrf = session_of(req);
+    if (!csrf) {
+      done(sign_in());
+      return;
+    }
+    v.csrf = std::move(*csrf);
+  }
+  v.now = options_.time->now();
+  if (options_.paused) {
+    v.paused = options_.paused();
+  }
+  if (options_.counters != nullptr) {
+    v.figures = options_.counters->summarize();
+  }
+  v.deadlines = {options_.deadline_days, options_.deadline_warning_days};
+  v.notice = retry_notice(req);
+  queue_.run([v = std::move(v), done = std::move(done)](job_store& store) mutable {
+    const std::chrono::milliseconds deadline = std::chrono::days(v.deadlines.days);
+    const std::chrono::milliseconds warning = std::chrono::days(v.deadlines.warning_days);
+    auto stats = store.stats(v.now, deadline, warning);
+    auto at_risk = stats ? store.at_risk(v.now, deadline, warning, page_rows)
+                         : result<std::vector<job>>(stats.error());
+    auto failed = at_risk ? store.list(job_state::failed, page_rows)
+                          : result<std::vector<job>>(at_risk.error());
+    if (!failed) {
+      done(store_down(failed.error()));
+      return;
+    }
+    v.jobs = *stats;
+    v.at_risk = std::move(*at_risk);
+    v.failed = std::move(*failed);
+    done(html(200, render_status_page(v)));
+  });
+}
+
+void admin_api::login(const http::request& req, http::responder done) {
+  const auto presented = form_field(req.body, "token");
+  const auto token = credentials_.find(credential::admin_token);
+  if (presented && token && !token->empty() &&
+      crypto::constant_time_equal(*presented, token->reveal())) {
+    const auto s = sessions_.open(token->reveal());
+    spdlog::info("admin: status page sign-in from {}", http::address_of(req.remote));
+    done(see_other("/", {{"Set-Cookie", fmt::format("{}={}; Path=/; HttpOnly; SameSite=Strict; "
+                                                    "Max-Age=43200",
+                                                    session_cookie, s.id)}}));
+    return;
+  }
+  http::refuse(options_.throttle, req.remote,
+               "admin: refused a status page sign-in without the admin token",
+               sign_in("That is not the admin token."), std::move(done));
+}
+
+void admin_api::logout(const http::request& req, http::responder done) {
+  if (const auto header = req.header("Cookie")) {
+    if (const auto id = cookie_value(*header, session_cookie)) {
+      sessions_.close(*id);
+    }
+  }
+  done(see_other("/", {{"Set-Cookie", fmt::format("{}=; Path=/; HttpOnly; SameSite=Strict; "
+                                                  "Max-Age=0",
+                                                  session_cookie)}}));
+}
+
+void admin_api::retry_from_page(const http::request& req, const std::string& hex_id,
+                                http::responder done) {
+  if (!authorized(req)) {
+    const auto csrf = session_of(req);
+    if (!csrf) {
+      done(sign_in("Your session has ended; sign in again."));
+      return;
+    }
+    const auto sent = form_field(req.body, "csrf");
+    if (!sent || !crypto::constant_time_equal(*sent, *csrf)) {
+      spdlog::warn("admin: refused a retry from the status page without its form token ({})",
+                   http::address_of(req.remote));
+      done(html(403, render_login_page("That form is stale or was not sent by the status page; "
+                                       "reload the status page and try again.")));
+      return;
+    }
+  }
+  const auto id = crypto::from_hex(hex_id);
+  if (!id || id->empty()) {
+    done(http::problem(404, "no job has this request id"));
+    return;
+  }
+  run_action(*id, false, [hex_id, done = std::move(done)](result<operator_result> r) {
     if (!r) {
       done(store_down(r.error()));
       return;
     }
-    const auto answer = [&](std::string_view status) {
-      spdlog::info("admin: [R {}] {}", request_id, status);
-      if (options_.on_change) {
-        options_.on_change();
-      }
-      done(http::json_response(202, {{"requestId", request_id}, {"status", status}}));
-    };
-    switch (*r) {
-      case operator_result::requeued:
-        answer("requeued");
-        return;
-      case operator_result::report_resent:
-        answer("report resent");
-        return;
-      case operator_result::cancelled:
-        answer("cancelled");
-        return;
-      case operator_result::not_found:
-        done(http::problem(404, "no job has this request id"));
-        return;
-      case operator_result::conflict:
-        done(http::problem(409, cancelling ? "only a queued or retrying job can be cancelled"
-                                           : "only a failed job, or a finished job whose report "
-                                             "was not acknowledged, can be retried"));
-        return;
-    }
+    done(see_other(fmt::format("/?retried={}&result={}", hex_id, result_word(*r))));
   });
 }
 

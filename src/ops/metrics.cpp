@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <iterator>
+#include <limits>
 
 namespace dsr::ops {
 namespace {
@@ -63,7 +64,7 @@ void samples(std::string& out, std::string_view name, const std::vector<std::str
 
 }  // namespace
 
-metrics::metrics() {
+metrics::metrics(std::shared_ptr<clock> time) : time_(std::move(time)) {
   exponea_duration_.bounds = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
   job_duration_.bounds = {1, 5, 15, 60, 300, 900, 3600, 14400, 86400, 604800};
 }
@@ -81,9 +82,21 @@ void metrics::observe(histogram_family& f, const labels& l, double v) {
   ++h.count;
 }
 
+metrics::minute& metrics::this_minute() {
+  const auto at = std::chrono::floor<std::chrono::minutes>(time_->now()).time_since_epoch().count();
+  auto& m = last_hour_[static_cast<std::size_t>(at % 60)];
+  if (m.at != at) {
+    m = minute{at, 0, {}};
+  }
+  return m;
+}
+
 void metrics::webhook(std::string_view operation, unsigned code) {
   const std::lock_guard lock(mutex_);
   webhooks_[{std::string(operation), std::to_string(code)}] += 1;
+  if (code == 202) {
+    ++this_minute().accepted;
+  }
 }
 
 void metrics::exponea_call(std::string_view endpoint, unsigned code, seconds took) {
@@ -96,6 +109,12 @@ void metrics::job_finished(std::string_view operation, std::string_view outcome,
   const std::lock_guard lock(mutex_);
   observe(job_duration_, {std::string(operation), std::string(outcome)},
           std::max(0.0, took.count()));
+  auto& m = this_minute();
+  if (const auto it = m.finished.find(outcome); it != m.finished.end()) {
+    ++it->second;
+  } else {
+    m.finished.emplace(outcome, 1);
+  }
 }
 
 void metrics::retry(std::string_view reason) {
@@ -111,6 +130,61 @@ void metrics::rate_limit_wait(seconds waited) {
 void metrics::report(std::string_view result) {
   const std::lock_guard lock(mutex_);
   reports_[{std::string(result)}] += 1;
+}
+
+double metrics::quantile_bound(const histogram_family& f, const histogram& h, double q) {
+  const double rank = q * static_cast<double>(h.count);
+  std::uint64_t below = 0;
+  for (std::size_t i = 0; i < f.bounds.size(); ++i) {
+    below += h.buckets[i];
+    if (h.count != 0 && static_cast<double>(below) >= rank) {
+      return f.bounds[i];
+    }
+  }
+  return h.count == 0 ? 0 : std::numeric_limits<double>::infinity();
+}
+
+metrics::summary metrics::summarize() const {
+  summary out;
+  const auto now =
+      std::chrono::floor<std::chrono::minutes>(time_->now()).time_since_epoch().count();
+  const std::lock_guard lock(mutex_);
+  std::map<std::string, endpoint_summary> by_endpoint;
+  for (const auto& [l, v] : exponea_requests_) {
+    auto& e = by_endpoint[l[0]];
+    e.endpoint = l[0];
+    const auto n = static_cast<std::uint64_t>(v);
+    e.calls += n;
+    const unsigned code = static_cast<unsigned>(std::stoul(l[1]));
+    if (code == 0 || (code >= 400 && code != 404)) {
+      e.errors += n;
+    }
+  }
+  for (const auto& [l, h] : exponea_duration_.series) {
+    auto& e = by_endpoint[l[0]];
+    e.endpoint = l[0];
+    e.mean_seconds = h.count == 0 ? 0 : h.sum / static_cast<double>(h.count);
+    e.p95_at_most_seconds = quantile_bound(exponea_duration_, h, 0.95);
+  }
+  for (auto& [name, e] : by_endpoint) {
+    out.exponea.push_back(std::move(e));
+  }
+  for (const auto& [l, v] : retries_) {
+    out.retries[l[0]] = static_cast<std::uint64_t>(v);
+  }
+  for (const auto& [l, v] : reports_) {
+    out.reports[l[0]] = static_cast<std::uint64_t>(v);
+  }
+  out.rate_limit_wait_seconds = rate_limit_wait_;
+  for (const auto& m : last_hour_) {
+    if (m.at >= 0 && m.at > now - 60 && m.at <= now) {
+      out.accepted_last_hour += m.accepted;
+      for (const auto& [outcome, n] : m.finished) {
+        out.finished_last_hour[outcome] += n;
+      }
+    }
+  }
+  return out;
 }
 
 std::string metrics::render(const gauges& g) const {

@@ -13,6 +13,8 @@
 #include <nlohmann/json.hpp>
 
 #include <csignal>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -35,8 +37,7 @@ class Fulfilment : public ::testing::Test {
     seed["write_delay_ms"] = 300;  // Exponea queues writes
     sim_ = start_sim(dir_.write("seed.json", seed.dump()), dir_.path() / "sim.log", sim_port_);
     ASSERT_NE(sim_port_, 0) << sim_->output();
-    const auto cfg = dir_.write(
-        "dsr.toml", fmt::format(R"(
+    const auto cfg = dir_.write("dsr.toml", fmt::format(R"(
 [server]
 listen = "127.0.0.1:0"
 [store]
@@ -53,7 +54,8 @@ initial_backoff_ms = 20
 max_attempts = 4
 {}
 )",
-                                sim_port_, exponea_extra_, sim_port_, test_credentials()));
+                                                        sim_port_, exponea_extra_, sim_port_,
+                                                        test_credentials() + extra_config_));
     daemon_ = std::make_unique<process>(
         DSR_BINARY, std::vector<std::string>{"serve", "--config", cfg.string()},
         std::map<std::string, std::string>{}, dir_.path() / "daemon.log");
@@ -62,6 +64,8 @@ max_attempts = 4
 
   // Lines added to the [exponea] section of the daemon's configuration.
   std::string exponea_extra_;
+  // Sections added at the end of the daemon's configuration.
+  std::string extra_config_;
 
   void TearDown() override {
     daemon_->signal(SIGTERM);
@@ -620,6 +624,57 @@ TEST_F(RateLimited, NoSecondHoldsMoreCallsThanTheLimitAndExponeaNeverAnswers429)
   for (std::size_t i = 10; i < at.size(); ++i) {
     EXPECT_GE(at[i] - at[i - 10], 1000) << "11 calls within one second, ending at call " << i;
   }
+}
+
+// The status page in Debian's Chromium, driven by Playwright (tests/e2e/browser/status_page.mjs):
+// with a 1-day deadline every unfinished job is overdue.
+class StatusPage : public Fulfilment {
+ protected:
+  StatusPage() { extra_config_ = "[jobs]\ndeadline_days = 1\n"; }
+};
+
+TEST_F(StatusPage, ChromiumShowsWhatMetricsSayAndRetriesAFailedJob) {
+  const std::filesystem::path browser_dir = DSR_SOURCE_DIR "/tests/e2e/browser";
+  ASSERT_TRUE(std::filesystem::exists(browser_dir / "node_modules/playwright-core"))
+      << "playwright-core is missing: run scripts/install-deps (it runs npm ci in " << browser_dir
+      << ")";
+  ASSERT_TRUE(std::filesystem::exists("/usr/bin/chromium"))
+      << "Chromium is missing: run scripts/install-deps (Debian's chromium package)";
+
+  // A demo run: a delete done, a copy done after a transient 503, a delete failed for good.
+  submit("delete", "req-done", "jane@example.com");
+  EXPECT_EQ(wait_reported("req-done")["state"], "completed");
+  fault({{"endpoint", "export-one"}, {"status", 503}});
+  submit("copy", "req-flaky", "john@example.com");
+  EXPECT_EQ(wait_reported("req-flaky")["attempts"], 2);
+  fault({{"endpoint", "anonymize"},
+         {"status", 400},
+         {"body", R"({"success":false,"message":"Invalid JSON"})"}});
+  submit("delete", "req-failed", "john@example.com");
+  const auto failed = wait_reported("req-failed");
+  ASSERT_EQ(failed["state"], "failed") << failed.dump();
+  EXPECT_EQ(failed["deadline"], "overdue");  // the job view flags it too
+
+  const char* wanted = std::getenv("DSR_STATUS_PAGE_PNG");  // make status-page-screenshot
+  const auto png =
+      wanted != nullptr ? std::filesystem::path(wanted) : dir_.path() / "status-page.png";
+  const auto browser = run("/usr/bin/node",
+                           {(browser_dir / "status_page.mjs").string(),
+                            fmt::format("http://127.0.0.1:{}", daemon_->port()), "admin-SECRET",
+                            "req-failed", png.string()},
+                           {}, 120s);
+  ASSERT_EQ(browser.exit_code, 0) << browser.output;
+  const auto checked = json::parse(browser.output.substr(browser.output.rfind("{\"")));
+  EXPECT_GE(checked["figures"].get<int>(), 13) << browser.output;
+  EXPECT_EQ(checked["retried"], "req-failed");
+
+  std::ifstream shot(png, std::ios::binary);
+  std::string magic(8, '\0');
+  shot.read(magic.data(), 8);
+  EXPECT_EQ(magic, "\x89PNG\r\n\x1a\n");
+  EXPECT_GT(std::filesystem::file_size(png), 20'000u);
+  // The click re-ran the job; the fault was used once, so it completes.
+  EXPECT_EQ(finished("req-failed")["state"], "completed");
 }
 
 }  // namespace

@@ -391,6 +391,15 @@ TEST(SqliteStore, StatsCountStatesTheOldestWaitingJobAndDeadlinesAtRisk) {
   const auto later = s->stats(t0 + 8 * 24h, 30 * 24h, 7 * 24h);
   EXPECT_EQ(later->overdue, 2u);
   EXPECT_EQ(later->due_soon, 0u);
+
+  // The same jobs listed for the status page: earliest due first, the finished one left out.
+  const auto listed = s->at_risk(t0, 30 * 24h, 7 * 24h, 10);
+  ASSERT_TRUE(listed) << listed.error().detail;
+  ASSERT_EQ(listed->size(), 2u);
+  EXPECT_EQ((*listed)[0].request_id, "overdue");
+  EXPECT_EQ((*listed)[1].request_id, "soon");
+  EXPECT_EQ(s->at_risk(t0 + 8 * 24h, 30 * 24h, 7 * 24h, 1)->size(), 1u);  // the limit holds
+  EXPECT_EQ(s->at_risk(t0 - 20 * 24h, 30 * 24h, 7 * 24h, 10)->size(), 0u);
 }
 
 TEST(SqliteStore, FailedJobKeepsItsSealedEmailAndAnotherKeyCannotReadIt) {

@@ -66,6 +66,10 @@ class gated_store final : public job_store {
                           std::chrono::milliseconds) override {
     return job_stats{};
   }
+  result<std::vector<job>> at_risk(time_point, std::chrono::milliseconds, std::chrono::milliseconds,
+                                   std::size_t) override {
+    return std::vector<job>{};
+  }
   void heal() {
     const std::lock_guard lock(mutex_);
     fail_ = false;

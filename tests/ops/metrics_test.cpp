@@ -1,11 +1,13 @@
 #include "dsr/ops/metrics.hpp"
 
+#include "fakes/fake_clock.hpp"
 #include "support/prometheus_text.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <fstream>
 #include <regex>
 #include <set>
@@ -144,6 +146,45 @@ TEST(PrometheusText, TheReaderRefusesWhatTheFormatForbids) {
   EXPECT_THROW(test::parse_exposition("# HELP h h\n# TYPE h histogram\nh_bucket{le=\"1\"} 1\n"
                                       "h_bucket{le=\"+Inf\"} 2\nh_count 3\n"),
                std::runtime_error);  // +Inf is not the count
+}
+
+TEST(Metrics, SummaryForTheStatusPageCountsErrorsEstimatesP95AndKeepsTheLastHour) {
+  auto time = std::make_shared<test::fake_clock>(t0);
+  metrics m(time);
+  for (int i = 0; i < 19; ++i) {
+    m.exponea_call("track", 200, 0.02s);  // in the (0.01, 0.025] bucket
+  }
+  m.exponea_call("track", 429, 0.3s);
+  m.exponea_call("anonymize", 0, 31s);       // no answer, beyond the last bound
+  m.exponea_call("export-one", 404, 0.01s);  // "no such customer": not an error
+  m.webhook("delete", 202);
+  m.webhook("delete", 401);  // refused: not accepted
+  m.job_finished("delete", "Completed", 3s);
+  time->advance(59min);
+  m.webhook("copy", 202);
+  m.job_finished("copy", "Failed", 3s);
+
+  auto s = m.summarize();
+  ASSERT_EQ(s.exponea.size(), 3u);
+  EXPECT_EQ(s.exponea[1].endpoint, "export-one");
+  EXPECT_EQ(s.exponea[1].errors, 0u);
+  EXPECT_EQ(s.exponea[2].endpoint, "track");
+  EXPECT_EQ(s.exponea[2].calls, 20u);
+  EXPECT_EQ(s.exponea[2].errors, 1u);
+  EXPECT_NEAR(s.exponea[2].mean_seconds, (19 * 0.02 + 0.3) / 20, 1e-9);
+  EXPECT_EQ(s.exponea[2].p95_at_most_seconds, 0.025);  // 19 of 20 within the 0.025 bucket
+  EXPECT_EQ(s.exponea[0].errors, 1u);
+  EXPECT_TRUE(std::isinf(s.exponea[0].p95_at_most_seconds));  // beyond the last bound
+  EXPECT_EQ(s.accepted_last_hour, 2u);
+  EXPECT_EQ(s.finished_last_hour["Completed"], 1u);
+  EXPECT_EQ(s.finished_last_hour["Failed"], 1u);
+
+  time->advance(1min);  // the first minute has left the window
+  s = m.summarize();
+  EXPECT_EQ(s.accepted_last_hour, 1u);
+  EXPECT_EQ(s.finished_last_hour.count("Completed"), 0u);
+  time->advance(2h);
+  EXPECT_EQ(m.summarize().accepted_last_hour, 0u);
 }
 
 }  // namespace

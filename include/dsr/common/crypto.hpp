@@ -1,6 +1,7 @@
 #pragma once
 // Small cryptographic helpers over OpenSSL's EVP interface.
 
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -26,6 +27,9 @@ std::string seal(std::string_view key, std::string_view plaintext, std::string_v
 // were altered.
 std::optional<std::string> open(std::string_view key, std::string_view sealed,
                                 std::string_view aad = {});
+
+// `n` bytes from OpenSSL's CSPRNG (session ids, CSRF tokens).
+std::string random_bytes(std::size_t n);
 
 // "0a1b..." → bytes; nullopt when not an even number of hex digits.
 std::optional<std::string> from_hex(std::string_view hex);

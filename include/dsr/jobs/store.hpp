@@ -137,6 +137,11 @@ class job_store {
   // Counts by state, the oldest waiting job, and the jobs at risk of missing their due date.
   virtual result<job_stats> stats(time_point now, std::chrono::milliseconds deadline,
                                   std::chrono::milliseconds warning) = 0;
+  // Unfinished jobs (queued, running, retrying, failed) due within `warning` of `now` or already
+  // past due, the earliest due first, without their history: the status page's list.
+  virtual result<std::vector<job>> at_risk(time_point now, std::chrono::milliseconds deadline,
+                                           std::chrono::milliseconds warning,
+                                           std::size_t limit) = 0;
 };
 
 struct sqlite_store_options {

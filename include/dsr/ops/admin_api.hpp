@@ -1,6 +1,7 @@
 #pragma once
-// The operator endpoints (contract §4): /healthz, /readyz, and the job API under /v1/requests,
-// guarded by `Authorization: Bearer <admin_token>` (compared in constant time).
+// The operator endpoints (contract §4): /healthz, /readyz, /metrics, the job API under
+// /v1/requests guarded by `Authorization: Bearer <admin_token>` (compared in constant time), and
+// the status page at / (the Bearer header, or a session cookie from signing in at /login).
 
 #include "dsr/common/clock.hpp"
 #include "dsr/credentials/credentials.hpp"
@@ -8,6 +9,7 @@
 #include "dsr/http/router.hpp"
 #include "dsr/jobs/store_worker.hpp"
 #include "dsr/ops/metrics.hpp"
+#include "dsr/ops/status_page.hpp"
 
 #include <filesystem>
 #include <functional>
@@ -39,6 +41,14 @@ class admin_api {
 
  private:
   bool authorized(const http::request& req) const;
+  // The session's CSRF token when the request carries a live session cookie.
+  std::optional<std::string> session_of(const http::request& req);
+  void status(const http::request& req, http::responder done);
+  void login(const http::request& req, http::responder done);
+  void logout(const http::request& req, http::responder done);
+  void retry_from_page(const http::request& req, const std::string& hex_id, http::responder done);
+  void run_action(const std::string& request_id, bool cancelling,
+                  std::function<void(result<operator_result>)> then);
   void get_job(const std::string& request_id, http::responder done);
   void list_jobs(const http::request& req, http::responder done);
   void ready(http::responder done);
@@ -49,6 +59,7 @@ class admin_api {
   job_queue& queue_;
   const credential_store& credentials_;
   admin_options options_;
+  sessions sessions_;
 };
 
 }  // namespace dsr::ops

@@ -9,8 +9,10 @@
 #include "dsr/common/clock.hpp"
 #include "dsr/jobs/store.hpp"
 
+#include <array>
 #include <chrono>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -22,7 +24,8 @@ class metrics {
  public:
   using seconds = std::chrono::duration<double>;
 
-  metrics();
+  // `time` dates the last hour's throughput (the status page); counters need no clock.
+  explicit metrics(std::shared_ptr<clock> time = make_system_clock());
   metrics(const metrics&) = delete;
   metrics& operator=(const metrics&) = delete;
 
@@ -49,6 +52,29 @@ class metrics {
   };
   std::string render(const gauges& g) const;
 
+  // What the status page shows, read from the same counters as the page above.
+  struct endpoint_summary {
+    std::string endpoint;
+    std::uint64_t calls = 0;
+    // No answer, or a status of 400 or more (429 included) but 404: Exponea's 404 says it holds no
+    // such customer, which is how every delete is verified.
+    std::uint64_t errors = 0;
+    double mean_seconds = 0;
+    // The upper bound of the histogram bucket holding the 95th percentile (+inf beyond the last).
+    double p95_at_most_seconds = 0;
+  };
+  struct summary {
+    std::vector<endpoint_summary> exponea;
+    std::map<std::string, std::uint64_t> retries;  // by reason
+    std::map<std::string, std::uint64_t> reports;  // by result
+    double rate_limit_wait_seconds = 0;
+    // In the last 60 minutes (or since start, if sooner): webhooks accepted (202), and jobs that
+    // reached a final state by outcome.
+    std::uint64_t accepted_last_hour = 0;
+    std::map<std::string, std::uint64_t> finished_last_hour;
+  };
+  summary summarize() const;
+
  private:
   using labels = std::vector<std::string>;
   struct histogram {
@@ -61,6 +87,17 @@ class metrics {
     std::map<labels, histogram> series;
   };
   static void observe(histogram_family& f, const labels& l, double v);
+  static double quantile_bound(const histogram_family& f, const histogram& h, double q);
+  // One minute of the last hour: the minute (since the epoch) it counts, and its counts.
+  struct minute {
+    std::int64_t at = -1;
+    std::uint64_t accepted = 0;
+    std::map<std::string, std::uint64_t, std::less<>> finished;
+  };
+  minute& this_minute();
+
+  std::shared_ptr<clock> time_;
+  std::array<minute, 60> last_hour_;
 
   mutable std::mutex mutex_;
   std::map<labels, double> webhooks_;
