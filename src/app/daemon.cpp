@@ -324,7 +324,18 @@ int serve(const std::filesystem::path& config_file) {
       log->warn("[store] max_size_mb: {}", r.error().detail);
     }
   }
-  store_worker worker(std::move(*store), {cfg.server.max_queued_jobs});
+  // Answers to committed inserts are built on the I/O threads (once the server exists), not on
+  // the store thread every insert waits for.
+  std::optional<boost::asio::any_io_executor> io;
+  store_worker_options worker_options{cfg.server.max_queued_jobs};
+  worker_options.complete_on = [&io](std::function<void()> fn) {
+    if (io) {
+      boost::asio::post(*io, std::move(fn));
+    } else {
+      fn();
+    }
+  };
+  store_worker worker(std::move(*store), worker_options);
 
   http::router router;
   // Refused signatures and admin tokens are answered later and later per address; the delay runs
@@ -402,6 +413,7 @@ int serve(const std::filesystem::path& config_file) {
     return config_error ? 2 : 1;
   }
   timers = (*server)->executor();
+  io = (*server)->executor();
   auto exponea_http = http::make_client(
       (*server)->executor(), {cfg.exponea.base_url, cfg.exponea.timeout, cfg.exponea.ca_file,
                               answer_in_memory_limit, cfg.jobs.concurrency * 2});

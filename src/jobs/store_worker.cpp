@@ -83,12 +83,24 @@ void store_worker::loop() {
       }
       auto outcomes = store_->insert(jobs, options_.max_active);
       writable_.store(outcomes.has_value());
-      for (std::size_t i = 0; i < batch.size(); ++i) {
-        if (outcomes) {
-          batch[i].done((*outcomes)[i]);
-        } else {
-          batch[i].done(outcomes.error());
+      const auto complete = [](std::vector<pending_insert>& done,
+                               const result<std::vector<insert_outcome>>& r) {
+        for (std::size_t i = 0; i < done.size(); ++i) {
+          if (r) {
+            done[i].done((*r)[i]);
+          } else {
+            done[i].done(r.error());
+          }
         }
+      };
+      if (options_.complete_on) {
+        auto finished = std::make_shared<
+            std::pair<std::vector<pending_insert>, result<std::vector<insert_outcome>>>>(
+            std::move(batch), std::move(outcomes));
+        options_.complete_on([finished, complete] { complete(finished->first, finished->second); });
+        batch = {};
+      } else {
+        complete(batch, outcomes);
       }
       batch.clear();
     }

@@ -131,6 +131,47 @@ TEST(StoreWorker, ConcurrentInsertsShareOneCommit) {
   EXPECT_EQ(store->batches(), (std::vector<std::size_t>{1, 50}));
 }
 
+TEST(StoreWorker, CommittedBatchesAreAnsweredWhereCompleteOnSays) {
+  auto owned = std::make_unique<gated_store>();
+  auto* store = owned.get();
+  store->open_gate();
+  // complete_on hands each committed batch to "another executor": here a list the test runs.
+  std::mutex m;
+  std::vector<std::function<void()>> handed;
+  store_worker_options o;
+  o.complete_on = [&](std::function<void()> fn) {
+    const std::lock_guard lock(m);
+    handed.push_back(std::move(fn));
+  };
+  store_worker worker(std::move(owned), o);
+  std::promise<std::thread::id> answered_on;
+  worker.insert(job_named("a"), [&](result<insert_outcome> r) {
+    EXPECT_TRUE(r);
+    answered_on.set_value(std::this_thread::get_id());
+  });
+  auto answered = answered_on.get_future();
+  store->wait_entered(1);
+  for (int i = 0; i < 500; ++i) {  // bounded wait for the batch to be handed over
+    {
+      const std::lock_guard lock(m);
+      if (!handed.empty()) {
+        break;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));  // polling, not timing
+  }
+  EXPECT_EQ(answered.wait_for(std::chrono::seconds(0)), std::future_status::timeout)
+      << "answered on the store thread";
+  std::vector<std::function<void()>> run;
+  {
+    const std::lock_guard lock(m);
+    run.swap(handed);
+  }
+  ASSERT_EQ(run.size(), 1u);
+  run[0]();
+  EXPECT_EQ(answered.get(), std::this_thread::get_id());
+}
+
 TEST(StoreWorker, FailedCommitFailsEveryInsertOfTheBatchAndMarksTheStoreNotWritable) {
   auto owned = std::make_unique<gated_store>();
   owned->fail_ = true;

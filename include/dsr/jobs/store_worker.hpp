@@ -40,6 +40,9 @@ struct store_worker_options {
   // While a commit has failed (disk full, I/O error), a test write this often finds out when the
   // store works again, even if no request arrives meanwhile.
   std::chrono::milliseconds probe_interval{1000};
+  // Runs a committed batch's insert callbacks elsewhere (the daemon: its I/O threads), so that the
+  // store thread, the one resource every insert shares, only commits. Empty: on the store thread.
+  std::function<void(std::function<void()>)> complete_on;
 };
 
 class store_worker final : public job_queue {
