@@ -9,7 +9,7 @@ FUZZ_DIR ?= build-fuzz
 FUZZ_SECONDS ?= 120
 FUZZ_TARGETS := webhook signature exponea_answer config
 
-.PHONY: all deps build fuzz-build run test test-sanitize fuzz soak install clean status-page-screenshot
+.PHONY: all deps build fuzz-build run test test-sanitize fuzz soak install clean status-page-screenshot bench
 
 all: build
 
@@ -50,9 +50,10 @@ fuzz: fuzz-build
 	done
 
 # The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer (leaks included); the
-# end-to-end tests then run instrumented daemon and simulator binaries too.
+# end-to-end tests then run instrumented daemon and simulator binaries too. Line tables only
+# (-g1): reports keep file:line, and the build is the larger part of CI's time.
 test-sanitize: deps
-	@cmake -S . -B $(SANITIZE_DIR) -DCMAKE_BUILD_TYPE=Debug \
+	@cmake -S . -B $(SANITIZE_DIR) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG=-g1 \
 	  -DCMAKE_CXX_FLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -O1" >/dev/null
 	@cmake --build $(SANITIZE_DIR) -j $(JOBS)
 	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -62,6 +63,12 @@ test-sanitize: deps
 soak: build
 	@DSR_SOAK_JOBS=$${DSR_SOAK_JOBS:-200} DSR_SOAK_KILLS=$${DSR_SOAK_KILLS:-5} \
 	  $(BUILD_DIR)/tests/dsr_soak_tests
+
+# Every benchmark (bench/README.md), about 20 minutes on 2 cores: build/bench/results.md and
+# build/bench/intake.png. Never part of make test.
+bench: build
+	@scripts/install-deps bench
+	@BUILD=$(BUILD_DIR) bench/run-all.sh $(CURDIR)/$(BUILD_DIR)/bench
 
 # Re-takes docs/status-page.png: the status page's Chromium test, saving its screenshot there.
 status-page-screenshot: build
