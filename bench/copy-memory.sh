@@ -4,6 +4,7 @@
 # streamed from the file. Prints the export's size, the time to acknowledgement and the daemon's
 # peak RSS (VmHWM), idle and after the copy.
 #   bench/copy-memory.sh [events] [build-dir]
+# With OUT set, appends one JSON line to $OUT/copy-memory.jsonl.
 set -euo pipefail
 events=${1:-1000000}
 build=${2:-build}
@@ -69,3 +70,7 @@ done
 t1=$(date +%s%N)
 echo "copy of $events events reported after $(( (t1 - t0) / 1000000 )) ms"
 echo "daemon after the copy: peak RSS $(hwm)"
+if [ -n "${OUT:-}" ]; then
+  awk '/VmHWM/ {printf "%.1f\n", $2 / 1024}' "/proc/$daemon_pid/status" |
+    { read -r mib; echo "{\"events\":$events,\"reported_ms\":$(( (t1 - t0) / 1000000 )),\"peak_rss_mib\":$mib,\"export_bytes\":$(stat -c %s "$work/seed.json")}"; } >> "$OUT/copy-memory.jsonl"
+fi

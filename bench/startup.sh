@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Start-up with a large store: time from exec to "listening" with N jobs queued (default 100000).
+# Start-up and memory with a large store: time from exec to "listening" (READY) with N jobs queued
+# (default 100000; 0 = the idle daemon), and the daemon's peak RSS (VmHWM) once it has answered a
+# /metrics scrape and a list of 1,000 jobs.
 #   bench/startup.sh [jobs] [build-dir]
 # Builds the store once with the daemon's own schema (a first start), fills it with the sqlite3
-# CLI, then starts the daemon 3 times and prints each time to READY (the "listening" log line).
+# CLI, then starts the daemon 3 times and prints each run. With OUT set, appends one JSON line per
+# run to $OUT/startup.jsonl.
 set -euo pipefail
 jobs=${1:-100000}
 build=${2:-build}
@@ -10,7 +13,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 sed -e "s|path = \"../build/run/dsr.sqlite3\"|path = \"$work/dsr.sqlite3\"|" \
-    -e 's|127.0.0.1:8080|127.0.0.1:0|' -e 's|127.0.0.1:8081|127.0.0.1:0|' \
+    -e 's|127.0.0.1:8080|127.0.0.1:18380|' -e 's|127.0.0.1:8081|127.0.0.1:18381|' \
     -e '/^\[mineos\]/,/^$/d' "$root/config/dev.toml" > "$work/dsr.toml"
 start() {
   local t0 t1
@@ -22,11 +25,16 @@ start() {
     sleep 0.002
   done
   t1=$(date +%s%N)
+  curl -sS -o /dev/null http://127.0.0.1:18381/metrics
+  curl -sS -o /dev/null -H 'Authorization: Bearer demo-admin-token' \
+    'http://127.0.0.1:18381/v1/requests?limit=1000'
+  local hwm
+  hwm=$(awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status")
   kill -TERM $pid; wait $pid || true
-  echo $(( (t1 - t0) / 1000000 ))
+  echo "$(( (t1 - t0) / 1000000 )) $hwm"
 }
 start > /dev/null  # creates the schema
-sqlite3 "$work/dsr.sqlite3" "PRAGMA journal_mode=WAL;
+[ "$jobs" -gt 0 ] && sqlite3 -cmd ".timeout 10000" "$work/dsr.sqlite3" "PRAGMA journal_mode=WAL;
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $jobs)
 INSERT INTO jobs (request_id, trace_id, operation, integration_id, source, request_type,
   created_at_ms, received_at_ms, updated_at_ms, subject, state, next_attempt_at_ms)
@@ -35,5 +43,9 @@ SELECT 'req-' || i, 'trace-' || i, 'delete', 'int-42', 'Form', 'delete', 4102444
 INSERT INTO job_steps SELECT id, 1, received_at_ms, 'received', 'accepted' FROM jobs;" > /dev/null
 echo "store: $jobs jobs, $(du -h "$work/dsr.sqlite3" | cut -f1)"
 for run in 1 2 3; do
-  echo "run $run: ready after $(start) ms"
+  read -r ms mib < <(start)
+  echo "run $run: ready after $ms ms; peak RSS $mib MiB"
+  if [ -n "${OUT:-}" ]; then
+    echo "{\"jobs\":$jobs,\"run\":$run,\"ready_ms\":$ms,\"peak_rss_mib\":$mib}" >> "$OUT/startup.jsonl"
+  fi
 done

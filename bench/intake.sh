@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Intake throughput: wrk with pre-signed delete webhooks (bench/intake.lua) against the daemon with
+# its real durable store, and the same load against nginx answering every POST with a fixed 202 —
+# the ceiling for HTTP handling on this machine. Each daemon run starts with an empty store; after
+# it, every 202 must be a committed job. Also measures this disk's synchronous-write latency.
+#   bench/intake.sh [out-dir]
+# Environment: CONNS ("8 16 32 64 128"), RUNS (3), DURATION (10 s), BUILD (build), THREADS (2).
+# Appends one JSON line per run to <out-dir>/intake.jsonl (default build/bench).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+out=${1:-$root/build/bench}
+conns=${CONNS:-8 16 32 64 128}
+runs=${RUNS:-3}
+duration=${DURATION:-10}
+build=${BUILD:-build}
+threads=${THREADS:-2}
+port=18180
+work="$root/$build/bench-work/intake"  # on the same disk as a real store, not a tmpfs
+rm -rf "$work"; mkdir -p "$work" "$out"
+daemon_pid=""; nginx_pid=""
+cleanup() {
+  [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null || true
+  [ -n "$nginx_pid" ] && kill "$nginx_pid" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+secret=bench-webhook-secret
+# Enough distinct bodies for the fastest run: 40,000 requests/s for DURATION seconds.
+per_thread=$(( 40000 * duration / threads + 1000 ))
+python3 "$root/bench/make-bodies.py" "$per_thread" "$threads" "$secret" "$work"
+
+cat > "$work/dsr.toml" <<TOML
+# Intake only: the dispatcher may make one call per second (to a closed port), so the store and
+# the HTTP server carry the whole load.
+[server]
+listen = "127.0.0.1:$port"
+admin_listen = "127.0.0.1:$((port + 1))"
+[store]
+path = "dsr.sqlite3"
+[exponea]
+base_url = "http://127.0.0.1:9"
+max_requests_per_second = 1
+[jobs]
+concurrency = 1
+[mineos]
+status_url = "http://127.0.0.1:9/mineos/status"
+[log]
+level = "info"
+[credentials]
+exponea_api_key = "bench"
+exponea_api_secret = "bench"
+exponea_project_token = "bench"
+exponea_api_token = "bench"
+mineos_webhook_secret = "$secret"
+admin_token = "bench-admin-token"
+mineos_api_key = "bench"
+store_key = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+TOML
+
+mkdir -p "$work/nginx"
+cat > "$work/nginx/nginx.conf" <<NGINX
+daemon off;
+worker_processes auto;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/body;
+  proxy_temp_path $work/nginx/proxy;
+  fastcgi_temp_path $work/nginx/fastcgi;
+  uwsgi_temp_path $work/nginx/uwsgi;
+  scgi_temp_path $work/nginx/scgi;
+  client_body_buffer_size 64k;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$((port + 2));
+    location / {
+      default_type application/json;
+      return 202 '{"requestId":"bench","status":"accepted"}';
+    }
+  }
+}
+NGINX
+
+wait_port() {  # until something answers on 127.0.0.1:$1
+  for _ in $(seq 500); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.01
+  done
+  echo "intake.sh: nothing listens on port $1" >&2; return 1
+}
+
+# Synchronous 4 KiB writes (O_DSYNC), as a commit's fsync: the mean latency of one, in ms.
+fsync_ms() {
+  local t
+  t=$( { dd if=/dev/zero of="$work/fsync.bin" bs=4k count=200 oflag=dsync 2>&1 >/dev/null; } |
+       sed -n 's/.*copied, \([0-9.]*\) s.*/\1/p')
+  rm -f "$work/fsync.bin"
+  awk -v t="$t" 'BEGIN { printf "%.3f", t * 1000 / 200 }'
+}
+
+run_daemon() {  # connections run
+  rm -f "$work"/dsr.sqlite3*
+  "$root/$build/dsr-connector" serve --config "$work/dsr.toml" 2> "$work/daemon.log" &
+  daemon_pid=$!
+  wait_port "$port"
+  local line
+  line=$(wrk -t"$threads" -c"$1" -d"${duration}s" --timeout 10s -s "$root/bench/intake.lua" \
+         "http://127.0.0.1:$port" -- "$work" | tail -n 1)
+  kill -TERM "$daemon_pid"; wait "$daemon_pid" || true; daemon_pid=""
+  local stored
+  stored=$(sqlite3 -cmd ".timeout 10000" "$work/dsr.sqlite3" "SELECT COUNT(*) FROM jobs")
+  echo "{\"target\":\"daemon\",\"connections\":$1,\"run\":$2,\"stored\":$stored,\"fsync_ms\":$(fsync_ms),\"wrk\":$line}" >> "$out/intake.jsonl"
+  echo "daemon  c=$1 run $2: $line; stored $stored" >&2
+}
+
+run_nginx() {
+  nginx -c "$work/nginx/nginx.conf" &
+  nginx_pid=$!
+  wait_port $((port + 2))
+  local line
+  line=$(wrk -t"$threads" -c"$1" -d"${duration}s" --timeout 10s -s "$root/bench/intake.lua" \
+         "http://127.0.0.1:$((port + 2))" -- "$work" | tail -n 1)
+  kill -QUIT "$nginx_pid"; wait "$nginx_pid" || true; nginx_pid=""
+  echo "{\"target\":\"nginx\",\"connections\":$1,\"run\":$2,\"wrk\":$line}" >> "$out/intake.jsonl"
+  echo "nginx   c=$1 run $2: $line" >&2
+}
+
+for c in $conns; do
+  for r in $(seq "$runs"); do
+    run_daemon "$c" "$r"
+    run_nginx "$c" "$r"
+  done
+done
