@@ -1,7 +1,7 @@
 #pragma once
 // Spacing of the calls to Exponea (contract §5): no 1-second window holds more than
 // `max_requests_per_second` calls. A GCRA with no burst: call k may go no earlier than
-// call k-1 + 1.02/R, so R calls span a little more than a second and a second's worth never
+// call k-1 + 1.05/R, so R calls span a little more than a second and a second's worth never
 // leaves at once. A 429
 // blocks every caller until its Retry-After has passed (the whole client slows down, not only the
 // job that met it). Waiting interactive calls (preview, isTest, check) are let through before
