@@ -105,6 +105,20 @@ std::string hidden_csrf(std::string_view csrf) {
   return fmt::format("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", html_escape(csrf));
 }
 
+// "<p>Retries: 429 3, server_error 1</p>": one figure per label ("retries:429"), or "none".
+void counts_line(std::string& out, std::string_view title, std::string_view figure_prefix,
+                 const std::map<std::string, std::uint64_t>& counts) {
+  out += fmt::format("<p>{}: ", title);
+  if (counts.empty()) {
+    out += "none";
+  }
+  for (auto it = counts.begin(); it != counts.end(); ++it) {
+    out += fmt::format("{}{} {}", it == counts.begin() ? "" : ", ", html_escape(it->first),
+                       figure(fmt::format("{}:{}", figure_prefix, it->first), it->second));
+  }
+  out += "</p>";
+}
+
 void queue_section(std::string& out, const status_view& v) {
   out += "<section><h2>Queue</h2><table><tr><th>State</th><th>Jobs</th></tr>";
   for (std::size_t i = 0; i < v.jobs.by_state.size(); ++i) {
@@ -171,27 +185,9 @@ void exponea_section(std::string& out, const status_view& v) {
   out += fmt::format("<p>Waited for the rate limit: {}</p>",
                      figure("rate_limit_wait_seconds", f.rate_limit_wait_seconds,
                             fmt::format("{:.1f} s", f.rate_limit_wait_seconds)));
-  out += "<p>Retries: ";
-  if (f.retries.empty()) {
-    out += "none";
-  }
-  bool first = true;
-  for (const auto& [reason, n] : f.retries) {
-    out += fmt::format("{}{} {}", first ? "" : ", ", html_escape(reason),
-                       figure("retries:" + reason, n));
-    first = false;
-  }
-  out += "</p><p>Reports to MineOS: ";
-  if (f.reports.empty()) {
-    out += "none";
-  }
-  first = true;
-  for (const auto& [result, n] : f.reports) {
-    out += fmt::format("{}{} {}", first ? "" : ", ", html_escape(result),
-                       figure("reports:" + result, n));
-    first = false;
-  }
-  out += "</p></section>";
+  counts_line(out, "Retries", "retries", f.retries);
+  counts_line(out, "Reports to MineOS", "reports", f.reports);
+  out += "</section>";
 }
 
 void deadlines_section(std::string& out, const status_view& v) {
