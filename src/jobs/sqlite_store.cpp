@@ -126,6 +126,7 @@ class use {
     return *this;
   }
   int step() { return sqlite3_step(s_); }
+  void reset() { sqlite3_reset(s_); }
   std::string text(int col) const {
     const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s_, col));
     return p == nullptr ? std::string()
@@ -627,7 +628,9 @@ class sqlite_job_store final : public job_store {
     }
   }
 
-  result<insert_outcome> insert_one(const new_job& j, std::size_t max_active, std::size_t& active) {
+  // What an earlier job says about this request: a repeat of its trace id, or of its request id
+  // (the same operation: a repeat; the other one: a conflict). Empty when it is new.
+  result<std::optional<insert_outcome>> earlier(const new_job& j) {
     {
       use q(stmts_->by_trace);
       q.bind(1, j.trace_id);
@@ -639,20 +642,32 @@ class sqlite_job_store final : public job_store {
         return error("looking up a trace id");
       }
     }
-    {
-      use q(stmts_->by_request);
-      q.bind(1, j.request_id);
-      const int rc = q.step();
-      if (rc == SQLITE_ROW) {
-        const bool same = q.text(0) == to_string(j.op);
-        return insert_outcome{
-            same ? insert_outcome::kind::duplicate : insert_outcome::kind::conflict, j.request_id};
-      }
-      if (rc != SQLITE_DONE) {
-        return error("looking up a request id");
-      }
+    use q(stmts_->by_request);
+    q.bind(1, j.request_id);
+    const int rc = q.step();
+    if (rc == SQLITE_ROW) {
+      const bool same = q.text(0) == to_string(j.op);
+      return insert_outcome{same ? insert_outcome::kind::duplicate : insert_outcome::kind::conflict,
+                            j.request_id};
     }
+    if (rc != SQLITE_DONE) {
+      return error("looking up a request id");
+    }
+    return std::optional<insert_outcome>{};
+  }
+
+  // A new request is inserted straight away: the UNIQUE indexes on request_id and trace_id refuse
+  // a repeat, and only then (or when the queue is full) is the earlier job looked up. The answers
+  // are those of looking up first; an accepted job costs one index probe per key instead of two.
+  result<insert_outcome> insert_one(const new_job& j, std::size_t max_active, std::size_t& active) {
     if (active >= max_active) {
+      auto seen = earlier(j);
+      if (!seen) {
+        return seen.error();
+      }
+      if (*seen) {
+        return **seen;
+      }
       return insert_outcome{insert_outcome::kind::queue_full, j.request_id};
     }
     {
@@ -676,8 +691,20 @@ class sqlite_job_store final : public job_store {
             .bind_blob(9, crypto::seal(key_, j.subject_email, j.request_id))
             .bind(10, std::int64_t{1});
       }
-      if (q.step() != SQLITE_DONE) {
-        return error("inserting a job");
+      if (const int rc = q.step(); rc != SQLITE_DONE) {
+        auto failed = error("inserting a job");
+        if (rc != SQLITE_CONSTRAINT_UNIQUE) {
+          return failed;
+        }
+        q.reset();  // the failed statement is undone; the transaction goes on
+        auto seen = earlier(j);
+        if (!seen) {
+          return seen.error();
+        }
+        if (!*seen) {
+          return failed;
+        }
+        return **seen;
       }
     }
     const auto id = sqlite3_last_insert_rowid(db_);

@@ -20,7 +20,34 @@ failure invalid(std::string detail) {
   return make_failure(errc::invalid_input, std::move(detail));
 }
 
-struct too_deep {};
+// Whether arrays and objects nest deeper than `limit`, brackets inside strings aside. Checked
+// before parsing: a hostile body never builds a deep document, and the parse itself runs without a
+// per-event callback (a third of its cost).
+bool nested_deeper_than(std::string_view text, int limit) {
+  int depth = 0;
+  bool in_string = false;
+  bool escaped = false;
+  for (const char c : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > limit) {
+        return true;
+      }
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return false;
+}
 
 // The first of `names` present in `obj`, or nullptr.
 const json* member(const json& obj, std::initializer_list<const char*> names) {
@@ -68,21 +95,17 @@ result<void> require(const std::string& value, std::string_view field) {
 }  // namespace
 
 result<webhook> parse_webhook(std::string_view body, endpoint_kind kind) {
+  if (nested_deeper_than(body, max_depth)) {
+    return invalid(fmt::format("body is nested deeper than {} levels", max_depth));
+  }
   json doc;
   try {
-    doc = json::parse(body, [](int depth, json::parse_event_t, json&) {
-      if (depth > max_depth) {
-        throw too_deep{};
-      }
-      return true;
-    });
+    doc = json::parse(body);
   } catch (const json::parse_error& e) {
     return invalid(fmt::format("body is not valid JSON (at byte {})", e.byte));
   } catch (const json::out_of_range&) {
     // A number beyond a double (1e400): refused like any malformed body, never thrown further.
     return invalid("body holds a number out of range");
-  } catch (const too_deep&) {
-    return invalid(fmt::format("body is nested deeper than {} levels", max_depth));
   }
   if (!doc.is_object()) {
     return invalid("body must be a JSON object");

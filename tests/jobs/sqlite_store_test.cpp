@@ -98,6 +98,28 @@ TEST(SqliteStore, BatchIsOneTransactionThatDedupesWithinItself) {
   EXPECT_EQ(*s->count_active(), 2u);
 }
 
+TEST(SqliteStore, ARefusedRepeatLeavesNothingBehindAndTheRestOfItsBatchCommits) {
+  auto s = open_memory();
+  ASSERT_EQ(insert_one(*s, make_job("a", "ta")), kind::inserted);
+  // The repeats are refused by the unique indexes mid-transaction; the jobs after them go in.
+  const std::vector<new_job> batch{make_job("a", "ta2"), make_job("x", "ta"), make_job("c", "tc")};
+  auto r = s->insert(batch, 100);
+  ASSERT_TRUE(r);
+  EXPECT_EQ((*r)[0].result, kind::duplicate);
+  EXPECT_EQ((*r)[1].result, kind::duplicate);
+  EXPECT_EQ((*r)[1].request_id, "a");
+  EXPECT_EQ((*r)[2].result, kind::inserted);
+  EXPECT_EQ(*s->count_active(), 2u);
+  EXPECT_FALSE(*s->find("x"));
+  auto a = s->find("a");
+  ASSERT_TRUE(a && *a);
+  EXPECT_EQ((*a)->trace_id, "ta");
+  EXPECT_EQ((*a)->history.size(), 1u);
+  auto c = s->find("c");
+  ASSERT_TRUE(c && *c);
+  EXPECT_EQ((*c)->history.size(), 1u);
+}
+
 TEST(SqliteStore, QueueFullRefusesNewJobsButStillRecognisesRepeats) {
   auto s = open_memory();
   ASSERT_EQ(insert_one(*s, make_job("a", "ta"), 2), kind::inserted);

@@ -90,6 +90,25 @@ TEST(Webhook, MissingFieldsAreNamed) {
       HasSubstr("traceId is missing"));
 }
 
+TEST(Webhook, NestingIsCountedOutsideStringsOnly) {
+  // Brackets inside a string (after an escaped quote too) are text, not nesting.
+  const std::string brackets(100, '[');
+  const auto r = parse_webhook(R"({"traceId": "t", "request": {"id": "r", "source": "\\\"{)" + brackets +
+                                   R"("}, "userInfo": {"email": "a@b.c", "name": "{)" + brackets +
+                                   R"("}})",
+                               endpoint_kind::delete_);
+  ASSERT_TRUE(r) << r.error().detail;
+  EXPECT_EQ(r->source, "\\\"{" + brackets);
+  // 32 levels of nesting in an ignored field are accepted, 33 refused.
+  const auto nested = [](int levels) {
+    return R"({"traceId": "t", "request": {"id": "r"}, "userInfo": {"email": "a@b.c"}, "x": )" +
+           std::string(static_cast<std::size_t>(levels) - 1, '[') +
+           std::string(static_cast<std::size_t>(levels) - 1, ']') + "}";
+  };
+  EXPECT_EQ(error_of(nested(32)), "no error");
+  EXPECT_THAT(error_of(nested(33)), HasSubstr("nested deeper than 32 levels"));
+}
+
 TEST(Webhook, MalformedBodiesAreRefused) {
   EXPECT_THAT(error_of(""), HasSubstr("not valid JSON"));
   EXPECT_THAT(error_of("{\"traceId\": "), HasSubstr("not valid JSON"));
