@@ -10,11 +10,33 @@
 #include <stdexcept>
 
 namespace dsr::crypto {
+namespace {
+
+// The algorithms are fetched from OpenSSL's providers once: EVP_sha256() and EVP_aes_256_gcm()
+// fetch them again (under a lock) on every use, which was most of the cost of a small HMAC or
+// seal. Fetched objects are immutable and shared by all threads; they live until exit.
+const EVP_MD* sha256() {
+  static const EVP_MD* const md = [] {
+    const EVP_MD* fetched = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    return fetched != nullptr ? fetched : EVP_sha256();
+  }();
+  return md;
+}
+
+const EVP_CIPHER* aes_256_gcm() {
+  static const EVP_CIPHER* const cipher = [] {
+    const EVP_CIPHER* fetched = EVP_CIPHER_fetch(nullptr, "AES-256-GCM", nullptr);
+    return fetched != nullptr ? fetched : EVP_aes_256_gcm();
+  }();
+  return cipher;
+}
+
+}  // namespace
 
 std::string hmac_sha256(std::string_view key, std::string_view data) {
   std::array<unsigned char, EVP_MAX_MD_SIZE> mac{};
   unsigned int len = 0;
-  if (HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+  if (HMAC(sha256(), key.data(), static_cast<int>(key.size()),
            reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac.data(),
            &len) == nullptr) {
     throw std::runtime_error("HMAC-SHA256 failed in OpenSSL");
@@ -74,7 +96,7 @@ std::string seal(std::string_view key, std::string_view plaintext, std::string_v
   cipher_ctx c;
   int len = 0;
   auto* cipher = reinterpret_cast<unsigned char*>(out.data() + nonce_size);
-  if (EVP_EncryptInit_ex(c.ctx, EVP_aes_256_gcm(), nullptr, bytes(key), nonce) != 1 ||
+  if (EVP_EncryptInit_ex(c.ctx, aes_256_gcm(), nullptr, bytes(key), nonce) != 1 ||
       (!aad.empty() &&
        EVP_EncryptUpdate(c.ctx, nullptr, &len, bytes(aad), static_cast<int>(aad.size())) != 1) ||
       EVP_EncryptUpdate(c.ctx, cipher, &len, bytes(plaintext),
@@ -99,7 +121,7 @@ std::optional<std::string> open(std::string_view key, std::string_view sealed,
   cipher_ctx c;
   int len = 0;
   auto* plain = reinterpret_cast<unsigned char*>(out.data());
-  if (EVP_DecryptInit_ex(c.ctx, EVP_aes_256_gcm(), nullptr, bytes(key), bytes(nonce)) != 1 ||
+  if (EVP_DecryptInit_ex(c.ctx, aes_256_gcm(), nullptr, bytes(key), bytes(nonce)) != 1 ||
       (!aad.empty() &&
        EVP_DecryptUpdate(c.ctx, nullptr, &len, bytes(aad), static_cast<int>(aad.size())) != 1) ||
       EVP_DecryptUpdate(c.ctx, plain, &len, bytes(cipher), static_cast<int>(cipher.size())) != 1 ||
