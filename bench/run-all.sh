@@ -18,6 +18,8 @@ step "start-up and memory: idle, then 100,000 queued jobs"
 "$root/bench/startup.sh" 100000 "${BUILD:-build}" > /dev/null
 step "memory: a copy of a customer with 1,000,000 events, 3 runs"
 for _ in 1 2 3; do "$root/bench/copy-memory.sh" 1000000 "${BUILD:-build}" > /dev/null; done
+step "micro: per-request costs of the intake path on one thread"
+"$root/${BUILD:-build}/dsr-micro-bench" > "$out/micro.jsonl"
 step "results"
 status=0
 python3 "$root/bench/summarize.py" "$out" || status=$?

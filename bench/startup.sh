@@ -20,14 +20,19 @@ start() {
   t0=$(date +%s%N)
   "$root/$build/dsr-connector" serve --config "$work/dsr.toml" 2> "$work/log" &
   local pid=$!
-  until grep -q "listening on" "$work/log"; do
+  # READY: both listeners bound (the operator one is logged last).
+  until grep -q "for operator endpoints" "$work/log"; do
     kill -0 $pid 2>/dev/null || { cat "$work/log" >&2; exit 1; }
     sleep 0.002
   done
   t1=$(date +%s%N)
-  curl -sS -o /dev/null http://127.0.0.1:18381/metrics
-  curl -sS -o /dev/null -H 'Authorization: Bearer demo-admin-token' \
-    'http://127.0.0.1:18381/v1/requests?limit=1000'
+  # A failed scrape stops the daemon too: left running, it would hold this function's output
+  # pipe open and the caller's read would wait for ever.
+  if ! curl -sS -o /dev/null http://127.0.0.1:18381/metrics ||
+     ! curl -sS -o /dev/null -H 'Authorization: Bearer demo-admin-token' \
+       'http://127.0.0.1:18381/v1/requests?limit=1000'; then
+    kill -KILL $pid; exit 1
+  fi
   local hwm
   hwm=$(awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status")
   kill -TERM $pid; wait $pid || true

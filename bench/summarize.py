@@ -94,6 +94,9 @@ if copy:
     md.append(f"| that copy: 202 to acknowledged report, s | "
               f"{fig([r['reported_ms'] / 1000 for r in copy], '{:.1f}')} | |")
 
+for r in lines("micro.jsonl"):
+    md.append(f"| micro: {r['measure']}, µs | {r['us']:.2f} ({r['min']:.2f}–{r['max']:.2f}) | |")
+
 if problems:
     md.append("")
     md.append("Problems:")
