@@ -52,6 +52,9 @@ wait_log() {  # file pattern pid
 metric() {  # the sum of the samples of a metric family whose line matches $1
   curl -sS "http://127.0.0.1:$admin_port/metrics" | awk -v re="$1" '$0 ~ re && !/^#/ { s += $NF } END { printf "%d", s }'
 }
+metric_f() {  # the same, as a decimal
+  curl -sS "http://127.0.0.1:$admin_port/metrics" | awk -v re="$1" '$0 ~ re && !/^#/ { s += $NF } END { printf "%.3f", s }'
+}
 
 run() {
   rm -f "$work"/dsr.sqlite3* "$work"/sim.log "$work"/daemon.log
@@ -118,13 +121,17 @@ INSERT INTO job_steps SELECT id, 1, received_at_ms, 'received', 'accepted' FROM 
   completed=$(sqlite3 -cmd ".timeout 10000" "$work/dsr.sqlite3" "SELECT COUNT(*) FROM jobs WHERE state = 'completed'")
   throttled=$(metric 'dsr_exponea_requests_total\\{.*code="429"')
   calls=$(metric 'dsr_exponea_requests_total\\{')
+  # Where the flows' time went: waiting for the limiter (summed over calls), and in the calls.
+  waited=$(metric_f '^dsr_rate_limit_wait_seconds_total')
+  in_calls=$(metric_f '^dsr_exponea_request_duration_seconds_sum')
   kill -TERM "$daemon_pid"; wait "$daemon_pid" || true; daemon_pid=""
   kill -TERM "$sim_pid"; wait "$sim_pid" || true; sim_pid=""
   awk -v n="$jobs" -v c="$completed" -v ns=$(( t1 - t0 )) -v limit="$limit" -v r429="$throttled" \
-      -v calls="$calls" -v run="$1" -v lat="$latency" -v conc="$concurrency" 'BEGIN {
+      -v calls="$calls" -v run="$1" -v lat="$latency" -v conc="$concurrency" \
+      -v waited="$waited" -v in_calls="$in_calls" 'BEGIN {
     s = ns / 1e9; jps = n / s; ceiling = limit / 4;
-    printf "{\"jobs\":%d,\"completed\":%d,\"seconds\":%.2f,\"jobs_per_s\":%.2f,\"ceiling\":%.2f,\"ratio\":%.3f,\"calls\":%d,\"calls_429\":%d,\"latency_ms\":%d,\"limit\":%d,\"concurrency\":%d,\"run\":%d}\n",
-      n, c, s, jps, ceiling, jps / ceiling, calls, r429, lat, limit, conc, run }' | tee -a "$out/fulfilment.jsonl"
+    printf "{\"jobs\":%d,\"completed\":%d,\"seconds\":%.2f,\"jobs_per_s\":%.2f,\"ceiling\":%.2f,\"ratio\":%.3f,\"calls\":%d,\"calls_429\":%d,\"latency_ms\":%d,\"limit\":%d,\"concurrency\":%d,\"flows_waiting_for_limiter\":%.1f,\"flows_in_calls\":%.1f,\"run\":%d}\n",
+      n, c, s, jps, ceiling, jps / ceiling, calls, r429, lat, limit, conc, waited / s, in_calls / s, run }' | tee -a "$out/fulfilment.jsonl"
 }
 
 for r in $(seq "$runs"); do run "$r"; done
