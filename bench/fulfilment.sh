@@ -49,11 +49,9 @@ wait_log() {  # file pattern pid
   echo "fulfilment.sh: timed out waiting for '$2' in $1" >&2; return 1
 }
 
-metric() {  # the sum of the samples of a metric family whose line matches $1
-  curl -sS "http://127.0.0.1:$admin_port/metrics" | awk -v re="$1" '$0 ~ re && !/^#/ { s += $NF } END { printf "%d", s }'
-}
-metric_f() {  # the same, as a decimal
-  curl -sS "http://127.0.0.1:$admin_port/metrics" | awk -v re="$1" '$0 ~ re && !/^#/ { s += $NF } END { printf "%.3f", s }'
+metric() {  # the sum of the samples of a metric family whose line matches $1, printed as $2 (%d)
+  curl -sS "http://127.0.0.1:$admin_port/metrics" |
+    awk -v re="$1" -v fmt="${2:-%d}" '$0 ~ re && !/^#/ { s += $NF } END { printf fmt, s }'
 }
 
 run() {
@@ -122,8 +120,8 @@ INSERT INTO job_steps SELECT id, 1, received_at_ms, 'received', 'accepted' FROM 
   throttled=$(metric 'dsr_exponea_requests_total\\{.*code="429"')
   calls=$(metric 'dsr_exponea_requests_total\\{')
   # Where the flows' time went: waiting for the limiter (summed over calls), and in the calls.
-  waited=$(metric_f '^dsr_rate_limit_wait_seconds_total')
-  in_calls=$(metric_f '^dsr_exponea_request_duration_seconds_sum')
+  waited=$(metric '^dsr_rate_limit_wait_seconds_total' %.3f)
+  in_calls=$(metric '^dsr_exponea_request_duration_seconds_sum' %.3f)
   kill -TERM "$daemon_pid"; wait "$daemon_pid" || true; daemon_pid=""
   kill -TERM "$sim_pid"; wait "$sim_pid" || true; sim_pid=""
   awk -v n="$jobs" -v c="$completed" -v ns=$(( t1 - t0 )) -v limit="$limit" -v r429="$throttled" \

@@ -61,9 +61,8 @@ int main(int argc, char** argv) {
     auto w = dsr::mineos::parse_webhook(webhook_body, dsr::mineos::endpoint_kind::delete_);
     sink += w ? w->email.size() : 0;
   });
-  measure("hmac_sha256 of the body", n, [&](long) {
-    sink += dsr::crypto::hmac_sha256(secret, webhook_body).size();
-  });
+  measure("hmac_sha256 of the body", n,
+          [&](long) { sink += dsr::crypto::hmac_sha256(secret, webhook_body).size(); });
   measure("seal of the e-mail", n, [&](long) {
     sink += dsr::crypto::seal(key, "subject0@example.com", "bench-req-000000000").size();
   });
@@ -78,20 +77,23 @@ int main(int argc, char** argv) {
   std::vector<dsr::new_job> batch(64);
   long next = 0;
   const long batches = std::max(1L, n / 64 / 5);
-  measure("store insert per job (batches of 64, in memory)", batches, [&](long) {
-    for (auto& j : batch) {
-      j.op = dsr::operation::delete_;
-      j.request_id = fmt::format("bench-req-{:09}", next);
-      j.trace_id = fmt::format("bench-trace-{:09}", next);
-      j.integration_id = "bench";
-      j.source = "Form";
-      j.request_type = "delete";
-      j.received_at = dsr::time_point{};
-      j.subject_email = "subject0@example.com";
-      ++next;
-    }
-    auto r = (*store)->insert(batch, 100000000);
-    sink += r ? r->size() : 0;
-  }, 64);
+  measure(
+      "store insert per job (batches of 64, in memory)", batches,
+      [&](long) {
+        for (auto& j : batch) {
+          j.op = dsr::operation::delete_;
+          j.request_id = fmt::format("bench-req-{:09}", next);
+          j.trace_id = fmt::format("bench-trace-{:09}", next);
+          j.integration_id = "bench";
+          j.source = "Form";
+          j.request_type = "delete";
+          j.received_at = dsr::time_point{};
+          j.subject_email = "subject0@example.com";
+          ++next;
+        }
+        auto r = (*store)->insert(batch, 100000000);
+        sink += r ? r->size() : 0;
+      },
+      64);
   return sink == 0 ? 1 : 0;
 }

@@ -93,10 +93,10 @@ TEST(Webhook, MissingFieldsAreNamed) {
 TEST(Webhook, NestingIsCountedOutsideStringsOnly) {
   // Brackets inside a string (after an escaped quote too) are text, not nesting.
   const std::string brackets(100, '[');
-  const auto r = parse_webhook(R"({"traceId": "t", "request": {"id": "r", "source": "\\\"{)" + brackets +
-                                   R"("}, "userInfo": {"email": "a@b.c", "name": "{)" + brackets +
-                                   R"("}})",
-                               endpoint_kind::delete_);
+  const auto r =
+      parse_webhook(R"({"traceId": "t", "request": {"id": "r", "source": "\\\"{)" + brackets +
+                        R"("}, "userInfo": {"email": "a@b.c", "name": "{)" + brackets + R"("}})",
+                    endpoint_kind::delete_);
   ASSERT_TRUE(r) << r.error().detail;
   EXPECT_EQ(r->source, "\\\"{" + brackets);
   // 32 levels of nesting in an ignored field are accepted, 33 refused.
