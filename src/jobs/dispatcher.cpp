@@ -341,6 +341,10 @@ class dispatcher_impl final : public dispatcher {
 
   // Feeds the outcome to the gate and says what changed.
   void note_gate(const policy_row& row, bool probe, time_point now, const flow_outcome& outcome) {
+    if (outcome.result == kind::retry && outcome.reason == "rate_limited") {
+      gate_.throttled(probe, now);
+      return;
+    }
     const auto before = gate_.holding();
     const bool opened = gate_.record(row, probe, now, outcome.value, outcome.message);
     const auto after = gate_.holding();
@@ -501,6 +505,18 @@ bool dispatch_gate::record(const policy_row& row, bool was_probe, time_point now
     return true;
   }
   return false;
+}
+
+void dispatch_gate::throttled(bool was_probe, time_point now) {
+  if (!was_probe) {
+    return;
+  }
+  probing_ = false;
+  if (state_ == state::paused) {
+    next_probe_ = now + pause_probe_;
+  } else if (state_ == state::breaker_open) {
+    next_probe_ = now + open_for_;
+  }
 }
 
 void dispatch_gate::resume() {

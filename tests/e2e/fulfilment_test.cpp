@@ -267,6 +267,23 @@ TEST_F(Fulfilment, TransientFaultsAreRetriedUntilDone) {
   EXPECT_THAT(v["history"].dump(), HasSubstr("boom"));
 }
 
+TEST_F(Fulfilment, ARunOf429sSlowsTheLimiterButDoesNotHoldDispatchBack) {
+  // Six 429s in a row, more than the breaker's five transient failures: Exponea is up and asks
+  // for a second each time; that is the limiter's to honour, not an outage to wait out.
+  json faults = json::array();
+  for (int i = 0; i < 6; ++i) {
+    faults.push_back({{"endpoint", "export-one"}, {"status", 429}, {"retry_after", "1"}});
+  }
+  fault(faults);
+  for (int i = 0; i < 6; ++i) {
+    submit("delete", "req-429-" + std::to_string(i), "nobody" + std::to_string(i) + "@example.com");
+  }
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_EQ(finished("req-429-" + std::to_string(i))["state"], "user_not_found");
+  }
+  EXPECT_THAT(daemon_->output(), Not(HasSubstr("dispatch held back")));
+}
+
 TEST_F(Fulfilment, ResetsSlowAnswersAndLostAnswersStillEndInOneEventAndOneErasure) {
   ASSERT_EQ(request(sim_port_, "POST", "/_sim/settings", R"({"latency_ms":100})").status, 200);
   fault(json::array({

@@ -197,6 +197,29 @@ TEST_F(Gate, TransientFailuresInARowOpenTheBreakerWithGrowingWaits) {
   EXPECT_FALSE(gate_.holding());
 }
 
+TEST_F(Gate, A429OpensNoBreakerAndAProbeThatMeetsOneWaitsItsInterval) {
+  // Calls sent together meet 429s together: that is the limiter's business, not an outage.
+  for (int i = 0; i < 10; ++i) {
+    gate_.throttled(false, t_);
+  }
+  EXPECT_FALSE(gate_.holding());
+  EXPECT_TRUE(gate_.ask(t_).go);
+  // Nor do they reset a run of real failures.
+  gate_.record(row(kind::retry), false, t_, "", "HTTP 503");
+  gate_.record(row(kind::retry), false, t_, "", "HTTP 503");
+  gate_.throttled(false, t_);
+  gate_.record(row(kind::retry), false, t_, "", "HTTP 503");
+  ASSERT_TRUE(gate_.holding());
+  // The breaker's probe meets a 429: no verdict; the next probe after the same 5 s, not doubled.
+  ASSERT_TRUE(gate_.ask(t_ + 5s).probe);
+  gate_.throttled(true, t_ + 5s);
+  EXPECT_TRUE(gate_.holding());
+  EXPECT_FALSE(gate_.ask(t_ + 9s).go);
+  ASSERT_TRUE(gate_.ask(t_ + 10s).probe);
+  EXPECT_TRUE(gate_.record(row(kind::completed), true, t_ + 10s, "", ""));
+  EXPECT_FALSE(gate_.holding());
+}
+
 TEST_F(Gate, ShutdownAndLostLeasesSayNothingAboutExponea) {
   for (int i = 0; i < 10; ++i) {
     gate_.record(row(kind::stopped), false, t_, "", "");

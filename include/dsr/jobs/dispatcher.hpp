@@ -78,6 +78,10 @@ class dispatch_gate {
   // How a job ended (`value`, `message` for a pause). Returns true when the gate opened.
   bool record(const policy_row& row, bool was_probe, time_point now, const std::string& value,
               const std::string& message);
+  // A job ended on a 429. Exponea is up and the limiter already holds every call back for the
+  // Retry-After, so it neither counts toward the breaker nor resets its run; a probe that met it
+  // tells nothing, and the next probe waits the breaker's (or the pause's) current interval.
+  void throttled(bool was_probe, time_point now);
   // Credentials were reloaded: a pause ends at once.
   void resume();
   void set_pause_probe(std::chrono::milliseconds d) { pause_probe_ = d; }
