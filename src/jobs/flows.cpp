@@ -25,6 +25,18 @@ std::optional<time_point> anonymize_started_at(const job& j) {
   return std::nullopt;
 }
 
+// Whether the last anonymize an earlier attempt sent was answered (journaled `done`). It may
+// instead have stopped on a 429 (Exponea dropped it), another error, a lost answer or a crash.
+bool last_anonymize_answered(const job& j) {
+  bool answered = false;
+  for (const auto& s : j.history) {
+    if (s.step == "anonymize") {
+      answered = s.result == "done";
+    }
+  }
+  return answered;
+}
+
 flow_outcome from_error(const exponea::call_error& e, std::string_view doing) {
   flow_outcome o;
   o.message = fmt::format("{}: {}", doing, e.message);
@@ -123,6 +135,25 @@ boost::asio::awaitable<std::optional<flow_outcome>> track_once(const job& j,
   co_return std::nullopt;
 }
 
+// Sends anonymize between a journaled `started` and `done`. Returns the outcome to end the
+// attempt with when it did not get through.
+boost::asio::awaitable<std::optional<flow_outcome>> anonymize_journaled(exponea::api& api,
+                                                                        journal& log,
+                                                                        const nlohmann::json& ids,
+                                                                        std::string_view doing) {
+  if (auto r = co_await log.record("anonymize", "started"); !r) {
+    co_return interrupted(r.error());
+  }
+  auto anonymized = co_await api.anonymize(ids);
+  if (!anonymized) {
+    co_return from_error(anonymized.error(), doing);
+  }
+  if (auto r = co_await log.record("anonymize", "done"); !r) {
+    co_return interrupted(r.error());
+  }
+  co_return std::nullopt;
+}
+
 }  // namespace
 
 nlohmann::json customer_ids(const job& j, const flow_settings& s) {
@@ -146,6 +177,7 @@ boost::asio::awaitable<flow_outcome> run_delete(const job& j, exponea::api& api,
                                                 flow_clock& time, const flow_settings& s) {
   const auto ids = customer_ids(j, s);
   auto started = anonymize_started_at(j);
+  bool answered = started.has_value() && last_anonymize_answered(j);
   if (!started) {
     auto lookup = export_of(j, s);
     auto found = co_await api.export_one(std::move(lookup));
@@ -161,21 +193,15 @@ boost::asio::awaitable<flow_outcome> run_delete(const job& j, exponea::api& api,
     if (time.stopping()) {
       co_return stopped();
     }
-    if (auto r = co_await log.record("anonymize", "started"); !r) {
-      co_return interrupted(r.error());
-    }
     started = time.now();
-    auto anonymized = co_await api.anonymize(ids);
-    if (!anonymized) {
-      co_return from_error(anonymized.error(), "anonymizing");
+    if (auto stop = co_await anonymize_journaled(api, log, ids, "anonymizing")) {
+      co_return std::move(*stop);
     }
-    if (auto r = co_await log.record("anonymize", "done"); !r) {
-      co_return interrupted(r.error());
-    }
+    answered = true;
   }
 
   // Verification: Exponea queues the anonymization; the job is done once the ID stops resolving.
-  const auto deadline = *started + s.verify_timeout;
+  auto deadline = *started + s.verify_timeout;
   auto wait = s.verify_first_poll;
   for (int poll = 0;; ++poll) {
     if (poll > 0 && time.stopping()) {
@@ -192,7 +218,15 @@ boost::asio::awaitable<flow_outcome> run_delete(const job& j, exponea::api& api,
       }
       co_return flow_outcome{kind::completed, "customer anonymized", "", std::nullopt};
     }
-    if (time.now() >= deadline) {
+    if (!answered) {
+      // An earlier attempt's anonymize was never answered and the customer is still there:
+      // send it again now (idempotent in Exponea); the verification's wait starts over.
+      if (auto stop = co_await anonymize_journaled(api, log, ids, "anonymizing")) {
+        co_return std::move(*stop);
+      }
+      answered = true;
+      deadline = time.now() + s.verify_timeout;
+    } else if (time.now() >= deadline) {
       co_return flow_outcome{
           kind::failed,
           fmt::format("the customer still resolves {} s after anonymization was requested",
@@ -204,15 +238,8 @@ boost::asio::awaitable<flow_outcome> run_delete(const job& j, exponea::api& api,
         co_return stopped();
       }
       // Still there after a full wait: anonymize again (idempotent in Exponea).
-      if (auto r = co_await log.record("anonymize", "started"); !r) {
-        co_return interrupted(r.error());
-      }
-      auto again = co_await api.anonymize(ids);
-      if (!again) {
-        co_return from_error(again.error(), "anonymizing again");
-      }
-      if (auto r = co_await log.record("anonymize", "done"); !r) {
-        co_return interrupted(r.error());
+      if (auto stop = co_await anonymize_journaled(api, log, ids, "anonymizing again")) {
+        co_return std::move(*stop);
       }
     }
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - time.now());

@@ -265,6 +265,22 @@ TEST_F(FlowTest, ResumedAfterAnonymizeStartedTreatsNotFoundAsCompleted) {
   EXPECT_EQ(audit_events("req-1"), 0);  // nothing tracked on the anonymous profile
 }
 
+TEST_F(FlowTest, ResumedAfterAnUnansweredAnonymizeSendsItAgainInsteadOfFailing) {
+  auto j = make_job(operation::delete_);
+  // The last attempt's anonymize met a 429 (Exponea dropped it); the job then waited in the
+  // queue for longer than verify_timeout.
+  j.history = {{clock_->now(), "track", "started"},
+               {clock_->now(), "track", "done"},
+               {clock_->now(), "anonymize", "started"},
+               {clock_->now(), "attempt 1", "retry: anonymizing: 429 Too many requests"}};
+  clock_->advance(5min);
+  const auto out = run(j);
+  EXPECT_EQ(out.result, kind::completed) << out.message;
+  EXPECT_EQ(holders("jane@example.com"), 0);
+  EXPECT_EQ(journal_.steps,
+            (std::vector<std::string>{"anonymize started", "anonymize done", "verify done"}));
+}
+
 TEST_F(FlowTest, OddlyShapedEventsInTheExportAreNotMistakenForTheAuditEvent) {
   http::request req;
   req.method = "POST";
