@@ -77,7 +77,7 @@ exponea_simulator::exponea_simulator(const json& seed, std::shared_ptr<clock> cl
     personal_properties_ = strings(seed, "personal_properties");
     personal_event_properties_ = strings(seed, "personal_event_properties");
     for (const auto& c : seed.value("customers", json::array())) {
-      customers_.push_back(
+      add_customer(
           {c.at("ids"), c.value("properties", json::object()), c.value("events", json::array())});
     }
     latency_ = std::chrono::milliseconds(seed.value("latency_ms", 0));
@@ -116,15 +116,59 @@ void exponea_simulator::apply_due() {
   }
 }
 
+namespace {
+
+std::string id_key(std::string_view type, const json& value) {
+  return fmt::format("{}\x1f{}", type, value.dump());
+}
+
+}  // namespace
+
+void exponea_simulator::add_customer(customer c) {
+  customers_.push_back(std::move(c));
+  index_ids(customers_.size() - 1);
+}
+
+void exponea_simulator::index_ids(std::size_t i) {
+  for (const auto& [type, value] : customers_[i].ids.items()) {
+    if (value.is_array()) {
+      for (const auto& v : value) {
+        by_id_[id_key(type, v)].push_back(i);
+      }
+    } else {
+      by_id_[id_key(type, value)].push_back(i);
+    }
+  }
+}
+
+// The first customer (in creation order) holding any of `ids`.
 exponea_simulator::customer* exponea_simulator::find(const json& ids) {
-  for (auto& c : customers_) {
-    for (const auto& [name, value] : ids.items()) {
-      if (c.ids.contains(name) && id_matches(c.ids[name], value)) {
-        return &c;
+  const auto holds = [&](std::size_t i, const std::string& type, const json& value) {
+    const auto& have = customers_[i].ids;
+    return have.contains(type) && id_matches(have[type], value);
+  };
+  auto best = customers_.size();
+  for (const auto& [type, value] : ids.items()) {
+    if (value.is_structured()) {  // not an ID the index knows: look at every customer
+      for (std::size_t i = 0; i < best; ++i) {
+        if (holds(i, type, value)) {
+          best = i;
+          break;
+        }
+      }
+      continue;
+    }
+    const auto it = by_id_.find(id_key(type, value));
+    if (it == by_id_.end()) {
+      continue;
+    }
+    for (const auto i : it->second) {
+      if (i < best && holds(i, type, value)) {
+        best = i;
       }
     }
   }
-  return nullptr;
+  return best < customers_.size() ? &customers_[best] : nullptr;
 }
 
 bool exponea_simulator::rate_limited() {
@@ -359,6 +403,7 @@ http::response exponea_simulator::api(const http::request& req, std::string& end
       // Removes every external ID and the properties flagged as personal; keeps the events
       // without their personal properties; assigns a new cookie.
       c->ids = json{{"cookie", json::array({cookie})}};
+      index_ids(static_cast<std::size_t>(c - customers_.data()));
       for (const auto& p : personal_properties_) {
         c->properties.erase(p);
       }
@@ -392,7 +437,7 @@ http::response exponea_simulator::api(const http::request& req, std::string& end
         c->events.push_back(e);
       } else {
         // Tracking an unknown ID creates a customer holding it (reference §4.1).
-        customers_.push_back({ids, json::object(), json::array({e})});
+        add_customer({ids, json::object(), json::array({e})});
       }
     });
     res = answer(200, {{"errors", json::array()}, {"success", true}});
@@ -449,8 +494,8 @@ http::response exponea_simulator::control(const http::request& req) {
     return answer(200, {{"ok", true}});
   }
   if (path == "/_sim/customers" && req.method == "POST") {
-    customers_.push_back({body.at("ids"), body.value("properties", json::object()),
-                          body.value("events", json::array())});
+    add_customer({body.at("ids"), body.value("properties", json::object()),
+                  body.value("events", json::array())});
     return answer(200, {{"customers", customers_.size()}});
   }
   return http::problem(404, "no such simulator control endpoint");

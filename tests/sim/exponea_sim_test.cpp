@@ -163,6 +163,24 @@ TEST_F(ExponeaSim, AnonymizeRemovesIdsAndPersonalDataAndAssignsACookie) {
   EXPECT_EQ(anonymize("nobody@example.com").status, 404u);
 }
 
+TEST_F(ExponeaSim, LookupsFollowIdsAsTheyChange) {
+  // Anonymized: no longer found by the e-mail, found by the new cookie.
+  ASSERT_EQ(anonymize("jane@example.com").status, 200u);
+  const auto cookie = customers()[0]["ids"]["cookie"][0];
+  const auto by_cookie = [&] {
+    return call("POST", "/data/v2/projects/demo-project-token/customers/export-one",
+                json{{"customer_ids", {{"cookie", cookie}}}}.dump());
+  };
+  ASSERT_EQ(by_cookie().status, 200u);
+  EXPECT_EQ(export_one("jane@example.com").status, 404u);
+  // Tracking the old e-mail creates a new customer: the one found by it, not the anonymized one.
+  ASSERT_EQ(track("jane@example.com").status, 200u);
+  const auto jane = json::parse(export_one("jane@example.com").body);
+  EXPECT_EQ(jane["events"].size(), 1u);
+  EXPECT_EQ(jane["ids"]["registered"], "jane@example.com");
+  EXPECT_FALSE(json::parse(by_cookie().body)["ids"].contains("registered"));
+}
+
 TEST_F(ExponeaSim, WritesAreQueued) {
   auto s = seed();
   s["write_delay_ms"] = 500;
