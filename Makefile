@@ -7,7 +7,7 @@ MAKEFLAGS += --no-print-directory
 SANITIZE_DIR ?= build-sanitize
 FUZZ_DIR ?= build-fuzz
 FUZZ_SECONDS ?= 120
-FUZZ_TARGETS := webhook signature exponea_answer config
+FUZZ_TARGETS := webhook signature exponea_answer config text
 
 .PHONY: all deps build fuzz-build run test test-sanitize fuzz soak install clean status-page-screenshot bench
 

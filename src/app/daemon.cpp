@@ -2,6 +2,7 @@
 #include "dsr/ops/metrics.hpp"
 
 #include "dsr/common/crypto.hpp"
+#include "dsr/common/log.hpp"
 #include "dsr/config/config.hpp"
 #include "dsr/credentials/credentials.hpp"
 #include "dsr/exponea/client.hpp"
@@ -522,13 +523,14 @@ int serve(const std::filesystem::path& config_file) {
       executor,
       purge_hourly(dispatch_export_dir, std::chrono::days(cfg.store.export_retention_days), worker,
                    std::chrono::days(cfg.store.retention_days)),
-      boost::asio::detached);
+      log_if_thrown("main", "the hourly purge"));
   boost::asio::co_spawn(
       executor,
       warn_deadlines_daily(worker, {cfg.jobs.deadline_days, cfg.jobs.deadline_warning_days}),
-      boost::asio::detached);
+      log_if_thrown("main", "the daily deadline check"));
   if (const auto interval = ops::watchdog_interval()) {
-    boost::asio::co_spawn(executor, ping_watchdog(*interval), boost::asio::detached);
+    boost::asio::co_spawn(executor, ping_watchdog(*interval),
+                          log_if_thrown("main", "the watchdog ping"));
     log->info("systemd watchdog: WATCHDOG=1 every {} ms",
               std::chrono::duration_cast<std::chrono::milliseconds>(*interval / 2).count());
   }

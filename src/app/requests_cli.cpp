@@ -2,6 +2,7 @@
 // as readable tables or (--json) the API's own JSON.
 
 #include "dsr/app/daemon.hpp"
+#include "dsr/common/text.hpp"
 #include "dsr/config/config.hpp"
 #include "dsr/credentials/credentials.hpp"
 #include "dsr/http/client.hpp"
@@ -36,10 +37,12 @@ std::string text(const json& v) {
   if (v.is_null()) {
     return "-";
   }
+  // The daemon cleans what it stores; a terminal is protected all the same (another version of
+  // the daemon, a proxy in between): no control character of a peer's text reaches it.
   if (v.is_string()) {
-    return v.get<std::string>();
+    return clean_text(v.get<std::string>());
   }
-  return v.dump();
+  return clean_text(v.dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
 // Columns padded to their widest cell.
@@ -141,13 +144,16 @@ int requests(const std::filesystem::path& config_file, const std::string& comman
   }
   const auto body = json::parse(res->body, nullptr, false);
   if (res->status >= 300) {
-    const auto detail = body.is_object() ? body.value("detail", res->body) : res->body;
+    const auto detail = body.is_object() && body.contains("detail") ? text(body["detail"])
+                                                                    : clean_text(res->body, 2000);
     fmt::print(stderr, "dsr-connector: {} {}: {}\n", res->status,
                command == "list" || command == "show" ? "refused" : command + " refused", detail);
     return 1;
   }
   if (as_json) {
-    fmt::print("{}\n", body.is_discarded() ? res->body : body.dump(2));
+    fmt::print("{}\n", body.is_discarded()
+                           ? clean_text(res->body)
+                           : body.dump(2, ' ', false, json::error_handler_t::replace));
   } else if (command == "list") {
     fmt::print("{}", list_table(body));
   } else if (command == "show") {

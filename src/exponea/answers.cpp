@@ -1,5 +1,6 @@
 #include "dsr/exponea/answers.hpp"
 
+#include "dsr/common/text.hpp"
 #include "dsr/common/time.hpp"
 
 #include <fmt/format.h>
@@ -21,18 +22,10 @@ bool contains(std::string_view text, std::string_view needle) {
          }) != text.end();
 }
 
+// One clean line of at most `max` bytes: the text goes into the journal, logs and reports, and
+// a peer's text may hold anything (an invalid byte, an ESC sequence, a character cut in two).
 std::string trimmed(std::string_view s, std::size_t max) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) {
-    s.remove_suffix(1);
-  }
-  std::string out(s.substr(0, max));
-  // One line: the text goes into logs and reports.
-  std::replace_if(
-      out.begin(), out.end(), [](char c) { return c == '\n' || c == '\r'; }, ' ');
-  return out;
+  return clean_text(s, max);
 }
 
 }  // namespace

@@ -196,8 +196,8 @@ nlohmann::json preview_records(const std::optional<export_summary>& e) {
 
 }  // namespace dsr::exponea
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <atomic>
@@ -236,6 +236,25 @@ boost::asio::awaitable<void> preview_work(api& exponea, nlohmann::json ids,
   o->answer(http::json_response(200, preview_records(*exported)));
 }
 
+// The completion of a probe's coroutine: a bug that escapes it answers 500 at once (rather than
+// leaving the caller to the deadline) and is logged; the process goes on.
+auto answer_500_if_thrown(std::shared_ptr<once> o, const char* what) {
+  return [o = std::move(o), what](const std::exception_ptr& e) {
+    if (!e) {
+      return;
+    }
+    std::string why = "unknown exception";
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      why = ex.what();
+    } catch (...) {
+    }
+    spdlog::error("{} failed: {}", what, why);
+    o->answer(http::problem(500, fmt::format("internal error while answering the {}", what)));
+  };
+}
+
 void arm_deadline(boost::asio::any_io_executor ex, std::chrono::milliseconds limit,
                   std::shared_ptr<once> o, http::response on_timeout) {
   auto timer = std::make_shared<boost::asio::steady_timer>(ex, limit);
@@ -254,7 +273,8 @@ void answer_is_test(boost::asio::any_io_executor ex, api& exponea, http::client*
                                "unreachable",
                                std::chrono::duration_cast<std::chrono::seconds>(limit).count())};
   arm_deadline(ex, limit, o, http::json_response(503, checks_json({late})));
-  boost::asio::co_spawn(ex, is_test_work(exponea, mineos, cfg, o), boost::asio::detached);
+  boost::asio::co_spawn(ex, is_test_work(exponea, mineos, cfg, o),
+                        answer_500_if_thrown(o, "isTest call"));
 }
 
 void answer_preview(boost::asio::any_io_executor ex, api& exponea, nlohmann::json ids,
@@ -266,7 +286,8 @@ void answer_preview(boost::asio::any_io_executor ex, api& exponea, nlohmann::jso
       http::problem(504,
                     fmt::format("Exponea did not answer within {} s",
                                 std::chrono::duration_cast<std::chrono::seconds>(limit).count())));
-  boost::asio::co_spawn(ex, preview_work(exponea, std::move(ids), o), boost::asio::detached);
+  boost::asio::co_spawn(ex, preview_work(exponea, std::move(ids), o),
+                        answer_500_if_thrown(o, "preview"));
 }
 
 }  // namespace dsr::exponea

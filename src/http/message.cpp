@@ -99,13 +99,19 @@ std::string_view reason(unsigned status) {
 }
 
 response json_response(unsigned status, const nlohmann::json& body) {
-  return response{status, "application/json", body.dump(), {}};
+  // A text that slipped through uncleaned is replaced (U+FFFD), never thrown on.
+  return response{status,
+                  "application/json",
+                  body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                  {}};
 }
 
 response problem(unsigned status, std::string_view detail, std::vector<header_field> headers) {
   const nlohmann::json body{
       {"type", "about:blank"}, {"title", reason(status)}, {"status", status}, {"detail", detail}};
-  return response{status, "application/problem+json", body.dump(), std::move(headers)};
+  return response{status, "application/problem+json",
+                  body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                  std::move(headers)};
 }
 
 }  // namespace dsr::http

@@ -105,17 +105,52 @@ std::shared_ptr<spdlog::logger> log() {
 }
 
 // Hands a request to the (callback-style) handler and resumes the coroutine on its own strand
-// when the handler answers, from whatever thread that is.
+// when the handler answers, from whatever thread that is. The boundary of every handler: one that
+// throws, or drops its responder without answering (a store task that threw, say), is answered
+// 500 and the server keeps serving; an answer after the first is ignored.
+// `serving` is false once the event loop is over: a responder dropped then (its io_context being
+// torn down) is not answered.
 template <class Token>
-auto async_handle(handler& h, request req, Token&& token) {
+auto async_handle(handler& h, request req, std::shared_ptr<const std::atomic<bool>> serving,
+                  Token&& token) {
   return asio::async_initiate<Token, void(response)>(
-      [&h](auto completion, request r) {
+      [&h, serving = std::move(serving)](auto completion, request r) {
         using completion_t = decltype(completion);
-        auto shared = std::make_shared<completion_t>(std::move(completion));
-        h.handle(std::move(r), [shared](response res) {
-          auto ex = asio::get_associated_executor(*shared);
-          asio::post(ex, [shared, res = std::move(res)]() mutable { (*shared)(std::move(res)); });
-        });
+        struct pending {
+          pending(completion_t c, std::shared_ptr<const std::atomic<bool>> s)
+              : completion(std::move(c)), serving(std::move(s)) {}
+          pending(const pending&) = delete;
+          pending& operator=(const pending&) = delete;
+          ~pending() {
+            if (!answered.load() && serving->load()) {
+              log()->error("a request handler ended without answering; answered 500");
+              answer(problem(500, "internal error; the request was not completed"));
+            }
+          }
+          void answer(response res) {
+            if (answered.exchange(true)) {
+              return;
+            }
+            auto ex = asio::get_associated_executor(completion);
+            // The completion moves into the posted function: it runs once, on its strand.
+            asio::post(ex, [c = std::move(completion), res = std::move(res)]() mutable {
+              std::move(c)(std::move(res));
+            });
+          }
+          completion_t completion;
+          std::shared_ptr<const std::atomic<bool>> serving;
+          std::atomic<bool> answered{false};
+        };
+        auto shared = std::make_shared<pending>(std::move(completion), serving);
+        try {
+          h.handle(std::move(r), [shared](response res) { shared->answer(std::move(res)); });
+        } catch (const std::exception& e) {
+          log()->error("a request handler failed: {}; answered 500", e.what());
+          shared->answer(problem(500, "internal error; the request was not completed"));
+        } catch (...) {
+          log()->error("a request handler failed; answered 500");
+          shared->answer(problem(500, "internal error; the request was not completed"));
+        }
       },
       token, std::move(req));
 }
@@ -215,12 +250,13 @@ class server_impl final : public server {
     }
     std::vector<std::thread> pool;
     for (unsigned i = 1; i < threads; ++i) {
-      pool.emplace_back([this] { ioc_.run(); });
+      pool.emplace_back([this] { serve_events(); });
     }
-    ioc_.run();
+    serve_events();
     for (auto& t : pool) {
       t.join();
     }
+    serving_->store(false);
   }
 
   void stop() override {
@@ -230,6 +266,21 @@ class server_impl final : public server {
   asio::any_io_executor executor() override { return ioc_.get_executor(); }
 
  private:
+  // Runs the event loop until it is out of work. An exception that escapes a completion handler
+  // (a bug) is logged and the loop goes on: one request or job never takes the process down.
+  void serve_events() {
+    for (;;) {
+      try {
+        ioc_.run();
+        return;
+      } catch (const std::exception& e) {
+        log()->error("internal error in an event handler: {}; serving on", e.what());
+      } catch (...) {
+        log()->error("internal error in an event handler; serving on");
+      }
+    }
+  }
+
   result<void> open(tcp::acceptor& acceptor, const endpoint& ep, std::string_view key) {
     boost::system::error_code ec;
     const auto address = asio::ip::make_address(ep.host == "localhost" ? "127.0.0.1" : ep.host, ec);
@@ -522,7 +573,7 @@ class server_impl final : public server {
       // While the handler runs (possibly waiting on the store), no deadline applies to the
       // socket; the handler bounds its own waits.
       lowest(stream).expires_never();
-      response res = co_await async_handle(handler_, std::move(req), asio::use_awaitable);
+      response res = co_await async_handle(handler_, std::move(req), serving_, asio::use_awaitable);
       if (res.status == 0) {
         co_return;  // the handler asked to drop the connection unanswered
       }
@@ -609,6 +660,8 @@ class server_impl final : public server {
   std::shared_ptr<ssl::context> tls_;  // under mutex_; null: plain HTTP
   std::atomic<std::uint64_t> active_{0};
   std::atomic<bool> stopping_{false};
+  // True while the event loop runs (async_handle answers a dropped responder only then).
+  std::shared_ptr<std::atomic<bool>> serving_ = std::make_shared<std::atomic<bool>>(true);
   std::atomic<bool> finished_{false};
 };
 

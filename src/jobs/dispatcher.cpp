@@ -117,7 +117,7 @@ class dispatcher_impl final : public dispatcher {
         }
       });
     }
-    asio::co_spawn(strand_, sweep(), asio::detached);
+    asio::co_spawn(strand_, sweep(), log_if_thrown("jobs", "the lease sweep"));
     log()->info("dispatching with {} worker(s), owner {}", options_.concurrency, options_.owner);
   }
 
@@ -227,7 +227,22 @@ class dispatcher_impl final : public dispatcher {
         co_await wait(n, options_.poll_interval);
         continue;
       }
-      co_await run(std::move(**claimed), verdict.probe);
+      // The boundary of a job: a bug that escapes its run is logged and the worker goes on; the
+      // job keeps its lease until the sweep returns it to the queue, to resume from its journal.
+      const auto request_id = (*claimed)->request_id;
+      std::exception_ptr failed;
+      try {
+        co_await run(std::move(**claimed), verdict.probe);
+      } catch (...) {
+        failed = std::current_exception();
+      }
+      if (failed) {
+        if (verdict.probe) {
+          gate_.probe_unused();
+        }
+        log_if_thrown("jobs", fmt::format("[R {}] the run of this job", request_id))(failed);
+        co_await wait(n, options_.poll_interval);
+      }
     }
   }
 

@@ -81,15 +81,27 @@ void store_worker::loop() {
       for (auto& p : batch) {
         jobs.push_back(std::move(p.job));
       }
-      auto outcomes = store_->insert(jobs, options_.max_active);
+      auto outcomes = [&]() -> result<std::vector<insert_outcome>> {
+        try {
+          return store_->insert(jobs, options_.max_active);
+        } catch (const std::exception& e) {
+          spdlog::error("store: internal error while inserting: {}", e.what());
+          return make_failure(errc::store_unavailable,
+                              std::string("internal error in the job store: ") + e.what());
+        }
+      }();
       writable_.store(outcomes.has_value());
       const auto complete = [](std::vector<pending_insert>& done,
                                const result<std::vector<insert_outcome>>& r) {
         for (std::size_t i = 0; i < done.size(); ++i) {
-          if (r) {
-            done[i].done((*r)[i]);
-          } else {
-            done[i].done(r.error());
+          try {
+            if (r) {
+              done[i].done((*r)[i]);
+            } else {
+              done[i].done(r.error());
+            }
+          } catch (const std::exception& e) {
+            spdlog::error("store: answering an insert failed: {}", e.what());
           }
         }
       };
@@ -104,8 +116,16 @@ void store_worker::loop() {
       }
       batch.clear();
     }
+    // The boundary of every task: one that throws (a bug) is logged and the next one runs. A
+    // responder it held answers 500 when dropped (http/server.cpp).
     for (auto& t : tasks) {
-      t(*store_);
+      try {
+        t(*store_);
+      } catch (const std::exception& e) {
+        spdlog::error("store: a task failed: {}", e.what());
+      } catch (...) {
+        spdlog::error("store: a task failed");
+      }
     }
     tasks.clear();
   }

@@ -2,6 +2,7 @@
 #include "dsr/ops/metrics.hpp"
 
 #include "dsr/common/log.hpp"
+#include "dsr/common/text.hpp"
 #include "dsr/jobs/backoff.hpp"
 #include "dsr/jobs/exports.hpp"
 #include "dsr/jobs/store_call.hpp"
@@ -85,7 +86,28 @@ class reporter_impl final : public reporter {
           break;
         }
         const auto held = options_.hold ? options_.hold() : nullptr;
-        co_await report(j);
+        // The boundary of one report: a bug while building or sending it stops that report
+        // (reportError says why; `retry` sends it again), never the reporter.
+        std::string internal;
+        try {
+          co_await report(j);
+        } catch (const std::exception& e) {
+          internal = clean_text(e.what(), 200);
+        } catch (...) {
+          internal = "unknown exception";
+        }
+        if (!internal.empty()) {
+          log()->error("[R {}] internal error while reporting: {}; the report stops until retried",
+                       j.request_id, internal);
+          report_update u;
+          u.attempts = j.report_attempts + 1;
+          u.gave_up = true;
+          u.error = "internal error while reporting: " + internal;
+          auto record = [id = j.id, u, now = clock_->now()](job_store& s) {
+            return s.record_report(id, u, now);
+          };
+          co_await store_call<result<void>>(queue_, std::move(record));
+        }
       }
     }
   }
@@ -109,12 +131,12 @@ class reporter_impl final : public reporter {
         lost.outcome_message =
             "the export was lost before it could be delivered; retry the request "
             "(POST /v1/requests/{id}/retry)";
-        req.body = report_body(lost).dump();
+        req.body = report_body(lost).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
       } else {
         req.body_stream = std::move(*source);
       }
     } else {
-      req.body = report_body(j).dump();
+      req.body = report_body(j).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     }
     auto res = co_await client_->send(std::move(req));
 
@@ -129,9 +151,8 @@ class reporter_impl final : public reporter {
       u.acknowledged = true;
     } else {
       transient = res->status == 429 || res->status >= 500 || res->status == 408;
-      std::string text = res->body.substr(0, 200);
-      std::replace_if(
-          text.begin(), text.end(), [](char c) { return c == '\n' || c == '\r'; }, ' ');
+      // MineOS's text, cut on a character and cleaned: it is stored, logged and shown.
+      const std::string text = clean_text(res->body, 200);
       u.error = fmt::format("MineOS answered {}{}{}", res->status, text.empty() ? "" : ": ", text);
     }
     if (!u.acknowledged) {
@@ -186,7 +207,8 @@ result<std::shared_ptr<http::body_source>> report_with_data(const job& j,
                                                             const std::filesystem::path& file,
                                                             const std::string& key) {
   // The export file already is {"ids","properties","events"}: it goes in as `data` verbatim.
-  std::string prefix = report_body(j).dump();
+  std::string prefix =
+      report_body(j).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   prefix.pop_back();
   prefix += ",\"data\":";
   if (!key.empty()) {

@@ -37,6 +37,20 @@ TEST(ExponeaErrorText, ReadsEveryBodyShape) {
   EXPECT_EQ(error_text(std::string(1000, 'x')).size(), 300u);
 }
 
+TEST(ExponeaErrorText, IsCutOnACharacterAndCleanedOfControlCharacters) {
+  // 299 ASCII bytes and an "é": a byte cut would leave half of it, which json::dump throws on.
+  const auto cut = error_text(R"({"error":")" + std::string(299, 'x') + "\u00e9\"}");
+  EXPECT_EQ(cut, std::string(299, 'x'));
+  EXPECT_NO_THROW((void)nlohmann::json(cut).dump());
+  EXPECT_EQ(error_text(std::string(299, 'y') + "\xC3\xA9"), std::string(299, 'y'));
+  // ESC/OSC sequences from a peer never reach a terminal through the journal, log or CLI.
+  const auto text = error_text(R"({"error":"\u001b]8;;http://x\u0007No permission\u001b[0m"})");
+  EXPECT_EQ(text.find('\x1b'), std::string::npos);
+  EXPECT_EQ(text.find('\x07'), std::string::npos);
+  EXPECT_THAT(text, HasSubstr("No permission"));
+  EXPECT_EQ(error_text("bad \xFF byte"), "bad \xEF\xBF\xBD byte");
+}
+
 struct row {
   unsigned status;
   std::string body;

@@ -18,6 +18,7 @@
 #include <condition_variable>
 #include <csignal>
 #include <mutex>
+#include <stdexcept>
 #include <thread>
 
 namespace dsr::http {
@@ -30,6 +31,17 @@ using ::testing::HasSubstr;
 class test_handler final : public handler {
  public:
   void handle(request req, responder done) override {
+    if (req.target == "/throw") {
+      throw std::runtime_error("a bug in a handler");
+    }
+    if (req.target == "/drop") {
+      return;  // the responder is dropped without an answer (a store task that threw, say)
+    }
+    if (req.target == "/twice") {
+      done(response{200, "text/plain", "first", {}});
+      done(response{200, "text/plain", "second", {}});
+      return;
+    }
     if (req.target == "/hold") {
       const std::lock_guard lock(mutex_);
       held_.push_back(std::move(done));
@@ -71,6 +83,34 @@ server_options small_limits() {
   o.idle_timeout = 30s;
   o.shutdown_grace = 10s;
   return o;
+}
+
+TEST(Server, AHandlerThatThrowsIsAnswered500AndTheServerKeepsServing) {
+  test_handler h;
+  running_server s(small_limits(), h);
+  const auto r = test::request(s.port(), "GET", "/throw");
+  EXPECT_EQ(r.status, 500);
+  EXPECT_THAT(r.body, HasSubstr("internal error"));
+  EXPECT_THAT(r.body, ::testing::Not(HasSubstr("a bug in a handler")));  // no internals shown
+  EXPECT_EQ(test::request(s.port(), "GET", "/after").status, 200);
+}
+
+TEST(Server, AHandlerThatDropsItsResponderIsAnswered500) {
+  test_handler h;
+  running_server s(small_limits(), h);
+  EXPECT_EQ(test::request(s.port(), "GET", "/drop").status, 500);
+  EXPECT_EQ(test::request(s.port(), "GET", "/after").status, 200);
+}
+
+TEST(Server, OnlyAHandlersFirstAnswerIsSent) {
+  test_handler h;
+  running_server s(small_limits(), h);
+  test::connection c(s.port());
+  ASSERT_TRUE(c.send(test::raw_request("GET", "/twice", "", {}, true)));
+  const auto first = c.read_reply();
+  EXPECT_EQ(first.body, "first");
+  ASSERT_TRUE(c.send(test::raw_request("GET", "/next", "", {}, true)));
+  EXPECT_EQ(c.read_reply().body, "GET /next 0");  // not "second"
 }
 
 TEST(Server, KeepAliveServesSeveralRequestsOnOneConnection) {

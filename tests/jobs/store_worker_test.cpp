@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <future>
 #include <mutex>
+#include <stdexcept>
 #include <thread>
 
 namespace dsr {
@@ -215,6 +216,32 @@ TEST(StoreWorker, StopFinishesQueuedWorkAndRefusesLaterWork) {
   worker.insert(job_named("late"), [&](result<insert_outcome> r) { late = std::move(r); });
   ASSERT_TRUE(late);
   EXPECT_FALSE(*late);
+}
+
+TEST(StoreWorker, ATaskThatThrowsDoesNotStopTheStoreThread) {
+  auto owned = std::make_unique<gated_store>();
+  owned->open_gate();
+  store_worker worker(std::move(owned), {});
+  worker.run([](job_store&) { throw std::runtime_error("a bug in a store task"); });
+  std::promise<bool> ran;
+  worker.run([&](job_store&) { ran.set_value(true); });
+  auto f = ran.get_future();
+  ASSERT_EQ(f.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_TRUE(f.get());
+}
+
+TEST(StoreWorker, AnInsertCallbackThatThrowsDoesNotStopTheStoreThread) {
+  auto owned = std::make_unique<gated_store>();
+  owned->open_gate();
+  store_worker worker(std::move(owned), {});
+  auto j = job_named("req-1");
+  worker.insert(j, [](result<insert_outcome>) { throw std::runtime_error("a bug in a callback"); });
+  std::promise<bool> inserted;
+  j.request_id = "req-2";
+  worker.insert(j, [&](result<insert_outcome> r) { inserted.set_value(r.has_value()); });
+  auto f = inserted.get_future();
+  ASSERT_EQ(f.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_TRUE(f.get());
 }
 
 }  // namespace
