@@ -74,7 +74,7 @@ verify_timeout_seconds = 60
 [jobs]
 concurrency = $concurrency
 [mineos]
-status_url = "http://127.0.0.1:$sim_port/mineos/status"
+api_base_url = "http://127.0.0.1:$sim_port"
 [log]
 level = "info"
 [credentials]

@@ -43,7 +43,7 @@ max_requests_per_second = 1
 [jobs]
 concurrency = 1
 [mineos]
-status_url = "http://127.0.0.1:9/mineos/status"
+api_base_url = "http://127.0.0.1:9"
 [log]
 level = "info"
 [credentials]

@@ -88,7 +88,7 @@ int main(int argc, char** argv) {
           j.source = "Form";
           j.request_type = "delete";
           j.received_at = dsr::time_point{};
-          j.subject_email = "subject0@example.com";
+          j.subject = "subject0@example.com";
           ++next;
         }
         auto r = (*store)->insert(batch, 100000000);

@@ -3,6 +3,7 @@
 
 #include "dsr/common/crypto.hpp"
 #include "dsr/common/log.hpp"
+#include "dsr/common/scratch_dir.hpp"
 #include "dsr/config/config.hpp"
 #include "dsr/credentials/credentials.hpp"
 #include "dsr/exponea/client.hpp"
@@ -14,6 +15,8 @@
 #include "dsr/jobs/exports.hpp"
 #include "dsr/jobs/store.hpp"
 #include "dsr/jobs/store_worker.hpp"
+#include "dsr/mineos/file_downloads.hpp"
+#include "dsr/mineos/file_links.hpp"
 #include "dsr/mineos/intake.hpp"
 #include "dsr/mineos/reporter.hpp"
 #include "dsr/ops/admin_api.hpp"
@@ -71,11 +74,10 @@ flow_settings settings_for(const config& cfg) {
   s.event_type = cfg.exponea.event_type;
   s.source = cfg.exponea.source;
   s.verify_timeout = cfg.exponea.verify_timeout;
+  s.consent_categories = cfg.consent.categories;
   return s;
 }
 
-// Hourly: exports older than export_retention_days go (kept ones when status_url is empty, or
-// ones MineOS never acknowledged).
 // WATCHDOG=1 at half of WatchdogSec=, from the event loop itself: when the loop stalls, the
 // pings stop and systemd restarts the daemon.
 boost::asio::awaitable<void> ping_watchdog(std::chrono::microseconds interval) {
@@ -115,22 +117,36 @@ boost::asio::awaitable<void> warn_deadlines_daily(job_queue& queue, deadline_pol
   }
 }
 
+// Hourly (and at start-up): exports whose file link expired go; other exports older than
+// export_retention_days go (kept ones when api_base_url is empty, or ones MineOS never
+// acknowledged), but those behind a live file link; finished jobs' metadata goes after
+// retention_days (contract §3).
 boost::asio::awaitable<void> purge_hourly(std::filesystem::path dir, std::chrono::days retention,
                                           job_queue& queue, std::chrono::days job_retention) {
   boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor);
   for (;;) {
-    const auto cutoff = std::filesystem::file_time_type::clock::now() - retention;
-    if (const auto n = purge_exports(dir, cutoff); n > 0) {
-      spdlog::get("main")->info("deleted {} export(s) older than {} day(s)", n, retention.count());
-    }
-    // Finished jobs' metadata goes after retention_days (contract §3).
-    const auto before = std::chrono::time_point_cast<millis>(std::chrono::system_clock::now()) -
-                        std::chrono::duration_cast<millis>(job_retention);
-    queue.run([before, days = job_retention.count()](job_store& s) {
-      if (auto n = s.purge_finished(before); !n) {
-        spdlog::get("main")->error("cannot purge old jobs: {}", n.error().detail);
+    const auto now = std::chrono::time_point_cast<millis>(std::chrono::system_clock::now());
+    const auto before = now - std::chrono::duration_cast<millis>(job_retention);
+    queue.run([dir, retention, now, before, days = job_retention.count()](job_store& s) {
+      auto log = spdlog::get("main");
+      if (auto n = remove_expired_link_exports(s, dir, now); !n) {
+        log->error("cannot delete expired file-link exports: {}", n.error().detail);
       } else if (*n > 0) {
-        spdlog::get("main")->info("purged {} finished job(s) older than {} day(s)", *n, days);
+        log->info("deleted {} export(s) whose file link expired", *n);
+      }
+      const auto live = s.file_links(now, false);
+      if (!live) {
+        log->error("cannot list live file links: {}", live.error().detail);
+      } else {
+        const auto cutoff = std::filesystem::file_time_type::clock::now() - retention;
+        if (const auto n = purge_exports(dir, cutoff, *live); n > 0) {
+          log->info("deleted {} export(s) older than {} day(s)", n, retention.count());
+        }
+      }
+      if (auto n = s.purge_finished(before); !n) {
+        log->error("cannot purge old jobs: {}", n.error().detail);
+      } else if (*n > 0) {
+        log->info("purged {} finished job(s) older than {} day(s)", *n, days);
       }
     });
     timer.expires_after(std::chrono::hours(1));
@@ -189,7 +205,7 @@ std::optional<config> load_or_explain(const std::filesystem::path& file) {
 std::optional<std::string> reload_from(const std::filesystem::path& file, const config& running,
                                        swappable_credentials& credentials,
                                        exponea::limiter& spacing, dispatcher& jobs,
-                                       store_worker& store) {
+                                       mineos::reporter* reporter, store_worker& store) {
   auto log = spdlog::get("main");
   config next;
   try {
@@ -217,6 +233,9 @@ std::optional<std::string> reload_from(const std::filesystem::path& file, const 
   spacing.set_rate(next.exponea.max_requests_per_second);
   jobs.set_retry(next.retry);
   jobs.resume();
+  if (reporter != nullptr) {
+    reporter->resume();
+  }
   store.run([bytes = next.store.max_size_mb << 20](job_store& s) {
     if (auto r = s.set_max_size(bytes); !r) {
       spdlog::get("main")->warn("[store] max_size_mb: {}", r.error().detail);
@@ -233,6 +252,12 @@ std::optional<std::string> reload_from(const std::filesystem::path& file, const 
   }
   if (next.mineos != running.mineos) {
     later.emplace_back("[mineos]");
+  }
+  if (next.requests != running.requests) {
+    later.emplace_back("[requests]");
+  }
+  if (next.consent != running.consent) {
+    later.emplace_back("[consent]");
   }
   if (next.jobs != running.jobs) {
     later.emplace_back("[jobs]");
@@ -271,6 +296,13 @@ int serve(const std::filesystem::path& config_file) {
         "the log; use it only to debug, never in production");
   }
 
+  if (cfg.consent.categories.empty() && !cfg.requests.opt_out_types.empty()) {
+    log->warn(
+        "[consent] categories is empty: opt-out requests ({}) will fail with \"no consent "
+        "categories configured\"; list the Bloomreach consent categories an opt-out revokes, or "
+        "empty [requests] opt_out_types",
+        fmt::join(cfg.requests.opt_out_types, ", "));
+  }
   credential_load_report report;
   auto loaded_credentials = load_credentials(cfg.credentials, process_environment(), report);
   for (const auto& w : report.warnings) {
@@ -348,7 +380,13 @@ int serve(const std::filesystem::path& config_file) {
         timer->async_wait([timer, fn = std::move(fn)](const boost::system::error_code&) { fn(); });
       });
   ops::metrics counters;
-  mineos::intake intake(worker, *credentials, make_system_clock(), cfg.server.max_queued_jobs);
+  mineos::intake_options intake_options;
+  intake_options.max_queued_jobs = cfg.server.max_queued_jobs;
+  intake_options.custom_field_ids = cfg.exponea.custom_field_ids;
+  intake_options.requests = cfg.requests;
+  intake_options.integration_id = cfg.mineos.integration_id;
+  intake_options.reporting = cfg.mineos.reporting();
+  mineos::intake intake(worker, *credentials, make_system_clock(), intake_options);
   intake.set_auth_throttle(&throttle);
   intake.set_metrics(&counters);
   intake.add_routes(router);
@@ -367,6 +405,13 @@ int serve(const std::filesystem::path& config_file) {
     }
     return running_dispatcher->paused();
   };
+  mineos::reporter* running_reporter = nullptr;
+  admin_options.reporting_paused = [&running_reporter]() -> std::optional<std::string> {
+    if (running_reporter == nullptr) {
+      return std::nullopt;
+    }
+    return running_reporter->paused();
+  };
   admin_options.on_change = [&wake_workers] {
     if (wake_workers) {
       wake_workers();
@@ -374,6 +419,16 @@ int serve(const std::filesystem::path& config_file) {
   };
   ops::admin_api admin(worker, *credentials, admin_options);
   admin.add_routes(router);
+  // Large copies reach MineOS as signed links to GET /v1/files/... on `listen` (contract §6).
+  std::shared_ptr<const mineos::file_links> links;
+  std::unique_ptr<mineos::file_downloads> downloads;
+  if (!cfg.mineos.public_url.empty()) {
+    links = std::make_shared<const mineos::file_links>(store_options.subject_key,
+                                                       cfg.mineos.public_url);
+    downloads = std::make_unique<mineos::file_downloads>(
+        worker, links, export_dir, store_options.subject_key, make_system_clock());
+    downloads->add_routes(router);
+  }
 
   http::server_options options;
   options.listen = cfg.server.listen;
@@ -393,7 +448,6 @@ int serve(const std::filesystem::path& config_file) {
       reload();
     }
   };
-  mineos::reporter* running_reporter = nullptr;
   options.on_stopping = [log, &running_dispatcher, &running_reporter] {
     log->info("stopping: no new connections; finishing requests in flight");
     ops::notify("STOPPING=1");
@@ -445,53 +499,71 @@ int serve(const std::filesystem::path& config_file) {
   dispatch.lease = cfg.exponea.verify_timeout + 10 * cfg.exponea.timeout + std::chrono::minutes(1);
   dispatch.retry = cfg.retry;
   dispatch.flows = settings_for(cfg);
+  dispatch.requests = cfg.requests;
   dispatch.export_dir = export_dir;
   dispatch.hold = [srv = server->get()] { return srv->hold(); };
   dispatch.metrics = &counters;
   std::unique_ptr<mineos::reporter> reporter;
-  if (!cfg.mineos.status_url.empty()) {
-    auto mineos_http =
-        http::make_client((*server)->executor(), {cfg.mineos.status_url, cfg.exponea.timeout, ""});
-    if (!mineos_http) {
-      fmt::print(stderr, "dsr-connector: {}: [mineos] status_url: {}\n", cfg.source.string(),
-                 mineos_http.error().detail);
+  // Status calls and isTest's test call go to MineOS's API host.
+  std::unique_ptr<http::client> mineos_http;
+  if (cfg.mineos.reporting()) {
+    auto client = http::make_client((*server)->executor(),
+                                    {cfg.mineos.api_base_url, cfg.exponea.timeout, ""});
+    auto test_client = http::make_client((*server)->executor(),
+                                         {cfg.mineos.api_base_url, cfg.exponea.timeout, ""});
+    if (!client || !test_client) {
+      fmt::print(stderr, "dsr-connector: {}: [mineos] api_base_url: {}\n", cfg.source.string(),
+                 (!client ? client : test_client).error().detail);
       return 2;
     }
+    mineos_http = std::move(*test_client);
     mineos::reporter_options reporting{cfg.retry, dispatch.export_dir};
     reporting.hold = dispatch.hold;
     reporting.export_key = store_options.subject_key;
     reporting.metrics = &counters;
-    reporter = mineos::make_reporter((*server)->executor(), worker, std::move(*mineos_http),
+    reporting.inline_data_max_bytes = cfg.mineos.inline_data_max_bytes;
+    reporting.links = links;
+    reporting.file_link_ttl = cfg.mineos.file_link_ttl;
+    reporting.max_requests_per_minute = cfg.mineos.max_requests_per_minute;
+    reporting.integration_id = cfg.mineos.integration_id;
+    reporter = mineos::make_reporter((*server)->executor(), worker, std::move(*client),
                                      *credentials, clock, std::move(reporting));
     dispatch.on_finished = [r = reporter.get()] { r->notify(); };
+    if (cfg.mineos.public_url.empty()) {
+      log->info(
+          "[mineos] public_url is empty: copy exports are always sent inline, whatever their "
+          "size");
+    }
   } else {
     dispatch.forget_finished_subjects = true;  // nothing will acknowledge a report
     log->info(
-        "[mineos] status_url is empty: outcomes are not reported; copy exports are kept "
+        "[mineos] api_base_url is empty: outcomes are not reported; copy exports are kept "
         "for {} day(s)",
         cfg.store.export_retention_days);
   }
   const auto dispatch_export_dir = dispatch.export_dir;
   auto dispatcher =
       make_dispatcher((*server)->executor(), worker, *exponea_api, clock, std::move(dispatch));
-  intake.on_accepted([d = dispatcher.get()] { d->notify(); });
+  // A job ended at intake (no identifier, a right not handled) is due to be reported at once.
+  intake.on_accepted([d = dispatcher.get(), r = reporter.get()] {
+    d->notify();
+    if (r != nullptr) {
+      r->notify();
+    }
+  });
   wake_workers = [d = dispatcher.get(), r = reporter.get()] {
     d->notify();
     if (r != nullptr) {
       r->notify();
     }
   };
-  std::unique_ptr<http::client> mineos_probe;
-  if (!cfg.mineos.status_url.empty()) {
-    mineos_probe = std::move(*http::make_client((*server)->executor(),
-                                                {cfg.mineos.status_url, cfg.exponea.timeout, ""}));
-  }
   const auto executor = (*server)->executor();
-  intake.on_test([&, executor](http::responder done) {
-    exponea::answer_is_test(executor, *interactive_api, mineos_probe.get(), cfg,
+  intake.on_test([&, executor](const mineos::test_call& t, http::responder done) {
+    exponea::check_context ctx{mineos_http.get(), credentials.get(), t};
+    exponea::answer_is_test(executor, *interactive_api, std::move(ctx), cfg,
                             std::chrono::seconds(10), std::move(done));
   });
-  intake.on_preview([&, executor](const std::string& email, http::responder done) {
+  intake.on_preview([&, executor](const mineos::subject_id& who, http::responder done) {
     if (const auto why = dispatcher->paused()) {
       done(http::problem(
           503, fmt::format("dispatch is paused: {}; fix the value and reload (SIGHUP)", *why),
@@ -499,13 +571,15 @@ int serve(const std::filesystem::path& config_file) {
       return;
     }
     job subject;
-    subject.subject_email = email;
+    subject.subject_id_name = who.name;
+    subject.subject = who.value;
     exponea::answer_preview(executor, *interactive_api, customer_ids(subject, settings_for(cfg)),
                             std::chrono::seconds(50), std::move(done));
   });
   reload = [&, file = cfg.source] {
     ops::notify("RELOADING=1");
-    if (const auto applied = reload_from(file, cfg, *credentials, *spacing, *dispatcher, worker)) {
+    if (const auto applied =
+            reload_from(file, cfg, *credentials, *spacing, *dispatcher, reporter.get(), worker)) {
       log->info("reload done: {}", *applied);
     }
     if (options.tls) {
@@ -584,22 +658,28 @@ int check(const std::filesystem::path& config_file, bool json) {
                exponea_http.error().detail);
     return 2;
   }
-  // The check exports an ID that cannot exist: nothing is ever downloaded, but a scratch
-  // directory is needed all the same.
+  // The check exports an ID that cannot exist: nothing is kept, but the answer needs a scratch
+  // directory of its own, created private and removed at exit (never a shared one changed).
+  auto scratch = scratch_dir::create("dsr-connector-check");
+  if (!scratch) {
+    fmt::print(stderr, "dsr-connector: {}\n", scratch.error().detail);
+    return 1;
+  }
   auto api = exponea::make_api(std::move(*exponea_http), *credentials, make_system_clock(),
-                               {std::filesystem::temp_directory_path(), 1024 * 1024});
+                               {scratch->path(), 1024 * 1024});
   std::unique_ptr<http::client> mineos;
-  if (!cfg.mineos.status_url.empty()) {
+  if (cfg.mineos.reporting()) {
     auto m =
-        http::make_client(ioc.get_executor(), {cfg.mineos.status_url, cfg.exponea.timeout, ""});
+        http::make_client(ioc.get_executor(), {cfg.mineos.api_base_url, cfg.exponea.timeout, ""});
     if (!m) {
-      fmt::print(stderr, "dsr-connector: {}: [mineos] status_url: {}\n", cfg.source.string(),
+      fmt::print(stderr, "dsr-connector: {}: [mineos] api_base_url: {}\n", cfg.source.string(),
                  m.error().detail);
       return 2;
     }
     mineos = std::move(*m);
   }
-  auto checks = boost::asio::co_spawn(ioc, exponea::run_checks(*api, mineos.get(), cfg),
+  exponea::check_context ctx{mineos.get(), credentials.get(), std::nullopt};
+  auto checks = boost::asio::co_spawn(ioc, exponea::run_checks(*api, cfg, std::move(ctx)),
                                       boost::asio::use_future);
   ioc.run();
   const auto results = checks.get();

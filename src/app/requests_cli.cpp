@@ -66,22 +66,23 @@ std::string table(const std::vector<std::vector<std::string>>& rows) {
 }
 
 std::string list_table(const json& body) {
-  std::vector<std::vector<std::string>> rows{{"REQUEST ID", "OPERATION", "STATE", "ATTEMPTS",
-                                              "RECEIVED", "DUE", "DEADLINE", "OUTCOME",
+  std::vector<std::vector<std::string>> rows{{"REQUEST ID", "OPERATION", "REQUEST TYPE", "STATE",
+                                              "ATTEMPTS", "RECEIVED", "DUE", "DEADLINE", "OUTCOME",
                                               "REPORTED"}};
   for (const auto& j : body.value("requests", json::array())) {
-    rows.push_back({text(j["requestId"]), text(j["operation"]), text(j["state"]),
-                    text(j["attempts"]), text(j["receivedAt"]), text(j["dueAt"]),
-                    text(j["deadline"]), text(j["outcome"]),
-                    j.value("reported", false) ? "yes" : "no"});
+    rows.push_back(
+        {text(j["requestId"]), text(j["operation"]), text(j.value("requestType", json(nullptr))),
+         text(j["state"]), text(j["attempts"]), text(j["receivedAt"]), text(j["dueAt"]),
+         text(j["deadline"]), text(j["outcome"]), j.value("reported", false) ? "yes" : "no"});
   }
   return rows.size() == 1 ? "no jobs\n" : table(rows);
 }
 
 std::string show_text(const json& j) {
   std::vector<std::vector<std::string>> fields;
-  for (const char* key : {"requestId", "operation", "state", "attempts", "createdAt", "receivedAt",
-                          "updatedAt", "dueAt", "deadline", "outcome", "reported", "reportError"}) {
+  for (const char* key :
+       {"requestId", "operation", "requestType", "state", "attempts", "createdAt", "receivedAt",
+        "updatedAt", "dueAt", "deadline", "outcome", "reported", "reportError"}) {
     fields.push_back({std::string(key) + ":", text(j.value(key, json(nullptr)))});
   }
   std::string out = table(fields) + "\nhistory:\n";

@@ -1,6 +1,7 @@
 #include "dsr/config/config.hpp"
 
 #include "dsr/credentials/names.hpp"
+#include "dsr/mineos/request_types.hpp"
 
 #include <fmt/format.h>
 #include <toml++/toml.h>
@@ -93,6 +94,23 @@ class section_reader {
     }
   }
 
+  // An array of strings; every element a non-empty string.
+  void strings(std::string_view key, std::vector<std::string>& out) {
+    if (const auto* n = node(key)) {
+      const auto* a = n->as_array();
+      if (a == nullptr) {
+        fail(key, fmt::format("expected an array of strings, got {}", type_name(*n)));
+      }
+      out.clear();
+      for (const auto& e : *a) {
+        if (!e.is_string() || e.as_string()->get().empty()) {
+          fail(key, "every element must be a non-empty string");
+        }
+        out.push_back(e.as_string()->get());
+      }
+    }
+  }
+
   template <class Duration>
   void duration(std::string_view key, Duration& out, std::int64_t min, std::int64_t max) {
     std::int64_t v = out.count();
@@ -159,6 +177,13 @@ std::string endpoint::to_string() const {
   return fmt::format("{}:{}", host, port);
 }
 
+bool is_safe_id(std::string_view id) {
+  return !id.empty() && id.size() <= 128 && std::all_of(id.begin(), id.end(), [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '~' || c == '-';
+  });
+}
+
 bool is_loopback_host(std::string_view host) {
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
     host = host.substr(1, host.size() - 2);
@@ -219,12 +244,13 @@ config parse_config(std::string_view text, std::string_view source_name,
   config cfg;
   cfg.source = file;
   static const std::set<std::string, std::less<>> sections{
-      "server", "store", "exponea", "mineos", "retry", "jobs", "log", "credentials"};
+      "server",  "store", "exponea", "mineos", "requests",
+      "consent", "retry", "jobs",    "log",    "credentials"};
   for (const auto& [k, v] : root) {
     if (!sections.contains(k.str())) {
       throw config_error(fmt::format(
           "{}: {}: unknown section or key (line {}); valid sections: [server] [store] [exponea] "
-          "[mineos] [retry] [jobs] [log] [credentials]",
+          "[mineos] [requests] [consent] [retry] [jobs] [log] [credentials]",
           file, k.str(), v.source().begin.line));
     }
     if (!v.is_table()) {
@@ -315,14 +341,94 @@ config parse_config(std::string_view text, std::string_view source_name,
     }
     r.duration("verify_timeout_seconds", cfg.exponea.verify_timeout, 0, 86400);
     r.integer("max_export_bytes", cfg.exponea.max_export_bytes, 1);
+    if (const auto* n = r.node("custom_field_ids")) {
+      const auto* list = n->as_array();
+      if (list == nullptr) {
+        r.fail(
+            "custom_field_ids",
+            "expected an array of tables, e.g. [{field = \"$internalId\", id = \"customer_id\"}]");
+      }
+      for (const auto& e : *list) {
+        const auto* t = e.as_table();
+        const auto text = [&](const char* k) -> std::string {
+          const auto* v = t == nullptr ? nullptr : t->get(k);
+          return v != nullptr && v->is_string() ? v->as_string()->get() : std::string();
+        };
+        if (t == nullptr || t->size() != 2 || text("field").empty() || text("id").empty()) {
+          r.fail("custom_field_ids",
+                 "each element must be {field = \"<MineOS custom field>\", id = \"<Exponea ID "
+                 "name>\"}, both non-empty, e.g. {field = \"$internalId\", id = \"customer_id\"}");
+        }
+        cfg.exponea.custom_field_ids.push_back({text("field"), text("id")});
+      }
+    }
     r.finish();
   }
   {
     auto r = section("mineos");
-    r.string("status_url", cfg.mineos.status_url);
-    if (!cfg.mineos.status_url.empty()) {
-      check_url(r, "status_url", cfg.mineos.status_url);
+    if (r.node("status_url") != nullptr) {
+      r.fail("status_url",
+             "was replaced by api_base_url: MineOS's status API is POST "
+             "{api_base_url}/api/ticket/{request id}/custom-integrations/{integration id}; set "
+             "api_base_url = \"https://api.portal.saymine.com\" (EU) or "
+             "\"https://api.us.portal.saymine.com\" (US) and remove status_url (README, "
+             "\"Upgrading\")");
     }
+    r.string("api_base_url", cfg.mineos.api_base_url);
+    if (!cfg.mineos.api_base_url.empty()) {
+      check_url(r, "api_base_url", cfg.mineos.api_base_url);
+      while (cfg.mineos.api_base_url.ends_with('/')) {
+        cfg.mineos.api_base_url.pop_back();
+      }
+    }
+    r.string("integration_id", cfg.mineos.integration_id);
+    if (!cfg.mineos.integration_id.empty() && !is_safe_id(cfg.mineos.integration_id)) {
+      r.fail("integration_id",
+             "must be 1 to 128 characters from A-Z a-z 0-9 . _ ~ - (it goes into MineOS URLs); "
+             "copy it from the custom system in MineOS");
+    }
+    r.string("public_url", cfg.mineos.public_url);
+    if (!cfg.mineos.public_url.empty()) {
+      check_url(r, "public_url", cfg.mineos.public_url);
+      while (cfg.mineos.public_url.ends_with('/')) {
+        cfg.mineos.public_url.pop_back();
+      }
+    }
+    r.integer("inline_data_max_bytes", cfg.mineos.inline_data_max_bytes, 1);
+    r.duration("file_link_ttl_hours", cfg.mineos.file_link_ttl, 1, 8760);
+    r.integer("max_requests_per_minute", cfg.mineos.max_requests_per_minute, 1, 1'000'000);
+    r.finish();
+  }
+  {
+    auto r = section("requests");
+    r.strings("erase_types", cfg.requests.erase_types);
+    r.strings("opt_out_types", cfg.requests.opt_out_types);
+    for (auto* list : {&cfg.requests.erase_types, &cfg.requests.opt_out_types}) {
+      const char* key = list == &cfg.requests.erase_types ? "erase_types" : "opt_out_types";
+      for (auto& t : *list) {
+        const auto normalised = mineos::normalise_right(t);
+        if (normalised.empty()) {
+          r.fail(key, fmt::format("\"{}\" has no letter or digit; rights are compared by their "
+                                  "letters and digits only",
+                                  t));
+        }
+        t = normalised;
+      }
+    }
+    for (const auto& t : cfg.requests.erase_types) {
+      if (std::find(cfg.requests.opt_out_types.begin(), cfg.requests.opt_out_types.end(), t) !=
+          cfg.requests.opt_out_types.end()) {
+        r.fail("opt_out_types",
+               fmt::format("\"{}\" is also in erase_types; a right is either anonymized or "
+                           "opted out, remove it from one list",
+                           t));
+      }
+    }
+    r.finish();
+  }
+  {
+    auto r = section("consent");
+    r.strings("categories", cfg.consent.categories);
     r.finish();
   }
   {

@@ -174,7 +174,7 @@ std::vector<credential> required_for_serve(const config& cfg) {
       credential::admin_token,
       credential::store_key,
   };
-  if (!cfg.mineos.status_url.empty()) {
+  if (cfg.mineos.reporting()) {
     needed.push_back(credential::mineos_api_key);
   }
   return needed;

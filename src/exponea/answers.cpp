@@ -47,24 +47,6 @@ std::optional<std::chrono::milliseconds> parse_retry_after(std::optional<std::st
   return std::nullopt;
 }
 
-namespace {
-
-std::string_view endpoint_name(endpoint ep) {
-  switch (ep) {
-    case endpoint::export_one:
-      return "export-one";
-    case endpoint::track:
-      return "track event";
-    case endpoint::anonymize:
-      return "anonymize";
-    case endpoint::system_time:
-      return "system/time";
-  }
-  return "";
-}
-
-}  // namespace
-
 call_error rejection(unsigned status, std::string message, std::string value) {
   return call_error{answer_class::rejected, status, std::move(message), std::move(value), {}};
 }
@@ -92,6 +74,8 @@ std::string_view to_string(endpoint ep) {
       return "anonymize";
     case endpoint::system_time:
       return "system-time";
+    case endpoint::consent_categories:
+      return "consent-categories";
   }
   return "";
 }
@@ -167,6 +151,11 @@ call_error classify(unsigned status, std::string_view body,
       return call_error{answer_class::ok, status, "", "", {}};
     }
     if (contains(text, "not authorized to add event")) {
+      if (used == auth::basic) {
+        return rejection(
+            status, shown,
+            "exponea_api_key (its API group needs Events > Set for the consent event)");
+      }
       return rejection(status, shown,
                        "exponea_api_token (its API group needs Events > Set for the event type)");
     }
@@ -207,11 +196,8 @@ call_error classify(unsigned status, std::string_view body,
       contains(text, "customer")) {
     return call_error{answer_class::not_found, status, shown, "", {}};
   }
-  return call_error{answer_class::failed,
-                    status,
-                    fmt::format("{} answered {}", endpoint_name(ep), shown),
-                    "",
-                    {}};
+  // The caller names the step ("Bloomreach anonymize: 422 ..."); the text is Exponea's own.
+  return call_error{answer_class::failed, status, shown, "", {}};
 }
 
 call_error classify(const failure& f) {

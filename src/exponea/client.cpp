@@ -13,6 +13,8 @@
 
 #include <sys/stat.h>
 
+#include <cerrno>
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
@@ -51,8 +53,12 @@ class api_impl final : public api {
   boost::asio::awaitable<outcome<std::optional<export_summary>>> export_one(
       export_request r) override {
     std::error_code ec;
-    std::filesystem::create_directories(options_.download_dir, ec);
-    ::chmod(options_.download_dir.c_str(), 0700);
+    // Created private when missing; an existing directory is never changed (it may be shared:
+    // chmod-ing /tmp would break every other program on the host).
+    if (::mkdir(options_.download_dir.c_str(), 0700) != 0 && errno == ENOENT) {
+      std::filesystem::create_directories(options_.download_dir.parent_path(), ec);
+      ::mkdir(options_.download_dir.c_str(), 0700);
+    }
     const auto download =
         options_.download_dir / fmt::format("export-one-{:016x}.part", next_download_id());
     nlohmann::json body{{"customer_ids", std::move(r.ids)}};
@@ -91,12 +97,12 @@ class api_impl final : public api {
     co_return std::optional<export_summary>(*scanned);
   }
 
-  boost::asio::awaitable<outcome<void>> track(nlohmann::json ids, event e) override {
+  boost::asio::awaitable<outcome<void>> track(nlohmann::json ids, event e, auth a) override {
     nlohmann::json body{{"customer_ids", std::move(ids)},
                         {"event_type", e.type},
                         {"timestamp", e.timestamp},
                         {"properties", std::move(e.properties)}};
-    auto r = co_await call(endpoint::track, auth::token, "POST", "/customers/events", body.dump());
+    auto r = co_await call(endpoint::track, a, "POST", "/customers/events", body.dump());
     if (!r) {
       co_return r.error();
     }
@@ -114,6 +120,32 @@ class api_impl final : public api {
       co_return r.error();
     }
     co_return true;
+  }
+
+  boost::asio::awaitable<outcome<std::vector<consent_category>>> consent_categories() override {
+    auto r =
+        co_await call(endpoint::consent_categories, auth::basic, "GET", "/consent/categories", "");
+    if (!r) {
+      co_return r.error();
+    }
+    const auto& results = r->doc.contains("results") ? r->doc["results"] : r->doc;
+    if (!results.is_array()) {
+      co_return call_error{
+          answer_class::failed, 200, "consent/categories answered without a results list", "", {}};
+    }
+    std::vector<consent_category> out;
+    for (const auto& c : results) {
+      if (!c.is_object() || !c.contains("id") || !c["id"].is_string()) {
+        continue;
+      }
+      consent_category cat{c["id"].get<std::string>(), false};
+      if (const auto it = c.find("sources"); it != c.end() && it->is_object()) {
+        const auto p = it->find("private_api");
+        cat.private_api = p != it->end() && p->is_boolean() && p->get<bool>();
+      }
+      out.push_back(std::move(cat));
+    }
+    co_return out;
   }
 
   boost::asio::awaitable<outcome<void>> system_time(auth a) override {
@@ -169,7 +201,8 @@ class api_impl final : public api {
       req.headers.push_back({"Content-Type", "application/json"});
     }
     req.body = std::move(body);
-    req.idempotent = ep == endpoint::export_one || ep == endpoint::system_time;
+    req.idempotent = ep == endpoint::export_one || ep == endpoint::system_time ||
+                     ep == endpoint::consent_categories;
     req.response_file = download;
     req.max_file_bytes = options_.max_export_bytes;
     req.response_key = options_.export_key;  // never in the clear on disk, even for seconds

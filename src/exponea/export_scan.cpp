@@ -11,9 +11,11 @@
 
 #include <array>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <istream>
+#include <optional>
 #include <streambuf>
 #include <vector>
 
@@ -48,6 +50,8 @@ enum class slot {
   event_timestamp,
   event_properties,
   event_request_id,
+  event_category,
+  event_action,
   success
 };
 
@@ -66,6 +70,10 @@ struct frame {
   std::uint64_t written = 0;  // members written so far (when copying)
   bool type_matches = false;  // events
   bool request_matches = false;
+  bool is_consent = false;  // events of type `consent`: what they say
+  std::string category;
+  std::string action;
+  std::optional<double> timestamp;
 };
 
 struct level_state {
@@ -142,8 +150,13 @@ class scanner {
     const spot at = next_spot();
     if (at.s == slot::event_type) {
       stack_.back().type_matches = !audit_.type.empty() && v == audit_.type;
+      stack_.back().is_consent = v == "consent";
     } else if (at.s == slot::event_request_id && stack_.size() >= 2) {
       stack_[stack_.size() - 2].request_matches = v == audit_.request_id;
+    } else if (at.s == slot::event_category && stack_.size() >= 2) {
+      stack_[stack_.size() - 2].category = v;
+    } else if (at.s == slot::event_action && stack_.size() >= 2) {
+      stack_[stack_.size() - 2].action = v;
     }
     return value(at, kind::scalar, quoted(v));
   }
@@ -223,7 +236,16 @@ class scanner {
         }
         return {};
       case role::event_properties:
-        return p.key == "request_id" ? spot{slot::event_request_id, p.level} : spot{};
+        if (p.key == "request_id") {
+          return {slot::event_request_id, p.level};
+        }
+        if (p.key == "category") {
+          return {slot::event_category, p.level};
+        }
+        if (p.key == "action") {
+          return {slot::event_action, p.level};
+        }
+        return {};
       case role::other:
         return {};
     }
@@ -233,6 +255,7 @@ class scanner {
   void number(double v) {
     const spot at = next_spot();
     if (at.s == slot::event_timestamp) {
+      stack_.back().timestamp = v;
       auto& last = levels_[static_cast<std::size_t>(at.level)].summary.last_event_at;
       if (!last || v > *last) {
         last = v;
@@ -328,6 +351,18 @@ class scanner {
     }
     if (f.r == role::event && f.type_matches && f.request_matches) {
       levels_[static_cast<std::size_t>(f.level)].summary.holds_audit_event = true;
+    }
+    if (f.r == role::event && f.is_consent && f.timestamp) {
+      auto& found = levels_[static_cast<std::size_t>(f.level)].summary.consents_found;
+      found.resize(audit_.consents.size());
+      for (std::size_t i = 0; i < audit_.consents.size(); ++i) {
+        const auto& c = audit_.consents[i];
+        // Exponea may give the timestamp back as a float: whole seconds are compared.
+        if (c.category == f.category && c.action == f.action &&
+            std::llround(*f.timestamp) == c.timestamp) {
+          found[i] = true;
+        }
+      }
     }
     stack_.pop_back();
     return true;
@@ -452,6 +487,7 @@ result<export_summary> scan_export(const std::filesystem::path& answer, const au
   }
   const int level = first.customer_level();
   export_summary summary = first.level(level).summary;
+  summary.consents_found.resize(audit.consents.size());
   summary.success = first.success();
   if (save_to.empty() || !summary.success) {
     return summary;

@@ -1,9 +1,12 @@
 #include "dsr/exponea/probe.hpp"
 
 #include "dsr/common/time.hpp"
+#include "dsr/mineos/reporter.hpp"
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cctype>
 #include <random>
 
 namespace dsr::exponea {
@@ -27,6 +30,9 @@ std::string fix_for(const std::string& value) {
     return "copy the secret of the private API group again (Project settings > Access "
            "management > API)";
   }
+  if (value.starts_with("exponea_api_key (its API group needs Events")) {
+    return "grant Events > consent Set on the private API group's Events tab";
+  }
   if (value.starts_with("exponea_api_key (its API group needs")) {
     return "grant that permission on the private API group's GDPR tab";
   }
@@ -42,12 +48,65 @@ std::string fix_for(const std::string& value) {
   return "check this value";
 }
 
+std::string rejected_detail(const call_error& e);
+
+// The [consent] categories check, when it cannot be made.
+check consent_skipped(const config& cfg, std::string reason) {
+  if (cfg.consent.categories.empty()) {
+    return skipped("[consent] categories",
+                   cfg.requests.opt_out_types.empty()
+                       ? "none configured ([requests] opt_out_types is empty too)"
+                       : "none configured: opt-out requests ([requests] opt_out_types) will fail "
+                         "with \"no consent categories configured\"; list the Bloomreach "
+                         "consent categories an opt-out revokes");
+  }
+  return skipped("[consent] categories", std::move(reason));
+}
+
+// Each configured category exists in the project and accepts the private API as a source.
+check consent_check(const config& cfg, const outcome<std::vector<consent_category>>& listed) {
+  const std::string name = fmt::format("[consent] categories {} (consent/categories)",
+                                       fmt::join(cfg.consent.categories, ", "));
+  if (!listed) {
+    if (listed.error().kind == answer_class::rejected) {
+      return failed(name, rejected_detail(listed.error()));
+    }
+    return failed(name, fmt::format("Exponea answered {}", listed.error().message));
+  }
+  std::vector<std::string> problems;
+  for (const auto& want : cfg.consent.categories) {
+    const auto it = std::find_if(listed->begin(), listed->end(),
+                                 [&](const consent_category& c) { return c.id == want; });
+    if (it == listed->end()) {
+      problems.push_back(fmt::format("\"{}\" is not a consent category of this project", want));
+    } else if (!it->private_api) {
+      problems.push_back(fmt::format(
+          "\"{}\" does not accept the private API as a source (sources.private_api is false): "
+          "allow it in the category's settings, or an opt-out cannot revoke it",
+          want));
+    }
+  }
+  if (problems.empty()) {
+    return passed(name);
+  }
+  std::vector<std::string> ids;
+  for (const auto& c : *listed) {
+    ids.push_back(c.id);
+  }
+  return failed(name, fmt::format("{}; the project's categories: {}", fmt::join(problems, "; "),
+                                  ids.empty() ? std::string("none")
+                                              : fmt::format("{}", fmt::join(ids, ", "))));
+}
+
 std::string rejected_detail(const call_error& e) {
   if (e.status == 0) {
+    std::string upper = e.value;
+    std::transform(upper.begin(), upper.end(), upper.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
     return fmt::format(
         "{} is not set: provide it as $CREDENTIALS_DIRECTORY/{}, "
         "DSR_CONNECTOR_{}, or in [credentials]",
-        e.value, e.value, e.value);
+        e.value, e.value, upper);
   }
   return fmt::format("{} rejected ({}): {}", e.value, e.message, fix_for(e.value));
 }
@@ -66,8 +125,8 @@ std::string_view to_string(check::status s) {
   return "";
 }
 
-boost::asio::awaitable<std::vector<check>> run_checks(api& exponea, http::client* mineos,
-                                                      const config& cfg) {
+boost::asio::awaitable<std::vector<check>> run_checks(api& exponea, const config& cfg,
+                                                      check_context ctx) {
   std::vector<check> out;
   const std::string base = fmt::format("[exponea] base_url {}", cfg.exponea.base_url);
   const std::string basic_name =
@@ -85,6 +144,7 @@ boost::asio::awaitable<std::vector<check>> run_checks(api& exponea, http::client
     for (const auto& n : {basic_name, token_name, export_name}) {
       out.push_back(skipped(n, "the base URL cannot be reached"));
     }
+    out.push_back(consent_skipped(cfg, "the base URL cannot be reached"));
   } else {
     out.push_back(passed(base, "reachable"));
     bool basic_ok = false;
@@ -113,6 +173,7 @@ boost::asio::awaitable<std::vector<check>> run_checks(api& exponea, http::client
     }
     if (!basic_ok) {
       out.push_back(skipped(export_name, "needs valid exponea_api_key and exponea_api_secret"));
+      out.push_back(consent_skipped(cfg, "needs valid exponea_api_key and exponea_api_secret"));
     } else {
       // An ID that cannot exist: 404 proves the permission without touching anyone's data.
       std::random_device rd;
@@ -129,6 +190,12 @@ boost::asio::awaitable<std::vector<check>> run_checks(api& exponea, http::client
         out.push_back(
             failed(export_name, fmt::format("Exponea answered {}", exported.error().message)));
       }
+      if (cfg.consent.categories.empty()) {
+        out.push_back(consent_skipped(cfg, ""));
+      } else {
+        auto listed = co_await exponea.consent_categories();
+        out.push_back(consent_check(cfg, listed));
+      }
     }
   }
   out.push_back(skipped("GDPR > Anonymize customer permission",
@@ -137,19 +204,71 @@ boost::asio::awaitable<std::vector<check>> run_checks(api& exponea, http::client
       skipped(fmt::format("exponea_api_token may track '{}' events", cfg.exponea.event_type),
               "cannot be checked without tracking an event, which would create a "
               "customer"));
-  if (mineos == nullptr) {
-    out.push_back(skipped("[mineos] status_url", "status_url is empty: outcomes are not reported"));
+  if (!cfg.requests.opt_out_types.empty()) {
+    out.push_back(skipped("Events > consent Set permission of exponea_api_key (opt-outs)",
+                          "cannot be checked without tracking a consent event, which would "
+                          "change a customer's consent"));
+  }
+  const auto& mineos_cfg = cfg.mineos;
+  if (ctx.mineos == nullptr) {
+    out.push_back(
+        skipped("[mineos] api_base_url", "api_base_url is empty: outcomes are not reported"));
+    out.push_back(skipped("mineos_api_key", "api_base_url is empty: nothing is reported"));
+    co_return out;
+  }
+  auto reached = co_await ctx.mineos->probe();
+  const std::string name = fmt::format("[mineos] api_base_url {}", mineos_cfg.api_base_url);
+  if (reached) {
+    out.push_back(passed(name, "reachable"));
   } else {
-    auto reached = co_await mineos->probe();
-    const std::string name = fmt::format("[mineos] status_url {}", cfg.mineos.status_url);
-    if (reached) {
-      out.push_back(passed(name, "reachable"));
-    } else {
+    out.push_back(
+        failed(name, fmt::format("{}: check the URL (https://api.portal.saymine.com for the EU, "
+                                 "https://api.us.portal.saymine.com for the US) and the network",
+                                 reached.error().detail)));
+  }
+  const std::string key_name = "mineos_api_key (a test status call)";
+  if (!ctx.test) {
+    out.push_back(skipped("mineos_api_key",
+                          "cannot be checked without a ticket to report on; MineOS's \"Test your "
+                          "integration\" (isTest) checks it with a test status call"));
+  } else if (ctx.test->request_id.empty() || ctx.test->integration_id.empty()) {
+    out.push_back(
+        skipped("mineos_api_key",
+                fmt::format("the isTest delivery carries no {}: no test status call "
+                            "can be made",
+                            ctx.test->request_id.empty() ? "request.id" : "integrationId")));
+  } else if (!reached) {
+    out.push_back(skipped(key_name, "[mineos] api_base_url cannot be reached"));
+  } else if (ctx.credentials == nullptr || !ctx.credentials->find(credential::mineos_api_key)) {
+    out.push_back(failed(key_name,
+                         "mineos_api_key is not set: provide it as "
+                         "$CREDENTIALS_DIRECTORY/mineos_api_key, "
+                         "DSR_CONNECTOR_MINEOS_API_KEY, or in [credentials]"));
+  } else {
+    auto answer =
+        co_await mineos::send_test_report(*ctx.mineos, *ctx.credentials, ctx.test->request_id,
+                                          ctx.test->integration_id, ctx.test->action);
+    if (!answer) {
       out.push_back(
-          failed(name, fmt::format("{}: check the URL and the network", reached.error().detail)));
+          failed(key_name, fmt::format("MineOS did not answer: {}", answer.error().detail)));
+    } else if (answer->status >= 200 && answer->status < 300) {
+      out.push_back(passed(key_name, "MineOS accepted a test: true status call"));
+    } else if (answer->status == 401) {
+      out.push_back(
+          failed(key_name, fmt::format("{}: mineos_api_key rejected; create an API key in MineOS "
+                                       "(For Developers > API Keys) for this workspace and set it",
+                                       mineos::report_error_text(answer->status, answer->body))));
+    } else if (answer->status == 404) {
+      out.push_back(
+          failed(key_name, fmt::format("{}: integrationId {} or the ticket is unknown to MineOS; "
+                                       "check the custom system's integration id ([mineos] "
+                                       "integration_id when deliveries carry none)",
+                                       mineos::report_error_text(answer->status, answer->body),
+                                       ctx.test->integration_id)));
+    } else {
+      out.push_back(failed(key_name, mineos::report_error_text(answer->status, answer->body)));
     }
   }
-  out.push_back(skipped("mineos_api_key", "cannot be checked without sending a status report"));
   co_return out;
 }
 
@@ -218,9 +337,9 @@ struct once {
 
 // Coroutines are free functions, not capturing lambdas: a lambda's captures live in the lambda
 // object, which is gone when the spawning function returns; parameters live in the frame.
-boost::asio::awaitable<void> is_test_work(api& exponea, http::client* mineos, const config& cfg,
+boost::asio::awaitable<void> is_test_work(api& exponea, check_context ctx, const config& cfg,
                                           std::shared_ptr<once> o) {
-  const auto checks = co_await run_checks(exponea, mineos, cfg);
+  const auto checks = co_await run_checks(exponea, cfg, std::move(ctx));
   o->answer(http::json_response(all_passed(checks) ? 200 : 503, checks_json(checks)));
 }
 
@@ -264,7 +383,7 @@ void arm_deadline(boost::asio::any_io_executor ex, std::chrono::milliseconds lim
 
 }  // namespace
 
-void answer_is_test(boost::asio::any_io_executor ex, api& exponea, http::client* mineos,
+void answer_is_test(boost::asio::any_io_executor ex, api& exponea, check_context ctx,
                     const config& cfg, std::chrono::milliseconds limit, http::responder done) {
   auto o = std::make_shared<once>();
   o->done = std::move(done);
@@ -273,7 +392,7 @@ void answer_is_test(boost::asio::any_io_executor ex, api& exponea, http::client*
                                "unreachable",
                                std::chrono::duration_cast<std::chrono::seconds>(limit).count())};
   arm_deadline(ex, limit, o, http::json_response(503, checks_json({late})));
-  boost::asio::co_spawn(ex, is_test_work(exponea, mineos, cfg, o),
+  boost::asio::co_spawn(ex, is_test_work(exponea, std::move(ctx), cfg, o),
                         answer_500_if_thrown(o, "isTest call"));
 }
 

@@ -5,6 +5,7 @@
 #include "dsr/jobs/backoff.hpp"
 #include "dsr/jobs/exports.hpp"
 #include "dsr/jobs/store_call.hpp"
+#include "dsr/mineos/request_types.hpp"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -257,18 +258,39 @@ class dispatcher_impl final : public dispatcher {
     flow_outcome outcome;
     // g++ 12 miscompiles co_await in a conditional expression: plain if/else. A bug or an
     // unexpected answer must not take the worker down: it becomes a retry of this job.
+    std::optional<operation> rerouted;
     try {
-      if (j.subject_email.empty()) {
+      if (j.subject.empty()) {
         // Sealed with another store_key, or damaged: never run a job for nobody.
         outcome = flow_outcome{kind::failed,
-                               "the subject's e-mail cannot be read from the store (was store_key "
+                               "the subject's ID cannot be read from the store (was store_key "
                                "changed?); restore the previous store_key",
                                "", std::nullopt};
-      } else if (j.op == operation::delete_) {
-        outcome = co_await run_delete(j, api_, journal, time, options_.flows);
-      } else {
+      } else if (j.op == operation::copy) {
         auto file = export_path(options_.export_dir, j.id);
         outcome = co_await run_copy(j, api_, journal, time, options_.flows, std::move(file));
+      } else {
+        // A Delete-URL job is routed as it runs: a right the configuration did not handle when
+        // it arrived may be handled now (a retried job), and an erase is never run for a right
+        // that is no longer in erase_types.
+        const mineos::right r{j.right.id, j.right.name, j.right.type};
+        const auto route = mineos::classify(r, options_.requests);
+        if (route == mineos::route::unhandled) {
+          outcome = flow_outcome{kind::failed, mineos::unhandled_message(r), "", std::nullopt};
+        } else {
+          const auto op = route == mineos::route::opt_out ? operation::opt_out : operation::delete_;
+          if (op != j.op) {
+            log()->info("[R {}] routed as {} (was {}): [requests] changed", j.request_id,
+                        to_string(op), to_string(j.op));
+            rerouted = op;
+            j.op = op;
+          }
+          if (op == operation::opt_out) {
+            outcome = co_await run_opt_out(j, api_, journal, time, options_.flows);
+          } else {
+            outcome = co_await run_delete(j, api_, journal, time, options_.flows);
+          }
+        }
       }
     } catch (const std::exception& e) {
       log()->error("[R {}] internal error: {}", j.request_id, e.what());
@@ -283,7 +305,8 @@ class dispatcher_impl final : public dispatcher {
       co_return;
     }
     std::uniform_real_distribution<double> uniform(0.0, 1.0);
-    const auto next = decide(j, outcome, options_.retry, now, uniform(random_));
+    auto next = decide(j, outcome, options_.retry, now, uniform(random_));
+    next.op = rerouted;
     // The history says how each attempt ended, in words an operator can act on.
     std::string step = "attempt " + std::to_string(next.attempts);
     std::string summary = fmt::format("{}: {}", next.outcome, next.outcome_message);

@@ -4,6 +4,9 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <string>
+
 namespace dsr {
 
 std::filesystem::path export_dir_for(const std::filesystem::path& store_path) {
@@ -40,8 +43,8 @@ std::size_t remove_partial_exports(const std::filesystem::path& dir) {
   return removed;
 }
 
-std::size_t purge_exports(const std::filesystem::path& dir,
-                          std::filesystem::file_time_type cutoff) {
+std::size_t purge_exports(const std::filesystem::path& dir, std::filesystem::file_time_type cutoff,
+                          std::span<const std::int64_t> keep) {
   std::size_t removed = 0;
   std::error_code ec;
   for (auto it = std::filesystem::directory_iterator(dir, ec);
@@ -50,8 +53,29 @@ std::size_t purge_exports(const std::filesystem::path& dir,
     if (!it->is_regular_file(file_ec) || it->path().extension() != ".json") {
       continue;
     }
+    const auto name = it->path().stem().string();
+    if (std::any_of(keep.begin(), keep.end(),
+                    [&](std::int64_t id) { return name == std::to_string(id); })) {
+      continue;  // a live file link: deleted when it expires
+    }
     const auto written = it->last_write_time(file_ec);
     if (!file_ec && written < cutoff && std::filesystem::remove(it->path(), file_ec)) {
+      ++removed;
+    }
+  }
+  return removed;
+}
+
+result<std::size_t> remove_expired_link_exports(job_store& store, const std::filesystem::path& dir,
+                                                time_point now) {
+  auto expired = store.file_links(now, true);
+  if (!expired) {
+    return expired.error();
+  }
+  std::size_t removed = 0;
+  for (const auto id : *expired) {
+    std::error_code ec;
+    if (std::filesystem::remove(export_path(dir, id), ec)) {
       ++removed;
     }
   }

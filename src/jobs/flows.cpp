@@ -1,9 +1,11 @@
 #include "dsr/jobs/flows.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 
 namespace dsr {
 namespace {
@@ -13,6 +15,32 @@ using kind = flow_outcome::kind;
 bool journaled(const job& j, std::string_view step, std::string_view result) {
   return std::any_of(j.history.begin(), j.history.end(),
                      [&](const job_step& s) { return s.step == step && s.result == result; });
+}
+
+// The journal step of one consent category's reject event.
+std::string consent_step(std::string_view category) {
+  return fmt::format("consent {}", category);
+}
+
+// The timestamp of the last `started <timestamp>` of `step` not followed by `done`, if any.
+std::optional<std::int64_t> started_at(const job& j, const std::string& step) {
+  std::optional<std::int64_t> at;
+  for (const auto& s : j.history) {
+    if (s.step != step) {
+      continue;
+    }
+    if (s.result == "done") {
+      at.reset();
+    } else if (s.result.starts_with("started ")) {
+      std::int64_t v = 0;
+      const auto text = std::string_view(s.result).substr(8);
+      const auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+      if (ec == std::errc{} && p == text.data() + text.size()) {
+        at = v;
+      }
+    }
+  }
+  return at;
 }
 
 // When the first anonymize was started, if ever.
@@ -59,7 +87,8 @@ flow_outcome from_error(const exponea::call_error& e, std::string_view doing) {
 }
 
 flow_outcome user_not_found() {
-  return flow_outcome{kind::user_not_found, "no customer holds this ID", "", std::nullopt};
+  return flow_outcome{kind::user_not_found, "No Bloomreach customer holds this ID", "",
+                      std::nullopt};
 }
 
 flow_outcome stopped() {
@@ -106,7 +135,9 @@ boost::asio::awaitable<std::optional<flow_outcome>> track_once(const job& j,
       auto again = export_of(j, s);
       auto seen = co_await api.export_one(std::move(again));
       if (!seen) {
-        co_return from_error(seen.error(), "looking for the audit event of the interrupted run");
+        co_return from_error(seen.error(),
+                             "Bloomreach export-one (looking for the audit event of the "
+                             "interrupted run)");
       }
       if (!*seen) {
         co_return user_not_found();
@@ -125,9 +156,9 @@ boost::asio::awaitable<std::optional<flow_outcome>> track_once(const job& j,
   e.timestamp =
       std::chrono::duration_cast<std::chrono::seconds>(time.now().time_since_epoch()).count();
   e.properties = event_properties(j, s);
-  auto tracked = co_await api.track(customer_ids(j, s), std::move(e));
+  auto tracked = co_await api.track(customer_ids(j, s), std::move(e), exponea::auth::token);
   if (!tracked) {
-    co_return from_error(tracked.error(), "tracking the audit event");
+    co_return from_error(tracked.error(), fmt::format("Bloomreach track {}", s.event_type));
   }
   if (auto r = co_await log.record("track", "done"); !r) {
     co_return interrupted(r.error());
@@ -157,7 +188,10 @@ boost::asio::awaitable<std::optional<flow_outcome>> anonymize_journaled(exponea:
 }  // namespace
 
 nlohmann::json customer_ids(const job& j, const flow_settings& s) {
-  std::string id = j.subject_email;
+  if (!j.subject_id_name.empty()) {
+    return {{j.subject_id_name, j.subject}};  // a custom field's ID, as MineOS sent it
+  }
+  std::string id = j.subject;
   if (s.lowercase_ids) {
     std::transform(id.begin(), id.end(), id.begin(),
                    [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
@@ -182,7 +216,7 @@ boost::asio::awaitable<flow_outcome> run_delete(const job& j, exponea::api& api,
     auto lookup = export_of(j, s);
     auto found = co_await api.export_one(std::move(lookup));
     if (!found) {
-      co_return from_error(found.error(), "looking the customer up");
+      co_return from_error(found.error(), "Bloomreach export-one");
     }
     if (!*found) {
       co_return user_not_found();
@@ -194,7 +228,7 @@ boost::asio::awaitable<flow_outcome> run_delete(const job& j, exponea::api& api,
       co_return stopped();
     }
     started = time.now();
-    if (auto stop = co_await anonymize_journaled(api, log, ids, "anonymizing")) {
+    if (auto stop = co_await anonymize_journaled(api, log, ids, "Bloomreach anonymize")) {
       co_return std::move(*stop);
     }
     answered = true;
@@ -210,18 +244,19 @@ boost::asio::awaitable<flow_outcome> run_delete(const job& j, exponea::api& api,
     auto check = export_of(j, s);
     auto found = co_await api.export_one(std::move(check));
     if (!found) {
-      co_return from_error(found.error(), "verifying the anonymization");
+      co_return from_error(found.error(), "Bloomreach export-one (verifying the anonymization)");
     }
     if (!*found) {
       if (auto r = co_await log.record("verify", "done"); !r) {
         co_return interrupted(r.error());
       }
-      co_return flow_outcome{kind::completed, "customer anonymized", "", std::nullopt};
+      co_return flow_outcome{kind::completed, "Anonymized in Bloomreach and verified gone", "",
+                             std::nullopt};
     }
     if (!answered) {
       // An earlier attempt's anonymize was never answered and the customer is still there:
       // send it again now (idempotent in Exponea); the verification's wait starts over.
-      if (auto stop = co_await anonymize_journaled(api, log, ids, "anonymizing")) {
+      if (auto stop = co_await anonymize_journaled(api, log, ids, "Bloomreach anonymize")) {
         co_return std::move(*stop);
       }
       answered = true;
@@ -229,7 +264,8 @@ boost::asio::awaitable<flow_outcome> run_delete(const job& j, exponea::api& api,
     } else if (time.now() >= deadline) {
       co_return flow_outcome{
           kind::failed,
-          fmt::format("the customer still resolves {} s after anonymization was requested",
+          fmt::format("Bloomreach anonymize: the customer still resolves {} s after "
+                      "anonymization was requested",
                       std::chrono::duration_cast<std::chrono::seconds>(s.verify_timeout).count()),
           "", std::nullopt};
     }
@@ -238,7 +274,7 @@ boost::asio::awaitable<flow_outcome> run_delete(const job& j, exponea::api& api,
         co_return stopped();
       }
       // Still there after a full wait: anonymize again (idempotent in Exponea).
-      if (auto stop = co_await anonymize_journaled(api, log, ids, "anonymizing again")) {
+      if (auto stop = co_await anonymize_journaled(api, log, ids, "Bloomreach anonymize (again)")) {
         co_return std::move(*stop);
       }
     }
@@ -254,7 +290,7 @@ boost::asio::awaitable<flow_outcome> run_copy(const job& j, exponea::api& api, j
   auto request = export_of(j, s, std::move(export_file));
   auto found = co_await api.export_one(std::move(request));
   if (!found) {
-    co_return from_error(found.error(), "exporting the customer");
+    co_return from_error(found.error(), "Bloomreach export-one");
   }
   if (!*found) {
     co_return user_not_found();
@@ -263,9 +299,108 @@ boost::asio::awaitable<flow_outcome> run_copy(const job& j, exponea::api& api, j
     co_return std::move(*stop);
   }
   co_return flow_outcome{kind::completed,
-                         fmt::format("customer exported ({} properties, {} events)",
-                                     (*found)->properties, (*found)->events),
+                         fmt::format("Exported {} propert{}, {} event{}", (*found)->properties,
+                                     (*found)->properties == 1 ? "y" : "ies", (*found)->events,
+                                     (*found)->events == 1 ? "" : "s"),
                          "", std::nullopt};
+}
+
+boost::asio::awaitable<flow_outcome> run_opt_out(const job& j, exponea::api& api, journal& log,
+                                                 flow_clock& time, const flow_settings& s) {
+  if (s.consent_categories.empty()) {
+    co_return flow_outcome{kind::failed, std::string(no_consent_categories), "", std::nullopt};
+  }
+  const auto ids = customer_ids(j, s);
+  // What an earlier run left unfinished: consent events journaled `started` but not `done`.
+  std::vector<std::optional<std::int64_t>> pending(s.consent_categories.size());
+  auto lookup = export_of(j, s);
+  for (std::size_t i = 0; i < s.consent_categories.size(); ++i) {
+    const auto& c = s.consent_categories[i];
+    if (!journaled(j, consent_step(c), "done")) {
+      pending[i] = started_at(j, consent_step(c));
+    }
+    if (pending[i]) {
+      lookup.audit.consents.push_back({c, "reject", *pending[i]});
+    }
+  }
+  auto found = co_await api.export_one(lookup);
+  if (!found) {
+    co_return from_error(found.error(), "Bloomreach export-one");
+  }
+  if (!*found) {
+    co_return user_not_found();
+  }
+  if (auto stop = co_await track_once(j, **found, api, log, time, s)) {
+    co_return std::move(*stop);
+  }
+  std::size_t looked_for = 0;
+  for (std::size_t i = 0; i < s.consent_categories.size(); ++i) {
+    const auto& c = s.consent_categories[i];
+    if (journaled(j, consent_step(c), "done")) {
+      continue;
+    }
+    if (time.stopping()) {
+      co_return stopped();
+    }
+    std::optional<std::int64_t> timestamp = pending[i];
+    if (timestamp) {
+      // A crash came between the call and its record: the event may have landed, or may still
+      // be in Exponea's write queue. Look for it before tracking it again.
+      bool seen =
+          (*found)->consents_found.size() > looked_for && (*found)->consents_found[looked_for];
+      ++looked_for;
+      const auto until = time.now() + s.track_settle;
+      auto wait = s.verify_first_poll;
+      while (!seen && time.now() < until) {
+        co_await time.sleep(wait);
+        if (time.stopping()) {
+          co_return stopped();
+        }
+        auto again = export_of(j, s);
+        again.audit.consents.push_back({c, "reject", *timestamp});
+        auto looked = co_await api.export_one(std::move(again));
+        if (!looked) {
+          co_return from_error(looked.error(),
+                               "Bloomreach export-one (looking for the consent event of the "
+                               "interrupted run)");
+        }
+        if (!*looked) {
+          co_return user_not_found();
+        }
+        seen = !(*looked)->consents_found.empty() && (*looked)->consents_found[0];
+        wait = std::min(wait * 2, s.verify_max_poll);
+      }
+      if (seen) {
+        if (auto r = co_await log.record(consent_step(c), "done"); !r) {
+          co_return interrupted(r.error());
+        }
+        continue;
+      }
+    } else {
+      timestamp =
+          std::chrono::duration_cast<std::chrono::seconds>(time.now().time_since_epoch()).count();
+    }
+    // The same event, timestamp included, whether first sent or sent again: the timestamp is the
+    // consent's valid-from, and the journal's record of it is how a later run recognises it.
+    if (auto r = co_await log.record(consent_step(c), fmt::format("started {}", *timestamp)); !r) {
+      co_return interrupted(r.error());
+    }
+    exponea::event e;
+    e.type = "consent";
+    e.timestamp = *timestamp;
+    e.properties = {{"action", "reject"}, {"category", c}, {"valid_until", "unlimited"}};
+    auto tracked = co_await api.track(ids, std::move(e), exponea::auth::basic);
+    if (!tracked) {
+      co_return from_error(tracked.error(), fmt::format("Bloomreach consent reject {}", c));
+    }
+    if (auto r = co_await log.record(consent_step(c), "done"); !r) {
+      co_return interrupted(r.error());
+    }
+  }
+  co_return flow_outcome{
+      kind::completed,
+      fmt::format("Consent revoked in Bloomreach: {}", fmt::join(s.consent_categories, ", ")), "",
+      std::nullopt};
 }
 
 }  // namespace dsr

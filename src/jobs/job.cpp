@@ -10,7 +10,7 @@
 namespace dsr {
 namespace {
 
-constexpr std::array<std::pair<job_state, std::string_view>, 7> state_names{{
+constexpr std::array<std::pair<job_state, std::string_view>, job_state_count> state_names{{
     {job_state::queued, "queued"},
     {job_state::running, "running"},
     {job_state::retrying, "retrying"},
@@ -18,12 +18,32 @@ constexpr std::array<std::pair<job_state, std::string_view>, 7> state_names{{
     {job_state::user_not_found, "user_not_found"},
     {job_state::failed, "failed"},
     {job_state::cancelled, "cancelled"},
+    {job_state::missing_identifiers, "missing_identifiers"},
+}};
+
+constexpr std::array<std::pair<operation, std::string_view>, 3> operation_names{{
+    {operation::delete_, "delete"},
+    {operation::opt_out, "opt_out"},
+    {operation::copy, "copy"},
 }};
 
 }  // namespace
 
 std::string_view to_string(operation op) {
-  return op == operation::delete_ ? "delete" : "copy";
+  for (const auto& [o, text] : operation_names) {
+    if (o == op) {
+      return text;
+    }
+  }
+  return "unknown";
+}
+
+mineos_action action_of(operation op) {
+  return op == operation::copy ? mineos_action::copy : mineos_action::delete_;
+}
+
+std::string_view to_string(mineos_action a) {
+  return a == mineos_action::copy ? "Copy" : "Delete";
 }
 
 std::string_view to_string(job_state s) {
@@ -36,11 +56,10 @@ std::string_view to_string(job_state s) {
 }
 
 std::optional<operation> parse_operation(std::string_view s) {
-  if (s == "delete") {
-    return operation::delete_;
-  }
-  if (s == "copy") {
-    return operation::copy;
+  for (const auto& [o, text] : operation_names) {
+    if (text == s) {
+      return o;
+    }
   }
   return std::nullopt;
 }
@@ -85,6 +104,8 @@ nlohmann::json job_view(const job& j, deadline_policy d, time_point now) {
   return {
       {"requestId", j.request_id},
       {"operation", to_string(j.op)},
+      {"requestType",
+       j.request_type.empty() ? nlohmann::json(nullptr) : nlohmann::json(j.request_type)},
       {"state", to_string(j.state)},
       {"attempts", j.attempts},
       {"createdAt", j.created_at ? nlohmann::json(format_rfc3339(*j.created_at)) : nullptr},

@@ -16,7 +16,7 @@ namespace {
 
 // Each entry moves the schema from version i to i + 1. Never edit an entry that has shipped;
 // append a new one.
-constexpr std::array<const char*, 3> migrations{
+constexpr std::array<const char*, 4> migrations{
     R"sql(
 CREATE TABLE jobs (
   id INTEGER PRIMARY KEY,
@@ -63,13 +63,34 @@ CREATE INDEX jobs_outbox ON jobs (report_next_at_ms) WHERE reported = 0 AND repo
     R"sql(
 CREATE TABLE store_probe (id INTEGER PRIMARY KEY CHECK (id = 1), at_ms INTEGER NOT NULL);
 )sql",
+    // v4: MineOS's rights and identifiers. `operation` stays the URL the request came to ('delete'
+    // or 'copy': dedupe and the report's action); opt_out marks a delete-URL job that revokes
+    // consent. The right as received (request_type held requestType.id, else request.type: an
+    // old queued job is routed by it), the ID name of the subject (''= the e-mail), and the
+    // expiry of a copy's file link.
+    R"sql(
+ALTER TABLE jobs ADD COLUMN opt_out INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN right_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN right_name TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN right_type TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN subject_id_name TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN file_link_expires_at_ms INTEGER;
+UPDATE jobs SET right_id = request_type;
+CREATE INDEX jobs_file_links ON jobs (file_link_expires_at_ms)
+  WHERE file_link_expires_at_ms IS NOT NULL;
+)sql",
 };
+
+// The states in which a job is finished (its outcome reported, or to be).
+constexpr const char* finished_states =
+    "('completed', 'user_not_found', 'failed', 'cancelled', 'missing_identifiers')";
 
 constexpr const char* job_columns =
     "id, request_id, trace_id, operation, integration_id, source, request_type, created_at_ms, "
     "received_at_ms, updated_at_ms, subject, state, attempts, next_attempt_at_ms, lease_owner, "
     "lease_expires_at_ms, outcome, outcome_message, reported, report_error, report_attempts, "
-    "subject_form";
+    "subject_form, opt_out, right_id, right_name, right_type, subject_id_name, "
+    "file_link_expires_at_ms";
 
 std::int64_t ms(time_point t) {
   return t.time_since_epoch().count();
@@ -284,7 +305,9 @@ class sqlite_job_store final : public job_store {
           .bind(4, next.outcome)
           .bind(5, next.outcome_message)
           .bind(6, ms(now))
-          .bind(7, job_id);
+          .bind(7, job_id)
+          .bind(8,
+                next.op ? std::int64_t{*next.op == operation::opt_out ? 1 : 0} : std::int64_t{-1});
       if (q.step() != SQLITE_DONE) {
         auto e = error("releasing a job");
         rollback();
@@ -351,25 +374,56 @@ class sqlite_job_store final : public job_store {
   }
 
   result<void> forget_subject(std::int64_t job_id) override {
-    std::string email;
+    std::string id;
     {
       use q(stmts_->subject_of);
       q.bind(1, job_id);
       if (q.step() != SQLITE_ROW) {
         return {};  // gone, not finished, or failed (kept until retried or purged)
       }
-      email = subject_of(q.blob(0), q.integer(1), q.text(2));
+      const auto value = subject_of(q.blob(0), q.integer(1), q.text(2));
+      const auto id_name = q.text(3);
+      if (id_name.empty()) {
+        // An e-mail: compared lower-cased, as the daemon uses it.
+        id = value;
+        std::transform(id.begin(), id.end(), id.begin(),
+                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      } else {
+        id = id_name + ":" + value;
+      }
     }
-    // Only a keyed hash stays: a known address can be matched to the request, none read back.
-    std::transform(email.begin(), email.end(), email.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    const auto hash = "hmac-sha256:" + crypto::to_hex(crypto::hmac_sha256(key_, email));
+    // Only a keyed hash stays: a known ID can be matched to the request, none read back.
+    const auto hash = "hmac-sha256:" + crypto::to_hex(crypto::hmac_sha256(key_, id));
     use q(stmts_->forget);
     q.bind(1, job_id).bind_blob(2, hash);
     if (q.step() != SQLITE_DONE) {
-      return error("replacing a finished job's e-mail by its hash");
+      return error("replacing a finished job's subject by its hash");
     }
     return {};
+  }
+
+  result<time_point> file_link_expiry(std::int64_t job_id, time_point proposed,
+                                      time_point now) override {
+    use q(stmts_->link_expiry);
+    q.bind(1, job_id).bind(2, ms(proposed)).bind(3, ms(now));
+    if (q.step() != SQLITE_ROW) {
+      return error("recording a file link's expiry");
+    }
+    return from_ms(q.integer(0));
+  }
+
+  result<std::vector<std::int64_t>> file_links(time_point now, bool expired) override {
+    std::vector<std::int64_t> out;
+    use q(expired ? stmts_->expired_links : stmts_->live_links);
+    q.bind(1, ms(now));
+    int rc = 0;
+    while ((rc = q.step()) == SQLITE_ROW) {
+      out.push_back(q.integer(0));
+    }
+    if (rc != SQLITE_DONE) {
+      return error("listing file links");
+    }
+    return out;
   }
 
   result<operator_result> retry(std::string_view request_id, time_point now) override {
@@ -506,8 +560,10 @@ class sqlite_job_store final : public job_store {
           insert_job(db,
                      "INSERT INTO jobs (request_id, trace_id, operation, integration_id, source, "
                      "request_type, created_at_ms, received_at_ms, updated_at_ms, subject, state, "
-                     "next_attempt_at_ms, subject_form) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
-                     "?8, ?9, 'queued', ?8, ?10)"),
+                     "next_attempt_at_ms, subject_form, opt_out, right_id, right_name, "
+                     "right_type, subject_id_name, outcome, outcome_message, report_next_at_ms) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?11, ?8, ?10, ?12, ?13, ?14, "
+                     "?15, ?16, ?17, ?18, CASE WHEN ?11 = 'queued' THEN NULL ELSE ?8 END)"),
           insert_step(db,
                       "INSERT INTO job_steps (job_id, seq, at_ms, step, result) VALUES (?1, "
                       "(SELECT COALESCE(MAX(seq), 0) + 1 FROM job_steps WHERE job_id = ?1), ?2, "
@@ -547,7 +603,8 @@ class sqlite_job_store final : public job_store {
                   "CASE WHEN ?4 = '' THEN outcome ELSE ?4 END, outcome_message = CASE WHEN ?5 = "
                   "'' THEN outcome_message ELSE ?5 END, updated_at_ms = ?6, lease_owner = NULL, "
                   "lease_expires_at_ms = NULL, report_next_at_ms = CASE WHEN ?1 IN ('completed', "
-                  "'user_not_found', 'failed', 'cancelled') THEN ?6 ELSE NULL END WHERE id = ?7"),
+                  "'user_not_found', 'failed', 'cancelled', 'missing_identifiers') THEN ?6 ELSE "
+                  "NULL END, opt_out = CASE WHEN ?8 < 0 THEN opt_out ELSE ?8 END WHERE id = ?7"),
           due_reports(db, fmt::format("SELECT {} FROM jobs WHERE reported = 0 AND report_gave_up "
                                       "= 0 AND report_next_at_ms <= ?1 ORDER BY "
                                       "report_next_at_ms LIMIT ?2",
@@ -574,21 +631,32 @@ class sqlite_job_store final : public job_store {
                  "lease_expires_at_ms < ?1"),
           probe(db, "INSERT OR REPLACE INTO store_probe (id, at_ms) VALUES (1, ?1)"),
           subject_of(db,
-                     "SELECT subject, subject_form, request_id FROM jobs WHERE id = ?1 AND state "
-                     "IN ('completed', 'user_not_found', 'cancelled') AND subject_form != 2"),
+                     "SELECT subject, subject_form, request_id, subject_id_name FROM jobs WHERE id "
+                     "= ?1 AND state IN ('completed', 'user_not_found', 'cancelled', "
+                     "'missing_identifiers') AND subject_form != 2"),
           forget(db, "UPDATE jobs SET subject = ?2, subject_form = 2 WHERE id = ?1"),
-          purge_steps(db,
-                      "DELETE FROM job_steps WHERE job_id IN (SELECT id FROM jobs WHERE state IN "
-                      "('completed', 'user_not_found', 'failed', 'cancelled') AND updated_at_ms < "
-                      "?1)"),
-          purge_jobs(db,
-                     "DELETE FROM jobs WHERE state IN ('completed', 'user_not_found', 'failed', "
-                     "'cancelled') AND updated_at_ms < ?1") {}
+          purge_steps(db, fmt::format("DELETE FROM job_steps WHERE job_id IN (SELECT id FROM jobs "
+                                      "WHERE state IN {} AND updated_at_ms < ?1)",
+                                      finished_states)),
+          purge_jobs(db, fmt::format("DELETE FROM jobs WHERE state IN {} AND updated_at_ms < ?1",
+                                     finished_states)),
+          link_expiry(db,
+                      "UPDATE jobs SET file_link_expires_at_ms = CASE WHEN "
+                      "file_link_expires_at_ms IS NULL OR (reported = 0 AND "
+                      "file_link_expires_at_ms <= ?3) THEN ?2 ELSE file_link_expires_at_ms END "
+                      "WHERE id = ?1 RETURNING file_link_expires_at_ms"),
+          expired_links(db,
+                        "SELECT id FROM jobs WHERE file_link_expires_at_ms IS NOT NULL AND "
+                        "file_link_expires_at_ms <= ?1 AND reported = 1"),
+          live_links(db,
+                     "SELECT id FROM jobs WHERE file_link_expires_at_ms IS NOT NULL AND "
+                     "file_link_expires_at_ms > ?1") {}
 
     statement begin, commit, rollback, by_trace, by_request, insert_job, insert_step,
         find_by_request, find_by_id, list_all, list_state, history, count_by_state, oldest_waiting,
         deadlines, at_risk, count_active, claim, lease_of, release, due_reports, requeue, resend,
-        cancel, record_report, expire, probe, subject_of, forget, purge_steps, purge_jobs;
+        cancel, record_report, expire, probe, subject_of, forget, purge_steps, purge_jobs,
+        link_expiry, expired_links, live_links;
   };
 
   failure error(std::string_view doing) const {
@@ -646,7 +714,8 @@ class sqlite_job_store final : public job_store {
     q.bind(1, j.request_id);
     const int rc = q.step();
     if (rc == SQLITE_ROW) {
-      const bool same = q.text(0) == to_string(j.op);
+      // Delete and opt-out both came to the Delete URL: the same operation for MineOS.
+      const bool same = (q.text(0) == "copy") == (j.op == operation::copy);
       return insert_outcome{same ? insert_outcome::kind::duplicate : insert_outcome::kind::conflict,
                             j.request_id};
     }
@@ -660,7 +729,8 @@ class sqlite_job_store final : public job_store {
   // a repeat, and only then (or when the queue is full) is the earlier job looked up. The answers
   // are those of looking up first; an accepted job costs one index probe per key instead of two.
   result<insert_outcome> insert_one(const new_job& j, std::size_t max_active, std::size_t& active) {
-    if (active >= max_active) {
+    // A job that ends at intake never waits in the queue: it does not count against its capacity.
+    if (!j.ended && active >= max_active) {
       auto seen = earlier(j);
       if (!seen) {
         return seen.error();
@@ -674,21 +744,29 @@ class sqlite_job_store final : public job_store {
       use q(stmts_->insert_job);
       q.bind(1, j.request_id)
           .bind(2, j.trace_id)
-          .bind(3, to_string(j.op))
+          .bind(3, j.op == operation::copy ? "copy" : "delete")
           .bind(4, j.integration_id)
           .bind(5, j.source)
-          .bind(6, j.request_type);
+          .bind(6, j.request_type)
+          .bind(11, j.ended ? to_string(j.ended->state) : "queued")
+          .bind(12, std::int64_t{j.op == operation::opt_out ? 1 : 0})
+          .bind(13, j.right.id)
+          .bind(14, j.right.name)
+          .bind(15, j.right.type)
+          .bind(16, j.subject_id_name)
+          .bind(17, j.ended ? j.ended->outcome : std::string())
+          .bind(18, j.ended ? j.ended->message : std::string());
       if (j.created_at) {
         q.bind(7, ms(*j.created_at));
       } else {
         q.bind_null(7);
       }
-      // The e-mail is personal data: sealed with store_key, bound to its request id.
+      // The subject's ID is personal data: sealed with store_key, bound to its request id.
       if (key_.empty()) {
-        q.bind(8, ms(j.received_at)).bind_blob(9, j.subject_email).bind(10, std::int64_t{0});
+        q.bind(8, ms(j.received_at)).bind_blob(9, j.subject).bind(10, std::int64_t{0});
       } else {
         q.bind(8, ms(j.received_at))
-            .bind_blob(9, crypto::seal(key_, j.subject_email, j.request_id))
+            .bind_blob(9, crypto::seal(key_, j.subject, j.request_id))
             .bind(10, std::int64_t{1});
       }
       if (const int rc = q.step(); rc != SQLITE_DONE) {
@@ -711,7 +789,15 @@ class sqlite_job_store final : public job_store {
     if (auto r = add_step(id, job_step{j.received_at, "received", "accepted"}); !r) {
       return r.error();
     }
-    ++active;
+    if (j.ended) {
+      const auto step = job_step{j.received_at, "attempt 0",
+                                 fmt::format("{}: {}", j.ended->outcome, j.ended->message)};
+      if (auto r = add_step(id, step); !r) {
+        return r.error();
+      }
+    } else {
+      ++active;
+    }
     return insert_outcome{insert_outcome::kind::inserted, j.request_id};
   }
 
@@ -821,7 +907,9 @@ class sqlite_job_store final : public job_store {
     j.id = q.integer(0);
     j.request_id = q.text(1);
     j.trace_id = q.text(2);
-    j.op = parse_operation(q.text(3)).value_or(operation::delete_);
+    j.op = q.text(3) == "copy"  ? operation::copy
+           : q.integer(22) != 0 ? operation::opt_out
+                                : operation::delete_;
     j.integration_id = q.text(4);
     j.source = q.text(5);
     j.request_type = q.text(6);
@@ -830,7 +918,7 @@ class sqlite_job_store final : public job_store {
     }
     j.received_at = from_ms(q.integer(8));
     j.updated_at = from_ms(q.integer(9));
-    j.subject_email = subject_of(q.blob(10), q.integer(21), j.request_id);
+    j.subject = subject_of(q.blob(10), q.integer(21), j.request_id);
     j.state = parse_job_state(q.text(11)).value_or(job_state::failed);
     j.attempts = static_cast<std::uint32_t>(q.integer(12));
     j.next_attempt_at = from_ms(q.integer(13));
@@ -845,6 +933,11 @@ class sqlite_job_store final : public job_store {
       j.report_error = q.text(19);
     }
     j.report_attempts = static_cast<std::uint32_t>(q.integer(20));
+    j.right = job_right{q.text(23), q.text(24), q.text(25)};
+    j.subject_id_name = q.text(26);
+    if (!q.is_null(27)) {
+      j.file_link_expires_at = from_ms(q.integer(27));
+    }
     return j;
   }
 

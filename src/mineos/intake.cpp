@@ -31,11 +31,11 @@ std::string_view path_name(endpoint_kind k) {
 }  // namespace
 
 intake::intake(job_queue& queue, const credential_store& credentials, std::shared_ptr<clock> clock,
-               std::uint64_t max_queued_jobs)
+               intake_options options)
     : queue_(queue),
       credentials_(credentials),
       clock_(std::move(clock)),
-      max_queued_jobs_(max_queued_jobs) {}
+      options_(std::move(options)) {}
 
 void intake::add_routes(http::router& r) {
   const auto route = [this](endpoint_kind k) {
@@ -75,44 +75,87 @@ void intake::handle(endpoint_kind kind, const http::request& req, http::responde
     return;
   }
   auto& w = *parsed;
+  const std::string integration =
+      w.integration_id.empty() ? options_.integration_id : w.integration_id;
   if (w.is_test) {
     // "Test your integration": checks only, no job, no write.
     log()->info("isTest call (trace {}) from {}", w.trace_id, req.remote);
     if (on_test_) {
-      on_test_(std::move(done));
+      test_call t{w.request_id, integration,
+                  kind == endpoint_kind::copy ? mineos_action::copy : mineos_action::delete_};
+      on_test_(t, std::move(done));
     } else {
       done(http::problem(501, "isTest calls are not available in this build"));
     }
     return;
   }
+  const auto subject = choose_identifier(w, options_.custom_field_ids);
   if (kind == endpoint_kind::preview) {
     log()->info("preview (trace {}) from {}", w.trace_id, req.remote);
-    log()->trace("preview subject <{}>", w.email);
+    if (!subject) {
+      done(http::problem(400,
+                         "userInfo.email is missing (and no custom field of [exponea] "
+                         "custom_field_ids was sent)"));
+      return;
+    }
+    log()->trace("preview subject {} <{}>", subject->name, subject->value);
     if (on_preview_) {
-      on_preview_(w.email, std::move(done));
+      on_preview_(*subject, std::move(done));
     } else {
       done(http::problem(501, "preview is not available in this build"));
     }
     return;
   }
+  if (integration.empty() && options_.reporting) {
+    log()->info("rejected a {} webhook from {}: no integrationId", path_name(kind), req.remote);
+    done(http::problem(400,
+                       "integrationId is missing: the outcome could not be reported to "
+                       "MineOS; MineOS sends it with every custom-integration request "
+                       "(for deliveries without one, set [mineos] integration_id)"));
+    return;
+  }
 
   new_job j;
-  j.op = kind == endpoint_kind::copy ? operation::copy : operation::delete_;
   j.request_id = w.request_id;
   j.trace_id = w.trace_id;
-  j.integration_id = w.integration_id;
+  j.integration_id = integration;
   j.source = w.source;
-  j.request_type = w.request_type;
+  j.right = job_right{w.request_right.id, w.request_right.name, w.request_right.type};
+  j.request_type = right_label(w.request_right);
   j.created_at = w.created_at;
   j.received_at = clock_->now();
-  j.subject_email = std::move(w.email);
-  log()->trace("[R {}] webhook subject {} <{}>", j.request_id, w.name, j.subject_email);
+  if (kind == endpoint_kind::copy) {
+    j.op = operation::copy;
+  } else {
+    switch (classify(w.request_right, options_.requests)) {
+      case route::erase:
+        j.op = operation::delete_;
+        break;
+      case route::opt_out:
+        j.op = operation::opt_out;
+        break;
+      case route::unhandled:
+        j.op = operation::delete_;
+        j.ended = intake_outcome{job_state::failed, "Failed", unhandled_message(w.request_right)};
+        break;
+    }
+  }
+  if (subject) {
+    j.subject_id_name = subject->name;
+    j.subject = subject->value;
+  } else if (!j.ended) {
+    j.ended = intake_outcome{job_state::missing_identifiers, "MissingIdentifiers",
+                             missing_identifiers_message(options_.custom_field_ids)};
+  }
+  log()->trace("[R {}] webhook subject {} <{}>", j.request_id, w.name, j.subject);
 
   const std::string request_id = j.request_id;
   const std::string trace_id = j.trace_id;
   const operation op = j.op;
-  const auto max = max_queued_jobs_;
-  queue_.insert(std::move(j), [request_id, trace_id, op, max, notify = on_accepted_,
+  const auto ended = j.ended;
+  const auto max = options_.max_queued_jobs;
+  queue_.insert(std::move(j), [request_id, trace_id, op, ended, max, notify = on_accepted_,
+                               counters = metrics_,
                                done = std::move(done)](result<insert_outcome> r) {
     if (!r) {
       log()->error("[R {}] not accepted, the job store cannot commit: {}", request_id,
@@ -124,7 +167,18 @@ void intake::handle(endpoint_kind kind, const http::request& req, http::responde
     using kind = insert_outcome::kind;
     switch (r->result) {
       case kind::inserted:
-        log()->info("[R {}] accepted {} request (trace {})", request_id, to_string(op), trace_id);
+        if (ended) {
+          log()->info("[R {}] accepted {} request (trace {}); it ends at once: {}: {}", request_id,
+                      to_string(op), trace_id, ended->outcome, ended->message);
+        } else {
+          log()->info("[R {}] accepted {} request (trace {})", request_id, to_string(op), trace_id);
+        }
+        if (counters != nullptr) {
+          counters->request_accepted(to_string(op));
+          if (ended) {
+            counters->job_finished(to_string(op), ended->outcome, std::chrono::seconds(0));
+          }
+        }
         done(http::json_response(202, {{"requestId", r->request_id}, {"status", "accepted"}}));
         if (notify) {
           notify();

@@ -3,6 +3,7 @@
 
 #include "dsr/common/log.hpp"
 #include "dsr/common/text.hpp"
+#include "dsr/exponea/answers.hpp"
 #include "dsr/jobs/backoff.hpp"
 #include "dsr/jobs/exports.hpp"
 #include "dsr/jobs/store_call.hpp"
@@ -13,19 +14,39 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/url/encode.hpp>
+#include <boost/url/rfc/unreserved_chars.hpp>
 
-#include <fstream>
+#include <mutex>
 #include <random>
 
 namespace dsr::mineos {
 namespace {
 
 namespace asio = boost::asio;
+using json = nlohmann::json;
 inline constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 
 std::shared_ptr<spdlog::logger> log() {
   static const auto logger = subsystem_logger("mineos");
   return logger;
+}
+
+std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+http::client_request status_request(const credential_store& credentials,
+                                    std::string_view request_id, std::string_view integration_id) {
+  http::client_request req;
+  req.method = "POST";
+  req.target = status_path(request_id, integration_id);
+  req.headers.push_back({"Content-Type", "application/json"});
+  req.headers.push_back({"Accept", "application/json"});
+  if (const auto key = credentials.find(credential::mineos_api_key)) {
+    req.headers.push_back({"Authorization", fmt::format("Bearer {}", key->reveal())});
+  }
+  return req;
 }
 
 class reporter_impl final : public reporter {
@@ -43,15 +64,7 @@ class reporter_impl final : public reporter {
         random_(std::random_device{}()) {}
 
   void start() override {
-    asio::co_spawn(strand_, loop(), [](const std::exception_ptr& e) {
-      if (e) {
-        try {
-          std::rethrow_exception(e);
-        } catch (const std::exception& ex) {
-          log()->error("the MineOS reporter stopped: {}", ex.what());
-        }
-      }
-    });
+    asio::co_spawn(strand_, loop(), log_if_thrown("mineos", "the MineOS reporter"));
   }
 
   void notify() override {
@@ -65,23 +78,63 @@ class reporter_impl final : public reporter {
     });
   }
 
+  void resume() override {
+    asio::post(strand_, [this] {
+      if (pause_) {
+        log()->info("credentials reloaded: reporting to MineOS resumes");
+      }
+      set_pause(std::nullopt);
+      timer_.cancel();
+    });
+  }
+
+  std::optional<std::string> paused() const override {
+    const std::lock_guard lock(published_mutex_);
+    return published_pause_;
+  }
+
  private:
+  void set_pause(std::optional<std::string> why) {
+    pause_ = std::move(why);
+    const std::lock_guard lock(published_mutex_);
+    published_pause_ = pause_;
+  }
+
+  asio::awaitable<void> sleep(std::chrono::milliseconds d) {
+    timer_.expires_after(d);
+    co_await timer_.async_wait(use_nothrow);
+  }
+
   asio::awaitable<void> loop() {
     while (!stopping_) {
-      const auto now = clock_->now();
+      auto now = clock_->now();
+      // While MineOS refuses the key, one report every pause_probe tests it.
+      if (pause_ && now < next_probe_) {
+        co_await sleep(std::chrono::duration_cast<std::chrono::milliseconds>(next_probe_ - now));
+        continue;
+      }
+      const bool probing = pause_.has_value();
       // g++ 12: a temporary built inside a co_await expression can be destroyed twice; every
       // argument of a co_await'ed call is a named object moved in.
-      auto read_outbox = [now](job_store& s) { return s.due_reports(now, 16); };
+      auto read_outbox = [now, n = probing ? 1 : 16](job_store& s) {
+        return s.due_reports(now, n);
+      };
       auto due = co_await store_call<result<std::vector<job>>>(queue_, std::move(read_outbox));
       if (!due) {
         log()->error("cannot read the outbox: {}", due.error().detail);
       }
       if (!due || due->empty()) {
-        timer_.expires_after(options_.poll_interval);
-        co_await timer_.async_wait(use_nothrow);
+        if (probing) {
+          next_probe_ = now + options_.retry.pause_probe;
+        }
+        co_await sleep(options_.poll_interval);
         continue;
       }
       for (const auto& j : *due) {
+        if (stopping_ || (pause_ && !probing)) {
+          break;
+        }
+        co_await keep_pace();
         if (stopping_) {
           break;
         }
@@ -103,26 +156,59 @@ class reporter_impl final : public reporter {
           u.attempts = j.report_attempts + 1;
           u.gave_up = true;
           u.error = "internal error while reporting: " + internal;
-          auto record = [id = j.id, u, now = clock_->now()](job_store& s) {
-            return s.record_report(id, u, now);
+          auto record = [id = j.id, u, at = clock_->now()](job_store& s) {
+            return s.record_report(id, u, at);
           };
           co_await store_call<result<void>>(queue_, std::move(record));
         }
       }
+      if (probing && pause_) {
+        next_probe_ = clock_->now() + options_.retry.pause_probe;
+      }
+    }
+  }
+
+  // No minute holds more than max_requests_per_minute reports.
+  asio::awaitable<void> keep_pace() {
+    const auto gap = std::chrono::milliseconds(60000 / options_.max_requests_per_minute);
+    const auto now = std::chrono::steady_clock::now();
+    if (last_sent_ && now < *last_sent_ + gap) {
+      co_await sleep(
+          std::chrono::duration_cast<std::chrono::milliseconds>(*last_sent_ + gap - now));
+    }
+    last_sent_ = std::chrono::steady_clock::now();
+  }
+
+  asio::awaitable<void> record(const job& j, report_update u) {
+    auto write = [id = j.id, u, now = clock_->now()](job_store& s) {
+      return s.record_report(id, u, now);
+    };
+    auto recorded = co_await store_call<result<void>>(queue_, std::move(write));
+    if (!recorded) {
+      log()->error("[R {}] cannot record the report: {}", j.request_id, recorded.error().detail);
     }
   }
 
   asio::awaitable<void> report(const job& j) {
-    http::client_request req;
-    req.method = "POST";
-    req.headers.push_back({"Content-Type", "application/json"});
-    if (const auto key = credentials_.find(credential::mineos_api_key)) {
-      req.headers.push_back({"Authorization", fmt::format("Bearer {}", key->reveal())});
+    const std::string integration =
+        j.integration_id.empty() ? options_.integration_id : j.integration_id;
+    if (integration.empty()) {
+      report_update u;
+      u.attempts = j.report_attempts + 1;
+      u.gave_up = true;
+      u.error =
+          "no integrationId to report to: the request carried none; set [mineos] integration_id "
+          "and retry the report";
+      log()->error("[R {}] {}", j.request_id, *u.error);
+      co_await record(j, std::move(u));
+      co_return;
     }
+    auto req = status_request(credentials_, j.request_id, integration);
     const auto file = export_path(options_.export_dir, j.id);
-    const bool with_data = j.op == operation::copy && j.state == job_state::completed;
-    if (with_data) {
-      // The export can be large: the body is streamed from its file.
+    const bool with_export = j.op == operation::copy && j.state == job_state::completed;
+    bool inline_export = false;
+    if (with_export) {
+      // The export can be large: the body is streamed from its file, or it is a link.
       auto source = report_with_data(j, file, options_.export_key);
       if (!source) {
         log()->error("[R {}] {}; reporting Failed", j.request_id, source.error().detail);
@@ -131,58 +217,113 @@ class reporter_impl final : public reporter {
         lost.outcome_message =
             "the export was lost before it could be delivered; retry the request "
             "(POST /v1/requests/{id}/retry)";
-        req.body = report_body(lost).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        req.body = dump(report_body(lost));
+      } else if (options_.links &&
+                 (*source)->size() > options_.inline_data_max_bytes + report_overhead(j)) {
+        const auto now = clock_->now();
+        const auto proposed = now + options_.file_link_ttl;
+        auto remember = [id = j.id, proposed, now](job_store& s) {
+          return s.file_link_expiry(id, proposed, now);
+        };
+        auto expires = co_await store_call<result<time_point>>(queue_, std::move(remember));
+        if (!expires) {
+          log()->error("[R {}] cannot record the file link: {}; retrying", j.request_id,
+                       expires.error().detail);
+          co_return;  // still due: the next round tries again
+        }
+        auto body = report_body(j);
+        body["files"] = json::array({{{"fileName", j.request_id + ".json"},
+                                      {"description", "Bloomreach customer export"},
+                                      {"url", options_.links->url(j.request_id, *expires)}}});
+        req.body = dump(body);
       } else {
         req.body_stream = std::move(*source);
+        inline_export = true;
       }
     } else {
-      req.body = report_body(j).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      req.body = dump(report_body(j));
     }
     auto res = co_await client_->send(std::move(req));
 
     report_update u;
     u.attempts = j.report_attempts;
     const auto now = clock_->now();
-    bool transient = false;
-    if (!res) {
-      transient = true;
-      u.error = res.error().detail;
-    } else if (res->status >= 200 && res->status < 300) {
-      u.acknowledged = true;
-    } else {
-      transient = res->status == 429 || res->status >= 500 || res->status == 408;
-      // MineOS's text, cut on a character and cleaned: it is stored, logged and shown.
-      const std::string text = clean_text(res->body, 200);
-      u.error = fmt::format("MineOS answered {}{}{}", res->status, text.empty() ? "" : ": ", text);
-    }
-    if (!u.acknowledged) {
-      ++u.attempts;
-      u.gave_up = !transient && u.attempts >= options_.retry.max_attempts;
-      std::uniform_real_distribution<double> uniform(0.0, 1.0);
-      u.next_at = now + full_jitter_backoff(options_.retry, u.attempts - 1, uniform(random_));
-    }
-    auto record = [id = j.id, u, now](job_store& s) { return s.record_report(id, u, now); };
-    auto recorded = co_await store_call<result<void>>(queue_, std::move(record));
-    if (!recorded) {
-      log()->error("[R {}] cannot record the report: {}", j.request_id, recorded.error().detail);
-      co_return;
-    }
-    if (options_.metrics != nullptr) {
-      options_.metrics->report(u.acknowledged ? "acknowledged" : u.gave_up ? "gave_up" : "retry");
-    }
-    if (u.acknowledged) {
-      log()->info("[R {}] reported {} to MineOS", j.request_id, j.outcome);
-      if (with_data) {
-        std::error_code ec;
-        std::filesystem::remove(file, ec);
+    const auto answer = res ? classify_report_answer(res->status) : report_answer::transient;
+    std::string result_label;
+    switch (answer) {
+      case report_answer::acknowledged:
+        u.acknowledged = true;
+        result_label = "acknowledged";
+        break;
+      case report_answer::unauthorized:
+        // Nothing is wrong with this report: it stays due, its attempts untouched.
+        u.error = fmt::format("{}; reporting is paused until mineos_api_key is fixed (reload)",
+                              report_error_text(res->status, res->body));
+        u.next_at = now;
+        result_label = "paused";
+        break;
+      case report_answer::transient: {
+        ++u.attempts;
+        u.error = res ? report_error_text(res->status, res->body) : res.error().detail;
+        std::uniform_real_distribution<double> uniform(0.0, 1.0);
+        auto delay = full_jitter_backoff(options_.retry, u.attempts - 1, uniform(random_));
+        if (res) {
+          if (const auto after = exponea::parse_retry_after(res->header("Retry-After"), now)) {
+            delay = std::max(delay,
+                             std::min(*after, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                  options_.retry.max_backoff)));
+          }
+        }
+        u.next_at = now + delay;
+        result_label = "retry";
+        break;
       }
-    } else if (u.gave_up) {
-      log()->error("[R {}] report not accepted after {} attempts, giving up until retried: {}",
-                   j.request_id, u.attempts, *u.error);
-    } else {
-      log()->warn("[R {}] report failed ({}), retrying", j.request_id, *u.error);
+      case report_answer::refused:
+        ++u.attempts;
+        u.gave_up = true;
+        u.error = report_error_text(res->status, res->body);
+        result_label = "gave_up";
+        break;
+    }
+    co_await record(j, u);
+    if (options_.metrics != nullptr) {
+      options_.metrics->report(result_label);
+    }
+    switch (answer) {
+      case report_answer::acknowledged:
+        log()->info("[R {}] reported {} to MineOS", j.request_id, j.outcome);
+        if (pause_) {
+          log()->info("MineOS accepts mineos_api_key again: reporting resumes");
+          set_pause(std::nullopt);
+        }
+        if (inline_export) {
+          std::error_code ec;
+          std::filesystem::remove(file, ec);
+        }
+        break;
+      case report_answer::unauthorized:
+        if (!pause_) {
+          log()->error(
+              "reporting to MineOS paused: {}. Jobs go on; their reports wait. Fix the value "
+              "and reload (SIGHUP); one report is let through every {} s to test it.",
+              *u.error,
+              std::chrono::duration_cast<std::chrono::seconds>(options_.retry.pause_probe).count());
+        }
+        set_pause("MineOS rejected mineos_api_key (401)");
+        next_probe_ = now + options_.retry.pause_probe;
+        break;
+      case report_answer::transient:
+        log()->warn("[R {}] report failed ({}), retrying", j.request_id, *u.error);
+        break;
+      case report_answer::refused:
+        log()->error("[R {}] MineOS refused the report, which stops until retried: {}",
+                     j.request_id, *u.error);
+        break;
     }
   }
+
+  // What the body adds around the export: the limit is on the data, not the envelope.
+  static std::uint64_t report_overhead(const job& j) { return dump(report_body(j)).size() + 10; }
 
   asio::strand<asio::any_io_executor> strand_;
   job_queue& queue_;
@@ -192,23 +333,35 @@ class reporter_impl final : public reporter {
   reporter_options options_;
   asio::steady_timer timer_;
   bool stopping_ = false;
+  std::optional<std::string> pause_;
+  time_point next_probe_{};
+  std::optional<std::chrono::steady_clock::time_point> last_sent_;
   std::mt19937_64 random_;
+  mutable std::mutex published_mutex_;
+  std::optional<std::string> published_pause_;
 };
 
 }  // namespace
 
+std::string status_path(std::string_view request_id, std::string_view integration_id) {
+  const auto segment = [](std::string_view s) {
+    return boost::urls::encode(s, boost::urls::unreserved_chars);
+  };
+  return fmt::format("/api/ticket/{}/custom-integrations/{}", segment(request_id),
+                     segment(integration_id));
+}
+
 nlohmann::json report_body(const job& j) {
-  return {{"traceId", j.trace_id},     {"integrationId", j.integration_id},
-          {"requestId", j.request_id}, {"operation", to_string(j.op)},
-          {"status", j.outcome},       {"message", j.outcome_message}};
+  return {{"action", to_string(action_of(j.op))},
+          {"status", j.outcome},
+          {"message", j.outcome_message}};
 }
 
 result<std::shared_ptr<http::body_source>> report_with_data(const job& j,
                                                             const std::filesystem::path& file,
                                                             const std::string& key) {
   // The export file already is {"ids","properties","events"}: it goes in as `data` verbatim.
-  std::string prefix =
-      report_body(j).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  std::string prefix = dump(report_body(j));
   prefix.pop_back();
   prefix += ",\"data\":";
   if (!key.empty()) {
@@ -217,12 +370,52 @@ result<std::shared_ptr<http::body_source>> report_with_data(const job& j,
   return http::file_source(file, std::move(prefix), "}");
 }
 
+report_answer classify_report_answer(unsigned status) {
+  if (status >= 200 && status < 300) {
+    return report_answer::acknowledged;
+  }
+  if (status == 401) {
+    return report_answer::unauthorized;
+  }
+  if (status == 408 || status == 429 || status >= 500) {
+    return report_answer::transient;
+  }
+  return report_answer::refused;
+}
+
+std::string report_error_text(unsigned status, std::string_view body) {
+  std::string text;
+  const auto doc = json::parse(body, nullptr, false);
+  if (doc.is_object() && doc.contains("message") && doc["message"].is_string()) {
+    text = doc["message"].get<std::string>();
+  } else if (!doc.is_object()) {
+    text = std::string(body);
+  }
+  // MineOS's text, cut on a character and cleaned: it is stored, logged and shown.
+  text = clean_text(text, 200);
+  const char* hint = status == 401   ? " (mineos_api_key rejected)"
+                     : status == 404 ? " (unknown ticket or integrationId)"
+                                     : "";
+  return fmt::format("MineOS answered {}{}{}{}", status, hint, text.empty() ? "" : ": ", text);
+}
+
 std::unique_ptr<reporter> make_reporter(asio::any_io_executor executor, job_queue& queue,
                                         std::unique_ptr<http::client> client,
                                         const credential_store& credentials,
                                         std::shared_ptr<clock> clock, reporter_options options) {
   return std::make_unique<reporter_impl>(std::move(executor), queue, std::move(client), credentials,
                                          std::move(clock), std::move(options));
+}
+
+boost::asio::awaitable<result<http::client_response>> send_test_report(
+    http::client& client, const credential_store& credentials, std::string request_id,
+    std::string integration_id, mineos_action action) {
+  auto req = status_request(credentials, request_id, integration_id);
+  req.body = dump({{"action", to_string(action)},
+                   {"status", "Completed"},
+                   {"message", "dsr-connector test"},
+                   {"test", true}});
+  co_return co_await client.send(std::move(req));
 }
 
 }  // namespace dsr::mineos

@@ -1,6 +1,8 @@
 #include "dsr/mineos/webhook.hpp"
 
+#include "dsr/common/text.hpp"
 #include "dsr/common/time.hpp"
+#include "dsr/config/config.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -59,13 +61,20 @@ const json* member(const json& obj, std::initializer_list<const char*> names) {
   return nullptr;
 }
 
+// An identifier is refused, never altered, when it holds a control character (C0, DEL, C1).
 bool printable(std::string_view s) {
-  return std::none_of(s.begin(), s.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; });
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x20 || c == 0x7f ||
+        (c == 0xC2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) <= 0x9F)) {
+      return false;
+    }
+  }
+  return true;
 }
 
-// A string field: absent → "", wrong type or unreasonable content → error naming `field`.
-result<std::string> string_field(const json* v, std::string_view field,
-                                 std::size_t max_length = max_id_length) {
+// A field's raw string: absent → "", an integer → its digits, another type → error naming it.
+result<std::string> raw_string(const json* v, std::string_view field) {
   if (v == nullptr) {
     return std::string();
   }
@@ -75,19 +84,49 @@ result<std::string> string_field(const json* v, std::string_view field,
   if (!v->is_string()) {
     return invalid(fmt::format("{} must be a string", field));
   }
-  const auto& s = v->get_ref<const std::string&>();
-  if (s.size() > max_length) {
+  return v->get<std::string>();
+}
+
+// An identifier (trace id, request id, e-mail): refused when too long or holding control
+// characters, never changed.
+result<std::string> string_field(const json* v, std::string_view field,
+                                 std::size_t max_length = max_id_length) {
+  auto s = raw_string(v, field);
+  if (!s) {
+    return s;
+  }
+  if (s->size() > max_length) {
     return invalid(fmt::format("{} is longer than {} characters", field, max_length));
   }
-  if (!printable(s)) {
+  if (!printable(*s)) {
     return invalid(fmt::format("{} contains control characters", field));
   }
   return s;
 }
 
+// Informational text (source, domain, the right's name): cleaned and cut, never a reason to
+// refuse a request.
+result<std::string> text_field(const json* v, std::string_view field, std::size_t max_length) {
+  auto s = raw_string(v, field);
+  if (!s) {
+    return s;
+  }
+  return clean_text(*s, max_length);
+}
+
 result<void> require(const std::string& value, std::string_view field) {
   if (value.empty()) {
     return invalid(fmt::format("{} is missing", field));
+  }
+  return {};
+}
+
+// request.id and integrationId go into MineOS URLs and file names.
+result<void> check_safe(const std::string& value, std::string_view field) {
+  if (!value.empty() && !is_safe_id(value)) {
+    return invalid(fmt::format(
+        "{} must be 1 to 128 characters from A-Z a-z 0-9 . _ ~ - (it goes into MineOS URLs)",
+        field));
   }
   return {};
 }
@@ -153,28 +192,36 @@ result<webhook> parse_webhook(std::string_view body, endpoint_kind kind) {
       return id.error();
     }
     w.request_id = std::move(*id);
-    auto source = string_field(member(*request, {"source", "Source"}), "request.source");
+    auto source = text_field(member(*request, {"source", "Source"}), "request.source", 256);
     if (!source) {
       return source.error();
     }
     w.source = std::move(*source);
-    auto domain = string_field(member(*request, {"domain", "Domain"}), "request.domain");
+    auto domain = text_field(member(*request, {"domain", "Domain"}), "request.domain", 256);
     if (!domain) {
       return domain.error();
     }
     w.domain = std::move(*domain);
-    const json* type = nullptr;
-    if (const json* rt = member(*request, {"requestType", "RequestType"}); rt && rt->is_object()) {
-      type = member(*rt, {"id", "Id"});
+    if (const json* rt = member(*request, {"requestType", "RequestType"})) {
+      if (!rt->is_object()) {
+        return invalid("request.requestType must be an object");
+      }
+      auto rid = text_field(member(*rt, {"id", "Id"}), "request.requestType.id", 256);
+      if (!rid) {
+        return rid.error();
+      }
+      w.request_right.id = std::move(*rid);
+      auto rname = text_field(member(*rt, {"name", "Name"}), "request.requestType.name", 256);
+      if (!rname) {
+        return rname.error();
+      }
+      w.request_right.name = std::move(*rname);
     }
-    if (type == nullptr) {
-      type = member(*request, {"type", "Type"});
+    auto type = text_field(member(*request, {"type", "Type"}), "request.type", 256);
+    if (!type) {
+      return type.error();
     }
-    auto type_text = string_field(type, "request.type");
-    if (!type_text) {
-      return type_text.error();
-    }
-    w.request_type = std::move(*type_text);
+    w.request_right.type = std::move(*type);
     auto created = string_field(member(*request, {"createdAt", "CreatedAt"}), "request.createdAt");
     if (!created) {
       return created.error();
@@ -193,34 +240,62 @@ result<webhook> parse_webhook(std::string_view body, endpoint_kind kind) {
       return email.error();
     }
     w.email = std::move(*email);
-    auto name = string_field(member(*user, {"name", "Name"}), "userInfo.name", 1024);
+    auto name = text_field(member(*user, {"name", "Name"}), "userInfo.name", 1024);
     if (!name) {
       return name.error();
     }
     w.name = std::move(*name);
+    if (const json* fields = member(*user, {"customFields", "CustomFields"})) {
+      if (!fields->is_object()) {
+        return invalid("userInfo.customFields must be an object");
+      }
+      for (const auto& [key, value] : fields->items()) {
+        // Only what can be an ID is kept; other shapes are ignored, not refused.
+        std::string v;
+        if (value.is_string()) {
+          v = value.get<std::string>();
+        } else if (value.is_number_integer()) {
+          v = std::to_string(value.get<std::int64_t>());
+        } else {
+          continue;
+        }
+        if (v.empty()) {
+          continue;  // an empty string counts as absent
+        }
+        // A free-text field (a note, an address) is no ID: it is ignored, never a reason to
+        // refuse the request (MineOS would retry it for nothing).
+        if (v.size() > max_id_length || !printable(v)) {
+          continue;
+        }
+        w.custom_fields.emplace_back(key, std::move(v));
+      }
+    }
   }
 
   if (auto r = require(w.trace_id, "traceId"); !r) {
     return r.error();
   }
-  if (w.is_test) {
-    return w;
-  }
-  if (kind != endpoint_kind::preview) {
-    if (request == nullptr) {
-      return invalid("request is missing");
-    }
-    if (auto r = require(w.request_id, "request.id"); !r) {
-      return r.error();
-    }
-  }
-  if (auto r = require(w.email, "userInfo.email"); !r) {
+  if (auto r = check_safe(w.integration_id, "integrationId"); !r) {
     return r.error();
   }
-  const auto at = w.email.find('@');
-  if (at == std::string::npos || at == 0 || at + 1 == w.email.size() ||
-      w.email.find_first_of(" \t") != std::string::npos) {
-    return invalid("userInfo.email is not an e-mail address");
+  if (auto r = check_safe(w.request_id, "request.id"); !r) {
+    return r.error();
+  }
+  if (!w.email.empty()) {
+    const auto at = w.email.find('@');
+    if (at == std::string::npos || at == 0 || at + 1 == w.email.size() ||
+        w.email.find_first_of(" \t") != std::string::npos) {
+      return invalid("userInfo.email is not an e-mail address");
+    }
+  }
+  if (w.is_test || kind == endpoint_kind::preview) {
+    return w;
+  }
+  if (request == nullptr) {
+    return invalid("request is missing");
+  }
+  if (auto r = require(w.request_id, "request.id"); !r) {
+    return r.error();
   }
   return w;
 }

@@ -216,6 +216,14 @@ void admin_api::ready(http::responder done) {
       reason = fmt::format("dispatch paused: {}; fix the value and reload (SIGHUP)", *why);
     }
   }
+  if (reason.empty() && options_.reporting_paused) {
+    if (const auto why = options_.reporting_paused()) {
+      reason = fmt::format(
+          "reporting to MineOS paused: {}; fix mineos_api_key and reload "
+          "(SIGHUP); jobs go on",
+          *why);
+    }
+  }
   if (reason.empty()) {
     done(http::json_response(200, {{"status", "ready"}}));
   } else {

@@ -91,6 +91,11 @@ metrics::minute& metrics::this_minute() {
   return m;
 }
 
+void metrics::request_accepted(std::string_view operation) {
+  const std::lock_guard lock(mutex_);
+  requests_[{std::string(operation)}] += 1;
+}
+
 void metrics::webhook(std::string_view operation, unsigned code) {
   const std::lock_guard lock(mutex_);
   webhooks_[{std::string(operation), std::to_string(code)}] += 1;
@@ -210,6 +215,10 @@ std::string metrics::render(const gauges& g) const {
   header(out, "dsr_webhooks_total", "counter",
          "MineOS webhooks answered, by operation and status.");
   samples(out, "dsr_webhooks_total", {"operation", "code"}, webhooks_);
+
+  header(out, "dsr_requests_accepted_total", "counter",
+         "New jobs accepted, by the operation they were routed to (delete, opt_out, copy).");
+  samples(out, "dsr_requests_accepted_total", {"operation"}, requests_);
 
   header(out, "dsr_jobs", "gauge", "Jobs in the store, by state.");
   for (std::size_t i = 0; i < g.jobs.by_state.size(); ++i) {

@@ -12,6 +12,9 @@
 namespace dsr::ops {
 namespace {
 
+// The right as received (the job view's requestType), or a dash.
+std::string request_type_cell(const job& j);
+
 constexpr std::string_view style = R"css(
 :root { color-scheme: light; --ok: #1a7f37; --warn: #9a6700; --bad: #cf222e; --line: #d0d7de; }
 * { box-sizing: border-box; }
@@ -201,14 +204,17 @@ void deadlines_section(std::string& out, const status_view& v) {
     out += "<p class=\"muted\">No unfinished job is near its due date.</p></section>";
     return;
   }
-  out += "<table><tr><th>Request</th><th>Operation</th><th>State</th><th>Due</th><th></th></tr>";
+  out +=
+      "<table><tr><th>Request</th><th>Operation</th><th>Request type</th><th>State</th><th>Due</th>"
+      "<th></th></tr>";
   for (const auto& j : v.at_risk) {
     const auto status = deadline_status(j, v.deadlines, v.now);
     const auto due = j.due_at(v.deadlines.days);
     out += fmt::format(
-        "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td "
+        "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td "
         "class=\"{}\">{}</td></tr>",
-        html_escape(j.request_id), to_string(j.op), to_string(j.state), format_rfc3339(due), status,
+        html_escape(j.request_id), to_string(j.op), request_type_cell(j), to_string(j.state),
+        format_rfc3339(due), status,
         status == "overdue" ? fmt::format("overdue by {}", span(v.now - due))
                             : fmt::format("due in {}", span(due - v.now)));
   }
@@ -222,18 +228,22 @@ void failed_section(std::string& out, const status_view& v) {
     return;
   }
   out +=
-      "<table><tr><th>Request</th><th>Operation</th><th>Attempts</th><th>Why</th><th>Failed "
-      "at</th><th></th></tr>";
+      "<table><tr><th>Request</th><th>Operation</th><th>Request type</th><th>Attempts</th>"
+      "<th>Why</th><th>Failed at</th><th></th></tr>";
   for (const auto& j : v.failed) {
     out += fmt::format(
-        "<tr><td><code>{0}</code></td><td>{1}</td><td class=\"n\">{2}</td><td>{3}</td><td>{4}</td>"
-        "<td><form method=\"post\" action=\"/status/retry/{5}\">{6}<button type=\"submit\" "
-        "data-retry=\"{0}\">Retry</button></form></td></tr>",
+        "<tr><td><code>{0}</code></td><td>{1}</td><td>{7}</td><td class=\"n\">{2}</td><td>{3}</td>"
+        "<td>{4}</td><td><form method=\"post\" action=\"/status/retry/{5}\">{6}<button "
+        "type=\"submit\" data-retry=\"{0}\">Retry</button></form></td></tr>",
         html_escape(j.request_id), to_string(j.op), j.attempts, html_escape(j.outcome_message),
         format_rfc3339(j.updated_at), html_escape(crypto::to_hex(j.request_id)),
-        hidden_csrf(v.csrf));
+        hidden_csrf(v.csrf), request_type_cell(j));
   }
   out += "</table></section>";
+}
+
+std::string request_type_cell(const job& j) {
+  return j.request_type.empty() ? std::string("&mdash;") : html_escape(j.request_type);
 }
 
 }  // namespace

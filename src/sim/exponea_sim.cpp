@@ -4,15 +4,20 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <array>
+#include <cctype>
 #include <stdexcept>
+#include <utility>
 
 namespace dsr::sim {
 namespace {
 
 using json = nlohmann::json;
 
+// Bodies recorded as sent may hold any bytes: answered with invalid UTF-8 replaced, never thrown.
 http::response answer(unsigned status, const json& body) {
-  return http::json_response(status, body);
+  return http::response{
+      status, "application/json", body.dump(-1, ' ', false, json::error_handler_t::replace), {}};
 }
 
 http::response error(unsigned status, std::string_view text) {
@@ -60,6 +65,203 @@ bool has(const std::vector<std::string>& list, std::string_view v) {
          std::find(list.begin(), list.end(), "*") != list.end();
 }
 
+json unix_seconds(time_point t) {
+  return t.time_since_epoch().count() / 1000;
+}
+
+// Exponea's own SDK sends "timestamp": null and "properties": null; the API reads them as the
+// time of tracking and no properties (reference "Consent"), so neither is ever stored as null.
+json normalized_event(json e, time_point now) {
+  if (!e.is_object()) {
+    return e;
+  }
+  if (!e.contains("timestamp") || e["timestamp"].is_null()) {
+    e["timestamp"] = unix_seconds(now);
+  }
+  if (!e.contains("properties") || e["properties"].is_null()) {
+    e["properties"] = json::object();
+  }
+  return e;
+}
+
+json normalized_events(const json& events, time_point now) {
+  json out = json::array();
+  for (const auto& e : events) {
+    out.push_back(normalized_event(e, now));
+  }
+  return out;
+}
+
+// A customer's consent per category, as Bloomreach derives it from `consent` events (reference
+// "Consent"): the latest valid-from (the event's timestamp) wins. An invalid event (action not
+// accept/reject, accept without a valid_until) revokes its category "to stay on the safe side",
+// and an accept whose valid_until has passed is revoked too. Without a category there is nothing
+// to change.
+json consents(const json& events, time_point now) {
+  json out = json::object();
+  for (const auto& e : events) {
+    if (!e.is_object() || e.value("type", json()) != "consent" || !e.contains("properties") ||
+        !e["properties"].is_object()) {
+      continue;
+    }
+    const auto& p = e["properties"];
+    if (!p.contains("category") || !p["category"].is_string()) {
+      continue;
+    }
+    const auto category = p["category"].get<std::string>();
+    const auto from = e.value("timestamp", json());
+    if (out.contains(category)) {
+      // Timestamps the simulator cannot order (ISO-8601 text) count in tracking order.
+      const auto& held = out[category]["valid_from"];
+      if (from.is_number() && held.is_number() && from.get<double>() < held.get<double>()) {
+        continue;
+      }
+    }
+    const auto action = p.value("action", json());
+    const auto until = p.value("valid_until", json());
+    const bool until_valid = until == "unlimited" || until.is_number();
+    json state;
+    if (action == "accept" && until_valid) {
+      const bool expired =
+          until.is_number() && until.get<double>() <= unix_seconds(now).get<double>();
+      state = {
+          {"action", expired ? "reject" : "accept"}, {"valid_from", from}, {"valid_until", until}};
+    } else if (action == "reject") {
+      state = {{"action", "reject"},
+               {"valid_from", from},
+               {"valid_until", until.is_null() ? json("unlimited") : until}};
+    } else {
+      state = {{"action", "reject"}, {"valid_from", from}, {"valid_until", "unlimited"}};
+    }
+    out[category] = std::move(state);
+  }
+  return out;
+}
+
+// The media types the status API declares for its body (mineos-openapi.json): application/json,
+// text/json and application/*+json, parameters such as charset allowed.
+bool json_media_type(std::optional<std::string_view> header) {
+  if (!header) {
+    return false;
+  }
+  auto type = std::string(header->substr(0, header->find(';')));
+  std::transform(type.begin(), type.end(), type.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  const auto first = type.find_first_not_of(" \t");
+  const auto last = type.find_last_not_of(" \t");
+  type = first == std::string::npos ? "" : type.substr(first, last - first + 1);
+  return type == "application/json" || type == "text/json" ||
+         (type.starts_with("application/") && type.ends_with("+json"));
+}
+
+std::string described(const json& v) {
+  return v.is_string() ? fmt::format("\"{}\"", v.get<std::string>()) : std::string(v.type_name());
+}
+
+// What is wrong with a status report's body, checked against MineOS's schema
+// CustomIntegrationActionStatusRequest (mineos-openapi.json), or nullopt when it is valid.
+std::optional<std::string> status_request_problem(std::optional<std::string_view> content_type,
+                                                  const std::string& raw) {
+  if (!json_media_type(content_type)) {
+    return fmt::format("Content-Type '{}' is not supported: send application/json",
+                       content_type.value_or(""));
+  }
+  const auto body = json::parse(raw, nullptr, false);
+  if (body.is_discarded()) {
+    return "the body is not valid JSON";
+  }
+  if (!body.is_object()) {
+    return fmt::format("the body must be a CustomIntegrationActionStatusRequest object, not {}",
+                       body.type_name());
+  }
+  static constexpr std::array<std::string_view, 6> fields{"action", "status", "message",
+                                                          "data",   "files",  "test"};
+  for (const auto& [name, value] : body.items()) {
+    if (std::find(fields.begin(), fields.end(), name) == fields.end()) {
+      return fmt::format(
+          "'{}' is not a field of CustomIntegrationActionStatusRequest (allowed: "
+          "action, status, message, data, files, test)",
+          name);
+    }
+  }
+  static const std::vector<std::string> actions{"Unknown", "Delete", "Copy"};
+  static const std::vector<std::string> statuses{
+      "Unknown", "Completed", "Failed", "MissingIdentifiers", "UserNotFound", "CannotDeleteData"};
+  const auto one_of = [&](const char* field,
+                          const std::vector<std::string>& values) -> std::optional<std::string> {
+    if (!body.contains(field)) {
+      return fmt::format("'{}' is required", field);
+    }
+    const auto& v = body[field];
+    if (!v.is_string() ||
+        std::find(values.begin(), values.end(), v.get<std::string>()) == values.end()) {
+      return fmt::format("'{}' must be one of {} (case-sensitive), not {}", field,
+                         fmt::join(values, ", "), described(v));
+    }
+    return std::nullopt;
+  };
+  if (auto problem = one_of("action", actions)) {
+    return problem;
+  }
+  if (auto problem = one_of("status", statuses)) {
+    return problem;
+  }
+  if (body.contains("message") && !body["message"].is_string() && !body["message"].is_null()) {
+    return fmt::format("'message' must be a string or null, not {}", described(body["message"]));
+  }
+  if (body.contains("test") && !body["test"].is_boolean()) {
+    return fmt::format("'test' must be a boolean, not {}", described(body["test"]));
+  }
+  if (body.contains("data") && !body["data"].is_object() && !body["data"].is_null()) {
+    return fmt::format("'data' must be a JSON object or null, not {}", described(body["data"]));
+  }
+  if (body.contains("files") && !body["files"].is_null()) {
+    const auto& files = body["files"];
+    if (!files.is_array()) {
+      return fmt::format("'files' must be an array or null, not {}", described(files));
+    }
+    for (std::size_t i = 0; i < files.size(); ++i) {
+      if (!files[i].is_object()) {
+        return fmt::format("'files[{}]' must be a Reference object, not {}", i,
+                           described(files[i]));
+      }
+      for (const auto& [name, value] : files[i].items()) {
+        if (name != "fileName" && name != "description" && name != "url") {
+          return fmt::format(
+              "'files[{}].{}' is not a field of Reference (allowed: fileName, description, url)", i,
+              name);
+        }
+        if (!value.is_string() && !value.is_null()) {
+          return fmt::format("'files[{}].{}' must be a string or null, not {}", i, name,
+                             described(value));
+        }
+      }
+    }
+  }
+  // The schema documents data and files "For use with 'Copy' action only".
+  const auto action = body["action"].get<std::string>();
+  for (const char* field : {"data", "files"}) {
+    if (action != "Copy" && body.contains(field) && !body[field].is_null()) {
+      return fmt::format("'{}' is for use with the 'Copy' action only, not '{}'", field, action);
+    }
+  }
+  return std::nullopt;
+}
+
+// {ticketId, integrationId} of /api/ticket/{ticketId}/custom-integrations/{integrationId}.
+std::optional<std::pair<std::string, std::string>> mineos_route(std::string_view path) {
+  const auto seg = http::split_path(path);
+  if (seg.size() != 5 || seg[0] != "api" || seg[1] != "ticket" || seg[2].empty() ||
+      seg[3] != "custom-integrations" || seg[4].empty()) {
+    return std::nullopt;
+  }
+  return std::pair{seg[2], seg[4]};
+}
+
+http::response mineos_error(unsigned status, std::string_view code, std::string_view message) {
+  return answer(status, {{"internalErrorCode", code}, {"message", message}});
+}
+
 }  // namespace
 
 exponea_simulator::exponea_simulator(const json& seed, std::shared_ptr<clock> clock,
@@ -76,9 +278,20 @@ exponea_simulator::exponea_simulator(const json& seed, std::shared_ptr<clock> cl
     }
     personal_properties_ = strings(seed, "personal_properties");
     personal_event_properties_ = strings(seed, "personal_event_properties");
+    consent_categories_ = seed.value("consent_categories", json::array());
+    if (!consent_categories_.is_array()) {
+      throw std::invalid_argument("exponea-sim seed: consent_categories must be a list");
+    }
+    if (seed.contains("mineos")) {
+      const auto& m = seed.at("mineos");
+      if (m.contains("api_key")) {
+        mineos_api_key_ = m.at("api_key").get<std::string>();
+      }
+      mineos_integrations_ = strings(m, "integrations");
+    }
     for (const auto& c : seed.value("customers", json::array())) {
-      add_customer(
-          {c.at("ids"), c.value("properties", json::object()), c.value("events", json::array())});
+      add_customer({c.at("ids"), c.value("properties", json::object()),
+                    normalized_events(c.value("events", json::array()), clock_->now())});
     }
     latency_ = std::chrono::milliseconds(seed.value("latency_ms", 0));
     write_delay_ = std::chrono::milliseconds(seed.value("write_delay_ms", 0));
@@ -93,7 +306,10 @@ json exponea_simulator::state() {
   apply_due();
   json out = json::array();
   for (const auto& c : customers_) {
-    out.push_back({{"ids", c.ids}, {"properties", c.properties}, {"events", c.events}});
+    out.push_back({{"ids", c.ids},
+                   {"properties", c.properties},
+                   {"events", c.events},
+                   {"consents", consents(c.events, clock_->now())}});
   }
   return out;
 }
@@ -214,15 +430,64 @@ json exponea_simulator::reports() {
   return reports_;
 }
 
-http::response exponea_simulator::mineos(const http::request& req) {
+http::response exponea_simulator::mineos(const http::request& req, const std::string& ticket_id,
+                                         const std::string& integration_id,
+                                         std::chrono::milliseconds& delay) {
   const std::lock_guard lock(mutex_);
-  http::response res = answer(200, {{"ok", true}});
-  if (auto f = take_fault("mineos"); f && f->status != 0) {
-    res = http::response{f->status, "application/json", f->body, {}};
+  const auto arrived = clock_->now();
+  http::response res;
+  unsigned decided = 0;
+  if (req.method != "POST") {
+    res = http::response{405, "", "", {{"Allow", "POST"}}};
+    decided = res.status;
+  } else if (auto f = take_fault("mineos"); f && (f->status != 0 || (f->drop && !f->apply))) {
+    // An injected fault answers before MineOS looks at the call.
+    delay = f->delay;
+    if (f->status != 0) {
+      std::vector<http::header_field> headers;
+      if (!f->retry_after.empty()) {
+        headers.push_back({"Retry-After", f->retry_after});
+      }
+      res = http::response{f->status, "application/json", f->body, std::move(headers)};
+    } else {
+      res = http::response{0, "", "", {}};
+    }
+    decided = res.status;
+  } else {
+    const auto header = req.header("Authorization");
+    const auto bearer =
+        header && header->starts_with("Bearer ") ? header->substr(7) : std::string_view();
+    const auto known = [&] {
+      return mineos_integrations_.empty() ||
+             std::find(mineos_integrations_.begin(), mineos_integrations_.end(), integration_id) !=
+                 mineos_integrations_.end();
+    };
+    if (bearer.empty() || (mineos_api_key_ && bearer != *mineos_api_key_)) {
+      res = http::response{401, "", "", {}};
+    } else if (!known()) {
+      res = mineos_error(404, "NotFound",
+                         fmt::format("Integration '{}' was not found", integration_id));
+    } else if (auto problem = status_request_problem(req.header("Content-Type"), req.body)) {
+      res = mineos_error(400, "InvalidArgument", *problem);
+    } else {
+      res = answer(200, json::object());
+    }
+    decided = res.status;
+    if (f) {
+      delay = f->delay;
+      if (f->drop) {  // with apply: MineOS took the report, its answer is lost
+        res = http::response{0, "", "", {}};
+      }
+    }
   }
-  reports_.push_back({{"authorization", std::string(req.header("Authorization").value_or(""))},
-                      {"body", req.body},
-                      {"status", res.status}});
+  reports_.push_back(
+      {{"ticket_id", ticket_id},
+       {"integration_id", integration_id},
+       {"authorization", std::string(req.header("Authorization").value_or(""))},
+       {"body", req.body},
+       {"status", decided},
+       {"at_ms", std::chrono::duration_cast<std::chrono::milliseconds>(arrived.time_since_epoch())
+                     .count()}});
   return res;
 }
 
@@ -231,8 +496,15 @@ void exponea_simulator::handle(http::request req, http::responder done) {
     done(control(req));
     return;
   }
-  if (req.path() == "/mineos/status" && req.method == "POST") {
-    done(mineos(req));
+  if (const auto route = mineos_route(req.path())) {
+    std::chrono::milliseconds delay{0};
+    auto res = mineos(req, route->first, route->second, delay);
+    if (delay.count() > 0) {
+      later_(delay,
+             [done = std::move(done), res = std::move(res)]() mutable { done(std::move(res)); });
+    } else {
+      done(std::move(res));
+    }
     return;
   }
   std::string endpoint;
@@ -283,6 +555,8 @@ http::response exponea_simulator::api(const http::request& req, std::string& end
     endpoint = "track";
   } else if (api_name == "track" && rest == "system/time" && req.method == "GET") {
     endpoint = "system/time";
+  } else if (api_name == "data" && rest == "consent/categories" && req.method == "GET") {
+    endpoint = "consent/categories";
   } else {
     return http::response{404,
                           "text/html",
@@ -349,6 +623,10 @@ http::response exponea_simulator::api(const http::request& req, std::string& end
   }
   if (api_name == "data" && key == nullptr) {
     return error(403, "No permission");  // public access cannot use the data API
+  }
+  if (endpoint == "consent/categories") {
+    // Any private key may list them: the reference names no permission for it.
+    return answer(200, {{"results", consent_categories_}, {"success", true}});
   }
 
   const auto body = json::parse(req.body, nullptr, false);
@@ -421,17 +699,20 @@ http::response exponea_simulator::api(const http::request& req, std::string& end
     if (type.empty()) {
       return answer(400, {{"success", false}, {"errors", json::array({"event_type is required"})}});
     }
-    const bool allowed =
-        token != nullptr ? has(token->events, type) : has(key->permissions, "track");
+    // A private key needs Events > "consent" for consent events (reference "Consent"); a public
+    // token's event list names consent like any other type.
+    const bool allowed = token != nullptr
+                             ? has(token->events, type)
+                             : has(key->permissions, type == "consent" ? "consent" : "track");
     if (!allowed) {
       return answer(200,
                     {{"success", false},
                      {"errors", json::array({"Not authorized to add event of specified type"})}});
     }
-    json e{{"type", type},
-           {"timestamp",
-            body.value("timestamp", json(clock_->now().time_since_epoch().count() / 1000))},
-           {"properties", body.value("properties", json::object())}};
+    const auto e = normalized_event({{"type", type},
+                                     {"timestamp", body.value("timestamp", json())},
+                                     {"properties", body.value("properties", json())}},
+                                    clock_->now());
     queue_write([this, ids, e] {
       if (customer* c = find(ids)) {
         c->events.push_back(e);
@@ -495,7 +776,7 @@ http::response exponea_simulator::control(const http::request& req) {
   }
   if (path == "/_sim/customers" && req.method == "POST") {
     add_customer({body.at("ids"), body.value("properties", json::object()),
-                  body.value("events", json::array())});
+                  normalized_events(body.value("events", json::array()), clock_->now())});
     return answer(200, {{"customers", customers_.size()}});
   }
   return http::problem(404, "no such simulator control endpoint");

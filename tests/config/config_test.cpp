@@ -60,7 +60,10 @@ TEST(Config, ExampleFileHoldsEveryDefault) {
   EXPECT_EQ(example.exponea.customer_id_type, defaults.exponea.customer_id_type);
   EXPECT_EQ(example.exponea.verify_timeout, defaults.exponea.verify_timeout);
   EXPECT_EQ(example.exponea.max_export_bytes, defaults.exponea.max_export_bytes);
-  EXPECT_EQ(example.mineos.status_url, defaults.mineos.status_url);
+  EXPECT_EQ(example.exponea.custom_field_ids, defaults.exponea.custom_field_ids);
+  EXPECT_EQ(example.mineos, defaults.mineos);
+  EXPECT_EQ(example.requests, defaults.requests);
+  EXPECT_EQ(example.consent, defaults.consent);
   EXPECT_EQ(example.retry.max_backoff, defaults.retry.max_backoff);
   EXPECT_EQ(example.retry.pause_probe, defaults.retry.pause_probe);
   EXPECT_EQ(example.jobs.shutdown_grace, defaults.jobs.shutdown_grace);
@@ -97,7 +100,16 @@ TEST(Config, ExampleFileNamesEveryKey) {
                           "ca_file",
                           "verify_timeout_seconds",
                           "max_export_bytes",
-                          "status_url",
+                          "custom_field_ids",
+                          "api_base_url",
+                          "integration_id",
+                          "public_url",
+                          "inline_data_max_bytes",
+                          "file_link_ttl_hours",
+                          "max_requests_per_minute",
+                          "erase_types",
+                          "opt_out_types",
+                          "categories",
                           "max_attempts",
                           "initial_backoff_ms",
                           "max_backoff_seconds",
@@ -123,7 +135,14 @@ base_url = "http://127.0.0.1:8090"
 lowercase_ids = false
 timeout_seconds = 5
 [mineos]
-status_url = "https://api.mineos.ai/status"
+api_base_url = "https://api.us.portal.saymine.com/"
+integration_id = "int-42"
+public_url = "https://dsr.example.com"
+[requests]
+erase_types = ["Delete", "Right to be Forgotten"]
+opt_out_types = ["Do Not Sell", "unsubscribe"]
+[consent]
+categories = ["marketing"]
 [log]
 format = "json"
 [credentials]
@@ -138,6 +157,13 @@ store_key_file = "keys/store"
   EXPECT_FALSE(c.exponea.lowercase_ids);
   EXPECT_EQ(c.exponea.timeout, std::chrono::seconds(5));
   EXPECT_EQ(c.log.format, log_format::json);
+  EXPECT_EQ(c.mineos.api_base_url, "https://api.us.portal.saymine.com");  // no trailing slash
+  EXPECT_EQ(c.mineos.integration_id, "int-42");
+  EXPECT_TRUE(c.mineos.reporting());
+  // Rights are kept normalised: letters and digits, lower case.
+  EXPECT_EQ(c.requests.erase_types, (std::vector<std::string>{"delete", "righttobeforgotten"}));
+  EXPECT_EQ(c.requests.opt_out_types, (std::vector<std::string>{"donotsell", "unsubscribe"}));
+  EXPECT_EQ(c.consent.categories, (std::vector<std::string>{"marketing"}));
   EXPECT_EQ(c.credentials.inline_values.at("admin_token"), "inline");
   EXPECT_EQ(c.credentials.files.at("store_key"), "/etc/dsr/keys/store");
 }
@@ -174,8 +200,20 @@ TEST(Config, InvalidValuesAreRefusedWithTheProblem) {
   EXPECT_THAT(error_of("[exponea]\nbase_url = \"http://api.exponea.com\"\n"),
               AllOf(HasSubstr("[exponea] base_url"), HasSubstr("only for loopback"),
                     HasSubstr("api.exponea.com")));
-  EXPECT_THAT(error_of("[mineos]\nstatus_url = \"http://10.0.0.1/s\"\n"),
-              HasSubstr("[mineos] status_url"));
+  EXPECT_THAT(error_of("[mineos]\napi_base_url = \"http://10.0.0.1\"\n"),
+              HasSubstr("[mineos] api_base_url"));
+  EXPECT_THAT(error_of("[mineos]\npublic_url = \"http://dsr.example.com\"\n"),
+              AllOf(HasSubstr("[mineos] public_url"), HasSubstr("only for loopback")));
+  EXPECT_THAT(error_of("[mineos]\nintegration_id = \"a/b\"\n"),
+              AllOf(HasSubstr("[mineos] integration_id"), HasSubstr("A-Z a-z 0-9")));
+  EXPECT_THAT(error_of("[requests]\nopt_out_types = [\"delete\"]\n"),
+              AllOf(HasSubstr("[requests] opt_out_types"), HasSubstr("also in erase_types")));
+  EXPECT_THAT(error_of("[requests]\nerase_types = [\"--\"]\n"),
+              AllOf(HasSubstr("[requests] erase_types"), HasSubstr("no letter or digit")));
+  EXPECT_THAT(error_of("[consent]\ncategories = \"marketing\"\n"),
+              AllOf(HasSubstr("[consent] categories"), HasSubstr("array of strings")));
+  EXPECT_THAT(error_of("[exponea]\ncustom_field_ids = [{field = \"$internalId\"}]\n"),
+              AllOf(HasSubstr("[exponea] custom_field_ids"), HasSubstr("field =")));
   EXPECT_THAT(error_of("[exponea]\nbase_url = \"ftp://x\"\n"), HasSubstr("scheme 'ftp'"));
   EXPECT_THAT(error_of("[server]\nmax_queued_jobs = -1\n"),
               AllOf(HasSubstr("[server] max_queued_jobs"), HasSubstr("-1 is out of range")));
@@ -183,6 +221,24 @@ TEST(Config, InvalidValuesAreRefusedWithTheProblem) {
   EXPECT_THAT(error_of("[log]\nlevel = \"verbose\"\n"), HasSubstr("not one of trace"));
   EXPECT_THAT(error_of("[server]\ntls_cert_file = \"/c.pem\"\n"), HasSubstr("go together"));
   EXPECT_THAT(error_of("[server\n"), AllOf(HasSubstr("/etc/dsr.toml"), HasSubstr("invalid TOML")));
+}
+
+// The guessed endpoint of earlier versions: refused with the way to migrate, never ignored (an
+// upgrade that silently stopped reporting would be found weeks later).
+TEST(Config, StatusUrlIsRefusedPointingAtApiBaseUrl) {
+  EXPECT_THAT(error_of("[mineos]\nstatus_url = \"https://mineos.example/status\"\n"),
+              AllOf(HasSubstr("[mineos] status_url"), HasSubstr("api_base_url"),
+                    HasSubstr("https://api.portal.saymine.com")));
+}
+
+TEST(Config, CustomFieldIdsAreReadInOrder) {
+  const auto c = parse_config(R"([exponea]
+custom_field_ids = [{field = "$internalId", id = "customer_id"}, {field = "$phonenumber", id = "phone"}]
+)",
+                              "x");
+  ASSERT_EQ(c.exponea.custom_field_ids.size(), 2u);
+  EXPECT_EQ(c.exponea.custom_field_ids[0], (custom_field_id{"$internalId", "customer_id"}));
+  EXPECT_EQ(c.exponea.custom_field_ids[1], (custom_field_id{"$phonenumber", "phone"}));
 }
 
 TEST(Config, PlainHttpIsAllowedForLoopbackHosts) {

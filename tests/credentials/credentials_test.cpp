@@ -95,11 +95,11 @@ TEST(Credentials, UnreadableFileIsAnErrorNamingValueAndFile) {
 }
 
 config config_with(std::map<std::string, std::string, std::less<>> values,
-                   std::string status_url = "") {
+                   std::string api_base_url = "") {
   config c;
   c.source = "/etc/dsr.toml";
   c.credentials.inline_values = std::move(values);
-  c.mineos.status_url = std::move(status_url);
+  c.mineos.api_base_url = std::move(api_base_url);
   return c;
 }
 
@@ -135,7 +135,7 @@ TEST(Credentials, MissingValueIsNamedWithHowToProvideIt) {
 
 TEST(Credentials, MineosApiKeyIsNeededOnlyWhenReporting) {
   EXPECT_TRUE(problems_for(config_with(complete)).empty());
-  const auto problems = problems_for(config_with(complete, "https://mineos/status"));
+  const auto problems = problems_for(config_with(complete, "https://api.portal.saymine.com"));
   ASSERT_EQ(problems.size(), 1u);
   EXPECT_THAT(problems[0], HasSubstr("mineos_api_key"));
 }

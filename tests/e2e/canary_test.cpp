@@ -89,6 +89,7 @@ class Canary : public ::testing::Test {
     seed["private_keys"][0]["secret"] = secret_.api_secret;
     seed["public_tokens"][0]["token"] = secret_.api_token;
     seed["write_delay_ms"] = 0;
+    seed["mineos"]["api_key"] = secret_.mineos_key;
     seed["customers"] = json::array();
     for (const auto& e : existing) {
       seed["customers"].push_back(
@@ -120,7 +121,7 @@ base_url = "http://127.0.0.1:{0}"
 timeout_seconds = 2
 verify_timeout_seconds = 30
 [mineos]
-status_url = "http://127.0.0.1:{0}/mineos/status"
+api_base_url = "http://127.0.0.1:{0}"
 [retry]
 initial_backoff_ms = 20
 max_attempts = 3

@@ -1,6 +1,7 @@
 // Fulfilment end to end: the real dsr-connector against the real exponea-sim, over loopback.
 
 #include "dsr/mineos/signature.hpp"
+#include "e2e/fulfilment_fixture.hpp"
 #include "support/e2e_config.hpp"
 #include "support/http_client.hpp"
 #include "support/process.hpp"
@@ -11,6 +12,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+
+#include <sys/stat.h>
 
 #include <csignal>
 #include <cstdlib>
@@ -25,129 +28,6 @@ using json = nlohmann::json;
 using namespace std::chrono_literals;
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-const std::map<std::string, std::string> admin = {{"Authorization", "Bearer admin-SECRET"}};
-constexpr std::string_view webhook_secret = "webhook-SECRET";
-
-class Fulfilment : public ::testing::Test {
- protected:
-  void SetUp() override {
-    std::ifstream in(DSR_SOURCE_DIR "/config/exponea-sim.example.json");
-    auto seed = json::parse(in);
-    seed["write_delay_ms"] = 300;  // Exponea queues writes
-    sim_ = start_sim(dir_.write("seed.json", seed.dump()), dir_.path() / "sim.log", sim_port_);
-    ASSERT_NE(sim_port_, 0) << sim_->output();
-    const auto cfg = dir_.write("dsr.toml", fmt::format(R"(
-[server]
-listen = "127.0.0.1:0"
-[store]
-path = "dsr.sqlite3"
-[exponea]
-base_url = "http://127.0.0.1:{}"
-timeout_seconds = 2
-verify_timeout_seconds = 30
-{}
-[mineos]
-status_url = "http://127.0.0.1:{}/mineos/status"
-[retry]
-initial_backoff_ms = 20
-max_attempts = 4
-{}
-)",
-                                                        sim_port_, exponea_extra_, sim_port_,
-                                                        test_credentials() + extra_config_));
-    daemon_ = std::make_unique<process>(
-        DSR_BINARY, std::vector<std::string>{"serve", "--config", cfg.string()},
-        std::map<std::string, std::string>{}, dir_.path() / "daemon.log");
-    ASSERT_TRUE(daemon_->wait_listening()) << daemon_->output();
-  }
-
-  // Lines added to the [exponea] section of the daemon's configuration.
-  std::string exponea_extra_;
-  // Sections added at the end of the daemon's configuration.
-  std::string extra_config_;
-
-  void TearDown() override {
-    daemon_->signal(SIGTERM);
-    EXPECT_EQ(daemon_->wait_exit(), 0) << daemon_->output();
-    const auto out = daemon_->output();
-    for (const char* s : {"demo-api-secret", "demo-project-token", "demo-api-token",
-                          "webhook-SECRET", "admin-SECRET", "mineos-key-SECRET"}) {
-      EXPECT_THAT(out, Not(HasSubstr(s)));
-    }
-    EXPECT_THAT(out, Not(HasSubstr("@example.com")));  // e-mails only at trace level
-    sim_->signal(SIGTERM);
-  }
-
-  void submit(const std::string& op, const std::string& request_id, const std::string& email) {
-    const auto r =
-        post_signed(daemon_->port(), "/v1/mineos/" + op,
-                    webhook_body("trace-" + request_id, request_id, email), webhook_secret);
-    ASSERT_EQ(r.status, 202);
-  }
-
-  // Waits (bounded) until the job reaches a final state; returns its view.
-  json finished(const std::string& request_id) {
-    json v;
-    const auto until = std::chrono::steady_clock::now() + 30s;
-    while (std::chrono::steady_clock::now() < until) {
-      v = json::parse(
-          request(daemon_->port(), "GET", "/v1/requests/" + request_id, "", admin).body);
-      const auto state = v.value("state", "");
-      if (state != "queued" && state != "running" && state != "retrying") {
-        return v;
-      }
-      std::this_thread::sleep_for(20ms);  // polling for an event, not timing it
-    }
-    ADD_FAILURE() << "job " << request_id << " did not finish: " << v.dump();
-    return v;
-  }
-
-  // Waits (bounded) until MineOS has acknowledged the job's report; returns the job view.
-  json wait_reported(const std::string& request_id) {
-    json v;
-    const auto until = std::chrono::steady_clock::now() + 30s;
-    while (std::chrono::steady_clock::now() < until) {
-      v = json::parse(
-          request(daemon_->port(), "GET", "/v1/requests/" + request_id, "", admin).body);
-      if (v.value("reported", false)) {
-        return v;
-      }
-      std::this_thread::sleep_for(20ms);  // polling for an event, not timing it
-    }
-    ADD_FAILURE() << "job " << request_id << " was not reported: " << v.dump();
-    return v;
-  }
-
-  json sim(const std::string& what) {
-    return json::parse(request(sim_port_, "GET", "/_sim/" + what).body);
-  }
-  void fault(const json& f) {
-    ASSERT_EQ(request(sim_port_, "POST", "/_sim/faults", f.dump()).status, 200);
-  }
-  // The calls the simulator saw whose body mentions `needle` (the subject's e-mail).
-  std::vector<json> calls_about(const std::string& needle) {
-    std::vector<json> out;
-    for (const auto& c : sim("calls")) {
-      if (c["body"].get<std::string>().find(needle) != std::string::npos) {
-        out.push_back(c);
-      }
-    }
-    return out;
-  }
-  int holders(const std::string& email) {
-    int n = 0;
-    for (const auto& c : sim("state")) {
-      n += c["ids"].value("registered", "") == email ? 1 : 0;
-    }
-    return n;
-  }
-
-  temp_dir dir_;
-  std::unique_ptr<process> sim_;
-  std::uint16_t sim_port_ = 0;
-  std::unique_ptr<process> daemon_;
-};
 
 TEST_F(Fulfilment, DeleteOfAnExistingCustomerAnonymizesAndVerifies) {
   submit("delete", "req-jane", "Jane@Example.COM");  // mixed case: lower-cased as the ID
@@ -388,7 +268,7 @@ TEST_F(Fulfilment, RequestsCommandListsRetriesAndCancelsJobs) {
   bool told = false;
   for (const auto& r : sim("mineos")) {
     const auto body = json::parse(r["body"].get<std::string>());
-    if (body.dump().find("req-wait") != std::string::npos) {
+    if (r["ticket_id"] == "req-wait") {
       EXPECT_EQ(body["status"], "Failed");
       EXPECT_EQ(body["message"], "cancelled by operator");
       told = true;
@@ -407,21 +287,21 @@ TEST_F(Fulfilment, HungCallTimesOutAndIsRetried) {
   EXPECT_THAT(v["history"].dump(), HasSubstr("timed out"));
 }
 
-TEST_F(Fulfilment, OutcomeIsReportedOnceWithTheMineosKey) {
+TEST_F(Fulfilment, OutcomeIsReportedOnceToThePublishedPathWithTheMineosKey) {
   submit("delete", "req-report", "jane@example.com");
   const auto v = wait_reported("req-report");
   EXPECT_EQ(v["reported"], true);
   EXPECT_TRUE(v["reportError"].is_null());
   const auto reports = sim("mineos");
   ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(reports[0]["status"], 200);  // MineOS's schema accepted the body
+  EXPECT_EQ(reports[0]["ticket_id"], "req-report");
+  EXPECT_EQ(reports[0]["integration_id"], "int-42");
   EXPECT_EQ(reports[0]["authorization"], "Bearer mineos-key-SECRET");
-  const auto body = json::parse(reports[0]["body"].get<std::string>());
-  EXPECT_EQ(body["traceId"], "trace-req-report");
-  EXPECT_EQ(body["integrationId"], "int-42");
-  EXPECT_EQ(body["requestId"], "req-report");
-  EXPECT_EQ(body["operation"], "delete");
-  EXPECT_EQ(body["status"], "Completed");
-  EXPECT_FALSE(body.contains("data"));
+  EXPECT_EQ(json::parse(reports[0]["body"].get<std::string>()),
+            (json{{"action", "Delete"},
+                  {"status", "Completed"},
+                  {"message", "Anonymized in Bloomreach and verified gone"}}));
 }
 
 TEST_F(Fulfilment, CopyReportCarriesTheDataAndTheExportIsDeletedAfterwards) {
@@ -512,33 +392,56 @@ TEST_F(Fulfilment, MineosAnswering503IsRetriedUntilAcknowledgedOnce) {
             1);
 }
 
-TEST_F(Fulfilment, MineosAnswering404GivesUpAfterMaxAttemptsWithReportError) {
-  fault({{"endpoint", "mineos"}, {"status", 404}, {"body", "no such integration"}, {"count", 6}});
+TEST_F(Fulfilment, MineosRefusingAReportStopsItWithItsTextUntilRetried) {
+  fault({{"endpoint", "mineos"},
+         {"status", 400},
+         {"body", R"({"internalErrorCode":"InvalidArgument","message":"Ticket is closed"})"}});
+  submit("delete", "req-400", "nobody@example.com");
+  json v;
+  const auto until = std::chrono::steady_clock::now() + 30s;
+  while (std::chrono::steady_clock::now() < until) {
+    v = json::parse(request(daemon_->port(), "GET", "/v1/requests/req-400", "", admin).body);
+    if (!v["reportError"].is_null()) {
+      break;
+    }
+    std::this_thread::sleep_for(20ms);  // polling for an event, not timing it
+  }
+  std::this_thread::sleep_for(300ms);   // a second attempt would come within the backoff
+  EXPECT_EQ(sim("mineos").size(), 1u);  // no retry loop
+  v = json::parse(request(daemon_->port(), "GET", "/v1/requests/req-400", "", admin).body);
+  EXPECT_EQ(v["reported"], false);
+  EXPECT_EQ(v["reportError"], "MineOS answered 400: Ticket is closed");
+
+  // The operator asks for the report again: MineOS takes it this time.
+  ASSERT_EQ(request(daemon_->port(), "POST", "/v1/requests/req-400/retry", "", admin).status, 202);
+  const auto again = wait_reported("req-400");
+  EXPECT_EQ(again["reported"], true);
+  EXPECT_TRUE(again["reportError"].is_null());
+  EXPECT_EQ(sim("mineos").size(), 2u);
+}
+
+TEST_F(Fulfilment, MineosNotKnowingTheTicketStopsThatReportNamingIt) {
+  fault({{"endpoint", "mineos"}, {"status", 404}, {"body", "no such integration"}});
   submit("delete", "req-404", "nobody@example.com");
   json v;
   const auto until = std::chrono::steady_clock::now() + 30s;
-  while (std::chrono::steady_clock::now() < until && sim("mineos").size() < 4) {
-    std::this_thread::sleep_for(20ms);
+  while (std::chrono::steady_clock::now() < until) {
+    v = json::parse(request(daemon_->port(), "GET", "/v1/requests/req-404", "", admin).body);
+    if (!v["reportError"].is_null()) {
+      break;
+    }
+    std::this_thread::sleep_for(20ms);  // polling for an event, not timing it
   }
-  std::this_thread::sleep_for(300ms);  // any fifth attempt would come within the backoff
-  v = json::parse(request(daemon_->port(), "GET", "/v1/requests/req-404", "", admin).body);
-  EXPECT_EQ(sim("mineos").size(), 4u);  // max_attempts = 4, then it waits for `retry`
   EXPECT_EQ(v["reported"], false);
-  EXPECT_THAT(v["reportError"].get<std::string>(), HasSubstr("404"));
-  EXPECT_THAT(v["reportError"].get<std::string>(), HasSubstr("no such integration"));
-
-  // The operator fixes MineOS and asks for the report again.
-  ASSERT_EQ(request(daemon_->port(), "POST", "/v1/requests/req-404/retry", "", admin).status, 202);
-  const auto again = wait_reported("req-404");  // the remaining faults fail, then MineOS accepts
-  EXPECT_EQ(again["reported"], true);
-  EXPECT_TRUE(again["reportError"].is_null());
-  EXPECT_GT(sim("mineos").size(), 4u);
+  EXPECT_THAT(v["reportError"].get<std::string>(),
+              HasSubstr("404 (unknown ticket or integrationId): no such integration"));
 }
 
-// The simulator saw only reads (system/time, export-one).
+// The simulator saw only reads (system/time, export-one, consent/categories).
 void expect_no_write(const json& calls) {
   for (const auto& c : calls) {
-    EXPECT_THAT(c["endpoint"].get<std::string>(), ::testing::AnyOf("system/time", "export-one"));
+    EXPECT_THAT(c["endpoint"].get<std::string>(),
+                ::testing::AnyOf("system/time", "export-one", "consent/categories"));
   }
 }
 
@@ -555,7 +458,35 @@ TEST_F(Fulfilment, IsTestAnswersTheChecksAndWritesNothing) {
   EXPECT_TRUE(
       json::parse(request(daemon_->port(), "GET", "/v1/requests", "", admin).body)["requests"]
           .empty());
-  EXPECT_TRUE(sim("mineos").empty());
+  EXPECT_TRUE(sim("mineos").empty());  // no request.id: no ticket to send a test call for
+  EXPECT_THAT(body["checks"].dump(), HasSubstr("the isTest delivery carries no request.id"));
+}
+
+TEST_F(Fulfilment, IsTestWithATicketSendsOneTestStatusCall) {
+  const auto r = post_signed(
+      daemon_->port(), "/v1/mineos/copy",
+      R"({"traceId":"t-test3","integrationId":"int-42","isTest":true,"request":{"id":"tk-test"}})",
+      webhook_secret);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_THAT(r.body, HasSubstr("MineOS accepted a test: true status call"));
+  const auto reports = sim("mineos");
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(reports[0]["status"], 200);
+  EXPECT_EQ(reports[0]["ticket_id"], "tk-test");
+  EXPECT_EQ(json::parse(reports[0]["body"].get<std::string>()),
+            (json{{"action", "Copy"},
+                  {"status", "Completed"},
+                  {"message", "dsr-connector test"},
+                  {"test", true}}));
+  expect_no_write(sim("calls"));
+
+  // An integration id MineOS does not know is named.
+  const auto unknown = post_signed(
+      daemon_->port(), "/v1/mineos/delete",
+      R"({"traceId":"t-test4","integrationId":"int-nope","isTest":true,"request":{"id":"tk-test"}})",
+      webhook_secret);
+  ASSERT_EQ(unknown.status, 503) << unknown.body;
+  EXPECT_THAT(unknown.body, HasSubstr("integrationId int-nope"));
 }
 
 TEST_F(Fulfilment, IsTestAnswers503NamingARejectedValue) {
@@ -607,6 +538,51 @@ TEST_F(Fulfilment, CheckCommandPassesAndNamesAWrongValue) {
   const auto as_json = run(DSR_BINARY, {"check", "--config", bad_cfg.string(), "--json"});
   EXPECT_EQ(json::parse(as_json.output)["ok"], false);
   expect_no_write(sim("calls"));
+}
+
+TEST_F(Fulfilment, CheckNamesAWrongConsentCategory) {
+  std::ifstream in(dir_.path() / "dsr.toml");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto cfg = dir_.write("consent.toml",
+                              text + "\n[consent]\ncategories = [\"marketing\", \"marketting\"]\n");
+  const auto r = run(DSR_BINARY, {"check", "--config", cfg.string()});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("FAILED  [consent] categories marketing, marketting"));
+  EXPECT_THAT(r.output, HasSubstr("\"marketting\" is not a consent category of this project"));
+  EXPECT_THAT(r.output, HasSubstr("OK      [mineos] api_base_url"));
+  EXPECT_THAT(r.output, HasSubstr("SKIPPED mineos_api_key"));
+  expect_no_write(sim("calls"));
+  EXPECT_TRUE(sim("mineos").empty());  // check never writes to MineOS
+}
+
+// `check` downloads into a scratch directory of its own; the shared temp directory it is made in
+// keeps its mode (run as root, chmod-ing /tmp to 0700 breaks every other program on the host).
+TEST_F(Fulfilment, CheckLeavesTheSharedTempDirectoryAsItFoundIt) {
+  const auto cfg = (dir_.path() / "dsr.toml").string();
+  const auto mode_of = [](const std::filesystem::path& p) {
+    struct stat st {};
+    EXPECT_EQ(::stat(p.c_str(), &st), 0) << p;
+    return st.st_mode;
+  };
+  const auto system_tmp = mode_of(std::filesystem::temp_directory_path());
+  const auto shared = dir_.path() / "tmp";
+  std::filesystem::create_directory(shared);
+  ASSERT_EQ(::chmod(shared.c_str(), 01777), 0);
+  const auto r = run(DSR_BINARY, {"check", "--config", cfg}, {{"TMPDIR", shared.string()}});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(mode_of(shared) & 07777, 01777u);
+  EXPECT_TRUE(std::filesystem::is_empty(shared));  // its scratch directory is gone
+  EXPECT_EQ(mode_of(std::filesystem::temp_directory_path()), system_tmp);
+
+  // Under systemd, the runtime directory stands in for the temp directory.
+  const auto runtime = dir_.path() / "run";
+  std::filesystem::create_directory(runtime);
+  ASSERT_EQ(::chmod(runtime.c_str(), 0755), 0);
+  const auto under_systemd =
+      run(DSR_BINARY, {"check", "--config", cfg}, {{"RUNTIME_DIRECTORY", runtime.string()}});
+  EXPECT_EQ(under_systemd.exit_code, 0) << under_systemd.output;
+  EXPECT_EQ(mode_of(runtime) & 07777, 0755u);
+  EXPECT_TRUE(std::filesystem::is_empty(runtime));
 }
 
 }  // namespace

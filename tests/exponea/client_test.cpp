@@ -334,7 +334,7 @@ TEST_F(ExponeaApi, UnknownCustomerIsNotAnError) {
 TEST_F(ExponeaApi, TrackUsesTokenAuthOnTheTrackingApi) {
   exponea_.next.body = R"({"errors":[],"success":true})";
   event e{"privacy_request", 1764410000, {{"request_id", "r1"}, {"type", "delete"}}};
-  ASSERT_TRUE(run(api_->track(ids, e)));
+  ASSERT_TRUE(run(api_->track(ids, e, auth::token)));
   const auto& call = exponea_.calls.at(0);
   EXPECT_EQ(call.target, "/track/v2/projects/PROJECT-TOKEN/customers/events");
   EXPECT_EQ(call.authorization, "Token API-TOKEN");
@@ -347,7 +347,7 @@ TEST_F(ExponeaApi, TrackUsesTokenAuthOnTheTrackingApi) {
 TEST_F(ExponeaApi, SuccessFalseOn200IsAFailureWithExponeasText) {
   exponea_.next.body =
       R"({"success":false,"errors":["Not authorized to add event of specified type"]})";
-  const auto r = run(api_->track(ids, event{"privacy_request", 1, {}}));
+  const auto r = run(api_->track(ids, event{"privacy_request", 1, {}}, auth::token));
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().kind, answer_class::rejected);
   EXPECT_THAT(r.error().message, HasSubstr("Not authorized to add event"));

@@ -15,6 +15,7 @@ namespace dsr::exponea {
 namespace {
 
 using json = nlohmann::json;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using status = check::status;
@@ -37,8 +38,17 @@ class ProbeTest : public ::testing::Test {
   std::vector<check> run(json s = seed()) {
     sim_ = std::make_unique<sim::exponea_simulator>(s, clock_, [](auto, auto fn) { fn(); });
     auto a = make_api(std::make_unique<test::handler_client>(*sim_), creds_, clock_);
-    return test::run_sync(ioc_, run_checks(*a, nullptr, cfg_));
+    return test::run_sync(ioc_, run_checks(*a, cfg_, {}));
   }
+  // With reporting on: the simulator plays MineOS too; `test` is an isTest delivery's ticket.
+  std::vector<check> run_with_mineos(std::optional<mineos::test_call> test, json s = seed()) {
+    sim_ = std::make_unique<sim::exponea_simulator>(s, clock_, [](auto, auto fn) { fn(); });
+    auto a = make_api(std::make_unique<test::handler_client>(*sim_), creds_, clock_);
+    test::handler_client mineos(*sim_);
+    cfg_.mineos.api_base_url = "https://api.portal.saymine.com";
+    return test::run_sync(ioc_, run_checks(*a, cfg_, {&mineos, &creds_, std::move(test)}));
+  }
+  json mineos_calls() const { return sim_->reports(); }
   static const check& named(const std::vector<check>& cs, std::string_view part) {
     for (const auto& c : cs) {
       if (c.name.find(part) != std::string::npos) {
@@ -74,10 +84,13 @@ TEST_F(ProbeTest, GoodValuesPassAndWhatNeedsAWriteIsSkipped) {
   EXPECT_EQ(named(checks, "Anonymize customer").result, status::skipped);
   EXPECT_EQ(named(checks, "may track").result, status::skipped);
   EXPECT_EQ(named(checks, "mineos_api_key").result, status::skipped);
-  EXPECT_EQ(named(checks, "status_url").result, status::skipped);
+  EXPECT_EQ(named(checks, "api_base_url").result, status::skipped);
+  EXPECT_EQ(named(checks, "[consent] categories").result, status::skipped);
+  EXPECT_THAT(named(checks, "[consent] categories").detail, HasSubstr("opt-out requests"));
   // Nothing was written: only reads went to Exponea.
   for (const auto& c : sim_->calls()) {
-    EXPECT_THAT(c["endpoint"].get<std::string>(), ::testing::AnyOf("system/time", "export-one"));
+    EXPECT_THAT(c["endpoint"].get<std::string>(),
+                ::testing::AnyOf("system/time", "export-one", "consent/categories"));
   }
   EXPECT_EQ(sim_->state().size(), 2u);
 }
@@ -126,11 +139,80 @@ TEST_F(ProbeTest, UnreachableBaseUrlFailsThatCheckAndSkipsTheRest) {
   auto client =
       http::make_client(ioc_.get_executor(), {cfg_.exponea.base_url, std::chrono::seconds(5)});
   auto a = make_api(std::move(*client), creds_, clock_);
-  const auto checks = test::run_sync(ioc_, run_checks(*a, nullptr, cfg_));
+  const auto checks = test::run_sync(ioc_, run_checks(*a, cfg_, {}));
   EXPECT_EQ(named(checks, "base_url").result, status::failed);
   EXPECT_THAT(named(checks, "base_url").detail, HasSubstr("127.0.0.1"));
   EXPECT_EQ(failed_values(checks).size(), 1u);
   EXPECT_EQ(named(checks, "exponea_api_token (system/time)").result, status::skipped);
+}
+
+TEST_F(ProbeTest, ConsentCategoriesThatExistAndAcceptThePrivateApiPass) {
+  cfg_.consent.categories = {"marketing", "personalisation"};
+  const auto checks = run();
+  EXPECT_EQ(named(checks, "[consent] categories").result, status::ok) << checks_text(checks);
+}
+
+TEST_F(ProbeTest, AWrongConsentCategoryIsNamed) {
+  cfg_.consent.categories = {"marketing", "marketting"};
+  const auto checks = run();
+  const auto& c = named(checks, "[consent] categories");
+  EXPECT_EQ(c.result, status::failed);
+  EXPECT_THAT(c.detail, HasSubstr("\"marketting\" is not a consent category"));
+  EXPECT_THAT(c.detail, Not(HasSubstr("\"marketing\" is not")));
+  EXPECT_THAT(c.detail, HasSubstr("marketing, personalisation, newsletter"));  // what exists
+}
+
+TEST_F(ProbeTest, AConsentCategoryClosedToThePrivateApiIsNamed) {
+  cfg_.consent.categories = {"newsletter"};
+  const auto checks = run();
+  const auto& c = named(checks, "[consent] categories");
+  EXPECT_EQ(c.result, status::failed);
+  EXPECT_THAT(c.detail, AllOf(HasSubstr("\"newsletter\""), HasSubstr("private_api")));
+}
+
+TEST_F(ProbeTest, CheckWithoutATicketReachesMineOsAndSkipsTheKey) {
+  const auto checks = run_with_mineos(std::nullopt);
+  EXPECT_EQ(named(checks, "[mineos] api_base_url").result, status::ok);
+  EXPECT_EQ(named(checks, "mineos_api_key").result, status::skipped);
+  EXPECT_TRUE(mineos_calls().empty());  // check writes nothing to MineOS
+}
+
+TEST_F(ProbeTest, IsTestSendsOneTestStatusCallThatProvesTheKey) {
+  creds_.set(credential::mineos_api_key, "mineos-key-SECRET");
+  const auto checks = run_with_mineos(mineos::test_call{"req-test", "int-42", mineos_action::copy});
+  EXPECT_EQ(named(checks, "mineos_api_key").result, status::ok) << checks_text(checks);
+  const auto calls = mineos_calls();
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_EQ(calls[0]["status"], 200);
+  EXPECT_EQ(calls[0]["ticket_id"], "req-test");
+  EXPECT_EQ(calls[0]["integration_id"], "int-42");
+  EXPECT_EQ(json::parse(calls[0]["body"].get<std::string>()),
+            (json{{"action", "Copy"},
+                  {"status", "Completed"},
+                  {"message", "dsr-connector test"},
+                  {"test", true}}));
+}
+
+TEST_F(ProbeTest, IsTestNamesARejectedKeyOrAnUnknownIntegration) {
+  creds_.set(credential::mineos_api_key, "wrong-key");
+  auto checks = run_with_mineos(mineos::test_call{"req-test", "int-42", mineos_action::delete_});
+  EXPECT_EQ(named(checks, "mineos_api_key").result, status::failed);
+  EXPECT_THAT(named(checks, "mineos_api_key").detail, HasSubstr("mineos_api_key rejected"));
+  EXPECT_THAT(checks_text(checks), Not(HasSubstr("wrong-key")));
+
+  creds_.set(credential::mineos_api_key, "mineos-key-SECRET");
+  checks = run_with_mineos(mineos::test_call{"req-test", "int-unknown", mineos_action::delete_});
+  EXPECT_EQ(named(checks, "mineos_api_key").result, status::failed);
+  EXPECT_THAT(named(checks, "mineos_api_key").detail,
+              AllOf(HasSubstr("404"), HasSubstr("integrationId int-unknown")));
+}
+
+TEST_F(ProbeTest, IsTestWithoutATicketKeepsTheKeySkipped) {
+  creds_.set(credential::mineos_api_key, "mineos-key-SECRET");
+  const auto checks = run_with_mineos(mineos::test_call{"", "int-42", mineos_action::delete_});
+  EXPECT_EQ(named(checks, "mineos_api_key").result, status::skipped);
+  EXPECT_THAT(named(checks, "mineos_api_key").detail, HasSubstr("request.id"));
+  EXPECT_TRUE(mineos_calls().empty());
 }
 
 TEST_F(ProbeTest, IsTestBodyHasTheContractShape) {

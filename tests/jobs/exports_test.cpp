@@ -25,6 +25,38 @@ TEST(Exports, PurgeDeletesOnlyExportsOlderThanTheCutoff) {
   EXPECT_EQ(purge_exports(dir.path() / "missing", now), 0u);
 }
 
+// A file link's export lives exactly as long as the link: the hourly purge deletes it once the
+// recorded expiry has passed (with an injected "now"), and spares it before, whatever its age.
+TEST(Exports, AFileLinksExportIsDeletedWhenItsLinkExpiresAndNotBefore) {
+  test::temp_dir dir;
+  auto store = std::move(*open_sqlite_store({":memory:"}));
+  const time_point t0{std::chrono::sys_days{std::chrono::year{2026} / 12 / 1}};
+  new_job j;
+  j.op = operation::copy;
+  j.request_id = "req-big";
+  j.trace_id = "t-big";
+  j.received_at = t0;
+  j.subject = "jane@example.com";
+  ASSERT_TRUE(store->insert(std::span<const new_job>(&j, 1), 10));
+  const auto id = (**store->find("req-big")).id;
+  ASSERT_TRUE(store->file_link_expiry(id, t0 + 72h, t0));
+  report_update ack;  // MineOS acknowledged the report carrying the link
+  ack.acknowledged = true;
+  ASSERT_TRUE(store->record_report(id, ack, t0));
+  const auto file = dir.write(std::to_string(id) + ".json", "{}");
+  const auto other = dir.write("999.json", "{}");
+  // Older than export_retention_days, but its link is live: kept.
+  const auto now = std::filesystem::file_time_type::clock::now();
+  std::filesystem::last_write_time(file, now - 30 * 24h);
+  EXPECT_EQ(*remove_expired_link_exports(*store, dir.path(), t0 + 71h), 0u);
+  EXPECT_EQ(purge_exports(dir.path(), now - 7 * 24h, *store->file_links(t0 + 71h, false)), 0u);
+  EXPECT_TRUE(std::filesystem::exists(file));
+  // The link expired: the export goes, and only it.
+  EXPECT_EQ(*remove_expired_link_exports(*store, dir.path(), t0 + 72h), 1u);
+  EXPECT_FALSE(std::filesystem::exists(file));
+  EXPECT_TRUE(std::filesystem::exists(other));
+}
+
 TEST(Exports, StartUpRemovesOnlyUnfinishedDownloads) {
   test::temp_dir dir;
   const auto kept = dir.write("7.json", "{}");

@@ -27,9 +27,11 @@ class recording_journal final : public journal {
       co_return make_failure(errc::lease_lost, "lease lost (injected)");
     }
     steps.push_back(step + " " + result);
+    entries.push_back(job_step{time_point{}, std::move(step), std::move(result)});
     co_return dsr::result<void>{};
   }
   std::vector<std::string> steps;
+  std::vector<job_step> entries;  // what a resumed job's history would hold
   std::optional<std::size_t> fail_at_;
 };
 
@@ -75,15 +77,36 @@ class FlowTest : public ::testing::Test {
     j.request_id = "req-1";
     j.trace_id = "trace-1";
     j.integration_id = "int-42";
-    j.subject_email = std::move(email);
+    j.subject = std::move(email);
     j.received_at = clock_->now();
     return j;
   }
   flow_outcome run(const job& j) {
-    return test::run_sync(ioc_,
-                          j.op == operation::delete_
-                              ? run_delete(j, *api_, journal_, time_, settings_)
-                              : run_copy(j, *api_, journal_, time_, settings_, export_file()));
+    switch (j.op) {
+      case operation::delete_:
+        return test::run_sync(ioc_, run_delete(j, *api_, journal_, time_, settings_));
+      case operation::opt_out:
+        return test::run_sync(ioc_, run_opt_out(j, *api_, journal_, time_, settings_));
+      case operation::copy:
+        break;
+    }
+    return test::run_sync(ioc_, run_copy(j, *api_, journal_, time_, settings_, export_file()));
+  }
+  // The consent events on the customer holding `email`: (category, action) each.
+  std::vector<std::pair<std::string, std::string>> consent_events(const std::string& email) {
+    std::vector<std::pair<std::string, std::string>> out;
+    for (const auto& c : sim_.state()) {
+      if (c["ids"].value("registered", "") != email) {
+        continue;
+      }
+      for (const auto& e : c["events"]) {
+        if (e.value("type", "") == "consent") {
+          out.emplace_back(e["properties"].value("category", ""),
+                           e["properties"].value("action", ""));
+        }
+      }
+    }
+    return out;
   }
   std::filesystem::path export_file() const { return dir_.path() / "1.json"; }
   json exported() const {
@@ -242,7 +265,8 @@ TEST_F(QueuedWritesFlowTest, ResumedAfterTrackStartedWaitsForAQueuedEventInstead
   auto j = make_job(operation::copy);
   // The crashed run's track call reached Exponea, which queued the write (5 s here).
   exponea::event e{"privacy_request", 1, event_properties(j, settings_)};
-  ASSERT_TRUE(test::run_sync(ioc_, api_->track(customer_ids(j, settings_), e)));
+  ASSERT_TRUE(
+      test::run_sync(ioc_, api_->track(customer_ids(j, settings_), e, exponea::auth::token)));
   j.history = {{clock_->now(), "track", "started"}};
   EXPECT_EQ(run(j).result, kind::completed);
   EXPECT_EQ(audit_events("req-1"), 1);  // found in the export once applied, not tracked again
@@ -272,7 +296,7 @@ TEST_F(FlowTest, ResumedAfterAnUnansweredAnonymizeSendsItAgainInsteadOfFailing) 
   j.history = {{clock_->now(), "track", "started"},
                {clock_->now(), "track", "done"},
                {clock_->now(), "anonymize", "started"},
-               {clock_->now(), "attempt 1", "retry: anonymizing: 429 Too many requests"}};
+               {clock_->now(), "attempt 1", "retry: Bloomreach anonymize: 429 Too many requests"}};
   clock_->advance(5min);
   const auto out = run(j);
   EXPECT_EQ(out.result, kind::completed) << out.message;
@@ -280,6 +304,121 @@ TEST_F(FlowTest, ResumedAfterAnUnansweredAnonymizeSendsItAgainInsteadOfFailing) 
   EXPECT_EQ(journal_.steps,
             (std::vector<std::string>{"anonymize started", "anonymize done", "verify done"}));
 }
+
+TEST_F(FlowTest, OptOutTracksTheAuditEventThenRejectsEachCategoryAndNeverAnonymizes) {
+  settings_.consent_categories = {"marketing", "personalisation"};
+  const auto out = run(make_job(operation::opt_out));
+  ASSERT_EQ(out.result, kind::completed) << out.message;
+  EXPECT_EQ(out.message, "Consent revoked in Bloomreach: marketing, personalisation");
+  EXPECT_EQ(calls(), (std::vector<std::string>{"export-one", "track", "track", "track"}));
+  EXPECT_EQ(holders("jane@example.com"), 1);  // nothing anonymized
+  EXPECT_EQ(consent_events("jane@example.com"),
+            (std::vector<std::pair<std::string, std::string>>{{"marketing", "reject"},
+                                                              {"personalisation", "reject"}}));
+  const auto audit = json::parse(sim_.calls()[1]["body"].get<std::string>());
+  EXPECT_EQ(audit["properties"]["type"], "opt_out");
+  EXPECT_EQ(sim_.calls()[1]["auth"], "token");
+  // Exactly the documented consent attributes (an invalid one would count as a revocation of
+  // something else), with the private key, the timestamp journaled before the call.
+  const auto consent = json::parse(sim_.calls()[2]["body"].get<std::string>());
+  EXPECT_EQ(sim_.calls()[2]["auth"], "basic");
+  EXPECT_EQ(consent["event_type"], "consent");
+  EXPECT_EQ(consent["properties"],
+            (json{{"action", "reject"}, {"category", "marketing"}, {"valid_until", "unlimited"}}));
+  const auto ts = consent["timestamp"].get<std::int64_t>();
+  EXPECT_EQ(journal_.steps,
+            (std::vector<std::string>{
+                "track started", "track done", "consent marketing started " + std::to_string(ts),
+                "consent marketing done", "consent personalisation started " + std::to_string(ts),
+                "consent personalisation done"}));
+  for (const auto& c : sim_.state()) {
+    if (c["ids"].value("registered", "") == "jane@example.com") {
+      EXPECT_EQ(c["consents"]["marketing"]["action"], "reject");
+      EXPECT_EQ(c["consents"]["personalisation"]["action"], "reject");
+    }
+  }
+}
+
+TEST_F(FlowTest, OptOutWithoutConsentCategoriesFailsBeforeAnyCall) {
+  const auto out = run(make_job(operation::opt_out));
+  EXPECT_EQ(out.result, kind::failed);
+  EXPECT_THAT(out.message, ::testing::HasSubstr("no consent categories configured"));
+  EXPECT_TRUE(calls().empty());
+}
+
+TEST_F(FlowTest, OptOutOfAnUnknownCustomerIsUserNotFoundAndTracksNothing) {
+  settings_.consent_categories = {"marketing"};
+  EXPECT_EQ(run(make_job(operation::opt_out, "nobody@example.com")).result, kind::user_not_found);
+  EXPECT_EQ(calls(), (std::vector<std::string>{"export-one"}));
+  EXPECT_EQ(holders("nobody@example.com"), 0);
+}
+
+TEST_F(FlowTest, OptOutWithoutTheConsentPermissionPausesNamingIt) {
+  settings_.consent_categories = {"marketing"};
+  // The audit event goes through; the consent event meets Exponea's answer to a private key
+  // without Events > consent Set.
+  fault(json::array(
+      {{{"endpoint", "track"}},
+       {{"endpoint", "track"},
+        {"status", 200},
+        {"body",
+         R"({"success":false,"errors":["Not authorized to add event of specified type"]})"}}}));
+  const auto out = run(make_job(operation::opt_out));
+  EXPECT_EQ(out.result, kind::rejected);
+  EXPECT_THAT(out.value, ::testing::HasSubstr("exponea_api_key"));
+  EXPECT_THAT(out.value, ::testing::HasSubstr("consent"));
+}
+
+TEST_F(FlowTest, ACustomFieldIdIsTheOnlyIdSent) {
+  http::request req;
+  req.method = "POST";
+  req.target = "/_sim/customers";
+  req.body = R"({"ids":{"customer_id":"C-1042","registered":"kim@example.com"}})";
+  sim_.handle(req, [](http::response) {});
+  auto j = make_job(operation::delete_, "C-1042");
+  j.subject_id_name = "customer_id";
+  ASSERT_EQ(run(j).result, kind::completed);
+  for (const auto& c : sim_.calls()) {
+    const auto body = json::parse(c["body"].get<std::string>());
+    EXPECT_EQ(body["customer_ids"], (json{{"customer_id", "C-1042"}})) << c.dump();
+  }
+  EXPECT_EQ(holders("kim@example.com"), 0);
+}
+
+// Crash points: the run stops at each journal write (the write fails, as when the process dies
+// right there), then the job resumes from what was journaled. Every consent event and the audit
+// event end up tracked exactly once, whether the interrupted call landed or not.
+class OptOutCrashTest : public FlowTest,
+                        public ::testing::WithParamInterface<std::tuple<int, int>> {
+ protected:
+  OptOutCrashTest() : FlowTest(std::get<1>(GetParam())) {
+    settings_.consent_categories = {"marketing", "personalisation"};
+  }
+};
+
+TEST_P(OptOutCrashTest, ResumedFromEachJournaledStepTracksEachEventOnce) {
+  const int k = std::get<0>(GetParam());
+  auto j = make_job(operation::opt_out);
+  journal_.fail_at_ = static_cast<std::size_t>(k);
+  const auto first = run(j);
+  ASSERT_EQ(first.result, kind::interrupted) << first.message;
+  j.history = journal_.entries;
+  journal_.fail_at_.reset();
+  clock_->advance(1s);
+  const auto resumed = run(j);
+  ASSERT_EQ(resumed.result, kind::completed) << resumed.message;
+  clock_->advance(60s);  // queued writes, if any, land
+  EXPECT_EQ(audit_events("req-1"), 1);
+  EXPECT_EQ(consent_events("jane@example.com"),
+            (std::vector<std::pair<std::string, std::string>>{{"marketing", "reject"},
+                                                              {"personalisation", "reject"}}));
+  EXPECT_EQ(holders("jane@example.com"), 1);
+}
+
+// Six journal writes (audit started/done, then started/done per category); Exponea applying
+// writes at once, or 5 s later (queued).
+INSTANTIATE_TEST_SUITE_P(EveryStep, OptOutCrashTest,
+                         ::testing::Combine(::testing::Range(0, 6), ::testing::Values(0, 5000)));
 
 TEST_F(FlowTest, OddlyShapedEventsInTheExportAreNotMistakenForTheAuditEvent) {
   http::request req;

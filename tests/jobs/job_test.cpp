@@ -11,14 +11,20 @@ using namespace std::chrono_literals;
 const time_point t0{std::chrono::sys_days{std::chrono::year{2026} / 11 / 29}};
 
 TEST(Job, NamesRoundTrip) {
-  for (const auto s :
-       {job_state::queued, job_state::running, job_state::retrying, job_state::completed,
-        job_state::user_not_found, job_state::failed, job_state::cancelled}) {
+  for (const auto s : {job_state::queued, job_state::running, job_state::retrying,
+                       job_state::completed, job_state::user_not_found, job_state::failed,
+                       job_state::cancelled, job_state::missing_identifiers}) {
     EXPECT_EQ(parse_job_state(to_string(s)), s);
   }
   EXPECT_FALSE(parse_job_state("done"));
   EXPECT_EQ(parse_operation("delete"), operation::delete_);
   EXPECT_EQ(parse_operation("copy"), operation::copy);
+  EXPECT_EQ(parse_operation("opt_out"), operation::opt_out);
+  EXPECT_EQ(to_string(job_state::missing_identifiers), "missing_identifiers");
+  // Delete and opt-out close MineOS's Delete action.
+  EXPECT_EQ(to_string(action_of(operation::opt_out)), "Delete");
+  EXPECT_EQ(to_string(action_of(operation::delete_)), "Delete");
+  EXPECT_EQ(to_string(action_of(operation::copy)), "Copy");
 }
 
 TEST(Job, DueDateCountsFromCreatedAtElseReceipt) {
@@ -37,11 +43,12 @@ TEST(Job, ViewHasTheContractFieldsAndNeverTheEmail) {
   j.attempts = 2;
   j.received_at = t0;
   j.updated_at = t0 + 5s;
-  j.subject_email = "jane@example.com";
+  j.subject = "jane@example.com";
   j.history = {{t0, "received", "accepted"}};
   const auto v = job_view(j, {30, 7}, t0 + 1h);
   EXPECT_EQ(v["requestId"], "req-1");
   EXPECT_EQ(v["operation"], "copy");
+  EXPECT_TRUE(v["requestType"].is_null());
   EXPECT_EQ(v["state"], "retrying");
   EXPECT_EQ(v["attempts"], 2);
   EXPECT_TRUE(v["createdAt"].is_null());
@@ -54,6 +61,11 @@ TEST(Job, ViewHasTheContractFieldsAndNeverTheEmail) {
   EXPECT_TRUE(v["reportError"].is_null());
   EXPECT_EQ(v["history"][0]["step"], "received");
   EXPECT_EQ(v.dump().find("jane"), std::string::npos);
+  j.op = operation::opt_out;
+  j.request_type = "Do Not Sell";
+  const auto opted = job_view(j, {30, 7}, t0 + 1h);
+  EXPECT_EQ(opted["operation"], "opt_out");
+  EXPECT_EQ(opted["requestType"], "Do Not Sell");
 }
 
 TEST(Job, DeadlineIsFlaggedWithinTheWarningPeriodAndAfterTheDueDate) {

@@ -24,7 +24,7 @@ new_job make_job(std::string request_id, std::string trace_id, operation op = op
   j.source = "Form";
   j.request_type = "delete";
   j.received_at = t0;
-  j.subject_email = "jane@example.com";
+  j.subject = "jane@example.com";
   return j;
 }
 
@@ -54,7 +54,7 @@ TEST(SqliteStore, InsertedJobIsFoundWithEverythingIntakeKnew) {
   EXPECT_EQ(got.source, "Form");
   EXPECT_EQ(got.created_at, t0 - 1h);
   EXPECT_EQ(got.received_at, t0);
-  EXPECT_EQ(got.subject_email, "jane@example.com");
+  EXPECT_EQ(got.subject, "jane@example.com");
   EXPECT_EQ(got.state, job_state::queued);
   EXPECT_EQ(got.attempts, 0u);
   EXPECT_EQ(got.next_attempt_at, t0);
@@ -258,7 +258,7 @@ TEST(SqliteStore, ReopenedStoreKeepsJobsAndUsesWalWithFullSync) {
   sqlite3_finalize(st);
   sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr);
   ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int(st, 0), 3);
+  EXPECT_EQ(sqlite3_column_int(st, 0), 4);
   sqlite3_finalize(st);
   sqlite3_close(db);
 }
@@ -275,6 +275,74 @@ TEST(SqliteStore, RefusesASchemaFromTheFuture) {
   ASSERT_FALSE(s);
   EXPECT_TRUE(s.error().is(errc::store_corrupt));
   EXPECT_NE(s.error().detail.find("schema version 99"), std::string::npos);
+}
+
+// A store written by the previous release (schema 3, frozen here as it shipped), with a queued
+// job whose right was Do Not Sell: the upgrade keeps it, so it runs as an opt-out, never an erase.
+TEST(SqliteStore, AnUpgradedStoreKeepsTheRightOfItsQueuedJobs) {
+  test::temp_dir dir;
+  const auto path = dir.path() / "dsr.sqlite3";
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  const std::string v3 = R"sql(
+CREATE TABLE jobs (
+  id INTEGER PRIMARY KEY,
+  request_id TEXT NOT NULL UNIQUE,
+  trace_id TEXT NOT NULL UNIQUE,
+  operation TEXT NOT NULL CHECK (operation IN ('delete', 'copy')),
+  integration_id TEXT NOT NULL,
+  source TEXT NOT NULL,
+  request_type TEXT NOT NULL,
+  created_at_ms INTEGER,
+  received_at_ms INTEGER NOT NULL,
+  updated_at_ms INTEGER NOT NULL,
+  subject BLOB NOT NULL,
+  subject_form INTEGER NOT NULL DEFAULT 0,
+  state TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at_ms INTEGER NOT NULL,
+  lease_owner TEXT,
+  lease_expires_at_ms INTEGER,
+  outcome TEXT NOT NULL DEFAULT '',
+  outcome_message TEXT NOT NULL DEFAULT '',
+  reported INTEGER NOT NULL DEFAULT 0,
+  report_error TEXT
+);
+CREATE INDEX jobs_due ON jobs (state, next_attempt_at_ms);
+CREATE INDEX jobs_state ON jobs (state, id);
+CREATE TABLE job_steps (
+  job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+  seq INTEGER NOT NULL,
+  at_ms INTEGER NOT NULL,
+  step TEXT NOT NULL,
+  result TEXT NOT NULL,
+  PRIMARY KEY (job_id, seq)
+) WITHOUT ROWID;
+
+ALTER TABLE jobs ADD COLUMN report_attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN report_next_at_ms INTEGER;
+ALTER TABLE jobs ADD COLUMN report_gave_up INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX jobs_outbox ON jobs (report_next_at_ms) WHERE reported = 0 AND report_gave_up = 0;
+
+CREATE TABLE store_probe (id INTEGER PRIMARY KEY CHECK (id = 1), at_ms INTEGER NOT NULL);
+)sql";
+  ASSERT_EQ(sqlite3_exec(db, (v3 + "PRAGMA user_version = 3;").c_str(), nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "INSERT INTO jobs (request_id, trace_id, operation, integration_id, "
+                         "source, request_type, received_at_ms, updated_at_ms, subject, state, "
+                         "next_attempt_at_ms) VALUES ('req-old', 't-old', 'delete', 'int-42', "
+                         "'Form', 'donotsell', 1, 1, 'jane@example.com', 'queued', 1)",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  auto s = open_sqlite_store({path});
+  ASSERT_TRUE(s) << s.error().detail;
+  const auto j = **(*s)->find("req-old");
+  EXPECT_EQ(j.right.id, "donotsell");
+  EXPECT_EQ(j.op, operation::delete_);  // as stored; the dispatcher routes it by its right
+  EXPECT_EQ(j.subject_id_name, "");     // the e-mail, as before
+  EXPECT_EQ(j.state, job_state::queued);
 }
 
 TEST(SqliteStore, RefusesAFileThatIsNotADatabase) {
@@ -295,7 +363,7 @@ TEST(SqliteStore, FullDatabaseFailsTheWholeBatchAndRecoversWhenSpaceReturns) {
   std::vector<new_job> batch;
   for (int i = 0; i < 100; ++i) {
     auto j = make_job("big" + std::to_string(i), "tbig" + std::to_string(i));
-    j.subject_email = std::string(4000, 'x') + "@example.com";
+    j.subject = std::string(4000, 'x') + "@example.com";
     batch.push_back(j);
   }
   auto r = (*s)->insert(batch, 1000);
@@ -334,25 +402,112 @@ TEST(SqliteStore, EmailIsSealedAtRestAndReplacedByAHashOnceReported) {
   auto s = open_sqlite_store(o);
   ASSERT_TRUE(s) << s.error().detail;
   auto a = make_job("req-a", "ta");
-  a.subject_email = "canary-a@example.com";
+  a.subject = "canary-a@example.com";
   auto b = make_job("req-b", "tb");
-  b.subject_email = "canary-b@example.com";
+  b.subject = "canary-b@example.com";
   ASSERT_EQ(insert_one(**s, a), kind::inserted);
   ASSERT_EQ(insert_one(**s, b), kind::inserted);
   EXPECT_EQ(store_bytes(path).find("canary-"), std::string::npos);  // sealed from the start
   // The job that runs gets the address back.
   auto claimed = (*s)->claim_next("w", t0, std::chrono::minutes(1));
   ASSERT_TRUE(claimed && *claimed);
-  EXPECT_EQ((*claimed)->subject_email, "canary-a@example.com");
+  EXPECT_EQ((*claimed)->subject, "canary-a@example.com");
   ASSERT_TRUE(
       (*s)->release((*claimed)->id, "w", {job_state::completed, 1, t0, "Completed", ""}, t0));
   // Finished but not yet reported: still sealed, still readable for the report.
-  EXPECT_EQ((**(*s)->find("req-a")).subject_email, "canary-a@example.com");
+  EXPECT_EQ((**(*s)->find("req-a")).subject, "canary-a@example.com");
   report_update ack;
   ack.acknowledged = true;
   ASSERT_TRUE((*s)->record_report((*claimed)->id, ack, t0));
-  EXPECT_EQ((**(*s)->find("req-a")).subject_email, "");  // only the hash is left
-  EXPECT_EQ((**(*s)->find("req-b")).subject_email, "canary-b@example.com");  // still queued
+  EXPECT_EQ((**(*s)->find("req-a")).subject, "");                      // only the hash is left
+  EXPECT_EQ((**(*s)->find("req-b")).subject, "canary-b@example.com");  // still queued
+}
+
+TEST(SqliteStore, ACustomFieldIdIsSealedAndForgottenLikeAnEmail) {
+  test::temp_dir dir;
+  const auto path = dir.path() / "dsr.sqlite3";
+  auto s = open_sqlite_store(sealing_at(path));
+  ASSERT_TRUE(s) << s.error().detail;
+  auto a = make_job("req-a", "ta");
+  a.subject_id_name = "customer_id";
+  a.subject = "CANARY-C-1042";
+  ASSERT_EQ(insert_one(**s, a), kind::inserted);
+  EXPECT_EQ(store_bytes(path).find("CANARY-C-1042"), std::string::npos);
+  auto claimed = (*s)->claim_next("w", t0, std::chrono::minutes(1));
+  ASSERT_TRUE(claimed && *claimed);
+  EXPECT_EQ((*claimed)->subject, "CANARY-C-1042");
+  EXPECT_EQ((*claimed)->subject_id_name, "customer_id");
+  ASSERT_TRUE(
+      (*s)->release((*claimed)->id, "w", {job_state::completed, 1, t0, "Completed", ""}, t0));
+  report_update ack;
+  ack.acknowledged = true;
+  ASSERT_TRUE((*s)->record_report((*claimed)->id, ack, t0));
+  EXPECT_EQ((**(*s)->find("req-a")).subject, "");
+  EXPECT_EQ(store_bytes(path).find("CANARY-C-1042"), std::string::npos);
+}
+
+TEST(SqliteStore, AJobEndedAtIntakeIsStoredFinishedWithItsReportDue) {
+  auto s = open_memory();
+  auto j = make_job("req-none", "t-none");
+  j.subject.clear();
+  j.ended = intake_outcome{job_state::missing_identifiers, "MissingIdentifiers", "no e-mail"};
+  ASSERT_EQ(insert_one(*s, j, 0), kind::inserted);  // never counts against the queue's capacity
+  const auto got = **s->find("req-none");
+  EXPECT_EQ(got.state, job_state::missing_identifiers);
+  EXPECT_EQ(got.outcome, "MissingIdentifiers");
+  EXPECT_EQ(got.outcome_message, "no e-mail");
+  EXPECT_EQ(*s->count_active(), 0u);
+  EXPECT_FALSE(*s->claim_next("w", t0 + 1h, std::chrono::minutes(1)));  // nothing runs
+  const auto due = s->due_reports(t0, 10);
+  ASSERT_TRUE(due);
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_EQ((*due)[0].request_id, "req-none");
+}
+
+TEST(SqliteStore, KeepsTheOperationAndTheRightAsReceived) {
+  auto s = open_memory();
+  auto j = make_job("req-dns", "t-dns");
+  j.op = operation::opt_out;
+  j.right = job_right{"dns-1", "Do Not Sell", "DoNotSell"};
+  j.request_type = "Do Not Sell";
+  ASSERT_EQ(insert_one(*s, j), kind::inserted);
+  const auto got = **s->find("req-dns");
+  EXPECT_EQ(got.op, operation::opt_out);
+  EXPECT_EQ(got.right, j.right);
+  EXPECT_EQ(got.request_type, "Do Not Sell");
+  // Delete and opt-out came to the same URL: a repeat, not a conflict; copy is the other one.
+  EXPECT_EQ(insert_one(*s, make_job("req-dns", "t-other", operation::delete_)), kind::duplicate);
+  EXPECT_EQ(insert_one(*s, make_job("req-dns", "t-third", operation::copy)), kind::conflict);
+  // A run routed as a delete now (the configuration changed) records it.
+  auto claimed = s->claim_next("w", t0, std::chrono::minutes(1));
+  ASSERT_TRUE(claimed && *claimed);
+  job_release next{job_state::completed, 1, t0, "Completed", "done"};
+  next.op = operation::delete_;
+  ASSERT_TRUE(s->release((*claimed)->id, "w", next, t0));
+  EXPECT_EQ((**s->find("req-dns")).op, operation::delete_);
+}
+
+TEST(SqliteStore, AFileLinkKeepsItsExpiryUntilItLapsesUnacknowledged) {
+  auto s = open_memory();
+  ASSERT_EQ(insert_one(*s, make_job("req-c", "t-c", operation::copy)), kind::inserted);
+  const auto id = (**s->find("req-c")).id;
+  EXPECT_EQ(*s->file_link_expiry(id, t0 + 72h, t0), t0 + 72h);
+  // A report sent again carries the same link...
+  EXPECT_EQ(*s->file_link_expiry(id, t0 + 99h, t0 + 27h), t0 + 72h);
+  EXPECT_EQ((**s->find("req-c")).file_link_expires_at, t0 + 72h);
+  EXPECT_EQ(*s->file_links(t0 + 71h, false), (std::vector<std::int64_t>{id}));
+  EXPECT_TRUE(s->file_links(t0 + 71h, true)->empty());
+  // ...unless it lapsed before MineOS acknowledged the report (a long 401 pause, an outage):
+  // the export is kept, and the report goes out again with a fresh link.
+  EXPECT_TRUE(s->file_links(t0 + 80h, true)->empty());
+  EXPECT_EQ(*s->file_link_expiry(id, t0 + 152h, t0 + 80h), t0 + 152h);
+  // Once acknowledged, the link lives out its time and then its export is due for deletion.
+  report_update ack;
+  ack.acknowledged = true;
+  ASSERT_TRUE(s->record_report(id, ack, t0 + 80h));
+  EXPECT_EQ(*s->file_link_expiry(id, t0 + 999h, t0 + 200h), t0 + 152h);
+  EXPECT_TRUE(s->file_links(t0 + 152h, false)->empty());
+  EXPECT_EQ(*s->file_links(t0 + 152h, true), (std::vector<std::int64_t>{id}));
 }
 
 TEST(SqliteStore, PurgeDeletesOnlyFinishedJobsOlderThanTheCutoff) {
@@ -436,12 +591,12 @@ TEST(SqliteStore, FailedJobKeepsItsSealedEmailAndAnotherKeyCannotReadIt) {
     ASSERT_TRUE(j && *j);
     ASSERT_TRUE((*s)->release((*j)->id, "w", {job_state::failed, 1, t0, "Failed", "x"}, t0));
     ASSERT_TRUE((*s)->forget_subject((*j)->id));  // a failed job may be retried: kept
-    EXPECT_EQ((**(*s)->find("req-f")).subject_email, "jane@example.com");
+    EXPECT_EQ((**(*s)->find("req-f")).subject, "jane@example.com");
   }
   o.subject_key = std::string(32, 'z');
   auto other = open_sqlite_store(o);
   ASSERT_TRUE(other);
-  EXPECT_EQ((**(*other)->find("req-f")).subject_email, "");
+  EXPECT_EQ((**(*other)->find("req-f")).subject, "");
 }
 
 }  // namespace

@@ -62,6 +62,10 @@ class gated_store final : public job_store {
   }
   result<void> set_max_size(std::uint64_t) override { return {}; }
   result<void> forget_subject(std::int64_t) override { return {}; }
+  result<time_point> file_link_expiry(std::int64_t, time_point t, time_point) override { return t; }
+  result<std::vector<std::int64_t>> file_links(time_point, bool) override {
+    return std::vector<std::int64_t>{};
+  }
   result<std::size_t> purge_finished(time_point) override { return std::size_t{0}; }
   result<job_stats> stats(time_point, std::chrono::milliseconds,
                           std::chrono::milliseconds) override {

@@ -24,7 +24,10 @@ class IntakeTest : public ::testing::Test {
     credentials_.set(credential::mineos_webhook_secret, std::string(webhook_secret));
     store_ = std::move(*open_sqlite_store({":memory:"}));
     queue_ = std::make_unique<test::inline_queue>(*store_, 3);
-    intake_ = std::make_unique<intake>(*queue_, credentials_, clock_, 3);
+    intake_options o;
+    o.max_queued_jobs = 3;
+    o.custom_field_ids = {{"$internalId", "customer_id"}, {"$phonenumber", "phone"}};
+    intake_ = std::make_unique<intake>(*queue_, credentials_, clock_, o);
     intake_->add_routes(router_);
   }
 
@@ -61,7 +64,7 @@ TEST_F(IntakeTest, SignedDeleteIsAcceptedAfterTheJobIsStored) {
   EXPECT_EQ(j.op, operation::delete_);
   EXPECT_EQ(j.trace_id, "trace-1");
   EXPECT_EQ(j.integration_id, "int-42");
-  EXPECT_EQ(j.subject_email, "Jane@Example.com");
+  EXPECT_EQ(j.subject, "Jane@Example.com");
   EXPECT_EQ(j.received_at, clock_->now());
   EXPECT_TRUE(j.created_at);
 }
@@ -109,14 +112,16 @@ TEST_F(IntakeTest, MalformedJsonIs400) {
   EXPECT_EQ(jobs(), 0u);
 }
 
-TEST_F(IntakeTest, MissingEmailIs400NamingTheFieldWithoutPersonalData) {
-  const auto r = post("/v1/mineos/delete",
-                      R"({"traceId":"t","request":{"id":"r"},"userInfo":{"name":"Jane Doe"}})");
+TEST_F(IntakeTest, MalformedEmailIs400NamingTheFieldWithoutPersonalData) {
+  const auto r = post(
+      "/v1/mineos/delete",
+      R"({"traceId":"t","request":{"id":"r"},"userInfo":{"name":"Jane Doe","email":"jane.doe"}})");
   EXPECT_EQ(r.status, 400u);
   const auto body = nlohmann::json::parse(r.body);
   EXPECT_EQ(body["status"], 400);
   EXPECT_THAT(body["detail"].get<std::string>(), HasSubstr("userInfo.email"));
   EXPECT_THAT(r.body, Not(HasSubstr("Jane")));
+  EXPECT_THAT(r.body, Not(HasSubstr("jane.doe")));
 }
 
 TEST_F(IntakeTest, DuplicateAnswersTheOriginalRequestIdAndCreatesNoJob) {
@@ -174,9 +179,11 @@ TEST_F(IntakeTest, StoreThatCannotCommitIs503NeverAccepted) {
 
 TEST_F(IntakeTest, IsTestAndPreviewGoToTheirHandlersAndStoreNothing) {
   std::string previewed;
-  intake_->on_test([](http::responder done) { done(http::json_response(200, {{"test", true}})); });
-  intake_->on_preview([&](const std::string& email, http::responder done) {
-    previewed = email;
+  intake_->on_test([](const test_call&, http::responder done) {
+    done(http::json_response(200, {{"test", true}}));
+  });
+  intake_->on_preview([&](const subject_id& who, http::responder done) {
+    previewed = who.value;
     done(http::json_response(200, {{"records", nlohmann::json::array()}}));
   });
   EXPECT_EQ(post("/v1/mineos/delete", R"({"traceId":"t","isTest":"true"})").body,
@@ -215,6 +222,164 @@ TEST_F(IntakeTest, RefusedSignaturesAreSlowedPerAddressButSignedRequestsNever) {
   EXPECT_EQ(post("/v1/mineos/delete", body).status, 202u);
   EXPECT_EQ(delays.size(), 3u);
   EXPECT_EQ(throttle.failures_total(), 5u);
+}
+
+nlohmann::json delete_body(const std::string& request_id, nlohmann::json request_type,
+                           nlohmann::json user = {{"email", "jane@example.com"}}) {
+  nlohmann::json request{{"id", request_id}, {"type", "Delete"}};
+  if (!request_type.is_null()) {
+    request["requestType"] = std::move(request_type);
+  }
+  return {{"traceId", "trace-" + request_id},
+          {"integrationId", "int-42"},
+          {"request", std::move(request)},
+          {"userInfo", std::move(user)}};
+}
+
+TEST_F(IntakeTest, EachRightIsRoutedAndTheRightKeptForTheView) {
+  EXPECT_EQ(
+      post("/v1/mineos/delete", delete_body("r-del", {{"id", "delete"}, {"name", "Delete"}}).dump())
+          .status,
+      202u);
+  EXPECT_EQ(post("/v1/mineos/delete",
+                 delete_body("r-dns", {{"id", "dns"}, {"name", "Do Not Sell"}}).dump())
+                .status,
+            202u);
+  EXPECT_EQ(post("/v1/mineos/copy",
+                 delete_body("r-copy", {{"id", "dns"}, {"name", "Do Not Sell"}}).dump())
+                .status,
+            202u);
+  EXPECT_EQ((**store_->find("r-del")).op, operation::delete_);
+  const auto dns = **store_->find("r-dns");
+  EXPECT_EQ(dns.op, operation::opt_out);
+  EXPECT_EQ(dns.request_type, "Do Not Sell");
+  EXPECT_EQ(dns.state, job_state::queued);
+  EXPECT_EQ((**store_->find("r-copy")).op, operation::copy);  // the copy URL always exports
+}
+
+TEST_F(IntakeTest, AnUnhandledRightIsAcceptedAndFailedAtOnceWithoutRunning) {
+  const auto r = post("/v1/mineos/delete",
+                      delete_body("r-edit", {{"id", "rte"}, {"name", "Right to Edit"}}).dump());
+  EXPECT_EQ(r.status, 202u);
+  const auto j = **store_->find("r-edit");
+  EXPECT_EQ(j.state, job_state::failed);
+  EXPECT_EQ(j.op, operation::delete_);
+  EXPECT_EQ(j.outcome, "Failed");
+  EXPECT_EQ(j.outcome_message, "request type \"Right to Edit\" is not handled by this integration");
+  EXPECT_FALSE(*store_->claim_next("w", clock_->now(), std::chrono::minutes(1)));
+  EXPECT_EQ(store_->due_reports(clock_->now(), 10)->size(), 1u);
+}
+
+TEST_F(IntakeTest, ARequestWithoutAnyIdentifierIsAcceptedAsMissingIdentifiers) {
+  const auto r =
+      post("/v1/mineos/delete", delete_body("r-none", nullptr, {{"name", "No Mail"}}).dump());
+  EXPECT_EQ(r.status, 202u);
+  const auto j = **store_->find("r-none");
+  EXPECT_EQ(j.state, job_state::missing_identifiers);
+  EXPECT_EQ(j.outcome, "MissingIdentifiers");
+  EXPECT_THAT(j.outcome_message, HasSubstr("$internalId"));
+  EXPECT_FALSE(*store_->claim_next("w", clock_->now(), std::chrono::minutes(1)));
+  // Even with the queue full (max 3), it is accepted: it never waits in the queue.
+  for (const char* id : {"q1", "q2", "q3"}) {
+    post("/v1/mineos/delete", test::webhook_body(std::string("t-") + id, id));
+  }
+  EXPECT_EQ(post("/v1/mineos/delete",
+                 delete_body("r-none-2", nullptr, {{"customFields", {{"x", "y"}}}}).dump())
+                .status,
+            202u);
+}
+
+TEST_F(IntakeTest, ACustomFieldStandsInForAMissingEmail) {
+  const auto r =
+      post("/v1/mineos/copy",
+           delete_body("r-cf", nullptr,
+                       {{"customFields", {{"$phonenumber", "+420123"}, {"$internalId", "C-1042"}}}})
+               .dump());
+  EXPECT_EQ(r.status, 202u);
+  const auto j = **store_->find("r-cf");
+  EXPECT_EQ(j.subject_id_name, "customer_id");
+  EXPECT_EQ(j.subject, "C-1042");
+  EXPECT_EQ(j.state, job_state::queued);
+}
+
+TEST_F(IntakeTest, IdsThatCannotGoIntoAUrlAreRefusedNamingTheField) {
+  auto body = delete_body("a/b", nullptr);
+  auto r = post("/v1/mineos/delete", body.dump());
+  EXPECT_EQ(r.status, 400u);
+  EXPECT_THAT(r.body, HasSubstr("request.id"));
+  body = delete_body("ok-1", nullptr);
+  body["integrationId"] = "int 42";
+  r = post("/v1/mineos/delete", body.dump());
+  EXPECT_EQ(r.status, 400u);
+  EXPECT_THAT(r.body, HasSubstr("integrationId"));
+  EXPECT_EQ(jobs(), 0u);
+}
+
+TEST_F(IntakeTest, PreviewWithoutAnyIdentifierIs400NamingTheEmail) {
+  intake_->on_preview([](const subject_id&, http::responder done) {
+    done(http::json_response(200, {{"records", nlohmann::json::array()}}));
+  });
+  const auto r = post("/v1/mineos/preview", R"({"traceId":"t","userInfo":{"name":"x"}})");
+  EXPECT_EQ(r.status, 400u);
+  EXPECT_THAT(r.body, HasSubstr("userInfo.email"));
+}
+
+class ReportingIntakeTest : public IntakeTest {
+ protected:
+  ReportingIntakeTest() {
+    intake_options o;
+    o.reporting = true;
+    o.integration_id = fallback_;
+    intake_ = std::make_unique<intake>(*queue_, credentials_, clock_, o);
+    router_ = http::router();
+    intake_->add_routes(router_);
+  }
+  std::string fallback_;
+};
+
+TEST_F(ReportingIntakeTest, WithoutAnIntegrationIdADeleteIs400NamingIt) {
+  auto body = delete_body("r-1", nullptr);
+  body.erase("integrationId");
+  const auto r = post("/v1/mineos/delete", body.dump());
+  EXPECT_EQ(r.status, 400u);
+  EXPECT_THAT(r.body, HasSubstr("integrationId"));
+  EXPECT_THAT(r.body, HasSubstr("[mineos] integration_id"));
+  EXPECT_EQ(jobs(), 0u);
+}
+
+class FallbackIntakeTest : public ReportingIntakeTest {
+ protected:
+  FallbackIntakeTest() {
+    intake_options o;
+    o.reporting = true;
+    o.integration_id = "int-fallback";
+    intake_ = std::make_unique<intake>(*queue_, credentials_, clock_, o);
+    router_ = http::router();
+    intake_->add_routes(router_);
+  }
+};
+
+TEST_F(FallbackIntakeTest, TheConfiguredIntegrationIdStandsInForAMissingOne) {
+  auto body = delete_body("r-1", nullptr);
+  body.erase("integrationId");
+  EXPECT_EQ(post("/v1/mineos/delete", body.dump()).status, 202u);
+  EXPECT_EQ((**store_->find("r-1")).integration_id, "int-fallback");
+  EXPECT_EQ(post("/v1/mineos/delete", delete_body("r-2", nullptr).dump()).status, 202u);
+  EXPECT_EQ((**store_->find("r-2")).integration_id, "int-42");  // the delivery's own wins
+}
+
+TEST_F(FallbackIntakeTest, IsTestGetsWhatItsTestStatusCallNeeds) {
+  test_call got;
+  intake_->on_test([&](const test_call& t, http::responder done) {
+    got = t;
+    done(http::json_response(200, {{"test", true}}));
+  });
+  EXPECT_EQ(
+      post("/v1/mineos/copy", R"({"traceId":"t","isTest":true,"request":{"id":"tk-1"}})").status,
+      200u);
+  EXPECT_EQ(got.request_id, "tk-1");
+  EXPECT_EQ(got.integration_id, "int-fallback");
+  EXPECT_EQ(got.action, mineos_action::copy);
 }
 
 }  // namespace

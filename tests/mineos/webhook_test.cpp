@@ -28,7 +28,7 @@ TEST(Webhook, ParsesTheCurrentShape) {
   EXPECT_EQ(r->integration_id, "int-42");
   EXPECT_FALSE(r->is_test);
   EXPECT_EQ(r->request_id, "fb8667b6");
-  EXPECT_EQ(r->request_type, "delete");
+  EXPECT_EQ(r->request_right.id, "delete");
   EXPECT_EQ(r->source, "Form");
   EXPECT_EQ(r->domain, "acme.com");
   ASSERT_TRUE(r->created_at);
@@ -45,7 +45,7 @@ TEST(Webhook, ParsesTheLegacyShape) {
   ASSERT_TRUE(r) << r.error().detail;
   EXPECT_EQ(r->trace_id, "ev-1");
   EXPECT_EQ(r->request_id, "tk-9");
-  EXPECT_EQ(r->request_type, "Get");
+  EXPECT_EQ(r->request_right.type, "Get");
   EXPECT_FALSE(r->is_test);
   EXPECT_FALSE(r->created_at);
   EXPECT_EQ(r->email, "old@example.com");
@@ -77,10 +77,8 @@ TEST(Webhook, PreviewNeedsNoRequestObject) {
 }
 
 TEST(Webhook, MissingFieldsAreNamed) {
-  EXPECT_THAT(error_of(R"({"traceId": "t", "request": {"id": "r"}})"),
-              HasSubstr("userInfo.email is missing"));
-  EXPECT_THAT(error_of(R"({"traceId": "t", "request": {"id": "r"}, "userInfo": {"name": "x"}})"),
-              HasSubstr("userInfo.email is missing"));
+  // No e-mail is not a malformed request: it becomes a MissingIdentifiers job (intake.hpp).
+  EXPECT_TRUE(parse_webhook(R"({"traceId": "t", "request": {"id": "r"}})", endpoint_kind::delete_));
   EXPECT_THAT(error_of(R"({"traceId": "t", "request": {}, "userInfo": {"email": "a@b.c"}})"),
               HasSubstr("request.id is missing"));
   EXPECT_THAT(error_of(R"({"request": {"id": "r"}, "userInfo": {"email": "a@b.c"}})"),
@@ -136,6 +134,37 @@ TEST(Webhook, InvalidValuesAreNamedWithoutEchoingThem) {
       R"({"traceId": "t", "request": {"id": "r", "createdAt": "last tuesday"}, "userInfo": {"email": "a@b.c"}})");
   EXPECT_THAT(bad_date, HasSubstr("request.createdAt"));
   EXPECT_THAT(bad_date, Not(HasSubstr("tuesday")));
+}
+
+TEST(Webhook, ReadsTheRightAndTheCustomFields) {
+  const auto r = parse_webhook(R"({"traceId": "t", "integrationId": "int-42",
+ "request": {"id": "r-1", "type": "DoNotSell", "requestType": {"id": "dns", "name": "Do Not Sell"}},
+ "userInfo": {"customFields": {"$internalId": "C-1042", "$phonenumber": 420123, "nested": {"a": 1},
+                               "empty": "", "note": "line one\nline two"}}})",
+                               endpoint_kind::delete_);
+  ASSERT_TRUE(r) << r.error().detail;
+  EXPECT_EQ(r->request_right, (right{"dns", "Do Not Sell", "DoNotSell"}));
+  EXPECT_EQ(r->email, "");  // absent is allowed: the request is still a job
+  EXPECT_EQ(r->custom_fields, (std::vector<std::pair<std::string, std::string>>{
+                                  {"$internalId", "C-1042"}, {"$phonenumber", "420123"}}));
+}
+
+TEST(Webhook, ForeignTextIsCleanedButIdentifiersAreRefused) {
+  // A C1 control character (U+009B, CSI) in the right's name is cleaned away...
+  const auto r = parse_webhook(
+      R"({"traceId": "t", "request": {"id": "r-1", "source": "Form\u009b31m", "requestType": {"name": "Do\u001bNot Sell"}}})",
+      endpoint_kind::delete_);
+  ASSERT_TRUE(r) << r.error().detail;
+  EXPECT_EQ(r->request_right.name, "Do Not Sell");
+  EXPECT_EQ(r->source, "Form 31m");
+  // ...but an identifier with one is refused.
+  EXPECT_THAT(error_of(R"({"traceId": "t\u009bx"})"), HasSubstr("control characters"));
+  EXPECT_THAT(error_of(R"({"traceId": "t", "request": {"id": "../etc"}})"),
+              HasSubstr("request.id must be 1 to 128 characters"));
+  EXPECT_THAT(error_of(R"({"traceId": "t", "integrationId": "a b", "request": {"id": "r"}})"),
+              HasSubstr("integrationId must be"));
+  EXPECT_THAT(error_of(R"({"traceId": "t", "request": {"id": "r", "requestType": "delete"}})"),
+              HasSubstr("request.requestType must be an object"));
 }
 
 }  // namespace

@@ -35,7 +35,7 @@ class AdminApiTest : public ::testing::Test {
       j.request_id = "req-" + std::to_string(i);
       j.trace_id = "trace-" + std::to_string(i);
       j.received_at = t0;
-      j.subject_email = "jane@example.com";
+      j.subject = "jane@example.com";
       store_->insert(std::span<const new_job>(&j, 1), 100);
     }
   }

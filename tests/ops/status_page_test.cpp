@@ -170,7 +170,7 @@ class StatusPageTest : public ::testing::Test {
       j.trace_id = std::string("trace-") + id;
       j.received_at = t0;
       j.created_at = created;
-      j.subject_email = "jane@example.com";
+      j.subject = "jane@example.com";
       store_->insert(std::span<const new_job>(&j, 1), 100);
     }
     // req-late fails.

@@ -16,6 +16,8 @@ using namespace std::chrono_literals;
 
 const std::string basic = "Basic " + crypto::base64_encode("demo-api-key:demo-api-secret");
 const std::string token = "Token demo-api-token";
+const std::string mineos_key = "Bearer mineos-key-SECRET";
+const std::string ticket = "3664feb0-b48c-4a8a-a81d-1303a4efc64f";
 
 json seed() {
   std::ifstream in(DSR_SOURCE_DIR "/config/exponea-sim.example.json");
@@ -35,7 +37,8 @@ class ExponeaSim : public ::testing::Test {
   void reseed(json s) { sim_ = make(std::move(s)); }
 
   http::response call(std::string method, std::string path, std::string body = "",
-                      std::optional<std::string> auth = basic) {
+                      std::optional<std::string> auth = basic,
+                      std::optional<std::string> content_type = std::nullopt) {
     http::request req;
     req.method = std::move(method);
     req.target = std::move(path);
@@ -43,10 +46,61 @@ class ExponeaSim : public ::testing::Test {
     if (auth) {
       req.headers.push_back({"Authorization", *auth});
     }
+    if (content_type) {
+      req.headers.push_back({"Content-Type", *content_type});
+    }
     http::response out;
     sim_->handle(std::move(req), [&](http::response r) { out = std::move(r); });
     return out;
   }
+  // A status report to the fake MineOS API, as the daemon sends it.
+  http::response report(const std::string& body, std::optional<std::string> auth = mineos_key,
+                        const std::string& integration = "int-42",
+                        std::string content_type = "application/json") {
+    return call("POST", "/api/ticket/" + ticket + "/custom-integrations/" + integration, body,
+                std::move(auth), std::move(content_type));
+  }
+  // The InvalidArgument message of a 400, or what came instead.
+  std::string rejected(const json& body) {
+    const auto r = report(body.dump());
+    if (r.status != 400) {
+      return "status " + std::to_string(r.status);
+    }
+    const auto error = json::parse(r.body);
+    EXPECT_EQ(error["internalErrorCode"], "InvalidArgument");
+    return error["message"];
+  }
+  http::response track_event(const json& body, std::optional<std::string> auth = basic) {
+    return call("POST", "/track/v2/projects/demo-project-token/customers/events", body.dump(),
+                std::move(auth));
+  }
+  http::response consent(const std::string& email, const json& properties, json timestamp) {
+    return track_event({{"customer_ids", {{"registered", email}}},
+                        {"event_type", "consent"},
+                        {"timestamp", std::move(timestamp)},
+                        {"properties", properties}});
+  }
+  http::response categories(std::optional<std::string> auth = basic) {
+    return call("GET", "/data/v2/projects/demo-project-token/consent/categories", "",
+                std::move(auth));
+  }
+  json consents_of(const std::string& email) {
+    for (const auto& c : customers()) {
+      if (c["ids"].value("registered", "") == email) {
+        return c["consents"];
+      }
+    }
+    return nullptr;
+  }
+  static std::optional<std::string> header(const http::response& r, std::string_view name) {
+    for (const auto& h : r.headers) {
+      if (h.name == name) {
+        return h.value;
+      }
+    }
+    return std::nullopt;
+  }
+  json now_seconds() const { return clock_->now().time_since_epoch().count() / 1000; }
   http::response export_one(const std::string& email, std::optional<std::string> auth = basic) {
     return call("POST", "/data/v2/projects/demo-project-token/customers/export-one",
                 json{{"customer_ids", {{"registered", email}}}}.dump(), auth);
@@ -242,6 +296,284 @@ TEST_F(ExponeaSim, CallLogRecordsEveryApiCall) {
   EXPECT_EQ(calls[1]["endpoint"], "track");
   EXPECT_EQ(calls[1]["auth"], "token");
   EXPECT_EQ(calls[1]["status"], 200);
+}
+
+const json delete_completed{
+    {"action", "Delete"}, {"status", "Completed"}, {"message", "Anonymized and verified gone"}};
+
+TEST_F(ExponeaSim, MineosAcceptsValidReportsAndRecordsThem) {
+  const auto copy = json{
+      {"action", "Copy"},
+      {"status", "Completed"},
+      {"message", nullptr},
+      {"data", {{"ids", {{"registered", "jane@example.com"}}}}},
+      {"files",
+       {{{"fileName", "r.json"}, {"description", nullptr}, {"url", "https://x.example/r.json"}}}},
+      {"test", true}}.dump();
+  auto r = report(delete_completed.dump());
+  EXPECT_EQ(r.status, 200u) << r.body;
+  r = report(copy, mineos_key, "demo-integration", "application/json; charset=utf-8");
+  EXPECT_EQ(r.status, 200u) << r.body;
+  // The other media types the API declares.
+  EXPECT_EQ(report(delete_completed.dump(), mineos_key, "int-42", "text/json").status, 200u);
+  EXPECT_EQ(
+      report(delete_completed.dump(), mineos_key, "int-42", "application/json-patch+json").status,
+      200u);
+  EXPECT_EQ(call("POST", "/mineos/status", delete_completed.dump(), mineos_key).status, 404u);
+
+  const auto reports = sim_->reports();
+  ASSERT_EQ(reports.size(), 4u);
+  EXPECT_EQ(reports[0]["ticket_id"], ticket);
+  EXPECT_EQ(reports[0]["integration_id"], "int-42");
+  EXPECT_EQ(reports[0]["authorization"], mineos_key);
+  EXPECT_EQ(reports[0]["body"], delete_completed.dump());
+  EXPECT_EQ(reports[0]["status"], 200);
+  EXPECT_EQ(reports[0]["at_ms"], clock_->now().time_since_epoch().count());
+  EXPECT_EQ(reports[1]["integration_id"], "demo-integration");
+  EXPECT_EQ(reports[1]["body"], copy);
+  // The control endpoint lists the same records.
+  EXPECT_EQ(json::parse(call("GET", "/_sim/mineos").body), reports);
+}
+
+TEST_F(ExponeaSim, MineosRejectsAMissingOrWrongKey) {
+  const std::vector<std::optional<std::string>> wrong{std::nullopt, "Bearer wrong",
+                                                      "mineos-key-SECRET", basic};
+  for (const auto& auth : wrong) {
+    const auto r = report(delete_completed.dump(), auth);
+    EXPECT_EQ(r.status, 401u) << auth.value_or("(none)");
+    EXPECT_EQ(r.body, "");
+  }
+  // The key is checked before the body.
+  EXPECT_EQ(report(R"({"action":"Remove"})", "Bearer wrong").status, 401u);
+  const auto reports = sim_->reports();
+  ASSERT_EQ(reports.size(), 5u);
+  EXPECT_EQ(reports[1]["authorization"], "Bearer wrong");
+  EXPECT_EQ(reports[1]["status"], 401);
+
+  // Without a key in the seed any Bearer token will do, but not none.
+  auto s = seed();
+  s["mineos"].erase("api_key");
+  reseed(s);
+  EXPECT_EQ(report(delete_completed.dump(), "Bearer anything").status, 200u);
+  EXPECT_EQ(report(delete_completed.dump(), "Bearer ").status, 401u);
+  EXPECT_EQ(report(delete_completed.dump(), std::nullopt).status, 401u);
+}
+
+TEST_F(ExponeaSim, MineosAnswers404ForAnUnknownIntegration) {
+  // Checked after the key, before the body.
+  EXPECT_EQ(report("{}", "Bearer wrong", "int-99").status, 401u);
+  const auto r = report("{}", mineos_key, "int-99");
+  ASSERT_EQ(r.status, 404u);
+  EXPECT_EQ(json::parse(r.body)["internalErrorCode"], "NotFound");
+  EXPECT_NE(json::parse(r.body)["message"].get<std::string>().find("int-99"), std::string::npos);
+  EXPECT_EQ(sim_->reports()[1]["status"], 404);
+
+  auto s = seed();
+  s.erase("mineos");
+  reseed(s);
+  EXPECT_EQ(report(delete_completed.dump(), "Bearer x", "int-99").status, 200u);
+}
+
+TEST_F(ExponeaSim, MineosRejectsBodiesOutsideTheSchema) {
+  const auto with = [](json patch) {
+    auto b = delete_completed;
+    b.merge_patch(patch);
+    return b;
+  };
+  const auto says = [](const std::string& message, std::string_view field) {
+    return message.find(field) != std::string::npos ? ::testing::AssertionSuccess()
+                                                    : ::testing::AssertionFailure() << message;
+  };
+  // The schema forbids other fields (additionalProperties: false).
+  EXPECT_TRUE(says(rejected(with({{"traceId", "t-1"}})), "'traceId'"));
+  // data and files are "For use with 'Copy' action only".
+  EXPECT_TRUE(says(rejected(with({{"data", {{"ids", json::object()}}}})), "'data'"));
+  EXPECT_TRUE(says(rejected(with({{"files", json::array()}})), "'files'"));
+  // Enums are exact.
+  EXPECT_TRUE(says(rejected(with({{"action", "delete"}})), "'action'"));
+  EXPECT_TRUE(says(rejected(with({{"status", "Done"}})), "'status'"));
+  EXPECT_TRUE(says(rejected({{"action", "Delete"}}), "'status' is required"));
+  // Types.
+  EXPECT_TRUE(says(rejected(with({{"message", 42}})), "'message'"));
+  EXPECT_TRUE(says(rejected(with({{"test", "yes"}})), "'test'"));
+  EXPECT_TRUE(says(rejected(with({{"action", "Copy"}, {"data", json::array({1})}})), "'data'"));
+  EXPECT_TRUE(says(rejected(with({{"action", "Copy"}, {"files", {{{"name", "r.json"}}}}})),
+                   "'files[0].name'"));
+  EXPECT_TRUE(
+      says(rejected(with({{"action", "Copy"}, {"files", {{{"url", 7}}}}})), "'files[0].url'"));
+  EXPECT_TRUE(says(rejected(json::array()), "object"));
+  // Not JSON, or not declared as JSON.
+  auto r = report("{oops");
+  EXPECT_EQ(r.status, 400u);
+  EXPECT_EQ(json::parse(r.body)["internalErrorCode"], "InvalidArgument");
+  r = report(delete_completed.dump(), mineos_key, "int-42", "text/plain");
+  EXPECT_EQ(r.status, 400u);
+  EXPECT_NE(json::parse(r.body)["message"].get<std::string>().find("Content-Type"),
+            std::string::npos);
+  // Null is allowed where the schema says nullable.
+  EXPECT_EQ(rejected(with({{"message", nullptr}, {"data", nullptr}, {"files", nullptr}})),
+            "status 200");
+  // Every call is recorded, accepted or not.
+  EXPECT_EQ(sim_->reports().size(), 15u);
+}
+
+TEST_F(ExponeaSim, MineosFaultsAnswerFirst) {
+  ASSERT_EQ(call("POST", "/_sim/faults",
+                 R"([{"endpoint":"mineos","status":429,"body":"slow down"},
+                     {"endpoint":"mineos","drop":true,"apply":true},
+                     {"endpoint":"mineos","drop":true}])")
+                .status,
+            200u);
+  // Even without a key: the fault answers first, its body as is, no Retry-After unless asked.
+  auto r = report("not json", std::nullopt);
+  EXPECT_EQ(r.status, 429u);
+  EXPECT_EQ(r.body, "slow down");
+  EXPECT_FALSE(header(r, "Retry-After"));
+  // A lost answer: MineOS took the report, the connection dropped.
+  EXPECT_EQ(report(delete_completed.dump()).status, 0u);
+  // Dropped before MineOS looked at it.
+  EXPECT_EQ(report(delete_completed.dump()).status, 0u);
+  EXPECT_EQ(report(delete_completed.dump()).status, 200u);  // the faults are used up
+  const auto reports = sim_->reports();
+  ASSERT_EQ(reports.size(), 4u);
+  EXPECT_EQ(reports[0]["status"], 429);
+  EXPECT_EQ(reports[1]["status"], 200);
+  EXPECT_EQ(reports[2]["status"], 0);
+}
+
+TEST_F(ExponeaSim, ConsentCategoriesAreListedForAnyPrivateKey) {
+  auto r = categories();
+  ASSERT_EQ(r.status, 200u);
+  auto body = json::parse(r.body);
+  EXPECT_EQ(body["success"], true);
+  ASSERT_EQ(body["results"].size(), 3u);
+  EXPECT_EQ(body["results"][0]["id"], "marketing");
+  EXPECT_EQ(body["results"][0]["sources"]["private_api"], true);
+  EXPECT_EQ(body["results"][2]["id"], "newsletter");
+  EXPECT_EQ(body["results"][2]["sources"]["private_api"], false);
+  // The usual auth errors; the data API refuses public tokens.
+  EXPECT_EQ(categories(std::nullopt).status, 401u);
+  EXPECT_EQ(categories("Basic " + crypto::base64_encode("demo-api-key:wrong")).status, 403u);
+  EXPECT_EQ(categories(token).status, 403u);
+  EXPECT_EQ(call("GET", "/data/v2/projects/wrong-token/consent/categories").status, 400u);
+
+  // No permission needed; no categories seeded: an empty list.
+  auto s = seed();
+  s["private_keys"][0]["permissions"] = json::array();
+  s.erase("consent_categories");
+  reseed(s);
+  r = categories();
+  ASSERT_EQ(r.status, 200u);
+  EXPECT_EQ(json::parse(r.body)["results"], json::array());
+}
+
+TEST_F(ExponeaSim, ConsentEventsNeedTheConsentPermissionWithBasic) {
+  const json reject{{"action", "reject"}, {"category", "marketing"}, {"valid_until", "unlimited"}};
+  auto r = consent("jane@example.com", reject, 1764410000);
+  ASSERT_EQ(r.status, 200u);
+  EXPECT_EQ(json::parse(r.body)["success"], true);
+
+  auto s = seed();
+  s["private_keys"][0]["permissions"] = json::array({"export", "anonymize", "track"});
+  s["public_tokens"][0]["events"] = json::array({"privacy_request", "consent"});
+  reseed(s);
+  r = consent("jane@example.com", reject, 1764410000);
+  EXPECT_EQ(r.status, 200u);
+  EXPECT_EQ(json::parse(r.body),
+            (json{{"success", false},
+                  {"errors", json::array({"Not authorized to add event of specified type"})}}));
+  EXPECT_EQ(consents_of("jane@example.com"), json::object());
+  // With a public token, its event list decides.
+  r = track_event({{"customer_ids", {{"registered", "jane@example.com"}}},
+                   {"event_type", "consent"},
+                   {"properties", reject}},
+                  token);
+  EXPECT_EQ(json::parse(r.body)["success"], true);
+  EXPECT_EQ(consents_of("jane@example.com")["marketing"]["action"], "reject");
+}
+
+TEST_F(ExponeaSim, ConsentStateFollowsTheLatestValidFrom) {
+  auto s = seed();
+  s["write_delay_ms"] = 500;
+  reseed(s);
+  const json accept{{"action", "accept"}, {"category", "marketing"}, {"valid_until", "unlimited"}};
+  const json reject{{"action", "reject"}, {"category", "marketing"}, {"valid_until", "unlimited"}};
+  ASSERT_EQ(consent("jane@example.com", accept, 1764400000).status, 200u);
+  ASSERT_EQ(consent("jane@example.com", reject, 1764410000).status, 200u);
+  EXPECT_EQ(consents_of("jane@example.com"), json::object());  // writes are queued
+  clock_->advance(500ms);
+  EXPECT_EQ(consents_of("jane@example.com")["marketing"],
+            (json{{"action", "reject"}, {"valid_from", 1764410000}, {"valid_until", "unlimited"}}));
+  // An accept tracked later but valid from earlier does not override the reject.
+  ASSERT_EQ(consent("jane@example.com", accept, 1764405000).status, 200u);
+  clock_->advance(500ms);
+  EXPECT_EQ(consents_of("jane@example.com")["marketing"]["action"], "reject");
+  // The events are stored like any other, as export-one shows.
+  const auto events = json::parse(export_one("jane@example.com").body)["events"];
+  ASSERT_EQ(events.size(), 5u);
+  EXPECT_EQ(events[3],
+            (json{{"type", "consent"}, {"timestamp", 1764410000}, {"properties", reject}}));
+
+  // An accept with a UNIX-time valid_until is revoked once that time passes.
+  const auto until = now_seconds().get<long long>() + 60;
+  const json until_then{
+      {"action", "accept"}, {"category", "personalisation"}, {"valid_until", until}};
+  ASSERT_EQ(consent("john@example.com", until_then, now_seconds()).status, 200u);
+  clock_->advance(500ms);
+  EXPECT_EQ(consents_of("john@example.com")["personalisation"]["action"], "accept");
+  clock_->advance(60s);
+  EXPECT_EQ(consents_of("john@example.com")["personalisation"]["action"], "reject");
+}
+
+TEST_F(ExponeaSim, AnInvalidConsentEventRevokesItsCategory) {
+  const json accept{{"action", "accept"}, {"category", "marketing"}, {"valid_until", "unlimited"}};
+  ASSERT_EQ(consent("jane@example.com", accept, 1764400000).status, 200u);
+  ASSERT_EQ(
+      consent("jane@example.com",
+              {{"action", "accept"}, {"category", "personalisation"}, {"valid_until", "unlimited"}},
+              1764400000)
+          .status,
+      200u);
+  ASSERT_EQ(consent("john@example.com", accept, 1764400000).status, 200u);
+  EXPECT_EQ(consents_of("jane@example.com")["marketing"]["action"], "accept");
+  // accept without valid_until; an action that is not lower-case accept/reject.
+  ASSERT_EQ(
+      consent("jane@example.com", {{"action", "accept"}, {"category", "marketing"}}, 1764410000)
+          .status,
+      200u);
+  ASSERT_EQ(consent("john@example.com",
+                    {{"action", "Accept"}, {"category", "marketing"}, {"valid_until", "unlimited"}},
+                    1764410000)
+                .status,
+            200u);
+  // Without a category there is nothing to revoke.
+  ASSERT_EQ(consent("jane@example.com", {{"action", "reject"}}, 1764420000).status, 200u);
+  const auto jane = consents_of("jane@example.com");
+  EXPECT_EQ(jane["marketing"],
+            (json{{"action", "reject"}, {"valid_from", 1764410000}, {"valid_until", "unlimited"}}));
+  EXPECT_EQ(jane["personalisation"]["action"], "accept");
+  EXPECT_EQ(jane.size(), 2u);
+  EXPECT_EQ(consents_of("john@example.com")["marketing"]["action"], "reject");
+}
+
+TEST_F(ExponeaSim, NullTimestampAndPropertiesAreStoredAsTrackingTimeAndNone) {
+  // As Exponea's own SDK sends them when the caller gives none.
+  const auto r = track_event({{"customer_ids", {{"registered", "jane@example.com"}}},
+                              {"event_type", "privacy_request"},
+                              {"timestamp", nullptr},
+                              {"properties", nullptr}},
+                             token);
+  ASSERT_EQ(json::parse(r.body)["success"], true);
+  const auto tracked = json::parse(export_one("jane@example.com").body)["events"].back();
+  EXPECT_EQ(tracked["timestamp"], now_seconds());
+  EXPECT_EQ(tracked["properties"], json::object());
+  // A consent event without a timestamp is valid from the time of tracking.
+  ASSERT_EQ(consent("jane@example.com",
+                    {{"action", "reject"}, {"category", "marketing"}, {"valid_until", "unlimited"}},
+                    nullptr)
+                .status,
+            200u);
+  EXPECT_EQ(consents_of("jane@example.com")["marketing"]["valid_from"], now_seconds());
 }
 
 }  // namespace

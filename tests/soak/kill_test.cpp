@@ -67,7 +67,7 @@ base_url = "http://127.0.0.1:{0}"
 timeout_seconds = 5
 verify_timeout_seconds = 60
 [mineos]
-status_url = "http://127.0.0.1:{0}/mineos/status"
+api_base_url = "http://127.0.0.1:{0}"
 [retry]
 initial_backoff_ms = 50
 max_backoff_seconds = 2
@@ -173,7 +173,7 @@ concurrency = 8
   std::map<std::string, int> reports;
   for (const auto& r : json::parse(request(sim_port, "GET", "/_sim/mineos").body)) {
     if (r["status"] == 200) {
-      ++reports[json::parse(r["body"].get<std::string>())["requestId"].get<std::string>()];
+      ++reports[r["ticket_id"].get<std::string>()];
     }
   }
   int repeated = 0;

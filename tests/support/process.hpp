@@ -41,6 +41,7 @@ class process {
   bool wait_output(std::string_view needle, std::size_t occurrences = 1,
                    std::chrono::milliseconds timeout = std::chrono::seconds(20));
   std::uint16_t port() const { return port_; }
+  pid_t pid() const { return pid_; }
   std::uint16_t admin_port() const { return admin_port_ != 0 ? admin_port_ : port_; }
 
   void signal(int sig);

@@ -11,6 +11,12 @@ namespace dsr::crypto {
 // HMAC-SHA256 of `data` keyed with `key`: the 32 raw bytes.
 std::string hmac_sha256(std::string_view key, std::string_view data);
 
+// HKDF-SHA256 (RFC 5869): `length` bytes derived from `key` for the purpose named by `info`, so
+// that one secret (store_key) yields independent keys. Throws std::runtime_error only when OpenSSL
+// fails (a bug or a broken library).
+std::string hkdf_sha256(std::string_view key, std::string_view salt, std::string_view info,
+                        std::size_t length = 32);
+
 // Standard base64 alphabet with padding.
 std::string base64_encode(std::string_view bytes);
 

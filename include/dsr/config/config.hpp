@@ -12,6 +12,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace dsr {
 
@@ -52,6 +53,15 @@ struct store_config {
   friend bool operator==(const store_config&, const store_config&) = default;
 };
 
+// A MineOS custom field tried as the subject's identifier when there is no e-mail (contract §4):
+// the userInfo.customFields key (e.g. "$internalId") and the Exponea ID name it maps to.
+struct custom_field_id {
+  std::string field;
+  std::string id;
+
+  friend bool operator==(const custom_field_id&, const custom_field_id&) = default;
+};
+
 struct exponea_config {
   std::string base_url = "https://api.exponea.com";
   std::string customer_id_type = "registered";
@@ -63,14 +73,39 @@ struct exponea_config {
   std::string ca_file;
   std::chrono::seconds verify_timeout{600};
   std::uint64_t max_export_bytes = 1073741824;
+  std::vector<custom_field_id> custom_field_ids;  // tried in order when there is no e-mail
 
   friend bool operator==(const exponea_config&, const exponea_config&) = default;
 };
 
 struct mineos_config {
-  std::string status_url;  // "" = outcomes are not reported
+  // MineOS's API host: "https://api.portal.saymine.com" (EU) or "https://api.us.portal.saymine.com"
+  // (US), without a trailing slash. "" = outcomes are not reported.
+  std::string api_base_url;
+  std::string integration_id;  // used when a delivery carries no integrationId
+  std::string public_url;      // how MineOS reaches /v1/files; "" = data always inline
+  std::uint64_t inline_data_max_bytes = 4194304;
+  std::chrono::hours file_link_ttl{72};
+  std::uint32_t max_requests_per_minute = 600;
 
+  bool reporting() const { return !api_base_url.empty(); }
   friend bool operator==(const mineos_config&, const mineos_config&) = default;
+};
+
+// Which rights arriving at the Delete URL anonymize and which revoke consent (contract §4), each
+// normalised (normalise_right in mineos/request_types.hpp: ASCII letters and digits, lower case).
+struct requests_config {
+  std::vector<std::string> erase_types{"delete"};
+  std::vector<std::string> opt_out_types{"donotsell", "donotmail", "optout", "unsubscribe"};
+
+  friend bool operator==(const requests_config&, const requests_config&) = default;
+};
+
+// The Bloomreach consent categories an opt-out revokes (their ids, case-sensitive).
+struct consent_config {
+  std::vector<std::string> categories;
+
+  friend bool operator==(const consent_config&, const consent_config&) = default;
 };
 
 struct retry_config {
@@ -115,6 +150,8 @@ struct config {
   store_config store;
   exponea_config exponea;
   mineos_config mineos;
+  requests_config requests;
+  consent_config consent;
   retry_config retry;
   jobs_config jobs;
   log_config log;
@@ -139,5 +176,8 @@ std::optional<endpoint> parse_endpoint(std::string_view text, std::string& probl
 
 // True for "localhost", 127.0.0.0/8 and ::1.
 bool is_loopback_host(std::string_view host);
+
+// True when `id` may go into a MineOS URL and a file name: [A-Za-z0-9._~-]{1,128} (contract §4).
+bool is_safe_id(std::string_view id);
 
 }  // namespace dsr

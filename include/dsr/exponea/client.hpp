@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace dsr::ops {
 class metrics;  // ops/metrics.hpp
@@ -34,6 +35,13 @@ struct export_request {
   audit_match audit;
 };
 
+// A consent category as consent/categories lists it: its id, and whether the private API may
+// change it (sources.private_api).
+struct consent_category {
+  std::string id;
+  bool private_api = false;
+};
+
 struct event {
   std::string type;
   std::int64_t timestamp = 0;  // UNIX seconds
@@ -47,18 +55,22 @@ class api {
   // answer larger than max_export_bytes, or not shaped as documented, is a `failed` call_error.
   virtual boost::asio::awaitable<outcome<std::optional<export_summary>>> export_one(
       export_request r) = 0;
-  // Tracks an event (Token auth). Never call it for a customer that may not exist: Exponea
+  // Tracks an event: with the public API token (auth::token, the audit event) or the private key
+  // (auth::basic, consent events). Never call it for a customer that may not exist: Exponea
   // creates one holding the ids.
-  virtual boost::asio::awaitable<outcome<void>> track(nlohmann::json ids, event e) = 0;
+  virtual boost::asio::awaitable<outcome<void>> track(nlohmann::json ids, event e, auth a) = 0;
   // Starts anonymization (queued by Exponea). false when the customer does not exist.
   virtual boost::asio::awaitable<outcome<bool>> anonymize(nlohmann::json ids) = 0;
   // GET system/time with the given credentials: proves base URL, project token and credentials.
   virtual boost::asio::awaitable<outcome<void>> system_time(auth a) = 0;
+  // GET consent/categories (Basic): the project's consent categories.
+  virtual boost::asio::awaitable<outcome<std::vector<consent_category>>> consent_categories() = 0;
 };
 
 struct api_options {
-  // Where export-one answers are written while they are scanned (created 0700 when needed).
-  std::filesystem::path download_dir = std::filesystem::temp_directory_path();
+  // Where export-one answers are written while they are scanned: a directory private to the
+  // daemon (created 0700 when missing; an existing one is used as it is, never changed).
+  std::filesystem::path download_dir;
   std::uint64_t max_export_bytes = 1073741824;
   // Shared by every api of the process (null: calls are not spaced). A 429 slows it down.
   std::shared_ptr<limiter> spacing;

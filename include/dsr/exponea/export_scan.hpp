@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace dsr::exponea {
 
@@ -24,6 +25,16 @@ struct export_summary {
   std::uint64_t events = 0;             // elements of `events`
   std::optional<double> last_event_at;  // the newest event's `timestamp` (UNIX seconds)
   bool holds_audit_event = false;       // see audit_match
+  // One flag per audit_match::consents entry: an event matching it is in the export.
+  std::vector<bool> consents_found;
+};
+
+// A consent event an opt-out tracked (contract §5): type `consent`, properties.category and
+// properties.action as given, and the event's `timestamp` (UNIX seconds, the consent's valid-from).
+struct consent_match {
+  std::string category;
+  std::string action;
+  std::int64_t timestamp = 0;
 };
 
 // The audit event a job looks for: an event whose `type` is `type` and whose
@@ -31,6 +42,7 @@ struct export_summary {
 struct audit_match {
   std::string type;
   std::string request_id;
+  std::vector<consent_match> consents;  // consent events to look for as well
 };
 
 // Nesting deeper than this is refused (a hostile answer must not exhaust the stack or memory).

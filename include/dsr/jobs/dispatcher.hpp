@@ -112,6 +112,8 @@ struct dispatcher_options {
   std::chrono::milliseconds sweep_interval{std::chrono::seconds(30)};
   retry_config retry;
   flow_settings flows;
+  // How a Delete-URL job's right is routed (erase, opt-out, not handled), checked as it runs.
+  requests_config requests;
   // Where completed copy exports are written (one JSON file per request, mode 0600).
   std::filesystem::path export_dir;
   breaker_config breaker;

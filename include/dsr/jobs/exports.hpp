@@ -3,10 +3,12 @@
 // export-one answers being scanned there (`*.part`, `*.tmp`).
 
 #include "dsr/common/error.hpp"
+#include "dsr/jobs/store.hpp"
 
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <span>
 
 namespace dsr {
 
@@ -23,8 +25,15 @@ std::filesystem::path export_path(const std::filesystem::path& dir, std::int64_t
 // start-up, before any job runs.
 std::size_t remove_partial_exports(const std::filesystem::path& dir);
 
-// Deletes the export files in `dir` last written before `cutoff`; returns how many. A missing
-// directory is not an error. Used hourly with cutoff = now - export_retention_days.
-std::size_t purge_exports(const std::filesystem::path& dir, std::filesystem::file_time_type cutoff);
+// Deletes the export files in `dir` last written before `cutoff`, but those of the jobs in `keep`
+// (copies whose file link is still live); returns how many. A missing directory is not an error.
+// Used hourly with cutoff = now - export_retention_days.
+std::size_t purge_exports(const std::filesystem::path& dir, std::filesystem::file_time_type cutoff,
+                          std::span<const std::int64_t> keep = {});
+
+// Deletes the exports whose file link (contract §6) expired by `now`, as the store records them;
+// returns how many files went. Runs on the store thread (it reads the store).
+result<std::size_t> remove_expired_link_exports(job_store& store, const std::filesystem::path& dir,
+                                                time_point now);
 
 }  // namespace dsr

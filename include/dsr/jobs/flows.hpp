@@ -1,7 +1,7 @@
 #pragma once
-// The delete and copy flows of contract §5, as plain code over seams: the Exponea API, a journal
-// of steps (written under the job's lease), the clock and a sleeper. No socket, no disk: tests run
-// them over fakes, including resumption from every journaled step.
+// The delete, opt-out and copy flows of contract §5, as plain code over seams: the Exponea API, a
+// journal of steps (written under the job's lease), the clock and a sleeper. No socket, no disk:
+// tests run them over fakes, including resumption from every journaled step.
 //
 // Journal rules that make every step safe to repeat after a crash:
 //  - the audit event is tracked only on a customer that exists, and for delete before anonymize;
@@ -11,6 +11,11 @@
 //  - after `anonymize started`, "customer not found" means Completed, never UserNotFound;
 //  - after anonymize, export-one must stop resolving the ID (polled with backoff up to
 //    verify_timeout; the customer is anonymized again while it is still there);
+//  - an opt-out tracks its audit event first, then one consent `reject` per category, each
+//    journaled `started <timestamp>` before its call and `done` after it; after a `started`
+//    without `done` the export is polled (up to track_settle) for a consent event with that
+//    category, action and timestamp before the same event is tracked again, so none lands twice;
+//    nothing is anonymized;
 //  - a shutdown stops a flow between two steps (`stopped`): its journal says where to resume.
 
 #include "dsr/common/clock.hpp"
@@ -25,6 +30,8 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace dsr {
 
@@ -48,6 +55,8 @@ class flow_clock {
 
 struct flow_settings {
   std::string customer_id_type = "registered";
+  // [consent] categories: what an opt-out revokes. Empty: an opt-out fails before any call.
+  std::vector<std::string> consent_categories;
   bool lowercase_ids = true;
   std::string event_type = "privacy_request";
   std::string source = "MineOS";
@@ -80,12 +89,21 @@ struct flow_outcome {
 // The customer_ids object for this job's subject.
 nlohmann::json customer_ids(const job& j, const flow_settings& s);
 
-// The audit event's properties: request_id, source, type, trace_id, integration_id. No e-mail, no
-// name.
+// The audit event's properties: request_id, source, type (the operation: delete, opt_out, copy),
+// trace_id, integration_id. No e-mail, no name.
 nlohmann::json event_properties(const job& j, const flow_settings& s);
+
+// The message of an opt-out that cannot run: no consent category is configured.
+inline constexpr std::string_view no_consent_categories =
+    "no consent categories configured for opt-out requests; set [consent] categories";
 
 boost::asio::awaitable<flow_outcome> run_delete(const job& j, exponea::api& api, journal& log,
                                                 flow_clock& time, const flow_settings& s);
+
+// Revokes consent: export-one, the audit event, one consent reject per category. Never
+// anonymizes.
+boost::asio::awaitable<flow_outcome> run_opt_out(const job& j, exponea::api& api, journal& log,
+                                                 flow_clock& time, const flow_settings& s);
 
 // A completed copy leaves the customer in `export_file` as {"ids","properties","events"}.
 boost::asio::awaitable<flow_outcome> run_copy(const job& j, exponea::api& api, journal& log,

@@ -1,5 +1,5 @@
 #pragma once
-// Jobs: one accepted MineOS delete or copy request, from intake to its reported outcome.
+// Jobs: one accepted MineOS delete, opt-out or copy request, from intake to its reported outcome.
 
 #include "dsr/common/clock.hpp"
 
@@ -13,9 +13,26 @@
 
 namespace dsr {
 
-enum class operation { delete_, copy };
+// What the daemon does (contract §4): `delete_` anonymizes (an erase right), `opt_out` revokes
+// consent (an opt-out right); both arrive at the Delete URL. `copy` exports.
+enum class operation { delete_, opt_out, copy };
 
-enum class job_state { queued, running, retrying, completed, user_not_found, failed, cancelled };
+enum class job_state {
+  queued,
+  running,
+  retrying,
+  completed,
+  user_not_found,
+  failed,
+  cancelled,
+  missing_identifiers  // accepted without any identifier: reported MissingIdentifiers at once
+};
+inline constexpr std::size_t job_state_count = 8;
+
+// The MineOS action a job closes (the report's `action`): Delete for delete and opt-out, Copy.
+enum class mineos_action { delete_, copy };
+mineos_action action_of(operation op);
+std::string_view to_string(mineos_action a);  // "Delete", "Copy"
 
 std::string_view to_string(operation op);
 std::string_view to_string(job_state s);
@@ -24,18 +41,42 @@ std::optional<job_state> parse_job_state(std::string_view s);
 // queued, running and retrying: the job can still run and counts against max_queued_jobs.
 bool is_active(job_state s);
 
-// What intake knows about a new request. `subject_email` is personal data: it never leaves the
-// store except towards Exponea, and is never logged above trace level.
+// The right a Delete-URL request carries, as received (mineos/request_types.hpp): kept so that a
+// job is routed again when it runs (a retried job whose right was not handled, say).
+struct job_right {
+  std::string id;    // request.requestType.id
+  std::string name;  // request.requestType.name
+  std::string type;  // request.type
+
+  friend bool operator==(const job_right&, const job_right&) = default;
+};
+
+// A job that ends at intake, without any call to Exponea: no identifier (MissingIdentifiers), or
+// a right this integration does not handle (Failed).
+struct intake_outcome {
+  job_state state = job_state::failed;
+  std::string outcome;  // the MineOS status
+  std::string message;
+};
+
+// What intake knows about a new request. `subject` is personal data: it never leaves the store
+// except towards Exponea, and is never logged above trace level.
 struct new_job {
   operation op = operation::delete_;
   std::string request_id;
   std::string trace_id;
   std::string integration_id;
-  std::string source;                    // request.source ("Form", "MineApp", ...)
-  std::string request_type;              // request.requestType.id or request.type, as sent
+  std::string source;        // request.source ("Form", "MineApp", ...)
+  std::string request_type;  // the right as the job view shows it (requestType)
+  job_right right;
   std::optional<time_point> created_at;  // the request's createdAt, when MineOS sent one
   time_point received_at;
-  std::string subject_email;
+  // The one Exponea ID of the subject (contract §4 "Identifiers"): `subject_id_name` is "" for
+  // the e-mail (sent as [exponea] customer_id_type, lower-cased when lowercase_ids), else the ID
+  // name a custom field maps to; `subject` is the value ("" when there is none).
+  std::string subject_id_name;
+  std::string subject;
+  std::optional<intake_outcome> ended;  // set: the job is stored finished, its report due
 };
 
 // One journal line: a step ("received", "export", "track", ...) and its result ("started",
@@ -54,10 +95,12 @@ struct job {
   std::string integration_id;
   std::string source;
   std::string request_type;
+  job_right right;
   std::optional<time_point> created_at;
   time_point received_at;
   time_point updated_at;
-  std::string subject_email;
+  std::string subject_id_name;  // see new_job
+  std::string subject;
   job_state state = job_state::queued;
   std::uint32_t attempts = 0;
   time_point next_attempt_at;
@@ -68,6 +111,8 @@ struct job {
   bool reported = false;
   std::optional<std::string> report_error;
   std::uint32_t report_attempts = 0;
+  // A copy reported as a file link: when the link (and the export) expires.
+  std::optional<time_point> file_link_expires_at;
   std::vector<job_step> history;
 
   // The legal due date: createdAt (or receipt) + deadline_days.

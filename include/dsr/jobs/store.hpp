@@ -41,6 +41,9 @@ struct job_release {
   time_point next_attempt_at;
   std::string outcome;          // "" keeps the stored one
   std::string outcome_message;  // "" keeps the stored one
+  // A Delete-URL job routed again when it ran (a retried right that is now configured): its new
+  // operation, delete or opt_out. nullopt keeps the stored one.
+  std::optional<operation> op;
 };
 
 // The result of one attempt to report a job's outcome to MineOS.
@@ -63,7 +66,7 @@ enum class operator_result {
 
 // Figures over the whole store for metrics and the status page.
 struct job_stats {
-  std::array<std::uint64_t, 7> by_state{};  // indexed by job_state
+  std::array<std::uint64_t, job_state_count> by_state{};  // indexed by job_state
   // The receipt of the oldest job waiting to run (queued or retrying), if any.
   std::optional<time_point> oldest_waiting;
   // Unfinished jobs (queued, running, retrying, failed) whose due date (createdAt, else receipt,
@@ -127,10 +130,19 @@ class job_store {
   // Caps the store's size (0 = no cap): beyond it commits fail as on a full disk. An engine that
   // cannot cap its size ignores it.
   virtual result<void> set_max_size(std::uint64_t bytes) = 0;
-  // Replaces a finished job's e-mail (completed, user_not_found, cancelled) by its keyed hash;
-  // nothing for other states. record_report does it on acknowledgement; call it yourself when
-  // outcomes are not reported.
+  // Replaces a finished job's subject ID (completed, user_not_found, cancelled,
+  // missing_identifiers) by its keyed hash; nothing for other states. record_report does it on
+  // acknowledgement; call it yourself when outcomes are not reported.
   virtual result<void> forget_subject(std::int64_t job_id) = 0;
+  // A copy reported as a file link: records `proposed` as the link's expiry unless one is
+  // recorded already, and returns the recorded one (a report sent again carries the same link).
+  // A recorded link that expired (by `now`) before MineOS acknowledged the report is replaced:
+  // a report that waited out a long pause or outage still carries a link that works.
+  virtual result<time_point> file_link_expiry(std::int64_t job_id, time_point proposed,
+                                              time_point now) = 0;
+  // expired = true: the acknowledged jobs whose file link has expired by `now` (their exports are
+  // due for deletion); false: the jobs whose link is still live.
+  virtual result<std::vector<std::int64_t>> file_links(time_point now, bool expired) = 0;
   // Deletes finished jobs (completed, user_not_found, failed, cancelled) last changed before
   // `before`, with their history: retention_days. Returns how many.
   virtual result<std::size_t> purge_finished(time_point before) = 0;

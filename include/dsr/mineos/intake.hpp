@@ -2,16 +2,21 @@
 // Intake of MineOS webhooks: POST /v1/mineos/delete, /copy and /preview (contract §4).
 //
 // Order of work for each request: verify X-Mine-Signature over the raw body (401, nothing stored);
-// parse (400 naming the field); insert durably through the job_queue; answer 202 only after the
-// commit. A repeat (same trace id, or same request id and operation) is answered 202 with the
-// original requestId; the other operation on a known request id is 409; a full queue or a store
-// that cannot commit is 503 with Retry-After.
+// parse (400 naming the field); route it: the copy URL exports, a Delete-URL right is erased,
+// opted out or not handled ([requests]); choose the subject's one ID (e-mail, else a configured
+// custom field); insert durably through the job_queue; answer 202 only after the commit. A
+// request without any ID, or with a right this integration does not handle, is still a job: it is
+// stored finished (MissingIdentifiers / Failed) with its report due, and Exponea is never called.
+// A repeat (same trace id, or same request id and operation) is answered 202 with the original
+// requestId; the other operation on a known request id is 409; a full queue or a store that
+// cannot commit is 503 with Retry-After.
 
 #include "dsr/common/clock.hpp"
 #include "dsr/credentials/credentials.hpp"
 #include "dsr/http/auth_throttle.hpp"
 #include "dsr/http/router.hpp"
 #include "dsr/jobs/store_worker.hpp"
+#include "dsr/mineos/identifiers.hpp"
 #include "dsr/mineos/webhook.hpp"
 
 #include <memory>
@@ -22,11 +27,19 @@ class metrics;  // ops/metrics.hpp
 
 namespace dsr::mineos {
 
+struct intake_options {
+  std::uint64_t max_queued_jobs = 1000000;
+  std::vector<custom_field_id> custom_field_ids;  // [exponea]
+  requests_config requests;                       // [requests]
+  std::string integration_id;                     // [mineos] integration_id, the fallback
+  bool reporting = false;                         // [mineos] api_base_url is set
+};
+
 class intake {
  public:
   // All references must outlive the intake. Thread-safe.
   intake(job_queue& queue, const credential_store& credentials, std::shared_ptr<clock> clock,
-         std::uint64_t max_queued_jobs);
+         intake_options options);
 
   void handle(endpoint_kind kind, const http::request& req, http::responder done);
 
@@ -36,9 +49,9 @@ class intake {
   // Called after each newly committed job (the dispatcher's wake-up). Set before serving.
   void on_accepted(std::function<void()> fn) { on_accepted_ = std::move(fn); }
 
-  // Answer isTest calls and previews (without them: 501). `preview` gets the subject's e-mail.
-  using test_hook = std::function<void(http::responder)>;
-  using preview_hook = std::function<void(const std::string& email, http::responder)>;
+  // Answer isTest calls and previews (without them: 501). `preview` gets the subject's ID.
+  using test_hook = std::function<void(const test_call&, http::responder)>;
+  using preview_hook = std::function<void(const subject_id&, http::responder)>;
   void on_test(test_hook fn) { on_test_ = std::move(fn); }
   void on_preview(preview_hook fn) { on_preview_ = std::move(fn); }
   // Refused signatures go through it (counted, slowed per address). Set before serving.
@@ -50,7 +63,7 @@ class intake {
   job_queue& queue_;
   const credential_store& credentials_;
   std::shared_ptr<clock> clock_;
-  std::uint64_t max_queued_jobs_;
+  intake_options options_;
   std::function<void()> on_accepted_;
   test_hook on_test_;
   preview_hook on_preview_;

@@ -1,12 +1,21 @@
 #pragma once
-// Reports finished jobs to MineOS (contract §6) from the store's outbox: POST status_url with
-// `Authorization: Bearer <mineos_api_key>` and
-//   {"traceId","integrationId","requestId","operation","status","message","data"?}
-// (`data` = {ids, properties, events} for a completed copy, read from its export file). 2xx marks
-// the job reported (and deletes the export); 429, 5xx, timeouts and connection errors are retried
-// with backoff, across restarts, until acknowledged; any other answer counts an attempt, sets
-// reportError, and after max_attempts the report waits for an operator's `retry`.
-// The MineOS endpoint and body are not public: this module is the one place to adapt.
+// Reports finished jobs to MineOS (contract §6) from the store's outbox, through MineOS's
+// published custom-integration status API:
+//   POST {api_base_url}/api/ticket/{request.id}/custom-integrations/{integrationId}
+//   Authorization: Bearer <mineos_api_key>
+//   {"action": "Delete"|"Copy", "status", "message", "data"? | "files"?}
+// The body holds only the fields MineOS's schema defines (it refuses others). A completed copy
+// carries its export as `data`, streamed from the export file, or, when it is larger than
+// inline_data_max_bytes and a public URL is set, as `files` with a signed, expiring link
+// (file_links.hpp); that export is kept until the link expires.
+//
+// Answers: 2xx acknowledges (the job is reported; an inline export is deleted). 429, 408, 5xx,
+// timeouts and connection errors are retried with backoff (Retry-After honoured), across
+// restarts, until acknowledged. 401 pauses reporting, not jobs: paused() names mineos_api_key,
+// one report is let through every pause_probe, and resume() (a reload) ends the pause at once.
+// Any other answer (400 with MineOS's error text, 404 unknown ticket or integration) stops that
+// report with reportError set; an operator's retry sends it again. Reports are spaced so that no
+// minute holds more than max_requests_per_minute of them.
 
 #include "dsr/common/clock.hpp"
 #include "dsr/config/config.hpp"
@@ -14,13 +23,17 @@
 #include "dsr/http/client.hpp"
 #include "dsr/jobs/job.hpp"
 #include "dsr/jobs/store_worker.hpp"
+#include "dsr/mineos/file_links.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <string>
 
 namespace dsr::ops {
 class metrics;  // ops/metrics.hpp
@@ -28,7 +41,11 @@ class metrics;  // ops/metrics.hpp
 
 namespace dsr::mineos {
 
-// The report body for a finished job, without `data`.
+// The status call's path: /api/ticket/{request id}/custom-integrations/{integration id}, each
+// segment percent-encoded (ids checked at intake need none; older jobs may).
+std::string status_path(std::string_view request_id, std::string_view integration_id);
+
+// The report body for a finished job: {"action", "status", "message"}.
 nlohmann::json report_body(const job& j);
 
 // The body of a completed copy's report: report_body(j) with `data` streamed from the export
@@ -37,6 +54,19 @@ nlohmann::json report_body(const job& j);
 result<std::shared_ptr<http::body_source>> report_with_data(const job& j,
                                                             const std::filesystem::path& file,
                                                             const std::string& key = {});
+
+// How the daemon takes MineOS's answer to a status call.
+enum class report_answer {
+  acknowledged,  // 2xx
+  transient,     // 408, 429, 5xx, or no answer: retry with backoff
+  unauthorized,  // 401: mineos_api_key rejected, reporting pauses
+  refused,       // any other 4xx: this report stops (reportError), `retry` sends it again
+};
+report_answer classify_report_answer(unsigned status);
+
+// "MineOS answered 400: <MineOS's message>": the text of a refusal, cleaned and cut, with the
+// `message` of MineOS's error body when it has one.
+std::string report_error_text(unsigned status, std::string_view body);
 
 struct reporter_options {
   retry_config retry;
@@ -48,6 +78,13 @@ struct reporter_options {
   std::function<std::shared_ptr<void>()> hold;
   // Counts each report's result (dsr_reports_total). Null: not counted.
   ops::metrics* metrics = nullptr;
+  std::uint64_t inline_data_max_bytes = 4194304;
+  // Null: a copy's data always goes inline ([mineos] public_url is empty).
+  std::shared_ptr<const file_links> links;
+  std::chrono::hours file_link_ttl{72};
+  std::uint32_t max_requests_per_minute = 600;
+  // [mineos] integration_id, for jobs stored without one.
+  std::string integration_id;
 };
 
 class reporter {
@@ -56,11 +93,23 @@ class reporter {
   virtual void start() = 0;
   virtual void notify() = 0;  // a job finished: look at the outbox now. Thread-safe.
   virtual void stop() = 0;    // thread-safe
+  // Credentials were reloaded: a pause ends at once. Thread-safe.
+  virtual void resume() = 0;
+  // Why reporting is paused ("MineOS rejected mineos_api_key (401)"), or nullopt. Thread-safe.
+  virtual std::optional<std::string> paused() const = 0;
 };
 
+// `client` is based at [mineos] api_base_url.
 std::unique_ptr<reporter> make_reporter(boost::asio::any_io_executor executor, job_queue& queue,
                                         std::unique_ptr<http::client> client,
                                         const credential_store& credentials,
                                         std::shared_ptr<clock> clock, reporter_options options);
+
+// The status call of an isTest delivery (contract §6): {"action", "status": "Completed",
+// "message": "dsr-connector test", "test": true}, which MineOS does not apply. The HTTP status of
+// MineOS's answer, or the transport failure.
+boost::asio::awaitable<result<http::client_response>> send_test_report(
+    http::client& client, const credential_store& credentials, std::string request_id,
+    std::string integration_id, mineos_action action);
 
 }  // namespace dsr::mineos

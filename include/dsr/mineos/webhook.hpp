@@ -5,10 +5,14 @@
 
 #include "dsr/common/clock.hpp"
 #include "dsr/common/error.hpp"
+#include "dsr/jobs/job.hpp"
+#include "dsr/mineos/request_types.hpp"
 
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace dsr::mineos {
 
@@ -17,20 +21,32 @@ enum class endpoint_kind { delete_, copy, preview };
 
 struct webhook {
   std::string trace_id;
-  std::string integration_id;
+  std::string integration_id;  // "" when absent ([mineos] integration_id may stand in)
   bool is_test = false;
-  std::string request_id;    // "" when absent (allowed for preview and isTest)
-  std::string request_type;  // request.requestType.id, else request.type; informational
+  std::string request_id;  // "" when absent (allowed for preview and isTest)
+  right request_right;     // request.requestType.id/.name and request.type (cleaned text)
   std::string source;
   std::string domain;
   std::optional<time_point> created_at;
-  std::string email;  // personal data
+  std::string email;  // personal data; "" when absent
   std::string name;   // personal data
+  // userInfo.customFields with a string (or integer) value, in the body's order: personal data.
+  std::vector<std::pair<std::string, std::string>> custom_fields;
 };
 
-// errc::invalid_input with a detail such as "userInfo.email is missing" or "body is not valid
-// JSON (at byte 17)". Required: delete and copy — trace id, request.id, userInfo.email; preview —
-// trace id, userInfo.email; isTest — trace id only.
+// An isTest delivery: what its test status call needs (contract §6).
+struct test_call {
+  std::string request_id;      // "" when the delivery has none
+  std::string integration_id;  // the delivery's, else [mineos] integration_id; "" when neither
+  mineos_action action = mineos_action::delete_;
+};
+
+// errc::invalid_input with a detail such as "request.id is missing" or "body is not valid JSON (at
+// byte 17)". Required: delete and copy — a trace id and request.id; isTest and preview — a trace
+// id. request.id and integrationId, when present, must be is_safe_id (they go into MineOS URLs and
+// file names); userInfo.email, when present, must look like an address. Whether the request has
+// an identifier is the caller's question (identifiers.hpp): a delete or copy without one is still
+// a job.
 result<webhook> parse_webhook(std::string_view body, endpoint_kind kind);
 
 }  // namespace dsr::mineos

@@ -24,6 +24,8 @@ struct admin_options {
   std::shared_ptr<clock> time = make_system_clock();
   // Why dispatch is paused (named in /readyz), or nullopt.
   std::function<std::optional<std::string>()> paused;
+  // Why reporting to MineOS is paused (named in /readyz), or nullopt.
+  std::function<std::optional<std::string>()> reporting_paused;
   std::string export_key;  // store_key: kept exports are sealed with it; empty: in the clear
   // Refused tokens go through it (counted, slowed per address); null: answered at once.
   http::auth_throttle* throttle = nullptr;

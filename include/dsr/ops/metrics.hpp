@@ -29,12 +29,15 @@ class metrics {
   metrics(const metrics&) = delete;
   metrics& operator=(const metrics&) = delete;
 
+  // A new job was accepted, routed to operation "delete" | "opt_out" | "copy".
+  void request_accepted(std::string_view operation);
   // A webhook answered: operation "delete" | "copy" | "preview", the HTTP status sent.
   void webhook(std::string_view operation, unsigned code);
   // A call to Exponea: endpoint "export-one" | "track" | "anonymize" | "system/time", the HTTP
   // status (0: no answer), how long it took.
   void exponea_call(std::string_view endpoint, unsigned code, seconds took);
-  // A job reached a final state: outcome "Completed" | "UserNotFound" | "Failed" | "cancelled";
+  // A job reached a final state: outcome "Completed" | "UserNotFound" | "MissingIdentifiers" |
+  // "Failed" | "cancelled";
   // `took` from its receipt.
   void job_finished(std::string_view operation, std::string_view outcome, seconds took);
   // A job attempt that will be retried, and why ("429", "5xx", "timeout", "network", ...).
@@ -101,6 +104,7 @@ class metrics {
 
   mutable std::mutex mutex_;
   std::map<labels, double> webhooks_;
+  std::map<labels, double> requests_;
   std::map<labels, double> exponea_requests_;
   histogram_family exponea_duration_;
   histogram_family job_duration_;

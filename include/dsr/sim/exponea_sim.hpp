@@ -4,12 +4,15 @@
 // daemon's life easy: it answers auth errors with the documented statuses and bodies, 404s an
 // unknown customer, says success:false on HTTP 200 for a missing event permission, creates a
 // customer when an unknown ID is tracked, queues writes (they take effect after write_delay),
-// and answers 429 over its rate limit, dropping the request's data.
+// and answers 429 over its rate limit, dropping the request's data. It lists the project's
+// consent categories and derives each customer's consent from its `consent` events, counting an
+// invalid one as a revocation, as Bloomreach does.
 //
 // State is seeded from JSON (see config/exponea-sim.example.json). Test-only control endpoints
-// live under /_sim/ (state, call log, injected faults). It also plays a small fake MineOS status
-// endpoint, POST /mineos/status, that records the reports it receives (/_sim/mineos) and fails on
-// request (faults with "endpoint": "mineos").
+// live under /_sim/ (state, call log, injected faults). It also plays MineOS's status API as
+// MineOS publishes it (mineos-openapi.json): POST /api/ticket/{ticketId}/custom-integrations/
+// {integrationId} with a Bearer key, the body checked against CustomIntegrationActionStatusRequest.
+// It records every call (/_sim/mineos) and fails on request (faults with "endpoint": "mineos").
 //
 // Thread safety: handle() may be called from any thread; state is guarded by one mutex.
 
@@ -22,6 +25,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -39,12 +43,15 @@ class exponea_simulator final : public http::handler {
 
   void handle(http::request req, http::responder done) override;
 
-  // The customers as they are now (queued writes that are due applied).
+  // The customers as they are now (queued writes that are due applied), each with the consent
+  // its `consent` events give it: {"consents": {category: {"action", "valid_from",
+  // "valid_until"}}}.
   nlohmann::json state();
   // Every API call so far: {"method","endpoint","auth","status","body"}.
   nlohmann::json calls();
-  // Every status report received on the fake MineOS endpoint POST /mineos/status:
-  // {"authorization","body","status"}.
+  // Every call to the fake MineOS status API, accepted or not, in arrival order:
+  // {"ticket_id","integration_id","authorization","body","status","at_ms"}; `body` is the raw
+  // request body, `status` what MineOS decided (0: a fault dropped the call unprocessed).
   nlohmann::json reports();
 
  private:
@@ -55,7 +62,7 @@ class exponea_simulator final : public http::handler {
   };
   struct private_key {
     std::string key, secret;
-    std::vector<std::string> permissions;  // "export", "anonymize", "track"
+    std::vector<std::string> permissions;  // "export", "anonymize", "track", "consent"; "*"
   };
   struct public_token {
     std::string token;
@@ -66,8 +73,9 @@ class exponea_simulator final : public http::handler {
     std::function<void()> apply;
   };
   struct fault {
-    std::string endpoint;  // "export-one", "anonymize", "track", "system/time" or "*"
-    unsigned status = 0;   // answer with this status (0: no status override)
+    // "export-one", "anonymize", "track", "system/time", "consent/categories", "mineos" or "*"
+    std::string endpoint;
+    unsigned status = 0;  // answer with this status (0: no status override)
     std::string body;
     std::string retry_after;
     std::chrono::milliseconds delay{0};  // answer this much later (a hung call)
@@ -78,7 +86,8 @@ class exponea_simulator final : public http::handler {
   http::response api(const http::request& req, std::string& endpoint, std::string& auth,
                      std::optional<fault>& injected);
   http::response control(const http::request& req);
-  http::response mineos(const http::request& req);
+  http::response mineos(const http::request& req, const std::string& ticket_id,
+                        const std::string& integration_id, std::chrono::milliseconds& delay);
   void apply_due();
   customer* find(const nlohmann::json& ids);
   void add_customer(customer c);
@@ -96,6 +105,9 @@ class exponea_simulator final : public http::handler {
   std::vector<public_token> public_tokens_;
   std::vector<std::string> personal_properties_;
   std::vector<std::string> personal_event_properties_;
+  nlohmann::json consent_categories_ = nlohmann::json::array();
+  std::optional<std::string> mineos_api_key_;     // unset: any Bearer token is accepted
+  std::vector<std::string> mineos_integrations_;  // empty: any integration id is accepted
   std::vector<customer> customers_;
   // "type\x1f<JSON value>" -> the customers that have held that ID (some may no longer: find
   // checks). Without it every call scanned all customers: with 10,000 the simulator, not the

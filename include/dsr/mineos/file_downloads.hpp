@@ -1,0 +1,39 @@
+#pragma once
+// GET /v1/files/{request.id}?expires=<unix>&sig=<hex> on `listen` (contract §6): MineOS downloads
+// a large copy's export through the link the report carried. The signature is checked first
+// (403), then the expiry (410); a valid link streams the decrypted export in constant memory, any
+// number of times until it expires. An expired link whose recorded expiry has passed deletes the
+// export it names (the hourly purge does the same for links nobody asks for again).
+//
+// Thread-safe; references must outlive the object.
+
+#include "dsr/common/clock.hpp"
+#include "dsr/http/router.hpp"
+#include "dsr/jobs/store_worker.hpp"
+#include "dsr/mineos/file_links.hpp"
+
+#include <filesystem>
+#include <memory>
+#include <string>
+
+namespace dsr::mineos {
+
+class file_downloads {
+ public:
+  file_downloads(job_queue& queue, std::shared_ptr<const file_links> links,
+                 std::filesystem::path export_dir, std::string export_key,
+                 std::shared_ptr<clock> clock);
+
+  // GET /v1/files/{id} on `listen`.
+  void add_routes(http::router& r);
+  void handle(const http::request& req, const std::string& request_id, http::responder done);
+
+ private:
+  job_queue& queue_;
+  std::shared_ptr<const file_links> links_;
+  std::filesystem::path export_dir_;
+  std::string export_key_;
+  std::shared_ptr<clock> clock_;
+};
+
+}  // namespace dsr::mineos

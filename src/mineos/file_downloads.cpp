@@ -1,0 +1,95 @@
+#include "dsr/mineos/file_downloads.hpp"
+
+#include "dsr/common/log.hpp"
+#include "dsr/jobs/exports.hpp"
+
+#include <fmt/format.h>
+
+namespace dsr::mineos {
+namespace {
+
+std::shared_ptr<spdlog::logger> log() {
+  static const auto logger = subsystem_logger("mineos");
+  return logger;
+}
+
+http::response gone() {
+  return http::problem(410, "this link has expired and its export is deleted; ask for a new copy");
+}
+
+}  // namespace
+
+file_downloads::file_downloads(job_queue& queue, std::shared_ptr<const file_links> links,
+                               std::filesystem::path export_dir, std::string export_key,
+                               std::shared_ptr<clock> clock)
+    : queue_(queue),
+      links_(std::move(links)),
+      export_dir_(std::move(export_dir)),
+      export_key_(std::move(export_key)),
+      clock_(std::move(clock)) {}
+
+void file_downloads::add_routes(http::router& r) {
+  r.add("GET", "/v1/files/{id}", http::route_scope::webhook,
+        [this](http::request& req, const http::route_params& p, http::responder done) {
+          handle(req, p.at("id"), std::move(done));
+        });
+}
+
+void file_downloads::handle(const http::request& req, const std::string& request_id,
+                            http::responder done) {
+  const auto expires = req.query_param("expires");
+  const auto sig = req.query_param("sig");
+  const auto now = clock_->now();
+  const auto verdict = expires && sig ? links_->check(request_id, *expires, *sig, now)
+                                      : file_links::verdict::bad_signature;
+  if (verdict == file_links::verdict::bad_signature) {
+    log()->warn("refused a file download from {}: the link's signature does not match", req.remote);
+    done(http::problem(403, "this link is not valid (its signature does not match)"));
+    return;
+  }
+  queue_.run([this, request_id, verdict, now, remote = req.remote,
+              done = std::move(done)](job_store& store) {
+    auto found = store.find(request_id);
+    if (!found) {
+      log()->error("[R {}] cannot serve a file download: {}", request_id, found.error().detail);
+      done(http::problem(503, "the job store cannot be read right now; retry later",
+                         {{"Retry-After", "5"}}));
+      return;
+    }
+    if (!*found || (*found)->op != operation::copy) {
+      done(gone());  // signed, so it existed: purged since
+      return;
+    }
+    const auto& j = **found;
+    const auto file = export_path(export_dir_, j.id);
+    if (verdict == file_links::verdict::expired) {
+      // Only the recorded expiry of an acknowledged report deletes: an older link to an export
+      // whose current link lives on, or whose report still waits to be re-sent with a new link,
+      // is refused and the export kept.
+      if (j.reported && j.file_link_expires_at && *j.file_link_expires_at <= now) {
+        std::error_code ec;
+        if (std::filesystem::remove(file, ec)) {
+          log()->info("[R {}] file link expired: export deleted", request_id);
+        }
+      }
+      done(gone());
+      return;
+    }
+    auto source = export_key_.empty() ? http::file_source(file)
+                                      : http::sealed_file_source(file, export_key_, request_id);
+    if (!source) {
+      done(gone());
+      return;
+    }
+    log()->info("[R {}] export downloaded through its file link by {}", request_id, remote);
+    http::response res{200, "application/json", "", {}, std::move(*source)};
+    res.headers = {
+        {"Content-Disposition", fmt::format("attachment; filename=\"{}.json\"", request_id)},
+        {"Cache-Control", "no-store"},
+        {"X-Content-Type-Options", "nosniff"},
+    };
+    done(std::move(res));
+  });
+}
+
+}  // namespace dsr::mineos

@@ -1,0 +1,252 @@
+#include "dsr/mineos/reporter.hpp"
+
+#include "dsr/common/crypto.hpp"
+#include "dsr/jobs/store.hpp"
+#include "dsr/mineos/file_links.hpp"
+#include "dsr/sim/exponea_sim.hpp"
+#include "fakes/fake_clock.hpp"
+#include "fakes/fake_credentials.hpp"
+#include "fakes/handler_client.hpp"
+#include "fakes/inline_queue.hpp"
+
+#include <boost/asio/io_context.hpp>
+
+#include <fstream>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace dsr::mineos {
+namespace {
+
+using json = nlohmann::json;
+using ::testing::HasSubstr;
+using namespace std::chrono_literals;
+
+const time_point t0{std::chrono::sys_days{std::chrono::year{2026} / 12 / 1}};
+
+job finished(operation op, std::string outcome, std::string message) {
+  job j;
+  j.request_id = "fb8667b6-7abf";
+  j.trace_id = "trace-1";
+  j.integration_id = "int-42";
+  j.op = op;
+  j.outcome = std::move(outcome);
+  j.outcome_message = std::move(message);
+  j.subject = "jane@example.com";
+  return j;
+}
+
+TEST(Report, BodyHoldsOnlyTheFieldsMineOsDefines) {
+  const auto body =
+      report_body(finished(operation::delete_, "Completed", "Anonymized in Bloomreach"));
+  EXPECT_EQ(body, (json{{"action", "Delete"},
+                        {"status", "Completed"},
+                        {"message", "Anonymized in Bloomreach"}}));
+  // An opt-out closes MineOS's Delete action too; a copy the Copy action.
+  EXPECT_EQ(report_body(finished(operation::opt_out, "Completed", "x"))["action"], "Delete");
+  EXPECT_EQ(report_body(finished(operation::copy, "UserNotFound", "x"))["action"], "Copy");
+  EXPECT_EQ(report_body(finished(operation::copy, "Completed", "x")).dump().find("jane"),
+            std::string::npos);
+}
+
+TEST(Report, GoesToThePublishedPath) {
+  EXPECT_EQ(status_path("fb8667b6-7abf", "int-42"),
+            "/api/ticket/fb8667b6-7abf/custom-integrations/int-42");
+  // An id stored by an older version may hold anything: encoded, never a path of its own.
+  EXPECT_EQ(status_path("a/b c", "i?d"), "/api/ticket/a%2Fb%20c/custom-integrations/i%3Fd");
+}
+
+TEST(Report, MineOsAnswersAreClassified) {
+  EXPECT_EQ(classify_report_answer(200), report_answer::acknowledged);
+  EXPECT_EQ(classify_report_answer(204), report_answer::acknowledged);
+  EXPECT_EQ(classify_report_answer(401), report_answer::unauthorized);
+  EXPECT_EQ(classify_report_answer(429), report_answer::transient);
+  EXPECT_EQ(classify_report_answer(503), report_answer::transient);
+  EXPECT_EQ(classify_report_answer(408), report_answer::transient);
+  EXPECT_EQ(classify_report_answer(400), report_answer::refused);
+  EXPECT_EQ(classify_report_answer(404), report_answer::refused);
+  EXPECT_EQ(classify_report_answer(403), report_answer::refused);
+}
+
+TEST(Report, ErrorTextQuotesMineOsCutOnACharacterAndCleaned) {
+  EXPECT_EQ(report_error_text(400, R"({"internalErrorCode":"InvalidArgument","message":"bad"})"),
+            "MineOS answered 400: bad");
+  EXPECT_THAT(report_error_text(404, R"({"internalErrorCode":"NotFound","message":"no ticket"})"),
+              HasSubstr("unknown ticket or integrationId"));
+  // A raw 199-byte body and an "é": a byte cut at 200 would leave half a character.
+  const auto text = report_error_text(502, std::string(199, 'x') + "\xC3\xA9");
+  EXPECT_EQ(text, "MineOS answered 502: " + std::string(199, 'x'));
+  EXPECT_NO_THROW((void)json(text).dump());
+  EXPECT_EQ(report_error_text(500, "\x1b[31mred\x1b[0m").find('\x1b'), std::string::npos);
+  EXPECT_EQ(report_error_text(401, ""), "MineOS answered 401 (mineos_api_key rejected)");
+}
+
+class FileLinks : public ::testing::Test {
+ protected:
+  const std::string key_ = std::string(32, 'k');
+  file_links links_{key_, "https://dsr.example.com"};
+};
+
+TEST_F(FileLinks, ALinkCarriesTheRequestIdAnExpiryAndASignatureNothingPersonal) {
+  const auto url = links_.url("fb8667b6", t0 + 72h);
+  EXPECT_THAT(url, ::testing::StartsWith("https://dsr.example.com/v1/files/fb8667b6?expires="));
+  EXPECT_THAT(url, HasSubstr("&sig="));
+  const auto expires = std::to_string(
+      std::chrono::duration_cast<std::chrono::seconds>((t0 + 72h).time_since_epoch()).count());
+  EXPECT_THAT(url, HasSubstr("expires=" + expires));
+}
+
+TEST_F(FileLinks, AValidLinkPassesUntilItExpires) {
+  const auto target = links_.target("fb8667b6", t0 + 72h);
+  const auto expires =
+      target.substr(target.find("expires=") + 8, target.find('&') - target.find("expires=") - 8);
+  const auto sig = target.substr(target.find("sig=") + 4);
+  EXPECT_EQ(links_.check("fb8667b6", expires, sig, t0), file_links::verdict::ok);
+  EXPECT_EQ(links_.check("fb8667b6", expires, sig, t0 + 72h - 1s), file_links::verdict::ok);
+  EXPECT_EQ(links_.check("fb8667b6", expires, sig, t0 + 72h), file_links::verdict::expired);
+}
+
+TEST_F(FileLinks, ATamperedLinkIsRefusedBeforeItsExpiryIsLookedAt) {
+  const auto target = links_.target("fb8667b6", t0 + 72h);
+  const auto expires =
+      target.substr(target.find("expires=") + 8, target.find('&') - target.find("expires=") - 8);
+  auto sig = target.substr(target.find("sig=") + 4);
+  // Another request, a later expiry, an altered signature, or another key: all 403.
+  EXPECT_EQ(links_.check("fb8667b7", expires, sig, t0), file_links::verdict::bad_signature);
+  EXPECT_EQ(links_.check("fb8667b6", expires + "0", sig, t0), file_links::verdict::bad_signature);
+  sig[0] = sig[0] == 'a' ? 'b' : 'a';
+  EXPECT_EQ(links_.check("fb8667b6", expires, sig, t0), file_links::verdict::bad_signature);
+  const file_links other(std::string(32, 'x'), "https://dsr.example.com");
+  const auto theirs = other.target("fb8667b6", t0 + 72h);
+  EXPECT_EQ(links_.check("fb8667b6", expires, theirs.substr(theirs.find("sig=") + 4), t0),
+            file_links::verdict::bad_signature);
+  // Expired and tampered: the signature answers first.
+  EXPECT_EQ(links_.check("fb8667b6", expires, sig, t0 + 100h), file_links::verdict::bad_signature);
+}
+
+TEST_F(FileLinks, TheSigningKeyIsDerivedNotTheStoreKeyItself) {
+  // An HMAC under store_key itself would make every link a chosen-message oracle for it.
+  const auto target = links_.target("r", t0);
+  const auto sig = target.substr(target.find("sig=") + 4);
+  const auto expires = std::to_string(
+      std::chrono::duration_cast<std::chrono::seconds>(t0.time_since_epoch()).count());
+  EXPECT_NE(sig, crypto::to_hex(crypto::hmac_sha256(key_, "r\n" + expires)));
+  EXPECT_EQ(sig,
+            crypto::to_hex(crypto::hmac_sha256(
+                crypto::hkdf_sha256(key_, "", "dsr-connector file links v1"), "r\n" + expires)));
+}
+
+TEST(Hkdf, MatchesRfc5869TestCase1) {
+  const auto ikm = std::string(22, '\x0b');
+  const auto salt = *crypto::from_hex("000102030405060708090a0b0c");
+  const auto info = *crypto::from_hex("f0f1f2f3f4f5f6f7f8f9");
+  EXPECT_EQ(crypto::to_hex(crypto::hkdf_sha256(ikm, salt, info, 42)),
+            "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865");
+}
+
+// The reporter against the simulator's MineOS, with an injected clock: a 401 pauses reporting,
+// one report is let through every pause_probe, and a reload resumes at once.
+class ReporterTest : public ::testing::Test {
+ protected:
+  ReporterTest() {
+    std::ifstream in(DSR_SOURCE_DIR "/config/exponea-sim.example.json");
+    sim_ = std::make_unique<sim::exponea_simulator>(json::parse(in), clock_,
+                                                    [](auto, auto fn) { fn(); });
+    store_ = std::move(*open_sqlite_store({":memory:"}));
+    queue_ = std::make_unique<test::inline_queue>(*store_);
+  }
+  ~ReporterTest() override {
+    if (reporter_) {
+      reporter_->stop();
+      ioc_.restart();
+      ioc_.run_for(std::chrono::milliseconds(50));
+    }
+  }
+  void add_finished_job(const std::string& id) {
+    new_job j;
+    j.request_id = id;
+    j.trace_id = "t-" + id;
+    j.integration_id = "int-42";
+    j.received_at = clock_->now();
+    j.ended = intake_outcome{job_state::missing_identifiers, "MissingIdentifiers", "no e-mail"};
+    ASSERT_TRUE(store_->insert(std::span<const new_job>(&j, 1), 100));
+  }
+  void start() {
+    reporter_options o;
+    o.retry.pause_probe = 60s;
+    o.poll_interval = 5ms;
+    reporter_ = make_reporter(ioc_.get_executor(), *queue_,
+                              std::make_unique<test::handler_client>(*sim_), creds_, clock_, o);
+    reporter_->start();
+  }
+  // Runs the reporter until `done` holds (bounded), then a little longer for anything extra.
+  template <class Pred>
+  bool run_until(Pred done) {
+    const auto until = std::chrono::steady_clock::now() + 10s;
+    while (!done() && std::chrono::steady_clock::now() < until) {
+      ioc_.restart();
+      ioc_.run_for(std::chrono::milliseconds(5));
+    }
+    ioc_.restart();
+    ioc_.run_for(std::chrono::milliseconds(50));
+    return done();
+  }
+  std::size_t calls() { return sim_->reports().size(); }
+  bool reported(const std::string& id) { return (**store_->find(id)).reported; }
+
+  boost::asio::io_context ioc_;
+  std::shared_ptr<test::fake_clock> clock_ = std::make_shared<test::fake_clock>();
+  std::unique_ptr<sim::exponea_simulator> sim_;
+  std::unique_ptr<job_store> store_;
+  std::unique_ptr<test::inline_queue> queue_;
+  test::fake_credentials creds_;
+  std::unique_ptr<reporter> reporter_;
+};
+
+TEST_F(ReporterTest, A401PausesReportingLetsOneProbeThroughPerIntervalAndAReloadResumes) {
+  creds_.set(credential::mineos_api_key, "rotated-away");
+  for (const char* id : {"r-1", "r-2", "r-3"}) {
+    add_finished_job(id);
+  }
+  start();
+  ASSERT_TRUE(run_until([&] { return calls() >= 1; }));
+  EXPECT_EQ(calls(), 1u);  // the other reports wait: nothing is wrong with them
+  EXPECT_THAT(reporter_->paused().value_or(""), HasSubstr("mineos_api_key"));
+  EXPECT_THAT((**store_->find("r-1")).report_error.value_or(""), HasSubstr("401"));
+  EXPECT_EQ((**store_->find("r-1")).report_attempts, 0u);  // a pause uses no attempt
+
+  clock_->advance(59s);
+  reporter_->notify();
+  ioc_.restart();
+  ioc_.run_for(std::chrono::milliseconds(100));  // time for a report it should not send
+  EXPECT_EQ(calls(), 1u);
+  clock_->advance(1s);  // pause_probe later: one report is let through
+  reporter_->notify();
+  ASSERT_TRUE(run_until([&] { return calls() >= 2; }));
+  EXPECT_EQ(calls(), 2u);
+  EXPECT_EQ(sim_->reports()[1]["status"], 401);
+
+  creds_.set(credential::mineos_api_key, "mineos-key-SECRET");
+  reporter_->resume();  // a reload: no wait for the next probe
+  ASSERT_TRUE(run_until([&] { return reported("r-1") && reported("r-2") && reported("r-3"); }));
+  EXPECT_EQ(calls(), 5u);
+  EXPECT_FALSE(reporter_->paused());
+}
+
+TEST_F(ReporterTest, AProbeThatSucceedsEndsThePauseWithoutAReload) {
+  creds_.set(credential::mineos_api_key, "wrong");
+  add_finished_job("r-1");
+  add_finished_job("r-2");
+  start();
+  ASSERT_TRUE(run_until([&] { return calls() >= 1; }));
+  ASSERT_TRUE(reporter_->paused());
+  creds_.set(credential::mineos_api_key, "mineos-key-SECRET");  // fixed where it is read
+  clock_->advance(60s);
+  reporter_->notify();
+  ASSERT_TRUE(run_until([&] { return reported("r-1") && reported("r-2"); }));
+  EXPECT_FALSE(reporter_->paused());
+}
+
+}  // namespace
+}  // namespace dsr::mineos
