@@ -41,7 +41,8 @@ class Fulfilment : public ::testing::Test {
     for (auto& c : extra_customers_) {
       seed["customers"].push_back(c);
     }
-    sim_ = start_sim(dir_.write("seed.json", seed.dump()), dir_.path() / "sim.log", sim_port_);
+    sim_ = start_sim(dir_.write("seed.json", seed.dump()), dir_.path() / "sim.log", sim_port_,
+                     sim_start_timeout_);
     ASSERT_NE(sim_port_, 0) << sim_->output();
     const auto cfg = dir_.write(
         "dsr.toml", fmt::format(R"(
@@ -80,6 +81,9 @@ max_attempts = 4
   }
 
   int exponea_timeout_seconds_ = 2;
+  std::chrono::milliseconds sim_start_timeout_{20s};
+  // How long finished() and wait_reported() wait for a job.
+  std::chrono::milliseconds wait_limit_{30s};
   // Customers added to the simulator's seed.
   std::vector<json> extra_customers_;
   // Lines added to the [mineos] section.
@@ -93,6 +97,9 @@ max_attempts = 4
   std::string extra_config_;
 
   void TearDown() override {
+    if (!daemon_) {
+      return;  // SetUp failed, and said why
+    }
     daemon_->signal(SIGTERM);
     EXPECT_EQ(daemon_->wait_exit(), 0) << daemon_->output();
     const auto out = daemon_->output();
@@ -115,7 +122,7 @@ max_attempts = 4
   // Waits (bounded) until the job reaches a final state; returns its view.
   json finished(const std::string& request_id) {
     json v;
-    const auto until = std::chrono::steady_clock::now() + 30s;
+    const auto until = std::chrono::steady_clock::now() + wait_limit_;
     while (std::chrono::steady_clock::now() < until) {
       v = json::parse(
           request(daemon_->port(), "GET", "/v1/requests/" + request_id, "", admin).body);
@@ -132,7 +139,7 @@ max_attempts = 4
   // Waits (bounded) until MineOS has acknowledged the job's report; returns the job view.
   json wait_reported(const std::string& request_id) {
     json v;
-    const auto until = std::chrono::steady_clock::now() + 30s;
+    const auto until = std::chrono::steady_clock::now() + wait_limit_;
     while (std::chrono::steady_clock::now() < until) {
       v = json::parse(
           request(daemon_->port(), "GET", "/v1/requests/" + request_id, "", admin).body);

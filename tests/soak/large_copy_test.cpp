@@ -52,6 +52,8 @@ class LargeCopy : public Fulfilment {
                          {"events", std::move(events)}}};
     exponea_extra_ = "max_export_bytes = 4294967296";
     exponea_timeout_seconds_ = 300;  // the simulator renders a 1 GiB answer before it sends it
+    sim_start_timeout_ = std::chrono::minutes(10);  // and parses a 1 GiB seed first
+    wait_limit_ = std::chrono::minutes(20);
     mineos_extra_ = "public_url = \"https://dsr.example.com\"\ninline_data_max_bytes = 1048576";
   }
 };
