@@ -62,8 +62,10 @@ int main(int argc, char** argv) {
     dsr::http::server_options options;
     options.listen = *where;
     options.shutdown_grace = std::chrono::seconds(2);
-    // Copy reports carry whole exports: the fake MineOS endpoint takes large bodies.
+    // Copy reports carry whole exports: the fake MineOS endpoint takes large bodies. An answer
+    // is written whole within one read timeout: a 1 GiB export (make soak) needs more than 10 s.
     options.max_body_bytes = std::size_t{1} << 30;
+    options.read_timeout = std::chrono::minutes(5);
     auto server = dsr::http::make_server(options, sim);
     if (!server) {
       fmt::print(stderr, "exponea-sim: {}\n", server.error().detail);
