@@ -6,6 +6,9 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <chrono>
+#include <cstdint>
+#include <limits>
 #include <stdexcept>
 #include <utility>
 
@@ -86,10 +89,221 @@ json normalized_event(json e, time_point now) {
 
 json normalized_events(const json& events, time_point now) {
   json out = json::array();
-  for (const auto& e : events) {
-    out.push_back(normalized_event(e, now));
+  if (events.is_array()) {
+    for (const auto& e : events) {
+      out.push_back(normalized_event(e, now));
+    }
   }
   return out;
+}
+
+double seconds(time_point t) {
+  return static_cast<double>(t.time_since_epoch().count()) / 1000.0;
+}
+
+// Bodies nested deeper than this are refused as Invalid JSON. Parsing and destroying a json value
+// are iterative, but copying, comparing and dumping one recurse: a 2 MB body of '[' stored as an
+// event's properties would overflow the stack when exported. The real API's bound is not
+// documented; its JSON parser has one.
+constexpr int max_depth = 512;
+
+// A request body as JSON; discarded when it is not JSON or nests deeper than max_depth.
+json parse_body(const std::string& raw) {
+  bool too_deep = false;
+  auto v = json::parse(
+      raw,
+      [&too_deep](int depth, json::parse_event_t, json&) {
+        too_deep = too_deep || depth > max_depth;
+        return true;
+      },
+      false);
+  return too_deep ? json(json::value_t::discarded) : v;
+}
+
+// The member `key` of `object`, or null when there is none (or `object` is not an object).
+const json& field(const json& object, const std::string& key) {
+  static const json absent;
+  const auto it = object.find(key);
+  return it == object.end() ? absent : *it;
+}
+
+http::response invalid_json() {
+  return answer(400, {{"success", false}, {"message", "Invalid JSON"}});
+}
+
+// The single tracking calls' failure shape: {"success":false,"errors":[...]} (reference §2.3).
+http::response failure(unsigned status, std::string_view text) {
+  return answer(status, {{"success", false}, {"errors", json::array({text})}});
+}
+
+// customer_ids as the API takes them (reference §2.3): an object of at least one ID, every value
+// a string holding a letter or digit that is not "null" or "undefined". Non-ASCII bytes count as
+// letters: the simulator has no Unicode tables.
+bool valid_ids(const json& ids) {
+  if (!ids.is_object() || ids.empty()) {
+    return false;
+  }
+  for (const auto& [name, value] : ids.items()) {
+    if (name.empty() || !value.is_string()) {
+      return false;
+    }
+    const auto& v = value.get_ref<const std::string&>();
+    if (v == "null" || v == "undefined" || std::none_of(v.begin(), v.end(), [](unsigned char c) {
+          return std::isalnum(c) != 0 || c >= 0x80;
+        })) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// An RFC 3339 date-time ("2025-11-29T10:00:00Z", "2025-11-29T11:00:00.25+01:00"; `t` or a space
+// for `T`, `z` for `Z`) as UNIX seconds: whole seconds as an integer, a fraction as a float.
+std::optional<json> rfc3339_seconds(std::string_view s) {
+  const auto digits = [&](std::size_t at, std::size_t n, int& out) {
+    if (at + n > s.size()) {
+      return false;
+    }
+    out = 0;
+    for (std::size_t i = at; i < at + n; ++i) {
+      if (std::isdigit(static_cast<unsigned char>(s[i])) == 0) {
+        return false;
+      }
+      out = out * 10 + (s[i] - '0');
+    }
+    return true;
+  };
+  int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0;
+  if (!digits(0, 4, y) || s.size() < 19 || s[4] != '-' || !digits(5, 2, mo) || s[7] != '-' ||
+      !digits(8, 2, d) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || !digits(11, 2, h) ||
+      s[13] != ':' || !digits(14, 2, mi) || s[16] != ':' || !digits(17, 2, sec)) {
+    return std::nullopt;
+  }
+  std::size_t i = 19;
+  double fraction = 0;
+  if (i < s.size() && s[i] == '.') {
+    double scale = 0.1;
+    const auto first = ++i;
+    for (; i < s.size() && std::isdigit(static_cast<unsigned char>(s[i])) != 0; ++i) {
+      fraction += (s[i] - '0') * scale;
+      scale /= 10;
+    }
+    if (i == first) {
+      return std::nullopt;
+    }
+  }
+  int offset_minutes = 0;
+  if (i < s.size() && (s[i] == 'Z' || s[i] == 'z')) {
+    ++i;
+  } else if (i < s.size() && (s[i] == '+' || s[i] == '-')) {
+    int oh = 0, om = 0;
+    if (!digits(i + 1, 2, oh) || i + 3 >= s.size() || s[i + 3] != ':' || !digits(i + 4, 2, om) ||
+        oh > 23 || om > 59) {
+      return std::nullopt;
+    }
+    offset_minutes = (s[i] == '-' ? -1 : 1) * (oh * 60 + om);
+    i += 6;
+  } else {
+    return std::nullopt;  // RFC 3339 requires the offset
+  }
+  const std::chrono::year_month_day date{std::chrono::year{y},
+                                         std::chrono::month{static_cast<unsigned>(mo)},
+                                         std::chrono::day{static_cast<unsigned>(d)}};
+  if (i != s.size() || !date.ok() || h > 23 || mi > 59 || sec > 60) {
+    return std::nullopt;
+  }
+  const std::int64_t whole =
+      std::int64_t{std::chrono::sys_days{date}.time_since_epoch().count()} * 86400 +
+      std::int64_t{h} * 3600 + std::int64_t{mi} * 60 + sec - std::int64_t{offset_minutes} * 60;
+  if (fraction > 0) {
+    return json(static_cast<double>(whole) + fraction);
+  }
+  return json(whole);
+}
+
+// An event's `timestamp` as stored: null (or none) is the time of tracking, a number is UNIX
+// seconds, a string an RFC 3339 date-time (reference §4.1: "ISO-8601 date-time also accepted");
+// anything else is refused.
+std::optional<json> event_time(const json& t, time_point now) {
+  if (t.is_null()) {
+    return unix_seconds(now);
+  }
+  if (t.is_number()) {
+    return t;
+  }
+  if (t.is_string()) {
+    return rfc3339_seconds(t.get_ref<const std::string&>());
+  }
+  return std::nullopt;
+}
+
+// What is wrong with a customer given in the seed or to /_sim/customers, or nullopt. Its events
+// are stored as given (only a null timestamp or properties is filled in), so that tests can seed
+// oddly shaped exports; the rest must have the shape the simulator relies on.
+std::optional<std::string> customer_problem(const json& c) {
+  if (!c.is_object()) {
+    return R"(a customer is a JSON object: {"ids": {...}, "properties": {...}, "events": [...]})";
+  }
+  if (!field(c, "ids").is_object()) {
+    return R"('ids' is required and must be an object, e.g. {"registered": "a@example.com"})";
+  }
+  if (const auto& p = field(c, "properties"); !p.is_object() && !p.is_null()) {
+    return "'properties' must be an object";
+  }
+  if (const auto& e = field(c, "events"); !e.is_array() && !e.is_null()) {
+    return "'events' must be a list";
+  }
+  return std::nullopt;
+}
+
+json or_empty_object(const json& v) {
+  return v.is_null() ? json::object() : v;
+}
+
+// Optional fields of a control body: false when the field is there with another type or out of
+// [min, max]; absent or null leaves `out` as it is.
+bool read_field(const json& o, const std::string& key, std::string& out) {
+  const auto& v = field(o, key);
+  if (v.is_null()) {
+    return true;
+  }
+  if (!v.is_string()) {
+    return false;
+  }
+  out = v.get<std::string>();
+  return true;
+}
+
+bool read_field(const json& o, const std::string& key, bool& out) {
+  const auto& v = field(o, key);
+  if (v.is_null()) {
+    return true;
+  }
+  if (!v.is_boolean()) {
+    return false;
+  }
+  out = v.get<bool>();
+  return true;
+}
+
+bool read_field(const json& o, const std::string& key, std::int64_t min, std::int64_t max,
+                std::int64_t& out) {
+  const auto& v = field(o, key);
+  if (v.is_null()) {
+    return true;
+  }
+  if (!v.is_number_integer()) {
+    return false;
+  }
+  if (v.is_number_unsigned()) {
+    if (v.get<std::uint64_t>() > static_cast<std::uint64_t>(max)) {
+      return false;
+    }
+  } else if (v.get<std::int64_t>() < min || v.get<std::int64_t>() > max) {
+    return false;
+  }
+  out = v.get<std::int64_t>();
+  return out >= min;
 }
 
 // A customer's consent per category, as Bloomreach derives it from `consent` events (reference
@@ -111,7 +325,8 @@ json consents(const json& events, time_point now) {
     const auto category = p["category"].get<std::string>();
     const auto from = e.value("timestamp", json());
     if (out.contains(category)) {
-      // Timestamps the simulator cannot order (ISO-8601 text) count in tracking order.
+      // Timestamps the simulator cannot order (text in a seeded event: tracked ones are stored
+      // as numbers) count in tracking order.
       const auto& held = out[category]["valid_from"];
       if (from.is_number() && held.is_number() && from.get<double>() < held.get<double>()) {
         continue;
@@ -271,10 +486,12 @@ exponea_simulator::exponea_simulator(const json& seed, std::shared_ptr<clock> cl
     project_token_ = seed.at("project_token").get<std::string>();
     for (const auto& k : seed.value("private_keys", json::array())) {
       private_keys_.push_back({k.at("key").get<std::string>(), k.at("secret").get<std::string>(),
-                               strings(k, "permissions")});
+                               strings(k, "permissions"), strings(k, "events"),
+                               strings(k, "properties")});
     }
     for (const auto& t : seed.value("public_tokens", json::array())) {
-      public_tokens_.push_back({t.at("token").get<std::string>(), strings(t, "events")});
+      public_tokens_.push_back(
+          {t.at("token").get<std::string>(), strings(t, "events"), strings(t, "properties")});
     }
     personal_properties_ = strings(seed, "personal_properties");
     personal_event_properties_ = strings(seed, "personal_event_properties");
@@ -289,9 +506,18 @@ exponea_simulator::exponea_simulator(const json& seed, std::shared_ptr<clock> cl
       }
       mineos_integrations_ = strings(m, "integrations");
     }
-    for (const auto& c : seed.value("customers", json::array())) {
-      add_customer({c.at("ids"), c.value("properties", json::object()),
-                    normalized_events(c.value("events", json::array()), clock_->now())});
+    const auto& customers = field(seed, "customers");
+    if (!customers.is_array() && !customers.is_null()) {
+      throw std::invalid_argument("exponea-sim seed: customers must be a list");
+    }
+    for (std::size_t i = 0; i < customers.size(); ++i) {
+      const auto& c = customers[i];
+      if (const auto problem = customer_problem(c)) {
+        throw std::invalid_argument(
+            fmt::format("exponea-sim seed: customers[{}]: {}", i, *problem));
+      }
+      add_customer({field(c, "ids"), or_empty_object(field(c, "properties")),
+                    normalized_events(field(c, "events"), clock_->now())});
     }
     latency_ = std::chrono::milliseconds(seed.value("latency_ms", 0));
     write_delay_ = std::chrono::milliseconds(seed.value("write_delay_ms", 0));
@@ -529,6 +755,8 @@ void exponea_simulator::handle(http::request req, http::responder done) {
 
 http::response exponea_simulator::api(const http::request& req, std::string& endpoint,
                                       std::string& auth, std::optional<fault>& injected) {
+  // The limit counts HTTP requests (reference §6: requests per minute per IP): a batch of 50
+  // commands is one.
   if (rate_limited()) {
     // Over the limit: the request's data is dropped (reference §6).
     endpoint = "rate-limited";
@@ -553,6 +781,10 @@ http::response exponea_simulator::api(const http::request& req, std::string& end
     endpoint = "anonymize";
   } else if (api_name == "track" && rest == "customers/events" && req.method == "POST") {
     endpoint = "track";
+  } else if (api_name == "track" && rest == "customers" && req.method == "POST") {
+    endpoint = "customers";
+  } else if (api_name == "track" && rest == "batch" && req.method == "POST") {
+    endpoint = "batch";
   } else if (api_name == "track" && rest == "system/time" && req.method == "GET") {
     endpoint = "system/time";
   } else if (api_name == "data" && rest == "consent/categories" && req.method == "GET") {
@@ -580,12 +812,103 @@ http::response exponea_simulator::api(const http::request& req, std::string& end
   if (seg[3] != project_token_) {
     return error(400, "Could not authenticate");
   }
+  caller who;
+  if (auto refused = authenticate(req, auth, who)) {
+    return std::move(*refused);
+  }
+
+  if (endpoint == "system/time") {
+    return answer(200,
+                  {{"success", true}, {"time", seconds(clock_->now())}, {"errors", json::array()}});
+  }
+  if (api_name == "data" && who.key == nullptr) {
+    return error(403, "No permission");  // public access cannot use the data API
+  }
+  if (endpoint == "consent/categories") {
+    // Any private key may list them: the reference names no permission for it.
+    return answer(200, {{"results", consent_categories_}, {"success", true}});
+  }
+
+  const auto body = parse_body(req.body);
+  if (body.is_discarded() || !body.is_object()) {
+    return invalid_json();
+  }
+  // With drop + apply the write takes effect and the answer is lost; a refusal writes nothing
+  // and is answered.
+  const bool lost_answer = injected && injected->drop && injected->apply;
+  http::response res;
+  if (endpoint == "batch") {
+    res = batch(who, body);
+    if (res.status != 200) {
+      return res;
+    }
+  } else if (endpoint == "track" || endpoint == "customers") {
+    const auto refused = endpoint == "track" ? add_event(who, body) : update_properties(who, body);
+    if (refused) {
+      return failure(refused->status, refused->error);
+    }
+    res = answer(200, {{"errors", json::array()}, {"success", true}});
+  } else {
+    const auto& ids = field(body, "customer_ids");
+    if (!valid_ids(ids)) {
+      return failure(200, "At least one valid id should be specified");
+    }
+    if (endpoint == "export-one") {
+      if (!has(who.key->permissions, "export")) {
+        return error(403, "No permission to export customer");
+      }
+      const customer* c = find(ids);
+      if (c == nullptr) {
+        return answer(404, {{"success", false},
+                            {"errors", {{"_global", json::array({"Customer does not exist"})}}}});
+      }
+      res = answer(200, {{"success", true},
+                         {"ids", c->ids},
+                         {"properties", c->properties},
+                         {"events", c->events}});
+    } else {  // anonymize
+      if (!has(who.key->permissions, "anonymize")) {
+        return error(403, "No permission to anonymize customer");
+      }
+      if (find(ids) == nullptr) {
+        return error(404, "Customer does not exist");
+      }
+      const std::string cookie = fmt::format("anonymous-{}", next_cookie_++);
+      queue_write([this, ids = json(ids), cookie] {
+        customer* c = find(ids);
+        if (c == nullptr) {
+          return;
+        }
+        // Removes every external ID and the properties flagged as personal; keeps the events
+        // without their personal properties; assigns a new cookie.
+        c->ids = json{{"cookie", json::array({cookie})}};
+        index_ids(static_cast<std::size_t>(c - customers_.data()));
+        for (const auto& p : personal_properties_) {
+          c->properties.erase(p);
+        }
+        for (auto& e : c->events) {
+          if (e.is_object() && e.contains("properties") && e["properties"].is_object()) {
+            for (const auto& p : personal_event_properties_) {
+              e["properties"].erase(p);
+            }
+          }
+        }
+      });
+      res = answer(200, {{"success", true}});
+    }
+  }
+  if (lost_answer) {
+    return http::response{0, "", "", {}};
+  }
+  return res;
+}
+
+std::optional<http::response> exponea_simulator::authenticate(const http::request& req,
+                                                              std::string& auth, caller& who) {
   const auto header = req.header("Authorization");
   if (!header) {
     return error(401, "Access key not provided");
   }
-  const private_key* key = nullptr;
-  const public_token* token = nullptr;
   if (header->starts_with("Basic ")) {
     auth = "basic";
     const auto decoded = base64_decode(header->substr(6));
@@ -603,8 +926,10 @@ http::response exponea_simulator::api(const http::request& req, std::string& end
     if (it->secret != secret) {
       return error(403, "invalid secret");
     }
-    key = &*it;
-  } else if (header->starts_with("Token ")) {
+    who.key = &*it;
+    return std::nullopt;
+  }
+  if (header->starts_with("Token ")) {
     auth = "token";
     const auto value = header->substr(6);
     const auto it = std::find_if(public_tokens_.begin(), public_tokens_.end(),
@@ -612,121 +937,180 @@ http::response exponea_simulator::api(const http::request& req, std::string& end
     if (it == public_tokens_.end()) {
       return error(401, "Access key not found");
     }
-    token = &*it;
-  } else {
-    return error(401, "Access key not provided");
+    who.token = &*it;
+    return std::nullopt;
   }
+  return error(401, "Access key not provided");
+}
 
-  if (endpoint == "system/time") {
-    const double now = static_cast<double>(clock_->now().time_since_epoch().count()) / 1000.0;
-    return answer(200, {{"success", true}, {"time", now}, {"errors", json::array()}});
+// Events > Set is granted per event type (reference §2.1), to a public token and to a private key
+// alike; a private key's older coarse permissions "track" and "consent" stay shorthands for it.
+bool exponea_simulator::may_add_event(const caller& who, const std::string& type) {
+  if (who.token != nullptr) {
+    return has(who.token->events, type);
   }
-  if (api_name == "data" && key == nullptr) {
-    return error(403, "No permission");  // public access cannot use the data API
-  }
-  if (endpoint == "consent/categories") {
-    // Any private key may list them: the reference names no permission for it.
-    return answer(200, {{"results", consent_categories_}, {"success", true}});
-  }
+  return who.key != nullptr && (has(who.key->events, type) ||
+                                has(who.key->permissions, type == "consent" ? "consent" : "track"));
+}
 
-  const auto body = json::parse(req.body, nullptr, false);
-  if (body.is_discarded() || !body.is_object()) {
-    return answer(400, {{"success", false}, {"message", "Invalid JSON"}});
+// Customer properties > Set, per property (reference §2.1); a private key with "*" may set all.
+bool exponea_simulator::may_set_properties(const caller& who, const json& properties) {
+  if (who.key != nullptr && std::find(who.key->permissions.begin(), who.key->permissions.end(),
+                                      "*") != who.key->permissions.end()) {
+    return true;
   }
-  const auto ids = body.value("customer_ids", json::object());
-  const bool valid_ids =
-      ids.is_object() && !ids.empty() && std::all_of(ids.begin(), ids.end(), [](const json& v) {
-        return v.is_string() && !v.get<std::string>().empty() && v != "null" && v != "undefined";
-      });
-  if (!valid_ids) {
-    return answer(200, {{"success", false},
-                        {"errors", json::array({"At least one valid id should be specified"})}});
+  const auto* granted = who.token != nullptr ? &who.token->properties
+                        : who.key != nullptr ? &who.key->properties
+                                             : nullptr;
+  if (granted == nullptr) {
+    return false;
   }
+  for (const auto& [name, value] : properties.items()) {
+    if (!has(*granted, name)) {
+      return false;
+    }
+  }
+  return true;
+}
 
+void exponea_simulator::queue_write(std::function<void()> apply) {
   // Queued writes take effect after write_delay (reference §3.5); reads see applied state.
-  const auto queue_write = [this](std::function<void()> apply) {
-    if (write_delay_.count() == 0) {
-      apply();
+  if (write_delay_.count() == 0) {
+    apply();
+  } else {
+    pending_.push_back({clock_->now() + write_delay_, std::move(apply)});
+  }
+}
+
+// Checks in this order: IDs (200 success:false, as the API answers them), the shape of the
+// fields (400), then the permission for the event type (200 success:false, reference §2.3).
+std::optional<exponea_simulator::refusal> exponea_simulator::add_event(const caller& who,
+                                                                       const json& data) {
+  const auto& ids = field(data, "customer_ids");
+  if (!valid_ids(ids)) {
+    return refusal{200, "At least one valid id should be specified"};
+  }
+  const auto& type = field(data, "event_type");
+  if (type.is_null() || type == "") {
+    return refusal{400, "event_type is required"};
+  }
+  if (!type.is_string()) {
+    return refusal{400, "event_type must be a string"};
+  }
+  auto timestamp = event_time(field(data, "timestamp"), clock_->now());
+  if (!timestamp) {
+    return refusal{400,
+                   "timestamp must be UNIX seconds (a number), an ISO-8601 date-time with an "
+                   "offset (2025-11-29T10:00:00Z) or null"};
+  }
+  const auto& properties = field(data, "properties");
+  if (!properties.is_object() && !properties.is_null()) {
+    return refusal{400, "properties must be an object"};
+  }
+  const auto& name = type.get_ref<const std::string&>();
+  if (!may_add_event(who, name)) {
+    return refusal{200, "Not authorized to add event of specified type"};
+  }
+  // A null timestamp is the time of tracking and null properties none (reference "Consent").
+  json e{{"type", name},
+         {"timestamp", std::move(*timestamp)},
+         {"properties", or_empty_object(properties)}};
+  queue_write([this, ids = json(ids), e = std::move(e)] {
+    if (customer* c = find(ids)) {
+      c->events.push_back(e);
     } else {
-      pending_.push_back({clock_->now() + write_delay_, std::move(apply)});
+      // Tracking an unknown ID creates a customer holding it (reference §4.1).
+      add_customer({ids, json::object(), json::array({e})});
     }
-  };
-  const bool lost_answer = injected && injected->drop && injected->apply;
-  http::response res;
-  if (endpoint == "export-one") {
-    if (!has(key->permissions, "export")) {
-      return error(403, "No permission to export customer");
-    }
-    const customer* c = find(ids);
-    if (c == nullptr) {
-      return answer(404, {{"success", false},
-                          {"errors", {{"_global", json::array({"Customer does not exist"})}}}});
-    }
-    res = answer(
-        200,
-        {{"success", true}, {"ids", c->ids}, {"properties", c->properties}, {"events", c->events}});
-  } else if (endpoint == "anonymize") {
-    if (!has(key->permissions, "anonymize")) {
-      return error(403, "No permission to anonymize customer");
-    }
-    if (find(ids) == nullptr) {
-      return error(404, "Customer does not exist");
-    }
-    const std::string cookie = fmt::format("anonymous-{}", next_cookie_++);
-    queue_write([this, ids, cookie] {
-      customer* c = find(ids);
-      if (c == nullptr) {
-        return;
-      }
-      // Removes every external ID and the properties flagged as personal; keeps the events
-      // without their personal properties; assigns a new cookie.
-      c->ids = json{{"cookie", json::array({cookie})}};
-      index_ids(static_cast<std::size_t>(c - customers_.data()));
-      for (const auto& p : personal_properties_) {
-        c->properties.erase(p);
-      }
-      for (auto& e : c->events) {
-        if (e.is_object() && e.contains("properties") && e["properties"].is_object()) {
-          for (const auto& p : personal_event_properties_) {
-            e["properties"].erase(p);
-          }
-        }
-      }
-    });
-    res = answer(200, {{"success", true}});
-  } else {  // track
-    const auto type = body.value("event_type", std::string());
-    if (type.empty()) {
-      return answer(400, {{"success", false}, {"errors", json::array({"event_type is required"})}});
-    }
-    // A private key needs Events > "consent" for consent events (reference "Consent"); a public
-    // token's event list names consent like any other type.
-    const bool allowed = token != nullptr
-                             ? has(token->events, type)
-                             : has(key->permissions, type == "consent" ? "consent" : "track");
-    if (!allowed) {
-      return answer(200,
-                    {{"success", false},
-                     {"errors", json::array({"Not authorized to add event of specified type"})}});
-    }
-    const auto e = normalized_event({{"type", type},
-                                     {"timestamp", body.value("timestamp", json())},
-                                     {"properties", body.value("properties", json())}},
-                                    clock_->now());
-    queue_write([this, ids, e] {
-      if (customer* c = find(ids)) {
-        c->events.push_back(e);
-      } else {
-        // Tracking an unknown ID creates a customer holding it (reference §4.1).
-        add_customer({ids, json::object(), json::array({e})});
-      }
-    });
-    res = answer(200, {{"errors", json::array()}, {"success", true}});
+  });
+  return std::nullopt;
+}
+
+std::optional<exponea_simulator::refusal> exponea_simulator::update_properties(const caller& who,
+                                                                               const json& data) {
+  const auto& ids = field(data, "customer_ids");
+  if (!valid_ids(ids)) {
+    return refusal{200, "At least one valid id should be specified"};
   }
-  if (lost_answer) {
-    return http::response{0, "", "", {}};
+  const auto& properties = field(data, "properties");
+  if (!properties.is_object() && !properties.is_null()) {
+    return refusal{400, "properties must be an object"};
   }
-  return res;
+  // Accepted as a batch's customers command documents it; the simulator applies updates in
+  // arrival order and does not order them by it.
+  const auto& update_timestamp = field(data, "update_timestamp");
+  if (!update_timestamp.is_null() && !update_timestamp.is_number()) {
+    return refusal{400, "update_timestamp must be UNIX seconds (a number)"};
+  }
+  auto update = or_empty_object(properties);
+  if (!may_set_properties(who, update)) {
+    return refusal{200, "Not authorized to update specified properties"};
+  }
+  queue_write([this, ids = json(ids), update = std::move(update)] {
+    if (customer* c = find(ids)) {
+      for (const auto& [name, value] : update.items()) {
+        c->properties[name] = value;
+      }
+    } else {
+      // As tracking does, an update of an unknown ID creates the customer (reference §4.1).
+      add_customer({ids, update, json::array()});
+    }
+  });
+  return std::nullopt;
+}
+
+// Reference §4.2: the whole batch fails (400 {"success":false,"message":...}) when it is not a
+// list of command objects, is empty, or holds more than 50 commands; otherwise each command is
+// checked as its single call would be and answered in its own result, in order.
+http::response exponea_simulator::batch(const caller& who, const json& body) {
+  constexpr std::size_t max_commands = 50;
+  const auto& commands = field(body, "commands");
+  if (commands.is_null() || (commands.is_array() && commands.empty())) {
+    return answer(400, {{"success", false}, {"message", "No commands"}});
+  }
+  if (!commands.is_array()) {
+    return invalid_json();
+  }
+  if (commands.size() > max_commands) {
+    return answer(400, {{"success", false},
+                        {"message", fmt::format("Too many commands: a batch holds at most {}, "
+                                                "this one {}",
+                                                max_commands, commands.size())}});
+  }
+  if (std::any_of(commands.begin(), commands.end(), [](const json& c) { return !c.is_object(); })) {
+    return invalid_json();
+  }
+  const double start = seconds(clock_->now());
+  json results = json::array();
+  for (const auto& command : commands) {
+    const auto& name = field(command, "name");
+    const auto& data = field(command, "data");
+    json result;
+    std::optional<refusal> refused;
+    if (name == "system/time") {
+      result = {{"success", true}, {"time", seconds(clock_->now())}};
+    } else if (name != "customers/events" && name != "customers") {
+      refused =
+          refusal{200, "Unknown command name: use customers/events, customers or system/time"};
+    } else if (!data.is_object()) {
+      refused = refusal{200, "data must be an object"};
+    } else {
+      refused = name == "customers/events" ? add_event(who, data) : update_properties(who, data);
+    }
+    if (refused) {
+      result = {{"success", false}, {"errors", json::array({refused->error})}};
+    } else if (result.is_null()) {
+      result = {{"success", true}};
+    }
+    if (const auto& id = field(command, "command_id"); !id.is_null()) {
+      result["command_id"] = id;
+    }
+    results.push_back(std::move(result));
+  }
+  return answer(200, {{"success", true},
+                      {"start_time", start},
+                      {"end_time", seconds(clock_->now())},
+                      {"results", std::move(results)}});
 }
 
 http::response exponea_simulator::control(const http::request& req) {
@@ -746,40 +1130,109 @@ http::response exponea_simulator::control(const http::request& req) {
     faults_.clear();
     return answer(200, {{"cleared", dropped}});
   }
-  const auto body = json::parse(req.body, nullptr, false);
+  const auto body = parse_body(req.body);
   if (body.is_discarded()) {
-    return http::problem(400, "body is not JSON");
+    return http::problem(
+        400, fmt::format("the body is not JSON (or nests deeper than {} levels)", max_depth));
   }
   const std::lock_guard lock(mutex_);
   if (path == "/_sim/faults" && req.method == "POST") {
-    for (const auto& f : body.is_array() ? body : json::array({body})) {
-      fault x;
-      x.endpoint = f.value("endpoint", "*");
-      x.status = f.value("status", 0u);
-      x.body = f.value("body", std::string());
-      x.retry_after = f.value("retry_after", std::string());
-      x.delay = std::chrono::milliseconds(f.value("delay_ms", 0));
-      x.drop = f.value("drop", false);
-      x.apply = f.value("apply", false);
-      const auto count = f.value("count", 1);
-      for (int i = 0; i < count; ++i) {
-        faults_.push_back(x);
-      }
-    }
-    return answer(200, {{"faults", faults_.size()}});
+    return add_faults(body);
   }
   if (path == "/_sim/settings" && req.method == "POST") {
-    latency_ = std::chrono::milliseconds(body.value("latency_ms", latency_.count()));
-    write_delay_ = std::chrono::milliseconds(body.value("write_delay_ms", write_delay_.count()));
-    rate_limit_ = body.value("rate_limit_per_second", rate_limit_);
-    return answer(200, {{"ok", true}});
+    return change_settings(body);
   }
   if (path == "/_sim/customers" && req.method == "POST") {
-    add_customer({body.at("ids"), body.value("properties", json::object()),
-                  normalized_events(body.value("events", json::array()), clock_->now())});
+    if (const auto problem = customer_problem(body)) {
+      return http::problem(400, *problem);
+    }
+    add_customer({field(body, "ids"), or_empty_object(field(body, "properties")),
+                  normalized_events(field(body, "events"), clock_->now())});
     return answer(200, {{"customers", customers_.size()}});
   }
   return http::problem(404, "no such simulator control endpoint");
+}
+
+// All or nothing: one malformed fault in a list queues none of them.
+http::response exponea_simulator::add_faults(const json& body) {
+  static const std::vector<std::string> endpoints{"export-one",         "anonymize", "track",
+                                                  "customers",          "batch",     "system/time",
+                                                  "consent/categories", "mineos",    "*"};
+  constexpr std::int64_t max_count = 100'000;
+  constexpr std::int64_t max_delay_ms = 86'400'000;
+  std::vector<std::pair<fault, std::int64_t>> parsed;
+  const auto list = body.is_array() ? body : json::array({body});
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    const auto& f = list[i];
+    const auto bad = [&](std::string_view why) {
+      return http::problem(400, fmt::format("fault {}: {}; nothing was queued", i, why));
+    };
+    if (!f.is_object()) {
+      return bad(R"(a fault is a JSON object, e.g. {"endpoint": "export-one", "status": 503})");
+    }
+    fault x;
+    x.endpoint = "*";
+    std::int64_t status = 0;
+    std::int64_t delay_ms = 0;
+    std::int64_t count = 1;
+    if (!read_field(f, "endpoint", x.endpoint) ||
+        std::find(endpoints.begin(), endpoints.end(), x.endpoint) == endpoints.end()) {
+      return bad(fmt::format("'endpoint' must be one of {}", fmt::join(endpoints, ", ")));
+    }
+    if (!read_field(f, "status", 0, 599, status) || (status != 0 && status < 100)) {
+      return bad("'status' must be an HTTP status (100 to 599), or 0 for none");
+    }
+    if (!read_field(f, "body", x.body)) {
+      return bad("'body' must be a string");
+    }
+    if (!read_field(f, "retry_after", x.retry_after)) {
+      return bad("'retry_after' must be a string, e.g. \"2\"");
+    }
+    if (!read_field(f, "delay_ms", 0, max_delay_ms, delay_ms)) {
+      return bad(fmt::format("'delay_ms' must be a whole number from 0 to {}", max_delay_ms));
+    }
+    if (!read_field(f, "drop", x.drop) || !read_field(f, "apply", x.apply)) {
+      return bad("'drop' and 'apply' must be booleans");
+    }
+    if (!read_field(f, "count", 0, max_count, count)) {
+      return bad(fmt::format("'count' must be a whole number from 0 to {}", max_count));
+    }
+    x.status = static_cast<unsigned>(status);
+    x.delay = std::chrono::milliseconds(delay_ms);
+    parsed.emplace_back(std::move(x), count);
+  }
+  for (const auto& [x, count] : parsed) {
+    for (std::int64_t n = 0; n < count; ++n) {
+      faults_.push_back(x);
+    }
+  }
+  return answer(200, {{"faults", faults_.size()}});
+}
+
+// All or nothing, as add_faults.
+http::response exponea_simulator::change_settings(const json& body) {
+  constexpr std::int64_t max_ms = 86'400'000;
+  if (!body.is_object()) {
+    return http::problem(400,
+                         "settings are a JSON object: {\"latency_ms\": 0, \"write_delay_ms\": 500, "
+                         "\"rate_limit_per_second\": 0}");
+  }
+  std::int64_t latency = latency_.count();
+  std::int64_t write_delay = write_delay_.count();
+  std::int64_t rate = rate_limit_;
+  if (!read_field(body, "latency_ms", 0, max_ms, latency) ||
+      !read_field(body, "write_delay_ms", 0, max_ms, write_delay)) {
+    return http::problem(
+        400, fmt::format("'latency_ms' and 'write_delay_ms' must be whole numbers from 0 to {}",
+                         max_ms));
+  }
+  if (!read_field(body, "rate_limit_per_second", 0, std::numeric_limits<unsigned>::max(), rate)) {
+    return http::problem(400, "'rate_limit_per_second' must be a whole number, 0 for no limit");
+  }
+  latency_ = std::chrono::milliseconds(latency);
+  write_delay_ = std::chrono::milliseconds(write_delay);
+  rate_limit_ = static_cast<unsigned>(rate);
+  return answer(200, {{"ok", true}});
 }
 
 }  // namespace dsr::sim

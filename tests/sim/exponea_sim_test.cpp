@@ -131,6 +131,29 @@ class ExponeaSim : public ::testing::Test {
     return exponea::classify(r.status, r.body, retry, a, ep, time_point{});
   }
   json customers() { return sim_->state(); }
+  http::response batch(const json& body, std::optional<std::string> auth = basic) {
+    return call("POST", "/track/v2/projects/demo-project-token/batch", body.dump(),
+                std::move(auth));
+  }
+  http::response update(const json& body, std::optional<std::string> auth = token) {
+    return call("POST", "/track/v2/projects/demo-project-token/customers", body.dump(),
+                std::move(auth));
+  }
+  // The events export-one shows for a customer, or null when it is unknown.
+  json events_of(const std::string& email) {
+    const auto r = export_one(email);
+    return r.status == 200 ? json::parse(r.body)["events"] : json();
+  }
+  static json event_command(const std::string& email, const std::string& type,
+                            const std::string& id) {
+    return {{"name", "customers/events"},
+            {"command_id", id},
+            {"data",
+             {{"customer_ids", {{"registered", email}}},
+              {"event_type", type},
+              {"timestamp", nullptr},
+              {"properties", nullptr}}}};
+  }
 
   std::shared_ptr<test::fake_clock> clock_ = std::make_shared<test::fake_clock>();
   std::unique_ptr<exponea_simulator> sim_;
@@ -574,6 +597,363 @@ TEST_F(ExponeaSim, NullTimestampAndPropertiesAreStoredAsTrackingTimeAndNone) {
                 .status,
             200u);
   EXPECT_EQ(consents_of("jane@example.com")["marketing"]["valid_from"], now_seconds());
+}
+
+const json invalid_ids{{"success", false},
+                       {"errors", json::array({"At least one valid id should be specified"})}};
+const json not_authorized{
+    {"success", false}, {"errors", json::array({"Not authorized to add event of specified type"})}};
+
+TEST_F(ExponeaSim, AMistypedEventTypeIsA400AndTheSimulatorKeepsServing) {
+  // Exponea's own SDK tests once sent an object here: the simulator threw.
+  for (const auto& type :
+       {json{{"name", "privacy_request"}}, json(42), json::array({"a"}), json(true)}) {
+    const auto r = track_event({{"customer_ids", {{"registered", "jane@example.com"}}},
+                                {"event_type", type},
+                                {"properties", {{"request_id", "r1"}}}},
+                               token);
+    EXPECT_EQ(r.status, 400u) << type.dump();
+    EXPECT_EQ(json::parse(r.body),
+              (json{{"success", false}, {"errors", json::array({"event_type must be a string"})}}));
+  }
+  auto r = track_event({{"customer_ids", {{"registered", "jane@example.com"}}}}, token);
+  EXPECT_EQ(r.status, 400u);
+  EXPECT_EQ(json::parse(r.body)["errors"][0], "event_type is required");
+  EXPECT_EQ(events_of("jane@example.com").size(), 2u);  // none of them stored
+  r = track("jane@example.com");
+  EXPECT_EQ(r.status, 200u);
+  EXPECT_EQ(json::parse(r.body)["success"], true);
+  EXPECT_EQ(sim_->calls().size(), 7u);  // every call logged, the refused ones too
+}
+
+TEST_F(ExponeaSim, WronglyTypedCustomerIdsGetTheDocumentedAnswer) {
+  const std::vector<json> shapes{json::array({"jane@example.com"}),
+                                 "jane@example.com",
+                                 42,
+                                 nullptr,
+                                 json::object(),
+                                 {{"registered", 42}},
+                                 {{"registered", {{"email", "jane@example.com"}}}},
+                                 {{"registered", json::array({"jane@example.com"})}},
+                                 {{"registered", "jane@example.com"}, {"cookie", 7}},
+                                 {{"registered", "--@."}},
+                                 {{"registered", "undefined"}},
+                                 {{"", "jane@example.com"}}};
+  const std::vector<std::string> paths{"/track/v2/projects/demo-project-token/customers/events",
+                                       "/track/v2/projects/demo-project-token/customers",
+                                       "/data/v2/projects/demo-project-token/customers/export-one",
+                                       "/data/v2/projects/demo-project-token/customers/anonymize"};
+  auto s = seed();
+  s["public_tokens"][0]["properties"] = json::array({"*"});
+  reseed(s);
+  for (const auto& path : paths) {
+    for (const auto& ids : shapes) {
+      const json body{{"customer_ids", ids},
+                      {"event_type", "privacy_request"},
+                      {"properties", {{"city", "Brno"}}}};
+      const auto r = call("POST", path, body.dump(), path.starts_with("/track") ? token : basic);
+      EXPECT_EQ(r.status, 200u) << path << " " << ids.dump();
+      EXPECT_EQ(json::parse(r.body), invalid_ids) << path << " " << ids.dump();
+    }
+  }
+  EXPECT_EQ(customers().size(), 2u);  // nothing created, nothing anonymized
+  EXPECT_EQ(events_of("jane@example.com").size(), 2u);
+}
+
+TEST_F(ExponeaSim, PropertiesAndTimestampOfTheWrongTypeAre400) {
+  const auto with = [](const json& patch) {
+    json body{{"customer_ids", {{"registered", "jane@example.com"}}},
+              {"event_type", "privacy_request"}};
+    body.merge_patch(patch);
+    return body;
+  };
+  for (const auto& properties : {json("x"), json::array({1}), json(5), json(false)}) {
+    const auto r = track_event(with({{"properties", properties}}), token);
+    EXPECT_EQ(r.status, 400u) << properties.dump();
+    EXPECT_EQ(json::parse(r.body)["errors"][0], "properties must be an object");
+  }
+  for (const auto& timestamp : {json("yesterday"), json("2025-11-29"), json("2025-11-29T10:00:00"),
+                                json("2025-02-30T10:00:00Z"), json(true), json::object()}) {
+    const auto r = track_event(with({{"timestamp", timestamp}}), token);
+    EXPECT_EQ(r.status, 400u) << timestamp.dump();
+    EXPECT_EQ(json::parse(r.body)["success"], false);
+    EXPECT_NE(json::parse(r.body)["errors"][0].get<std::string>().find("timestamp"),
+              std::string::npos);
+  }
+  EXPECT_EQ(events_of("jane@example.com").size(), 2u);
+  // An RFC 3339 date-time is taken and stored as UNIX seconds, as the API exports it.
+  ASSERT_EQ(track_event(with({{"timestamp", "2025-11-29T10:00:00Z"}}), token).status, 200u);
+  ASSERT_EQ(track_event(with({{"timestamp", "2025-11-29T11:00:00.5+01:00"}}), token).status, 200u);
+  const auto events = events_of("jane@example.com");
+  ASSERT_EQ(events.size(), 4u);
+  EXPECT_EQ(events[2]["timestamp"], 1764410400);
+  EXPECT_EQ(events[3]["timestamp"], 1764410400.5);
+}
+
+TEST_F(ExponeaSim, BodiesThatAreNotObjectsOrNestTooDeeplyAreInvalidJson) {
+  const std::string nested = std::string(600, '[') + std::string(600, ']');
+  const std::vector<std::string> bodies{
+      "{oops",
+      "[]",
+      "\"text\"",
+      "null",
+      "",
+      R"({"customer_ids":{"registered":"jane@example.com"},"event_type":"privacy_request",)"
+      R"("properties":{"deep":)" +
+          nested + "}}"};
+  for (const auto& body : bodies) {
+    const auto r =
+        call("POST", "/track/v2/projects/demo-project-token/customers/events", body, token);
+    EXPECT_EQ(r.status, 400u) << body.substr(0, 40);
+    EXPECT_EQ(json::parse(r.body), (json{{"success", false}, {"message", "Invalid JSON"}}));
+  }
+  EXPECT_EQ(events_of("jane@example.com").size(), 2u);
+}
+
+TEST_F(ExponeaSim, ABatchAnswersEachCommandInOrder) {
+  // The seed's private key may track consent events, not privacy_request.
+  const auto r = batch({{"commands",
+                         {{{"name", "system/time"}, {"command_id", "time"}},
+                          event_command("jane@example.com", "consent", "c-1"),
+                          event_command("jane@example.com", "privacy_request", "p-1")}}});
+  ASSERT_EQ(r.status, 200u) << r.body;
+  const auto body = json::parse(r.body);
+  EXPECT_EQ(body["success"], true);
+  const auto now = static_cast<double>(clock_->now().time_since_epoch().count()) / 1000.0;
+  EXPECT_EQ(body["start_time"], now);
+  EXPECT_EQ(body["end_time"], now);
+  EXPECT_EQ(
+      body["results"],
+      (json::array(
+          {{{"success", true}, {"time", now}, {"command_id", "time"}},
+           {{"success", true}, {"command_id", "c-1"}},
+           {{"success", false}, {"errors", not_authorized["errors"]}, {"command_id", "p-1"}}})));
+  // Only the accepted event is stored: null timestamp and properties as for the single call.
+  const auto events = events_of("jane@example.com");
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_EQ(
+      events[2],
+      (json{{"type", "consent"}, {"timestamp", now_seconds()}, {"properties", json::object()}}));
+  // Logged once, as "batch", with its body.
+  const auto calls = sim_->calls();
+  EXPECT_EQ(calls[0]["endpoint"], "batch");
+  EXPECT_EQ(json::parse(calls[0]["body"].get<std::string>())["commands"].size(), 3u);
+}
+
+TEST_F(ExponeaSim, ABatchChecksEachCommandAsItsSingleCall) {
+  auto s = seed();
+  s["public_tokens"][0]["properties"] = json::array({"loyalty_tier"});
+  reseed(s);
+  auto mistyped = event_command("jane@example.com", "privacy_request", "4");
+  mistyped["data"]["event_type"] = {{"name", "privacy_request"}};
+  auto bad_ids = event_command("jane@example.com", "privacy_request", "5");
+  bad_ids["data"]["customer_ids"] = json::array({"jane@example.com"});
+  const auto r = batch({{"commands",
+                         {{{"name", "customers/delete"}, {"data", json::object()}},
+                          {{"name", "customers/events"}},
+                          {{"name", "customers"}, {"data", "x"}},
+                          mistyped,
+                          bad_ids,
+                          {{"name", "customers"},
+                           {"data",
+                            {{"customer_ids", {{"registered", "jane@example.com"}}},
+                             {"properties", {{"loyalty_tier", "platinum"}}},
+                             {"update_timestamp", 1764410000}}}},
+                          {{"name", "customers"},
+                           {"data",
+                            {{"customer_ids", {{"registered", "jane@example.com"}}},
+                             {"properties", {{"first_name", "Eve"}}}}}},
+                          event_command("new@example.com", "privacy_request", "8")}}},
+                       token);
+  ASSERT_EQ(r.status, 200u) << r.body;
+  const auto results = json::parse(r.body)["results"];
+  ASSERT_EQ(results.size(), 8u);
+  for (int i : {0, 1, 2, 3, 4, 6}) {
+    EXPECT_EQ(results[i]["success"], false) << i;
+    EXPECT_EQ(results[i]["errors"].size(), 1u) << i;
+  }
+  EXPECT_EQ(results[3]["errors"][0], "event_type must be a string");
+  EXPECT_EQ(results[3]["command_id"], "4");
+  EXPECT_EQ(results[4]["errors"], invalid_ids["errors"]);
+  EXPECT_EQ(results[5], (json{{"success", true}}));
+  EXPECT_EQ(results[7], (json{{"success", true}, {"command_id", "8"}}));
+  const auto jane = json::parse(export_one("jane@example.com").body);
+  EXPECT_EQ(jane["properties"]["loyalty_tier"], "platinum");
+  EXPECT_EQ(jane["properties"]["first_name"], "Jane");  // the token may not set it
+  EXPECT_EQ(jane["events"].size(), 2u);
+  EXPECT_EQ(events_of("new@example.com").size(), 1u);  // created by tracking
+}
+
+TEST_F(ExponeaSim, ABatchWithoutCommandsOrMalformedIsRefusedWhole) {
+  const auto says = [&](const json& body, const std::string& message) {
+    const auto r = call("POST", "/track/v2/projects/demo-project-token/batch",
+                        body.is_string() ? body.get<std::string>() : body.dump());
+    EXPECT_EQ(r.status, 400u) << body.dump();
+    EXPECT_EQ(json::parse(r.body), (json{{"success", false}, {"message", message}})) << body.dump();
+  };
+  says(json::object(), "No commands");
+  says({{"commands", json::array()}}, "No commands");
+  says({{"commands", nullptr}}, "No commands");
+  says({{"commands", json::object()}}, "Invalid JSON");
+  says({{"commands", "system/time"}}, "Invalid JSON");
+  // A command that is not an object fails the whole batch: the others are not applied.
+  says({{"commands", {event_command("jane@example.com", "consent", "1"), 1}}}, "Invalid JSON");
+  says("{oops", "Invalid JSON");
+  says(json::array(), "Invalid JSON");
+  EXPECT_EQ(events_of("jane@example.com").size(), 2u);
+}
+
+TEST_F(ExponeaSim, ABatchHoldsAtMost50Commands) {
+  json commands = json::array();
+  for (int i = 0; i < 51; ++i) {
+    commands.push_back(event_command("jane@example.com", "consent", std::to_string(i)));
+  }
+  auto r = batch({{"commands", commands}});
+  EXPECT_EQ(r.status, 400u);
+  const auto body = json::parse(r.body);
+  EXPECT_EQ(body["success"], false);
+  EXPECT_NE(body["message"].get<std::string>().find("at most 50"), std::string::npos);
+  EXPECT_EQ(events_of("jane@example.com").size(), 2u);  // none applied
+  commands.erase(commands.size() - 1);
+  r = batch({{"commands", commands}});
+  ASSERT_EQ(r.status, 200u);
+  EXPECT_EQ(json::parse(r.body)["results"].size(), 50u);
+  EXPECT_EQ(events_of("jane@example.com").size(), 52u);
+}
+
+TEST_F(ExponeaSim, ABatchIsOneRequestForTheRateLimitAndHasItsOwnFaults) {
+  auto s = seed();
+  s["rate_limit_per_second"] = 2;
+  s["write_delay_ms"] = 500;
+  reseed(s);
+  json commands = json::array();
+  for (int i = 0; i < 3; ++i) {
+    commands.push_back(event_command("jane@example.com", "consent", std::to_string(i)));
+  }
+  // Three commands count once: one more request fits in the second, a third does not.
+  EXPECT_EQ(batch({{"commands", commands}}).status, 200u);
+  EXPECT_EQ(track("jane@example.com").status, 200u);
+  EXPECT_EQ(batch({{"commands", commands}}).status, 429u);
+  EXPECT_EQ(customers()[0]["events"].size(), 2u);  // the batch's writes are queued too
+  clock_->advance(1s);
+  EXPECT_EQ(events_of("jane@example.com").size(), 6u);  // the refused batch stored nothing
+
+  ASSERT_EQ(call("POST", "/_sim/faults",
+                 R"([{"endpoint":"batch","status":503,"retry_after":"3"},
+                     {"endpoint":"batch","drop":true,"apply":true}])")
+                .status,
+            200u);
+  const auto r = batch({{"commands", commands}});
+  EXPECT_EQ(r.status, 503u);
+  EXPECT_EQ(header(r, "Retry-After"), "3");
+  clock_->advance(1s);
+  EXPECT_EQ(batch({{"commands", commands}}).status, 0u);  // applied, answer lost
+  clock_->advance(1s);
+  EXPECT_EQ(events_of("jane@example.com").size(), 9u);
+  const auto calls = sim_->calls();
+  EXPECT_EQ(calls[calls.size() - 2]["endpoint"], "batch");
+  EXPECT_EQ(calls[calls.size() - 2]["status"], 0);  // no answer
+}
+
+TEST_F(ExponeaSim, PrivateKeysAreGrantedEventsPerType) {
+  auto s = seed();
+  s["private_keys"][0]["permissions"] = json::array({"export"});
+  s["private_keys"][0]["events"] = json::array({"privacy_request"});
+  reseed(s);
+  EXPECT_EQ(json::parse(track("jane@example.com", basic, "privacy_request").body)["success"], true);
+  EXPECT_EQ(json::parse(track("jane@example.com", basic, "consent").body), not_authorized);
+  EXPECT_EQ(json::parse(track("jane@example.com", basic, "purchase").body), not_authorized);
+  // The same grants apply to each command of a batch.
+  auto r = batch({{"commands",
+                   {event_command("jane@example.com", "purchase", "1"),
+                    event_command("jane@example.com", "privacy_request", "2")}}});
+  EXPECT_EQ(json::parse(r.body)["results"][0]["success"], false);
+  EXPECT_EQ(json::parse(r.body)["results"][1]["success"], true);
+  EXPECT_EQ(events_of("jane@example.com").size(), 4u);
+
+  // "*" grants every type, consent too.
+  s["private_keys"][0]["events"] = json::array({"*"});
+  reseed(s);
+  EXPECT_EQ(json::parse(track("jane@example.com", basic, "consent").body)["success"], true);
+  // The coarse shorthands keep their meaning: "consent" is the consent type, "track" every
+  // other type (ConsentEventsNeedTheConsentPermissionWithBasic shows track without consent).
+  s["private_keys"][0].erase("events");
+  s["private_keys"][0]["permissions"] = json::array({"consent"});
+  reseed(s);
+  EXPECT_EQ(json::parse(track("jane@example.com", basic, "consent").body)["success"], true);
+  EXPECT_EQ(json::parse(track("jane@example.com", basic, "purchase").body), not_authorized);
+  s["private_keys"][0]["permissions"] = json::array({"track"});
+  reseed(s);
+  EXPECT_EQ(json::parse(track("jane@example.com", basic, "purchase").body)["success"], true);
+}
+
+TEST_F(ExponeaSim, UpdatingCustomerPropertiesNeedsThePropertyGrant) {
+  const json jane_tier{{"customer_ids", {{"registered", "jane@example.com"}}},
+                       {"properties", {{"loyalty_tier", "platinum"}}}};
+  // The seed's token may set no property.
+  auto r = update(jane_tier);
+  EXPECT_EQ(r.status, 200u);
+  EXPECT_EQ(json::parse(r.body),
+            (json{{"success", false},
+                  {"errors", json::array({"Not authorized to update specified properties"})}}));
+
+  auto s = seed();
+  s["public_tokens"][0]["properties"] = json::array({"loyalty_tier", "city"});
+  s["write_delay_ms"] = 500;
+  reseed(s);
+  r = update(jane_tier);
+  EXPECT_EQ(json::parse(r.body), (json{{"errors", json::array()}, {"success", true}}));
+  EXPECT_EQ(json::parse(export_one("jane@example.com").body)["properties"]["loyalty_tier"],
+            "gold");  // queued
+  clock_->advance(500ms);
+  const auto jane = json::parse(export_one("jane@example.com").body)["properties"];
+  EXPECT_EQ(jane["loyalty_tier"], "platinum");
+  EXPECT_EQ(jane["first_name"], "Jane");  // the others are kept
+  // An unknown ID creates the customer; properties of the wrong type are a 400.
+  ASSERT_EQ(update({{"customer_ids", {{"registered", "new@example.com"}}},
+                    {"properties", {{"city", "Brno"}}}})
+                .status,
+            200u);
+  r = update({{"customer_ids", {{"registered", "new@example.com"}}}, {"properties", "Brno"}});
+  EXPECT_EQ(r.status, 400u);
+  EXPECT_EQ(json::parse(r.body)["errors"][0], "properties must be an object");
+  clock_->advance(500ms);
+  EXPECT_EQ(json::parse(export_one("new@example.com").body)["properties"],
+            (json{{"city", "Brno"}}));
+  EXPECT_EQ(sim_->calls()[0]["endpoint"], "customers");
+}
+
+TEST_F(ExponeaSim, MalformedControlBodiesAre400AndChangeNothing) {
+  const std::vector<std::pair<std::string, std::string>> bad{
+      {"/_sim/faults", "[1]"},
+      {"/_sim/faults", R"({"endpoint":5})"},
+      {"/_sim/faults", R"({"endpoint":"exports"})"},
+      {"/_sim/faults", R"({"status":"503"})"},
+      {"/_sim/faults", R"({"status":42})"},
+      {"/_sim/faults", R"({"count":-1})"},
+      {"/_sim/faults", R"({"delay_ms":1.5})"},
+      {"/_sim/faults", R"({"drop":"yes"})"},
+      {"/_sim/faults", R"([{"endpoint":"track","status":503},{"body":7}])"},
+      {"/_sim/settings", "[]"},
+      {"/_sim/settings", R"({"latency_ms":"100"})"},
+      {"/_sim/settings", R"({"write_delay_ms":-1})"},
+      {"/_sim/settings", R"({"latency_ms":100,"rate_limit_per_second":true})"},
+      {"/_sim/customers", "{}"},
+      {"/_sim/customers", "[]"},
+      {"/_sim/customers", R"({"ids":"x@example.com"})"},
+      {"/_sim/customers", R"({"ids":{"registered":"x@example.com"},"properties":[]})"},
+      {"/_sim/customers", R"({"ids":{"registered":"x@example.com"},"events":{}})"},
+      {"/_sim/customers", "{oops"}};
+  for (const auto& [path, body] : bad) {
+    const auto r = call("POST", path, body, std::nullopt);
+    EXPECT_EQ(r.status, 400u) << path << " " << body;
+    EXPECT_FALSE(json::parse(r.body)["detail"].get<std::string>().empty()) << path << " " << body;
+  }
+  // Nothing was queued, changed or added.
+  EXPECT_EQ(track("jane@example.com").status, 200u);
+  EXPECT_EQ(customers().size(), 2u);
+  EXPECT_EQ(json::parse(call("POST", "/_sim/faults", "[]", std::nullopt).body)["faults"], 0);
+  EXPECT_EQ(call("POST", "/_sim/settings", R"({"latency_ms":0})", std::nullopt).status, 200u);
 }
 
 }  // namespace

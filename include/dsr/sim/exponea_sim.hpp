@@ -6,7 +6,13 @@
 // customer when an unknown ID is tracked, queues writes (they take effect after write_delay),
 // and answers 429 over its rate limit, dropping the request's data. It lists the project's
 // consent categories and derives each customer's consent from its `consent` events, counting an
-// invalid one as a revocation, as Bloomreach does.
+// invalid one as a revocation, as Bloomreach does. It takes batches of tracking commands
+// (customers/events, customers, system/time; at most 50) and customer property updates, each
+// command checked like the single call and answered in its own result.
+//
+// No body makes it throw: a body that is not JSON, not an object, nested deeper than 512 levels,
+// or with a field of the wrong type is answered with the API's JSON error (400 `Invalid JSON` or
+// a 400 `errors` list; 200 success:false for invalid customer IDs), and it keeps serving.
 //
 // State is seeded from JSON (see config/exponea-sim.example.json). Test-only control endpoints
 // live under /_sim/ (state, call log, injected faults). It also plays MineOS's status API as
@@ -62,18 +68,36 @@ class exponea_simulator final : public http::handler {
   };
   struct private_key {
     std::string key, secret;
-    std::vector<std::string> permissions;  // "export", "anonymize", "track", "consent"; "*"
+    // "export" (GDPR > Export customer), "anonymize" (GDPR > Anonymize customer), "*" (all).
+    // Two Events > Set shorthands from before per-type grants: "track" (every event type but
+    // consent) and "consent" (the consent type).
+    std::vector<std::string> permissions;
+    std::vector<std::string> events;      // Events > Set per event type; "*" for all
+    std::vector<std::string> properties;  // Customer properties > Set per property; "*" for all
   };
   struct public_token {
     std::string token;
-    std::vector<std::string> events;  // event types it may set; "*" for all
+    std::vector<std::string> events;      // event types it may set; "*" for all
+    std::vector<std::string> properties;  // customer properties it may set; "*" for all
+  };
+  // Who made an API call; once authenticated exactly one of them is set.
+  struct caller {
+    const private_key* key = nullptr;
+    const public_token* token = nullptr;
+  };
+  // Why a tracking command was not taken: `status` 400 (malformed) or 200 (refused with
+  // success:false, as the API answers invalid IDs and missing permissions).
+  struct refusal {
+    unsigned status = 400;
+    std::string error;
   };
   struct pending_write {
     time_point due;
     std::function<void()> apply;
   };
   struct fault {
-    // "export-one", "anonymize", "track", "system/time", "consent/categories", "mineos" or "*"
+    // "export-one", "anonymize", "track", "customers", "batch", "system/time",
+    // "consent/categories", "mineos" or "*"
     std::string endpoint;
     unsigned status = 0;  // answer with this status (0: no status override)
     std::string body;
@@ -85,7 +109,21 @@ class exponea_simulator final : public http::handler {
 
   http::response api(const http::request& req, std::string& endpoint, std::string& auth,
                      std::optional<fault>& injected);
+  // The Authorization header checked against the seed: nullopt with `who` set, or the error.
+  std::optional<http::response> authenticate(const http::request& req, std::string& auth,
+                                             caller& who);
+  // One add-event or update-properties command (a single call's body or a batch command's
+  // `data`): checked, and its write queued; or why not.
+  std::optional<refusal> add_event(const caller& who, const nlohmann::json& data);
+  std::optional<refusal> update_properties(const caller& who, const nlohmann::json& data);
+  http::response batch(const caller& who, const nlohmann::json& body);
+  static bool may_add_event(const caller& who, const std::string& type);
+  static bool may_set_properties(const caller& who, const nlohmann::json& properties);
+  // Applies `apply` now, or write_delay later (reads see only applied writes).
+  void queue_write(std::function<void()> apply);
   http::response control(const http::request& req);
+  http::response add_faults(const nlohmann::json& body);
+  http::response change_settings(const nlohmann::json& body);
   http::response mineos(const http::request& req, const std::string& ticket_id,
                         const std::string& integration_id, std::chrono::milliseconds& delay);
   void apply_due();
