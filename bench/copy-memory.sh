@@ -62,7 +62,7 @@ t0=$(date +%s%N)
 curl -sS -o /dev/null -w '%{http_code}\n' -X POST "http://127.0.0.1:$port/v1/mineos/copy" \
   -H 'Content-Type: application/json' -H "X-Mine-Signature: $sig" --data-binary "$body" |
   grep -q 202 || { echo "not accepted" >&2; exit 1; }
-until curl -sS -H 'Authorization: Bearer demo-admin-token' \
+until curl -sS -H 'Authorization: Bearer demo-admin-token-0123456789abcdef' \
     "http://127.0.0.1:$port/v1/requests/req-big" | grep -q '"reported":true'; do
   kill -0 $daemon_pid 2>/dev/null || { cat "$work/daemon.log" >&2; exit 1; }
   sleep 0.2

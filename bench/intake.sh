@@ -52,7 +52,7 @@ exponea_api_secret = "bench"
 exponea_project_token = "bench"
 exponea_api_token = "bench"
 mineos_webhook_secret = "$secret"
-admin_token = "bench-admin-token"
+admin_token = "bench-admin-token-0123456789abcdef"
 mineos_api_key = "bench"
 store_key = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
 TOML

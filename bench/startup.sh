@@ -29,7 +29,7 @@ start() {
   # A failed scrape stops the daemon too: left running, it would hold this function's output
   # pipe open and the caller's read would wait for ever.
   if ! curl -sS -o /dev/null http://127.0.0.1:18381/metrics ||
-     ! curl -sS -o /dev/null -H 'Authorization: Bearer demo-admin-token' \
+     ! curl -sS -o /dev/null -H 'Authorization: Bearer demo-admin-token-0123456789abcdef' \
        'http://127.0.0.1:18381/v1/requests?limit=1000'; then
     kill -KILL $pid; exit 1
   fi

@@ -2,6 +2,7 @@
 // work. Exit codes: 0 ok, 1 runtime failure or failed check, 2 usage or configuration error.
 
 #include "dsr/app/daemon.hpp"
+#include "dsr/app/hardening.hpp"
 
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
@@ -9,6 +10,10 @@
 #include <string>
 
 int main(int argc, char** argv) {
+  // Before anything is read or written: private files, no core dumps (app/hardening.hpp).
+  for (const auto& problem : dsr::app::harden_process()) {
+    fmt::print(stderr, "dsr-connector: warning: {}\n", problem);
+  }
   CLI::App app{
       "dsr-connector: fulfils MineOS privacy requests (delete, copy) in Bloomreach "
       "Engagement"};
@@ -34,7 +39,7 @@ int main(int argc, char** argv) {
   auto* list = requests->add_subcommand("list", "List jobs, newest first (at most 1000)");
   list->add_option("--state", state,
                    "Only jobs in this state: queued, running, retrying, completed, "
-                   "user_not_found, failed, cancelled");
+                   "user_not_found, missing_identifiers, failed, cancelled");
   list->add_flag("--json", json, "Print the admin API's JSON instead of a table");
   const std::vector<std::pair<const char*, const char*>> verbs{
       {"show", "Show one job and its history"},

@@ -4,6 +4,7 @@
 #include "dsr/common/crypto.hpp"
 #include "dsr/common/log.hpp"
 #include "dsr/common/scratch_dir.hpp"
+#include "dsr/common/store_keys.hpp"
 #include "dsr/config/config.hpp"
 #include "dsr/credentials/credentials.hpp"
 #include "dsr/exponea/client.hpp"
@@ -28,6 +29,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -159,12 +161,13 @@ boost::asio::awaitable<void> purge_hourly(std::filesystem::path dir, std::chrono
 
 // max_connections sockets need as many descriptors, plus the store, exports, logs and the peers'
 // pools: raise the soft limit toward the hard one (systemd's default soft limit is 1024).
-void raise_file_limit(std::uint64_t max_connections) {
+// Each listener holds max_connections of its own.
+void raise_file_limit(std::uint64_t max_connections, unsigned listeners) {
   rlimit lim{};
   if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) {
     return;
   }
-  const rlim_t wanted = static_cast<rlim_t>(max_connections + 256);
+  const rlim_t wanted = static_cast<rlim_t>(max_connections * listeners + 256);
   if (lim.rlim_cur >= wanted) {
     return;
   }
@@ -175,10 +178,46 @@ void raise_file_limit(std::uint64_t max_connections) {
   }
   if (target < wanted) {
     spdlog::get("main")->warn(
-        "open files are limited to {} (hard limit); [server] max_connections = {} needs about {}: "
+        "open files are limited to {} (hard limit); [server] max_connections = {} per listener "
+        "needs about {}: "
         "raise LimitNOFILE= or lower max_connections",
         target, max_connections, wanted);
   }
+}
+
+// What a careful operator would want to hear about at start-up: a store folder others can read,
+// secrets written into a configuration file others can read, and operator endpoints in plain HTTP
+// on a network address. None stops the daemon.
+std::vector<std::string> deployment_warnings(const config& cfg) {
+  std::vector<std::string> out;
+  struct stat st {};
+  const auto store_dir = cfg.store.path.parent_path().empty() ? std::filesystem::path(".")
+                                                              : cfg.store.path.parent_path();
+  if (::stat(store_dir.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
+    out.push_back(fmt::format(
+        "the store folder {} is open to group or others (mode {:04o}): it holds personal data; "
+        "chmod 700 it (the systemd unit sets StateDirectoryMode=0700)",
+        store_dir.string(), st.st_mode & 07777));
+  }
+  if (!cfg.credentials.inline_values.empty() && ::stat(cfg.source.c_str(), &st) == 0 &&
+      (st.st_mode & 077) != 0) {
+    std::vector<std::string> names;
+    for (const auto& [n, v] : cfg.credentials.inline_values) {
+      names.push_back(n);
+    }
+    out.push_back(fmt::format(
+        "{} holds secrets inline ({}) and is readable by group or others (mode {:04o}): chmod "
+        "600 it, or better move them to LoadCredential= or NAME_file files",
+        cfg.source.string(), fmt::join(names, ", "), st.st_mode & 07777));
+  }
+  if (cfg.server.admin_listen && !is_loopback_host(cfg.server.admin_listen->host)) {
+    out.push_back(fmt::format(
+        "[server] admin_listen {} is not a loopback address and serves plain HTTP: the admin "
+        "token and the job views cross the network in clear; keep it on loopback, or put a "
+        "TLS-terminating proxy in front and firewall the port",
+        cfg.server.admin_listen->to_string()));
+  }
+  return out;
 }
 
 std::string owner_id() {
@@ -320,18 +359,23 @@ int serve(const std::filesystem::path& config_file) {
   // A reload (SIGHUP) swaps the values for every reader at once.
   auto credentials = std::make_unique<swappable_credentials>(std::move(loaded_credentials));
 
-  raise_file_limit(cfg.server.max_connections);
+  raise_file_limit(cfg.server.max_connections, cfg.server.admin_listen ? 2 : 1);
 
   std::string lock_problem;
   if (!lock_store(cfg.store.path, lock_problem)) {
     fmt::print(stderr, "dsr-connector: {}\n", lock_problem);
     return 1;
   }
+  for (const auto& w : deployment_warnings(cfg)) {
+    log->warn("{}", w);
+  }
   sqlite_store_options store_options;
   store_options.path = cfg.store.path;
   // check_credentials made sure store_key is 64 hex digits.
   store_options.subject_key =
       crypto::from_hex(credentials->find(credential::store_key)->reveal()).value_or("");
+  // One key per purpose, derived from store_key (common/store_keys.hpp).
+  const auto keys = derive_store_keys(store_options.subject_key);
   auto store = open_sqlite_store(store_options);
   if (!store) {
     fmt::print(stderr, "dsr-connector: {}\n", store.error().detail);
@@ -393,7 +437,8 @@ int serve(const std::filesystem::path& config_file) {
   ops::admin_options admin_options;
   admin_options.deadline_days = cfg.jobs.deadline_days;
   admin_options.export_dir = export_dir;
-  admin_options.export_key = store_options.subject_key;
+  admin_options.export_key = keys.export_seal;
+  admin_options.legacy_export_key = keys.legacy;
   admin_options.throttle = &throttle;
   admin_options.counters = &counters;
   admin_options.deadline_warning_days = cfg.jobs.deadline_warning_days;
@@ -426,7 +471,8 @@ int serve(const std::filesystem::path& config_file) {
     links = std::make_shared<const mineos::file_links>(store_options.subject_key,
                                                        cfg.mineos.public_url);
     downloads = std::make_unique<mineos::file_downloads>(
-        worker, links, export_dir, store_options.subject_key, make_system_clock());
+        worker, links, export_dir, std::vector<std::string>{keys.export_seal, keys.legacy},
+        make_system_clock());
     downloads->add_routes(router);
   }
 
@@ -438,6 +484,8 @@ int serve(const std::filesystem::path& config_file) {
   }
   options.max_body_bytes = cfg.server.max_body_bytes;
   options.max_connections = cfg.server.max_connections;
+  options.max_connections_per_client = cfg.server.max_connections_per_client;
+  options.first_byte_timeout = cfg.server.first_byte_timeout;
   options.read_timeout = cfg.server.read_timeout;
   options.idle_timeout = cfg.server.idle_timeout;
   options.shutdown_grace = cfg.jobs.shutdown_grace;
@@ -484,14 +532,14 @@ int serve(const std::filesystem::path& config_file) {
   auto exponea_api =
       exponea::make_api(std::move(*exponea_http), *credentials, clock,
                         {export_dir, cfg.exponea.max_export_bytes, spacing,
-                         exponea::priority::background, store_options.subject_key, &counters});
+                         exponea::priority::background, keys.export_seal, &counters});
   auto interactive_http = http::make_client(
       (*server)->executor(),
       {cfg.exponea.base_url, cfg.exponea.timeout, cfg.exponea.ca_file, answer_in_memory_limit});
   auto interactive_api =
       exponea::make_api(std::move(*interactive_http), *credentials, clock,
                         {export_dir, cfg.exponea.max_export_bytes, spacing,
-                         exponea::priority::interactive, store_options.subject_key, &counters});
+                         exponea::priority::interactive, keys.export_seal, &counters});
   dispatcher_options dispatch;
   dispatch.owner = owner_id();
   dispatch.concurrency = cfg.jobs.concurrency;
@@ -519,7 +567,8 @@ int serve(const std::filesystem::path& config_file) {
     mineos_http = std::move(*test_client);
     mineos::reporter_options reporting{cfg.retry, dispatch.export_dir};
     reporting.hold = dispatch.hold;
-    reporting.export_key = store_options.subject_key;
+    reporting.export_key = keys.export_seal;
+    reporting.legacy_export_key = keys.legacy;
     reporting.metrics = &counters;
     reporting.inline_data_max_bytes = cfg.mineos.inline_data_max_bytes;
     reporting.links = links;

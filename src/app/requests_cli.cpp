@@ -11,6 +11,8 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
+#include <boost/url/encode.hpp>
+#include <boost/url/rfc/unreserved_chars.hpp>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -43,6 +45,11 @@ std::string text(const json& v) {
     return clean_text(v.get<std::string>());
   }
   return clean_text(v.dump(-1, ' ', false, json::error_handler_t::replace));
+}
+
+// An id as one URL path segment: percent-encoded, so that "ab cd" or "a/b" reaches its job.
+std::string path_segment(std::string_view id) {
+  return boost::urls::encode(id, boost::urls::unreserved_chars);
 }
 
 // Columns padded to their widest cell.
@@ -126,13 +133,13 @@ int requests(const std::filesystem::path& config_file, const std::string& comman
   if (command == "list") {
     req.target = "/v1/requests?limit=1000";
     if (!state.empty()) {
-      req.target += "&state=" + state;
+      req.target += "&state=" + path_segment(state);
     }
   } else if (command == "show") {
-    req.target = "/v1/requests/" + id;
+    req.target = "/v1/requests/" + path_segment(id);
   } else {
     req.method = "POST";
-    req.target = fmt::format("/v1/requests/{}/{}", id, command);
+    req.target = fmt::format("/v1/requests/{}/{}", path_segment(id), command);
   }
   req.headers.push_back({"Authorization", "Bearer " + std::string(token->reveal())});
   auto sent = boost::asio::co_spawn(ioc, (*client)->send(std::move(req)), boost::asio::use_future);

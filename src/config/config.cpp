@@ -7,6 +7,9 @@
 #include <toml++/toml.h>
 #include <boost/url/parse.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
@@ -154,6 +157,14 @@ void check_url(section_reader& r, std::string_view key, const std::string& url) 
   if (!parsed) {
     r.fail(key, "not a valid absolute URL (expected https://host[:port][/path])");
   }
+  // Boost.URL 1.81 reads "http://127.0.0.1.nip.io" as host 127.0.0.1 and path ".nip.io": a
+  // path after an authority must start with '/', else the host is not what it seems.
+  if (parsed->has_authority() && !parsed->encoded_path().empty() &&
+      parsed->encoded_path().front() != '/') {
+    r.fail(key,
+           "not a valid absolute URL: the host name is not what it seems (expected "
+           "https://host[:port][/path])");
+  }
   const auto scheme = parsed->scheme();
   const std::string host(parsed->encoded_host_address());
   if (scheme != "https" && scheme != "http") {
@@ -166,6 +177,39 @@ void check_url(section_reader& r, std::string_view key, const std::string& url) 
     r.fail(key,
            fmt::format("http:// is allowed only for loopback hosts, not '{}'; use https://", host));
   }
+}
+
+// Whether line `line` (1-based) of `text` is in the [credentials] table or names a credential
+// (a line broken across others included: the error may point at the start of the next one).
+bool touches_credentials(std::string_view text, std::size_t line) {
+  std::string section;
+  std::size_t n = 0;
+  std::size_t start = 0;
+  while (start <= text.size() && ++n <= line + 1) {
+    auto end = text.find('\n', start);
+    if (end == std::string_view::npos) {
+      end = text.size();
+    }
+    const auto l = text.substr(start, end - start);
+    const auto first = l.find_first_not_of(" \t");
+    if (first != std::string_view::npos && l[first] == '[') {
+      const auto close = l.find(']', first);
+      section = std::string(l.substr(
+          first + 1, close == std::string_view::npos ? std::string_view::npos : close - first - 1));
+    }
+    if (n + 1 >= line) {
+      if (section == "credentials") {
+        return true;
+      }
+      for (const auto c : all_credentials) {
+        if (l.find(name(c)) != std::string_view::npos) {
+          return true;
+        }
+      }
+    }
+    start = end + 1;
+  }
+  return section == "credentials";
 }
 
 }  // namespace
@@ -188,7 +232,18 @@ bool is_loopback_host(std::string_view host) {
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
     host = host.substr(1, host.size() - 2);
   }
-  return host == "localhost" || host == "::1" || host.starts_with("127.");
+  if (host == "localhost") {
+    return true;
+  }
+  // An address, parsed: a host *name* starting with "127." (127.evil.example.com) is no loopback
+  // and would receive credentials in clear.
+  const std::string text(host);
+  in_addr v4{};
+  if (::inet_pton(AF_INET, text.c_str(), &v4) == 1) {
+    return (ntohl(v4.s_addr) >> 24) == 127;
+  }
+  in6_addr v6{};
+  return ::inet_pton(AF_INET6, text.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
 }
 
 std::optional<endpoint> parse_endpoint(std::string_view text, std::string& problem) {
@@ -237,8 +292,15 @@ config parse_config(std::string_view text, std::string_view source_name,
   try {
     root = toml::parse(text, source_name);
   } catch (const toml::parse_error& e) {
-    throw config_error(
-        fmt::format("{}: line {}: invalid TOML: {}", file, e.source().begin.line, e.description()));
+    const auto line = e.source().begin.line;
+    if (touches_credentials(text, line)) {
+      // The parser's description may quote the text it choked on: a piece of a secret.
+      throw config_error(fmt::format(
+          "{}: line {}: invalid TOML in a credential's line; the parser's message is not shown "
+          "because it could quote the value: check the quotes and escapes on that line",
+          file, line));
+    }
+    throw config_error(fmt::format("{}: line {}: invalid TOML: {}", file, line, e.description()));
   }
 
   config cfg;
@@ -285,9 +347,11 @@ config parse_config(std::string_view text, std::string_view source_name,
     cfg.server.admin_listen = read_endpoint("admin_listen");
     r.integer("max_body_bytes", cfg.server.max_body_bytes, 1);
     r.integer("max_connections", cfg.server.max_connections, 1, 1'000'000);
+    r.integer("max_connections_per_client", cfg.server.max_connections_per_client, 0, 1'000'000);
     r.integer("max_queued_jobs", cfg.server.max_queued_jobs, 1);
     r.string("tls_cert_file", cfg.server.tls_cert_file);
     r.string("tls_key_file", cfg.server.tls_key_file);
+    r.duration("first_byte_timeout_seconds", cfg.server.first_byte_timeout, 1, 3600);
     r.duration("read_timeout_seconds", cfg.server.read_timeout, 1, 3600);
     r.duration("idle_timeout_seconds", cfg.server.idle_timeout, 1, 86400);
     r.integer("io_threads", cfg.server.io_threads, 0, 256);

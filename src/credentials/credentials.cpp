@@ -202,9 +202,28 @@ std::vector<std::string> check_credentials(const config& cfg, const credential_s
             store.origin(c)));
       }
     }
-    if (c == credential::mineos_webhook_secret && split_lines(*value).empty()) {
-      problems.push_back(fmt::format("credential mineos_webhook_secret (from {}) holds no secret",
-                                     store.origin(c)));
+    if (c == credential::mineos_webhook_secret) {
+      const auto secrets = split_lines(*value);
+      if (secrets.empty()) {
+        problems.push_back(fmt::format("credential mineos_webhook_secret (from {}) holds no secret",
+                                       store.origin(c)));
+      }
+      for (std::size_t i = 0; i < secrets.size(); ++i) {
+        if (secrets[i].reveal().size() < min_webhook_secret_length) {
+          problems.push_back(fmt::format(
+              "credential mineos_webhook_secret (from {}): secret {} of {} is shorter than {} "
+              "characters; a short secret can be guessed: use the one MineOS generated, or at "
+              "least {} random characters",
+              store.origin(c), i + 1, secrets.size(), min_webhook_secret_length,
+              min_webhook_secret_length));
+        }
+      }
+    }
+    if (c == credential::admin_token && value->reveal().size() < min_admin_token_length) {
+      problems.push_back(fmt::format(
+          "credential admin_token (from {}) is shorter than {} characters; it guards the "
+          "operator API: generate one with: openssl rand -hex 32",
+          store.origin(c), min_admin_token_length));
     }
   }
   return problems;

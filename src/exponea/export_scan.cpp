@@ -495,7 +495,9 @@ result<export_summary> scan_export(const std::filesystem::path& answer, const au
 
   // Second pass: copy the customer's sections, now that we know where it is.
   const auto tmp = std::filesystem::path(save_to.string() + ".tmp");
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  // A new file, never a symlink followed: a leftover of an interrupted scan is removed first.
+  ::unlink(tmp.c_str());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) {
     return io_failure("write", tmp);
   }

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 namespace dsr::http {
 namespace {
@@ -200,6 +201,14 @@ result<std::pair<int, std::uint64_t>> open_for_reading(const std::filesystem::pa
 result<std::shared_ptr<body_source>> sealed_file_source(const std::filesystem::path& file,
                                                         std::string key, std::string file_id,
                                                         std::string prefix, std::string suffix) {
+  return sealed_file_source(file, std::vector<std::string>{std::move(key)}, std::move(file_id),
+                            std::move(prefix), std::move(suffix));
+}
+
+result<std::shared_ptr<body_source>> sealed_file_source(const std::filesystem::path& file,
+                                                        std::vector<std::string> keys,
+                                                        std::string file_id, std::string prefix,
+                                                        std::string suffix) {
   auto opened = open_for_reading(file);
   if (!opened) {
     return opened.error();
@@ -210,6 +219,21 @@ result<std::shared_ptr<body_source>> sealed_file_source(const std::filesystem::p
     ::close(fd);
     return make_failure(errc::io_error,
                         fmt::format("{} is not a sealed export (cut short?)", file.string()));
+  }
+  std::string key = keys.empty() ? std::string() : keys.front();
+  if (keys.size() > 1) {
+    // The key is the one its first chunk opens with (a file sealed by an earlier version).
+    constexpr std::uint64_t full = sealed_file::chunk_plain + sealed_file::chunk_overhead;
+    std::string first(static_cast<std::size_t>(std::min(file_size, full)), '\0');
+    const auto n = ::pread(fd, first.data(), first.size(), 0);
+    if (n == static_cast<ssize_t>(first.size())) {
+      for (const auto& k : keys) {
+        if (!k.empty() && sealed_file::open_chunk(k, file_id, 0, file_size <= full, first)) {
+          key = k;
+          break;
+        }
+      }
+    }
   }
   return std::shared_ptr<body_source>(
       std::make_shared<sealed_source>(fd, file, file_size, *plain, std::move(key),

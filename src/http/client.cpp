@@ -366,8 +366,10 @@ class client_impl final : public client {
     if (head.content_length() && *head.content_length() > limit) {
       co_return too_large(limit);
     }
-    // Created 0600: exports hold personal data.
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    // Created 0600 (exports hold personal data), as a new file: a leftover of an earlier try of
+    // this call is removed first, and a symlink planted in its place is never followed.
+    ::unlink(path.c_str());
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     std::unique_ptr<std::FILE, file_closer> file(fd < 0 ? nullptr : ::fdopen(fd, "wb"));
     if (!file) {
       const auto why = std::strerror(errno);

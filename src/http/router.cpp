@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <optional>
+#include <string>
+
 namespace dsr::http {
 namespace {
 
@@ -15,6 +18,41 @@ bool visible(route_scope scope, const request& req) {
       return req.on == listener::admin || req.admin_shared;
   }
   return false;
+}
+
+// A captured segment as the client meant it: "ab%20cd" is the id "ab cd". nullopt when an escape
+// is malformed (a '%' not followed by two hex digits) or decodes to a NUL.
+std::optional<std::string> percent_decoded(std::string_view s) {
+  const auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') {
+      return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+      return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+      return c - 'A' + 10;
+    }
+    return -1;
+  };
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      out += s[i];
+      continue;
+    }
+    if (i + 2 >= s.size() || hex(s[i + 1]) < 0 || hex(s[i + 2]) < 0) {
+      return std::nullopt;
+    }
+    const char c = static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2]));
+    if (c == '\0') {
+      return std::nullopt;
+    }
+    out += c;
+    i += 2;
+  }
+  return out;
 }
 
 }  // namespace
@@ -37,11 +75,14 @@ void router::handle(request req, responder done) {
     }
     route_params params;
     bool match = true;
+    bool malformed = false;
     for (std::size_t i = 0; i < segments.size() && match; ++i) {
       const auto& p = r.segments[i];
       if (p.size() > 2 && p.front() == '{' && p.back() == '}') {
         match = !segments[i].empty();
-        params.emplace(p.substr(1, p.size() - 2), segments[i]);
+        auto decoded = percent_decoded(segments[i]);
+        malformed = malformed || !decoded;
+        params.emplace(p.substr(1, p.size() - 2), decoded.value_or(""));
       } else {
         match = p == segments[i];
       }
@@ -52,6 +93,10 @@ void router::handle(request req, responder done) {
     if (r.method != req.method) {
       allowed.push_back(r.method);
       continue;
+    }
+    if (malformed) {
+      done(problem(400, "a path segment is not validly percent-encoded"));
+      return;
     }
     r.fn(req, params, std::move(done));
     return;

@@ -23,10 +23,13 @@
 #include <boost/beast/ssl.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <list>
+#include <map>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 
 namespace dsr::http {
 namespace {
@@ -174,6 +177,8 @@ struct connection {
   asio::strand<asio::io_context::executor_type> strand;
   beast::tcp_stream* stream = nullptr;
   bool idle = false;
+  // Set when the connection counts against its address's max_connections_per_client.
+  std::optional<asio::ip::address> client;
 };
 
 class server_impl final : public server {
@@ -357,7 +362,17 @@ class server_impl final : public server {
         co_await pause.async_wait(use_nothrow);
         continue;
       }
-      if (active_.load() >= options_.max_connections) {
+      const auto slot = static_cast<std::size_t>(which);
+      boost::system::error_code peer_ec;
+      const auto peer = socket.remote_endpoint(peer_ec);
+      std::optional<refusal> refused;
+      if (per_listener_[slot].load() >= options_.max_connections) {
+        refused = refusal::listener_full;
+      } else if (!peer_ec && !admit_client(which, peer.address())) {
+        refused = refusal::client_full;
+      }
+      if (refused) {
+        note_refusal(which, *refused);
         if (which == listener::public_ && options_.tls) {
           // A plain-text 503 means nothing to a TLS client and a handshake costs what an
           // overloaded server lacks: the connection is closed, which clients retry.
@@ -369,7 +384,11 @@ class server_impl final : public server {
         continue;
       }
       ++active_;
+      ++per_listener_[slot];
       auto conn = std::make_shared<connection>(connection{strand});
+      if (!peer_ec && which == listener::public_ && options_.max_connections_per_client > 0) {
+        conn->client = peer.address();
+      }
       asio::co_spawn(strand, session(std::move(socket), which, conn),
                      [](const std::exception_ptr& e) {
                        if (e) {
@@ -381,6 +400,57 @@ class server_impl final : public server {
                        }
                      });
     }
+  }
+
+  enum class refusal { listener_full, client_full };
+
+  // Counts a connection from `address` on `which` if that address is below its cap (only the
+  // public listener has one). Called on the control strand; released in release_client().
+  bool admit_client(listener which, const asio::ip::address& address) {
+    if (which != listener::public_ || options_.max_connections_per_client == 0) {
+      return true;
+    }
+    const std::lock_guard lock(mutex_);
+    auto& open = per_client_[address];
+    if (open >= options_.max_connections_per_client) {
+      return false;
+    }
+    ++open;
+    return true;
+  }
+
+  void release_client(const asio::ip::address& address) {
+    const std::lock_guard lock(mutex_);
+    const auto it = per_client_.find(address);
+    if (it != per_client_.end() && --it->second == 0) {
+      per_client_.erase(it);
+    }
+  }
+
+  // A warning per listener and reason at most once a minute, with the number refused since the
+  // last one; never the client's address (it may be personal data). On the control strand.
+  void note_refusal(listener which, refusal why) {
+    auto& state = refusals_[static_cast<std::size_t>(which)][static_cast<std::size_t>(why)];
+    ++state.count;
+    const auto now = std::chrono::steady_clock::now();
+    if (state.warned && now - *state.warned < std::chrono::minutes(1)) {
+      return;
+    }
+    const char* key = which == listener::public_ ? "listen" : "admin_listen";
+    if (why == refusal::listener_full) {
+      log()->warn(
+          "{} connection(s) on {} refused since the last warning: it holds max_connections ({}) "
+          "open connections; raise [server] max_connections if this is real load",
+          state.count, key, options_.max_connections);
+    } else {
+      log()->warn(
+          "{} connection(s) on {} refused since the last warning: one client address holds "
+          "max_connections_per_client ({}) open connections; set [server] "
+          "max_connections_per_client = 0 if a load balancer or proxy connects for every client",
+          state.count, key, options_.max_connections_per_client);
+    }
+    state.count = 0;
+    state.warned = now;
   }
 
   asio::awaitable<void> reject_busy(tcp::socket socket) {
@@ -446,6 +516,10 @@ class server_impl final : public server {
       const std::lock_guard lock(mutex_);
       connections_.remove(conn);
     }
+    if (conn->client) {
+      release_client(*conn->client);
+    }
+    --per_listener_[static_cast<std::size_t>(which)];
     if (--active_ == 0 && stopping_.load() && holds_.load() == 0) {
       asio::post(control_, [this] { finish(); });
     }
@@ -460,6 +534,9 @@ class server_impl final : public server {
   asio::awaitable<void> serve_tls(tls_stream& stream, listener which,
                                   std::shared_ptr<connection> conn, const std::string& remote) {
     enlist(conn, stream.next_layer());
+    if (!co_await first_byte(stream.next_layer(), *conn)) {
+      co_return;
+    }
     // The handshake counts as part of the first request: it must end within read_timeout.
     stream.next_layer().expires_after(options_.read_timeout);
     auto [hec] = co_await stream.async_handshake(ssl::stream_base::server, use_nothrow);
@@ -471,6 +548,29 @@ class server_impl final : public server {
     // close_notify, bounded: a peer that never answers it does not hold the connection.
     stream.next_layer().expires_after(std::chrono::seconds(1));
     co_await stream.async_shutdown(use_nothrow);
+  }
+
+  // Waits until a new TLS connection's first byte (its ClientHello) arrives: false when none
+  // comes within first_byte_timeout or a stop closes the silent connection.
+  asio::awaitable<bool> first_byte(beast::tcp_stream& stream, connection& conn) {
+    auto done = std::make_shared<bool>(false);
+    asio::steady_timer deadline(stream.get_executor(), options_.first_byte_timeout);
+    deadline.async_wait([done, &stream](const boost::system::error_code& ec) {
+      if (!ec && !*done) {
+        boost::system::error_code ignored;
+        stream.socket().cancel(ignored);
+      }
+    });
+    conn.idle = true;
+    auto [ec] = co_await stream.socket().async_wait(tcp::socket::wait_read, use_nothrow);
+    conn.idle = false;
+    *done = true;
+    deadline.cancel();
+    if (ec) {
+      co_return false;
+    }
+    boost::system::error_code avail_ec;
+    co_return !stopping_.load() || stream.socket().available(avail_ec) > 0;
   }
 
   std::shared_ptr<void> hold() override {
@@ -487,6 +587,9 @@ class server_impl final : public server {
                               const std::string& remote) {
     beast::flat_buffer buffer;
     bool ok = true;
+    // A new plain connection must send its first byte within first_byte_timeout; a keep-alive one
+    // may wait idle_timeout between requests. (Over TLS the handshake has already come.)
+    bool first = std::is_same_v<Stream, beast::tcp_stream>;
     for (;;) {
       if (buffer.size() == 0) {
         // Between requests the connection is idle: a stop may close it, unless the next request
@@ -496,7 +599,8 @@ class server_impl final : public server {
           co_return;
         }
         conn.idle = true;
-        lowest(stream).expires_after(options_.idle_timeout);
+        lowest(stream).expires_after(first ? options_.first_byte_timeout : options_.idle_timeout);
+        first = false;
         auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), use_nothrow);
         conn.idle = false;
         if (ec) {
@@ -569,6 +673,7 @@ class server_impl final : public server {
       req.remote = remote;
       req.on = which;
       req.admin_shared = !options_.admin_listen.has_value();
+      req.tls = !std::is_same_v<Stream, beast::tcp_stream>;
       const bool keep_alive = msg.keep_alive();
       // While the handler runs (possibly waiting on the store), no deadline applies to the
       // socket; the handler bounds its own waits.
@@ -657,8 +762,15 @@ class server_impl final : public server {
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::mutex mutex_;
   std::list<std::shared_ptr<connection>> connections_;
-  std::shared_ptr<ssl::context> tls_;  // under mutex_; null: plain HTTP
-  std::atomic<std::uint64_t> active_{0};
+  std::shared_ptr<ssl::context> tls_;                         // under mutex_; null: plain HTTP
+  std::atomic<std::uint64_t> active_{0};                      // connections being served
+  std::array<std::atomic<std::uint64_t>, 2> per_listener_{};  // by listener (public_, admin)
+  std::map<asio::ip::address, std::uint64_t> per_client_;     // under mutex_; public listener
+  struct refusal_state {
+    std::uint64_t count = 0;
+    std::optional<std::chrono::steady_clock::time_point> warned;
+  };
+  std::array<std::array<refusal_state, 2>, 2> refusals_{};  // [listener][refusal], control strand
   std::atomic<bool> stopping_{false};
   // True while the event loop runs (async_handle answers a dropped responder only then).
   std::shared_ptr<std::atomic<bool>> serving_ = std::make_shared<std::atomic<bool>>(true);

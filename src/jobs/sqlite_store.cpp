@@ -4,6 +4,7 @@
 #include "dsr/jobs/store.hpp"
 
 #include "dsr/common/crypto.hpp"
+#include "dsr/common/store_keys.hpp"
 
 #include <fmt/format.h>
 #include <sqlite3.h>
@@ -168,7 +169,7 @@ class use {
 class sqlite_job_store final : public job_store {
  public:
   sqlite_job_store(sqlite3* db, std::string path, std::string key)
-      : db_(db), path_(std::move(path)), key_(std::move(key)) {}
+      : db_(db), path_(std::move(path)), keys_(derive_store_keys(key)) {}
   sqlite_job_store(const sqlite_job_store&) = delete;
   sqlite_job_store& operator=(const sqlite_job_store&) = delete;
   ~sqlite_job_store() override {
@@ -361,14 +362,19 @@ class sqlite_job_store final : public job_store {
     return {};
   }
 
-  // The e-mail as stored: in the clear (0), sealed (1), or a hash (2: forgotten, "").
+  // The subject's ID as stored: in the clear (0, tests), sealed with its own key derived from
+  // store_key (3), sealed with store_key itself by an earlier version (1), or a hash (2:
+  // forgotten, "").
   std::string subject_of(const std::string& stored, std::int64_t form,
                          const std::string& request_id) const {
     if (form == 0) {
       return stored;
     }
+    if (form == 3) {
+      return crypto::open(keys_.subject_seal, stored, request_id).value_or("");
+    }
     if (form == 1) {
-      return crypto::open(key_, stored, request_id).value_or("");
+      return crypto::open(keys_.legacy, stored, request_id).value_or("");
     }
     return "";
   }
@@ -393,7 +399,8 @@ class sqlite_job_store final : public job_store {
       }
     }
     // Only a keyed hash stays: a known ID can be matched to the request, none read back.
-    const auto hash = "hmac-sha256:" + crypto::to_hex(crypto::hmac_sha256(key_, id));
+    const auto hash =
+        "hkdf-hmac-sha256:" + crypto::to_hex(crypto::hmac_sha256(keys_.subject_hash, id));
     use q(stmts_->forget);
     q.bind(1, job_id).bind_blob(2, hash);
     if (q.step() != SQLITE_DONE) {
@@ -761,13 +768,14 @@ class sqlite_job_store final : public job_store {
       } else {
         q.bind_null(7);
       }
-      // The subject's ID is personal data: sealed with store_key, bound to its request id.
-      if (key_.empty()) {
+      // The subject's ID is personal data: sealed with a key derived from store_key, bound to
+      // its request id.
+      if (keys_.subject_seal.empty()) {
         q.bind(8, ms(j.received_at)).bind_blob(9, j.subject).bind(10, std::int64_t{0});
       } else {
         q.bind(8, ms(j.received_at))
-            .bind_blob(9, crypto::seal(key_, j.subject, j.request_id))
-            .bind(10, std::int64_t{1});
+            .bind_blob(9, crypto::seal(keys_.subject_seal, j.subject, j.request_id))
+            .bind(10, std::int64_t{3});
       }
       if (const int rc = q.step(); rc != SQLITE_DONE) {
         auto failed = error("inserting a job");
@@ -956,7 +964,7 @@ class sqlite_job_store final : public job_store {
 
   sqlite3* db_;
   std::string path_;
-  std::string key_;  // store_key (32 bytes) seals e-mails; empty: kept in the clear (tests)
+  store_keys keys_;  // from store_key (32 bytes); empty: IDs kept in the clear (tests)
   std::unique_ptr<statements> stmts_;
   std::size_t active_ = 0;
 };

@@ -20,12 +20,12 @@ http::response gone() {
 }  // namespace
 
 file_downloads::file_downloads(job_queue& queue, std::shared_ptr<const file_links> links,
-                               std::filesystem::path export_dir, std::string export_key,
-                               std::shared_ptr<clock> clock)
+                               std::filesystem::path export_dir,
+                               std::vector<std::string> export_keys, std::shared_ptr<clock> clock)
     : queue_(queue),
       links_(std::move(links)),
       export_dir_(std::move(export_dir)),
-      export_key_(std::move(export_key)),
+      export_keys_(std::move(export_keys)),
       clock_(std::move(clock)) {}
 
 void file_downloads::add_routes(http::router& r) {
@@ -75,8 +75,9 @@ void file_downloads::handle(const http::request& req, const std::string& request
       done(gone());
       return;
     }
-    auto source = export_key_.empty() ? http::file_source(file)
-                                      : http::sealed_file_source(file, export_key_, request_id);
+    auto source = export_keys_.empty() || export_keys_.front().empty()
+                      ? http::file_source(file)
+                      : http::sealed_file_source(file, export_keys_, request_id);
     if (!source) {
       done(gone());
       return;

@@ -338,9 +338,11 @@ void admin_api::login(const http::request& req, http::responder done) {
       crypto::constant_time_equal(*presented, token->reveal())) {
     const auto s = sessions_.open(token->reveal());
     spdlog::info("admin: status page sign-in from {}", http::address_of(req.remote));
-    done(see_other("/", {{"Set-Cookie", fmt::format("{}={}; Path=/; HttpOnly; SameSite=Strict; "
-                                                    "Max-Age=43200",
-                                                    session_cookie, s.id)}}));
+    // Over TLS the cookie is Secure: a browser never sends it over plain HTTP.
+    done(see_other("/",
+                   {{"Set-Cookie", fmt::format("{}={}; Path=/; HttpOnly; SameSite=Strict; "
+                                               "Max-Age=43200{}",
+                                               session_cookie, s.id, req.tls ? "; Secure" : "")}}));
     return;
   }
   http::refuse(options_.throttle, req.remote,
@@ -355,8 +357,8 @@ void admin_api::logout(const http::request& req, http::responder done) {
     }
   }
   done(see_other("/", {{"Set-Cookie", fmt::format("{}=; Path=/; HttpOnly; SameSite=Strict; "
-                                                  "Max-Age=0",
-                                                  session_cookie)}}));
+                                                  "Max-Age=0{}",
+                                                  session_cookie, req.tls ? "; Secure" : "")}}));
 }
 
 void admin_api::retry_from_page(const http::request& req, const std::string& hex_id,
@@ -401,9 +403,12 @@ void admin_api::data(const std::string& request_id, http::responder done) {
         make_failure(errc::not_found, "not a copy job");
     if (*found && (*found)->op == operation::copy) {
       const auto file = export_path(options_.export_dir, (*found)->id);
-      source = options_.export_key.empty()
-                   ? http::file_source(file)
-                   : http::sealed_file_source(file, options_.export_key, (*found)->request_id);
+      source =
+          options_.export_key.empty()
+              ? http::file_source(file)
+              : http::sealed_file_source(
+                    file, std::vector<std::string>{options_.export_key, options_.legacy_export_key},
+                    (*found)->request_id);
     }
     if (!source) {
       done(http::problem(404,

@@ -13,6 +13,7 @@ namespace {
 
 using ::testing::AllOf;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 std::string error_of(std::string_view text) {
   try {
@@ -29,7 +30,9 @@ TEST(Config, EmptyFileGivesTheDocumentedDefaults) {
   EXPECT_FALSE(c.server.admin_listen);
   EXPECT_EQ(c.server.max_body_bytes, 1048576u);
   EXPECT_EQ(c.server.max_connections, 1024u);
+  EXPECT_EQ(c.server.max_connections_per_client, 256u);
   EXPECT_EQ(c.server.max_queued_jobs, 1000000u);
+  EXPECT_EQ(c.server.first_byte_timeout, std::chrono::seconds(5));
   EXPECT_EQ(c.store.path, "/var/lib/dsr-connector/dsr.sqlite3");
   EXPECT_EQ(c.store.retention_days, 730u);
   EXPECT_EQ(c.exponea.base_url, "https://api.exponea.com");
@@ -51,6 +54,9 @@ TEST(Config, ExampleFileHoldsEveryDefault) {
   EXPECT_EQ(example.server.listen, defaults.server.listen);
   EXPECT_EQ(example.server.admin_listen, defaults.server.admin_listen);
   EXPECT_EQ(example.server.max_body_bytes, defaults.server.max_body_bytes);
+  EXPECT_EQ(example.server.max_connections, defaults.server.max_connections);
+  EXPECT_EQ(example.server.max_connections_per_client, defaults.server.max_connections_per_client);
+  EXPECT_EQ(example.server.first_byte_timeout, defaults.server.first_byte_timeout);
   EXPECT_EQ(example.server.read_timeout, defaults.server.read_timeout);
   EXPECT_EQ(example.server.idle_timeout, defaults.server.idle_timeout);
   EXPECT_EQ(example.server.io_threads, defaults.server.io_threads);
@@ -81,9 +87,11 @@ TEST(Config, ExampleFileNamesEveryKey) {
                           "admin_listen",
                           "max_body_bytes",
                           "max_connections",
+                          "max_connections_per_client",
                           "max_queued_jobs",
                           "tls_cert_file",
                           "tls_key_file",
+                          "first_byte_timeout_seconds",
                           "read_timeout_seconds",
                           "idle_timeout_seconds",
                           "io_threads",
@@ -130,6 +138,8 @@ TEST(Config, ReadsEveryTypeOfValue) {
 listen = "0.0.0.0:9000"
 admin_listen = "[::1]:9001"
 max_body_bytes = 65536
+max_connections_per_client = 0
+first_byte_timeout_seconds = 2
 [exponea]
 base_url = "http://127.0.0.1:8090"
 lowercase_ids = false
@@ -154,6 +164,8 @@ store_key_file = "keys/store"
   EXPECT_EQ(c.server.admin_listen, (endpoint{"::1", 9001}));
   EXPECT_EQ(c.server.admin_listen->to_string(), "[::1]:9001");
   EXPECT_EQ(c.server.max_body_bytes, 65536u);
+  EXPECT_EQ(c.server.max_connections_per_client, 0u);  // 0 = no cap is a valid value
+  EXPECT_EQ(c.server.first_byte_timeout, std::chrono::seconds(2));
   EXPECT_FALSE(c.exponea.lowercase_ids);
   EXPECT_EQ(c.exponea.timeout, std::chrono::seconds(5));
   EXPECT_EQ(c.log.format, log_format::json);
@@ -218,6 +230,10 @@ TEST(Config, InvalidValuesAreRefusedWithTheProblem) {
   EXPECT_THAT(error_of("[server]\nmax_queued_jobs = -1\n"),
               AllOf(HasSubstr("[server] max_queued_jobs"), HasSubstr("-1 is out of range")));
   EXPECT_THAT(error_of("[retry]\nmax_attempts = 0\n"), HasSubstr("[retry] max_attempts"));
+  EXPECT_THAT(error_of("[server]\nfirst_byte_timeout_seconds = 0\n"),
+              AllOf(HasSubstr("[server] first_byte_timeout_seconds"), HasSubstr("out of range")));
+  EXPECT_THAT(error_of("[server]\nmax_connections_per_client = -1\n"),
+              AllOf(HasSubstr("[server] max_connections_per_client"), HasSubstr("out of range")));
   EXPECT_THAT(error_of("[log]\nlevel = \"verbose\"\n"), HasSubstr("not one of trace"));
   EXPECT_THAT(error_of("[server]\ntls_cert_file = \"/c.pem\"\n"), HasSubstr("go together"));
   EXPECT_THAT(error_of("[server\n"), AllOf(HasSubstr("/etc/dsr.toml"), HasSubstr("invalid TOML")));
@@ -247,6 +263,34 @@ TEST(Config, PlainHttpIsAllowedForLoopbackHosts) {
         parse_config(std::string("[exponea]\nbase_url = \"") + url + "\"\n", "x").exponea.base_url,
         url);
   }
+}
+
+// The parser's message may quote the text it choked on: never for a credential's line.
+TEST(Config, ATomlErrorInACredentialNeverEchoesItsValue) {
+  for (const char* text : {"[credentials]\nadmin_token = \"abc\\qSECRET-VALUE\"\n",
+                           "[credentials]\nadmin_token = \"SECRET-VALUE\n",
+                           "[credentials]\nadmin_token = SECRET-VALUE\n",
+                           "[log]\nlevel = \"info\"\n[credentials]\nstore_key = 'SECRET-VALUE\n",
+                           "admin_token = \"x\\qSECRET-VALUE\"\n"}) {
+    const auto e = error_of(text);
+    EXPECT_THAT(e, HasSubstr("invalid TOML")) << text;
+    EXPECT_THAT(e, Not(HasSubstr("SECRET"))) << e;
+  }
+  // Elsewhere the parser's own message helps and is kept.
+  EXPECT_THAT(error_of("[log]\nlevel = \"info\\q\"\n"), HasSubstr("escape"));
+}
+
+// A name that merely looks like a loopback address would receive the key and secret in clear.
+TEST(Config, AHostNameStartingWith127IsNoLoopback) {
+  EXPECT_THAT(error_of("[exponea]\nbase_url = \"http://127.evil.example.com\"\n"),
+              AllOf(HasSubstr("[exponea] base_url"), HasSubstr("only for loopback")));
+  EXPECT_THAT(error_of("[mineos]\napi_base_url = \"http://127.0.0.1.nip.io\"\n"),
+              AllOf(HasSubstr("[mineos] api_base_url"), HasSubstr("not what it seems")));
+  EXPECT_FALSE(is_loopback_host("127.evil.example.com"));
+  EXPECT_FALSE(is_loopback_host("[::2]"));
+  EXPECT_TRUE(is_loopback_host("127.1.2.3"));
+  EXPECT_TRUE(is_loopback_host("[::1]"));
+  EXPECT_TRUE(is_loopback_host("localhost"));
 }
 
 TEST(Config, MissingFileIsAConfigError) {

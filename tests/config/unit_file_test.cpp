@@ -45,6 +45,14 @@ TEST(UnitFile, EverySecretComesThroughLoadCredential) {
   }
 }
 
+TEST(UnitFile, NoCoreFilesAndPrivateDirectories) {
+  const auto text = unit_text();
+  EXPECT_THAT(text, HasSubstr("\nLimitCORE=0\n"));
+  EXPECT_THAT(text, HasSubstr("\nUMask=0077\n"));
+  EXPECT_THAT(text, HasSubstr("\nStateDirectoryMode=0700\n"));
+  EXPECT_THAT(text, HasSubstr("\nRuntimeDirectoryMode=0700\n"));
+}
+
 TEST(UnitFile, StopTimeoutOutlastsTheDrain) {
   const std::regex timeout(R"(\nTimeoutStopSec=(\d+)s)");
   std::smatch m;

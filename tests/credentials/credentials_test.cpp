@@ -104,9 +104,12 @@ config config_with(std::map<std::string, std::string, std::less<>> values,
 }
 
 const std::map<std::string, std::string, std::less<>> complete{
-    {"exponea_api_key", "k-SECRET-1"},       {"exponea_api_secret", "s-SECRET-2"},
-    {"exponea_project_token", "p-SECRET-3"}, {"exponea_api_token", "t-SECRET-4"},
-    {"mineos_webhook_secret", "w-SECRET-5"}, {"admin_token", "a-SECRET-6"},
+    {"exponea_api_key", "k-SECRET-1"},
+    {"exponea_api_secret", "s-SECRET-2"},
+    {"exponea_project_token", "p-SECRET-3"},
+    {"exponea_api_token", "t-SECRET-4"},
+    {"mineos_webhook_secret", "w-SECRET-5-sixteen-chars"},
+    {"admin_token", "a-SECRET-6-at-least-thirty-two-characters"},
     {"store_key", std::string(64, 'a')},
 };
 
@@ -148,6 +151,27 @@ TEST(Credentials, StoreKeyMustBe64HexDigitsAndIsNeverEchoed) {
   EXPECT_THAT(problems[0], HasSubstr("store_key"));
   EXPECT_THAT(problems[0], HasSubstr("openssl rand -hex 32"));
   EXPECT_THAT(problems[0], Not(HasSubstr("SECRET-VALUE")));
+}
+
+TEST(Credentials, ShortAdminTokenAndWebhookSecretsAreRefusedWithoutBeingPrinted) {
+  auto values = complete;
+  values["admin_token"] = "short-SECRET-31-characters-long";  // 31
+  values["mineos_webhook_secret"] = "a-good-long-webhook-secret\nshort-SECRET-9";
+  const auto problems = problems_for(config_with(values));
+  ASSERT_EQ(problems.size(), 2u);
+  std::string all;
+  for (const auto& p : problems) {
+    all += p + "\n";
+  }
+  EXPECT_THAT(all, HasSubstr("admin_token"));
+  EXPECT_THAT(all, HasSubstr("shorter than 32 characters"));
+  EXPECT_THAT(all, HasSubstr("mineos_webhook_secret"));
+  EXPECT_THAT(all, HasSubstr("secret 2 of 2 is shorter than 16 characters"));
+  EXPECT_THAT(all, Not(HasSubstr("SECRET")));
+  EXPECT_THAT(all, Not(HasSubstr("a-good-long")));
+  values["admin_token"] = std::string(32, 'x');
+  values["mineos_webhook_secret"] = std::string(16, 'y');
+  EXPECT_TRUE(problems_for(config_with(values)).empty());
 }
 
 TEST(Credentials, WebhookSecretSplitsIntoOneSecretPerLine) {

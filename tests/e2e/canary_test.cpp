@@ -64,7 +64,7 @@ class Canary : public ::testing::Test {
     std::string api_token = "tok-" + random_hex(12);
     std::string webhook_secret = "whk-" + random_hex(12);
     std::string old_webhook_secret = "whk-old-" + random_hex(12);
-    std::string admin_token = "adm-" + random_hex(12);
+    std::string admin_token = "adm-" + random_hex(16);
     std::string mineos_key = "mos-" + random_hex(12);
     std::string store_key = random_hex(32);
 

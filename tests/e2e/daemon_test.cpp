@@ -11,6 +11,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <nlohmann/json.hpp>
 
 #include <poll.h>
@@ -34,12 +35,14 @@ using ::testing::Not;
 
 constexpr const char* binary = DSR_BINARY;
 constexpr std::string_view webhook_secret = "e2e-webhook-SECRET";
-const std::map<std::string, std::string> admin = {{"Authorization", "Bearer e2e-admin-SECRET"}};
+const std::map<std::string, std::string> admin = {
+    {"Authorization", "Bearer e2e-admin-token-of-the-tests-SECRET"}};
 
 // Every secret of the test config: none may ever appear in the daemon's output.
-const std::vector<std::string> secrets{
-    "e2e-key-SECRET",     "e2e-secret-SECRET", "e2e-project-SECRET", "e2e-token-SECRET",
-    "e2e-webhook-SECRET", "e2e-admin-SECRET",  std::string(64, 'f')};
+const std::vector<std::string> secrets{"e2e-key-SECRET",     "e2e-secret-SECRET",
+                                       "e2e-project-SECRET", "e2e-token-SECRET",
+                                       "e2e-webhook-SECRET", "e2e-admin-token-of-the-tests-SECRET",
+                                       std::string(64, 'f')};
 
 class Daemon : public ::testing::Test {
  protected:
@@ -52,7 +55,7 @@ exponea_api_secret = "e2e-secret-SECRET"
 exponea_project_token = "e2e-project-SECRET"
 exponea_api_token = "e2e-token-SECRET"
 mineos_webhook_secret = "e2e-webhook-SECRET"
-admin_token = "e2e-admin-SECRET"
+admin_token = "e2e-admin-token-of-the-tests-SECRET"
 store_key = ")" + std::string(64, 'f') + "\"\n"
                                                   : credentials;
     return dir_.write("dsr.toml", "[server]\nlisten = \"127.0.0.1:0\"\nread_timeout_seconds = 2\n" +
@@ -92,6 +95,82 @@ store_key = ")" + std::string(64, 'f') + "\"\n"
   int runs_ = 0;
 };
 
+// The daemon's own config with the store in state/ (a folder it creates).
+std::string state_config(const std::string& credentials) {
+  return "[server]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"state/dsr.sqlite3\"\n"
+         "[exponea]\nbase_url = \"http://127.0.0.1:9\"\n[credentials]\n" +
+         credentials;
+}
+
+const std::string good_credentials = R"(exponea_api_key = "e2e-key-SECRET"
+exponea_api_secret = "e2e-secret-SECRET"
+exponea_project_token = "e2e-project-SECRET"
+exponea_api_token = "e2e-token-SECRET"
+mineos_webhook_secret = "e2e-webhook-SECRET"
+admin_token = "e2e-admin-token-of-the-tests-SECRET"
+store_key = ")" + std::string(64, 'f') +
+                                     "\"\n";
+
+mode_t mode_of(const std::filesystem::path& p) {
+  struct stat st {};
+  EXPECT_EQ(::lstat(p.c_str(), &st), 0) << p;
+  return st.st_mode & 07777;
+}
+
+TEST_F(Daemon, ItsFilesArePrivateWhateverUmaskItIsStartedWith) {
+  const mode_t before = ::umask(022);  // a shell's usual umask, inherited by the daemon
+  auto d = start(dir_.write("dsr.toml", state_config(good_credentials)));
+  ::umask(before);
+  ASSERT_EQ(
+      post_signed(d->port(), "/v1/mineos/delete", webhook_body("t1", "r1"), webhook_secret).status,
+      202);
+  const auto state = dir_.path() / "state";
+  EXPECT_EQ(mode_of(state), 0700u);
+  EXPECT_EQ(mode_of(state / "exports"), 0700u);
+  for (const char* f : {"dsr.sqlite3", "dsr.sqlite3-wal", "dsr.sqlite3-shm", "dsr.sqlite3.lock"}) {
+    EXPECT_EQ(mode_of(state / f), 0600u) << f;
+  }
+  d->signal(SIGTERM);
+  EXPECT_EQ(d->wait_exit(), 0);
+}
+
+TEST_F(Daemon, ASymlinkedExportsFolderIsRefusedNamingItAndNothingForeignChanges) {
+  const auto foreign = dir_.path() / "somebody-elses";
+  std::filesystem::create_directories(foreign);
+  ASSERT_EQ(::chmod(foreign.c_str(), 0755), 0);
+  const auto old_export = dir_.write("somebody-elses/1.json", "{}");
+  std::filesystem::last_write_time(
+      old_export, std::filesystem::file_time_type::clock::now() - std::chrono::hours(24 * 30));
+  dir_.write("somebody-elses/export-one-0123456789abcdef.part", "x");
+  dir_.write("somebody-elses/2.json.tmp", "x");
+  std::filesystem::create_directories(dir_.path() / "state");
+  std::filesystem::create_directory_symlink(foreign, dir_.path() / "state" / "exports");
+  const auto r = run(binary, {"serve", "--config",
+                              dir_.write("dsr.toml", state_config(good_credentials)).string()});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr((dir_.path() / "state" / "exports").string()));
+  EXPECT_THAT(r.output, HasSubstr("symlink"));
+  EXPECT_EQ(mode_of(foreign), 0755u);
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(foreign), {}), 3);
+  expect_no_secret(r.output);
+}
+
+TEST_F(Daemon, ShortSecretsAreRefusedWithoutBeingPrinted) {
+  std::string creds = good_credentials;
+  creds.replace(creds.find("e2e-admin-token-of-the-tests-SECRET"),
+                std::string("e2e-admin-token-of-the-tests-SECRET").size(), "short-admin-SECRET");
+  creds.replace(creds.find("e2e-webhook-SECRET"), std::string("e2e-webhook-SECRET").size(),
+                "whk-SECRET");
+  const auto r =
+      run(binary, {"serve", "--config", dir_.write("dsr.toml", state_config(creds)).string()});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("admin_token"));
+  EXPECT_THAT(r.output, HasSubstr("shorter than 32 characters"));
+  EXPECT_THAT(r.output, HasSubstr("mineos_webhook_secret"));
+  EXPECT_THAT(r.output, Not(HasSubstr("short-admin-SECRET")));
+  EXPECT_THAT(r.output, Not(HasSubstr("whk-SECRET")));
+}
+
 TEST_F(Daemon, VersionAndHelpExitZeroAndBadUsageExitsTwo) {
   const auto v = run(binary, {"--version"});
   EXPECT_EQ(v.exit_code, 0);
@@ -108,9 +187,9 @@ TEST_F(Daemon, RequestsCommandNamesAMissingTokenAndAnUnreachableDaemon) {
   const auto r = run(binary, {"requests", "--config", no_token.string(), "list"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.output, HasSubstr("admin_token is missing"));
-  const auto down = dir_.write(
-      "down.toml",
-      "[server]\nlisten = \"0.0.0.0:9\"\n[credentials]\nadmin_token = \"e2e-admin-SECRET\"\n");
+  const auto down = dir_.write("down.toml",
+                               "[server]\nlisten = \"0.0.0.0:9\"\n[credentials]\nadmin_token = "
+                               "\"e2e-admin-token-of-the-tests-SECRET\"\n");
   const auto d = run(binary, {"requests", "--config", down.string(), "show", "r1"});
   EXPECT_EQ(d.exit_code, 1);
   EXPECT_THAT(d.output, HasSubstr("cannot reach the daemon's admin API at http://127.0.0.1:9"));
@@ -142,7 +221,7 @@ exponea_api_key = "e2e-key-SECRET"
 exponea_project_token = "e2e-project-SECRET"
 exponea_api_token = "e2e-token-SECRET"
 mineos_webhook_secret = "e2e-webhook-SECRET"
-admin_token = "e2e-admin-SECRET"
+admin_token = "e2e-admin-token-of-the-tests-SECRET"
 store_key = "e2e-secret-SECRET"
 )");
   const auto r = run(binary, {"serve", "--config", cfg.string()});
@@ -153,7 +232,7 @@ store_key = "e2e-secret-SECRET"
 }
 
 TEST_F(Daemon, CredentialsComeFromTheEnvironmentAndCredentialsDirectory) {
-  const auto cfg = write_config("", "admin_token = \"e2e-admin-SECRET\"\n");
+  const auto cfg = write_config("", "admin_token = \"e2e-admin-token-of-the-tests-SECRET\"\n");
   dir_.write("creds/exponea_api_key", "e2e-key-SECRET\n");
   dir_.write("creds/exponea_api_secret", "e2e-secret-SECRET\n");
   process p(binary, {"serve", "--config", cfg.string()},
@@ -322,7 +401,8 @@ TEST_F(Daemon, FiveHundredSlowLorisConnectionsDoNotDelayANormalRequest) {
   rlimit low = saved;
   low.rlim_cur = 300;
   ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
-  auto d = start(write_config());
+  // All from 127.0.0.1: the cap per client address (256) is lifted, as behind a proxy.
+  auto d = start(write_config("max_connections_per_client = 0\n"));
   ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
   std::vector<connection> slow;
   for (int i = 0; i < 500; ++i) {
@@ -417,7 +497,7 @@ exponea_api_secret = "e2e-secret-SECRET"
 exponea_project_token = "e2e-project-SECRET"
 exponea_api_token = "e2e-token-SECRET"
 mineos_webhook_secret_file = "webhook-secrets"
-admin_token = "e2e-admin-SECRET"
+admin_token = "e2e-admin-token-of-the-tests-SECRET"
 store_key = ")" + std::string(64, 'f') +
                                       "\"\n"));
   const auto send = [&](const std::string& id, std::string_view secret) {

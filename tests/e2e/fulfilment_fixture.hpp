@@ -29,8 +29,9 @@ namespace dsr::test {
 using json = nlohmann::json;
 using namespace std::chrono_literals;
 
-inline const std::map<std::string, std::string> admin = {{"Authorization", "Bearer admin-SECRET"}};
-inline constexpr std::string_view webhook_secret = "webhook-SECRET";
+inline const std::map<std::string, std::string> admin = {
+    {"Authorization", "Bearer admin-token-of-the-e2e-tests-SECRET"}};
+inline constexpr std::string_view webhook_secret = "webhook-secret-e2e-SECRET";
 
 class Fulfilment : public ::testing::Test {
  protected:
@@ -103,8 +104,9 @@ max_attempts = 4
     daemon_->signal(SIGTERM);
     EXPECT_EQ(daemon_->wait_exit(), 0) << daemon_->output();
     const auto out = daemon_->output();
-    for (const char* s : {"demo-api-secret", "demo-project-token", "demo-api-token",
-                          "webhook-SECRET", "admin-SECRET", "mineos-key-SECRET"}) {
+    for (const char* s :
+         {"demo-api-secret", "demo-project-token", "demo-api-token", "webhook-secret-e2e-SECRET",
+          "admin-token-of-the-e2e-tests-SECRET", "mineos-key-SECRET"}) {
       EXPECT_THAT(out, ::testing::Not(::testing::HasSubstr(s)));
     }
     EXPECT_THAT(

@@ -653,8 +653,8 @@ TEST_F(StatusPage, ChromiumShowsWhatMetricsSayAndRetriesAFailedJob) {
       wanted != nullptr ? std::filesystem::path(wanted) : dir_.path() / "status-page.png";
   const auto browser = run("/usr/bin/node",
                            {(browser_dir / "status_page.mjs").string(),
-                            fmt::format("http://127.0.0.1:{}", daemon_->port()), "admin-SECRET",
-                            "req-failed", png.string()},
+                            fmt::format("http://127.0.0.1:{}", daemon_->port()),
+                            "admin-token-of-the-e2e-tests-SECRET", "req-failed", png.string()},
                            {}, 120s);
   ASSERT_EQ(browser.exit_code, 0) << browser.output;
   const auto checked = json::parse(browser.output.substr(browser.output.rfind("{\"")));

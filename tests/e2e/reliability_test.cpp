@@ -24,7 +24,8 @@ using json = nlohmann::json;
 using namespace std::chrono_literals;
 using ::testing::HasSubstr;
 
-const std::map<std::string, std::string> admin = {{"Authorization", "Bearer admin-SECRET"}};
+const std::map<std::string, std::string> admin = {
+    {"Authorization", "Bearer admin-token-of-the-e2e-tests-SECRET"}};
 
 class Reliability : public ::testing::Test {
  protected:
@@ -89,9 +90,9 @@ shutdown_grace_seconds = 5
   }
 
   void submit(const std::string& op, const std::string& request_id, const std::string& email) {
-    const auto r =
-        post_signed(daemon_->port(), "/v1/mineos/" + op,
-                    webhook_body("trace-" + request_id, request_id, email), "webhook-SECRET");
+    const auto r = post_signed(daemon_->port(), "/v1/mineos/" + op,
+                               webhook_body("trace-" + request_id, request_id, email),
+                               "webhook-secret-e2e-SECRET");
     ASSERT_EQ(r.status, 202) << r.body;
   }
   json view(const std::string& request_id) {
@@ -141,9 +142,9 @@ TEST_F(Reliability, WrongSecretPausesWithoutUsingAttemptsAndAReloadResumes) {
   EXPECT_THAT(ready.body, HasSubstr("exponea_api_secret"));
   EXPECT_THAT(ready.body, Not(HasSubstr("not-the-secret")));
   // A preview meanwhile says so rather than waiting (contract §4).
-  const auto preview =
-      post_signed(daemon_->port(), "/v1/mineos/preview",
-                  webhook_body("trace-preview", "req-preview", "c1@example.com"), "webhook-SECRET");
+  const auto preview = post_signed(daemon_->port(), "/v1/mineos/preview",
+                                   webhook_body("trace-preview", "req-preview", "c1@example.com"),
+                                   "webhook-secret-e2e-SECRET");
   EXPECT_EQ(preview.status, 503);
   EXPECT_FALSE(preview.header("retry-after").empty());
   EXPECT_THAT(preview.body, HasSubstr("exponea_api_secret"));
@@ -202,7 +203,8 @@ TEST_F(Reliability, FullStoreAnswers503NeverAcceptsAndRecoversWithoutARestart) {
     const auto id = fmt::format("req-full-{}-{}", i, pad.substr(0, 100));  // 128 at most
     const auto body = webhook_body(fmt::format("trace-{}-{}", i, pad), id,
                                    fmt::format("nobody{}@example.com", i));
-    const auto r = post_signed(daemon_->port(), "/v1/mineos/delete", body, "webhook-SECRET");
+    const auto r =
+        post_signed(daemon_->port(), "/v1/mineos/delete", body, "webhook-secret-e2e-SECRET");
     if (r.status == 202) {
       accepted.insert(id);
     } else {
@@ -217,8 +219,8 @@ TEST_F(Reliability, FullStoreAnswers503NeverAcceptsAndRecoversWithoutARestart) {
   // whether another key would fit depends on which b-tree page it lands in), and the process
   // stays up.
   for (int i = 0; i < 5; ++i) {
-    const auto r =
-        post_signed(daemon_->port(), "/v1/mineos/delete", refused_body, "webhook-SECRET");
+    const auto r = post_signed(daemon_->port(), "/v1/mineos/delete", refused_body,
+                               "webhook-secret-e2e-SECRET");
     EXPECT_EQ(r.status, 503);
     EXPECT_FALSE(r.header("retry-after").empty());
   }
@@ -231,7 +233,7 @@ TEST_F(Reliability, FullStoreAnswers503NeverAcceptsAndRecoversWithoutARestart) {
     status = post_signed(daemon_->port(), "/v1/mineos/delete",
                          webhook_body("trace-back-" + pad, "req-back-" + pad.substr(0, 100),
                                       "x@example.com"),
-                         "webhook-SECRET")
+                         "webhook-secret-e2e-SECRET")
                  .status;
     std::this_thread::sleep_for(50ms);  // polling for an event, not timing it
   }

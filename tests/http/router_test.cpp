@@ -41,6 +41,17 @@ TEST_F(RouterTest, MatchesLiteralAndParameterSegments) {
   EXPECT_EQ(call("POST", "/v1/requests/abc/retry").body, "retry");
 }
 
+// A request id with a space or a slash reaches its job: the CLI encodes it, the router decodes.
+TEST_F(RouterTest, ParameterSegmentsArePercentDecoded) {
+  EXPECT_EQ(call("GET", "/v1/requests/ab%20cd").body, "job ab cd");
+  EXPECT_EQ(call("GET", "/v1/requests/caf%C3%A9").body, "job caf\xC3\xA9");
+  EXPECT_EQ(call("GET", "/v1/requests/100%25").body, "job 100%");
+  EXPECT_EQ(call("GET", "/v1/requests/a%2Fb").body, "job a/b");  // one segment, not two
+  for (const char* bad : {"/v1/requests/ab%2", "/v1/requests/ab%zz", "/v1/requests/a%00b"}) {
+    EXPECT_EQ(call("GET", bad).status, 400u) << bad;
+  }
+}
+
 TEST_F(RouterTest, UnknownPathIs404ProblemJson) {
   for (const char* t : {"/nope", "/v1/mineos/delete/extra", "/v1/requests/", "", "*"}) {
     const auto res = call("GET", t);

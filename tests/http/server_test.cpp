@@ -236,6 +236,112 @@ TEST(Server, ConnectionsBeyondTheLimitGet503) {
   EXPECT_EQ(status, 200);
 }
 
+// A keep-alive connection that has been answered once: proof that the server holds it open.
+test::connection served(std::uint16_t port, std::string_view from = "127.0.0.1") {
+  test::connection c(port, 5s, from);
+  EXPECT_TRUE(c.send(test::raw_request("GET", "/x", "", {}, true)));
+  EXPECT_EQ(c.read_reply().status, 200);
+  return c;
+}
+
+TEST(Server, PerClientCapRefusesTheNextConnectionFromThatAddressWhileOthersAreServed) {
+  test_handler h;
+  auto o = small_limits();
+  o.max_connections_per_client = 2;
+  running_server s(o, h);
+  auto a = served(s.port());
+  auto b = served(s.port());
+  const auto refused = test::request(s.port(), "GET", "/x");
+  EXPECT_EQ(refused.status, 503);
+  EXPECT_EQ(refused.header("retry-after"), "1");
+  // Another address (Linux routes all of 127/8 to lo) still has its own room.
+  auto other = served(s.port(), "127.0.0.2");
+  a.close();
+  // Once one of its connections closes, the address is served again (the count drops
+  // asynchronously).
+  int status = 0;
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (status != 200 && std::chrono::steady_clock::now() < until) {
+    status = test::request(s.port(), "GET", "/x").status;
+  }
+  EXPECT_EQ(status, 200);
+}
+
+TEST(Server, NoPerClientCapLetsOneAddressUseTheWholeListener) {
+  test_handler h;
+  auto o = small_limits();
+  o.max_connections = 4;
+  o.max_connections_per_client = 0;  // behind a proxy: every connection comes from it
+  running_server s(o, h);
+  std::vector<test::connection> open;
+  for (int i = 0; i < 4; ++i) {
+    open.push_back(served(s.port()));
+  }
+  EXPECT_EQ(test::request(s.port(), "GET", "/x").status, 503);  // the listener's own limit
+}
+
+TEST(Server, TheAdminListenerKeepsItsOwnRoomWhenThePublicOneIsFull) {
+  test_handler h;
+  auto o = small_limits();
+  o.max_connections = 2;
+  o.max_connections_per_client = 0;
+  o.admin_listen = endpoint{"127.0.0.1", 0};
+  running_server s(o, h);
+  const auto admin_port = s.get().local_endpoint(listener::admin)->port;
+  auto a = served(s.port());
+  auto b = served(s.port());
+  EXPECT_EQ(test::request(s.port(), "GET", "/x").status, 503);
+  auto c = served(admin_port);
+  auto d = served(admin_port);
+  // The admin listener's limit is its own too.
+  EXPECT_EQ(test::request(admin_port, "GET", "/x").status, 503);
+  // A full admin listener takes no room from the public one.
+  a.close();
+  int status = 0;
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (status != 200 && std::chrono::steady_clock::now() < until) {
+    status = test::request(s.port(), "GET", "/x").status;
+  }
+  EXPECT_EQ(status, 200);
+}
+
+TEST(Server, ASilentConnectionIsClosedAfterTheFirstByteTimeoutButAKeepAliveOneWaitsIdleTimeout) {
+  test_handler h;
+  auto o = small_limits();  // idle_timeout 30 s
+  o.first_byte_timeout = 1s;
+  running_server s(o, h);
+  auto established = served(s.port());
+  test::connection silent(s.port());
+  ASSERT_TRUE(silent.is_open());
+  EXPECT_TRUE(silent.closed_by_peer(10s));
+  // Idle for longer than first_byte_timeout by now, and twice as long again: still open.
+  EXPECT_FALSE(established.closed_by_peer(2s));
+  ASSERT_TRUE(established.send(test::raw_request("GET", "/again", "", {}, true)));
+  EXPECT_EQ(established.read_reply().body, "GET /again 0");
+}
+
+TEST(Server, AStopDrainsBothListenersTogether) {
+  test_handler h;
+  auto o = small_limits();
+  o.admin_listen = endpoint{"127.0.0.1", 0};
+  running_server s(o, h);
+  const auto admin_port = s.get().local_endpoint(listener::admin)->port;
+  auto idle = served(s.port());
+  test::connection silent(admin_port);
+  test::connection busy(admin_port);
+  ASSERT_TRUE(busy.send(test::raw_request("GET", "/hold", "", {}, true)));
+  h.wait_held(1);
+
+  s.stop();
+  // Idle and silent connections on either listener close at once; the request in flight on the
+  // admin listener keeps the stop waiting until it is answered.
+  EXPECT_TRUE(idle.closed_by_peer(5s));
+  EXPECT_TRUE(silent.closed_by_peer(5s));
+  h.release_all();
+  EXPECT_EQ(busy.read_reply().body, "released");
+  s.stop_and_join();
+}
+
 TEST(Server, GracefulStopFinishesRequestsInFlightAndClosesIdleConnections) {
   test_handler h;
   running_server s(small_limits(), h);
@@ -324,6 +430,34 @@ TEST_F(ServerTls, PlainHttpOnTheTlsPortGetsNoAnswer) {
   c.send(test::raw_request("GET", "/plain", ""));
   const auto reply = c.read_reply();
   EXPECT_EQ(reply.status, 0);  // a TLS alert or a close, never an HTTP answer
+}
+
+TEST_F(ServerTls, AConnectionWithoutAClientHelloIsClosedAfterTheFirstByteTimeout) {
+  auto o = tls_options();  // read_timeout 30 s: the handshake's own bound
+  o.first_byte_timeout = 1s;
+  running_server s(o, handler_);
+  test::connection silent(s.port());
+  ASSERT_TRUE(silent.is_open());
+  EXPECT_TRUE(silent.closed_by_peer(10s));
+  EXPECT_TRUE(get(s.port()));  // a client that speaks is still served
+}
+
+TEST_F(ServerTls, ConnectionsBeyondThePerClientCapAreClosed) {
+  auto o = tls_options();
+  o.max_connections_per_client = 1;
+  running_server s(o, handler_);
+  test::connection holder(s.port());  // holds the one slot until first_byte_timeout (5 s)
+  ASSERT_TRUE(holder.is_open());
+  // Refused without a handshake, so the daemon's client sees a failure, not an HTTP answer.
+  const auto refused = get(s.port());
+  ASSERT_FALSE(refused);
+  holder.close();
+  bool served_again = false;
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (!served_again && std::chrono::steady_clock::now() < until) {
+    served_again = static_cast<bool>(get(s.port()));
+  }
+  EXPECT_TRUE(served_again);
 }
 
 TEST_F(ServerTls, ClientLimitedToTls11IsRefused) {

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 namespace dsr {
 namespace {
 
@@ -57,14 +59,38 @@ TEST(Exports, AFileLinksExportIsDeletedWhenItsLinkExpiresAndNotBefore) {
   EXPECT_TRUE(std::filesystem::exists(other));
 }
 
-TEST(Exports, StartUpRemovesOnlyUnfinishedDownloads) {
+TEST(Exports, StartUpRemovesOnlyUnfinishedDownloadsItWrote) {
   test::temp_dir dir;
   const auto kept = dir.write("7.json", "{}");
-  dir.write("export-one-00ff.part", "{\"ids\":");
+  dir.write("export-one-00ff00ff00ff00ff.part", "{\"ids\":");
   dir.write("8.json.tmp", "{");
+  // Files the daemon never writes stay, whatever their extension; so does a symlink.
+  const auto foreign_part = dir.write("backup.part", "mine");
+  const auto foreign_tmp = dir.write("notes.tmp", "mine");
+  const auto short_part = dir.write("export-one-00ff.part", "mine");
+  const auto target = dir.write("elsewhere.txt", "mine");
+  std::filesystem::create_symlink(target, dir.path() / "9.json.tmp");
   EXPECT_EQ(remove_partial_exports(dir.path()), 2u);
-  EXPECT_TRUE(std::filesystem::exists(kept));
-  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()), {}), 1);
+  for (const auto& p : {kept, foreign_part, foreign_tmp, short_part, target}) {
+    EXPECT_TRUE(std::filesystem::exists(p)) << p;
+  }
+  EXPECT_TRUE(std::filesystem::is_symlink(dir.path() / "9.json.tmp"));
+}
+
+TEST(Exports, PurgeDeletesOnlyExportsTheDaemonWrote) {
+  test::temp_dir dir;
+  const auto now = std::filesystem::file_time_type::clock::now();
+  const auto ours = dir.write("12.json", "{}");
+  const auto theirs = dir.write("report.json", "{}");
+  const auto target = dir.write("keep.txt", "mine");
+  std::filesystem::create_symlink(target, dir.path() / "13.json");
+  for (const auto& p : {ours, theirs}) {
+    std::filesystem::last_write_time(p, now - 30 * 24h);
+  }
+  EXPECT_EQ(purge_exports(dir.path(), now - 7 * 24h), 1u);
+  EXPECT_FALSE(std::filesystem::exists(ours));
+  EXPECT_TRUE(std::filesystem::exists(theirs));
+  EXPECT_TRUE(std::filesystem::exists(target));
 }
 
 TEST(Exports, DirectoryIsPrivateAndFilesAreNamedByJob) {
@@ -75,6 +101,44 @@ TEST(Exports, DirectoryIsPrivateAndFilesAreNamedByJob) {
   EXPECT_EQ(std::filesystem::status(exports).permissions() & std::filesystem::perms::all,
             std::filesystem::perms::owner_all);
   EXPECT_EQ(export_path(exports, 42), exports / "42.json");
+  // An own folder left open to others is made private again.
+  std::filesystem::permissions(exports, std::filesystem::perms::all);
+  ASSERT_TRUE(prepare_export_dir(exports));
+  EXPECT_EQ(std::filesystem::status(exports).permissions() & std::filesystem::perms::all,
+            std::filesystem::perms::owner_all);
+}
+
+TEST(Exports, ASymlinkedExportDirectoryIsRefusedAndLeftAlone) {
+  test::temp_dir dir;
+  const auto foreign = dir.path() / "foreign";
+  std::filesystem::create_directory(foreign);
+  std::filesystem::permissions(
+      foreign, std::filesystem::perms::owner_all | std::filesystem::perms::group_read |
+                   std::filesystem::perms::group_exec | std::filesystem::perms::others_read |
+                   std::filesystem::perms::others_exec);
+  const auto file = foreign / "3.json";
+  std::ofstream(file) << "{}";
+  std::filesystem::create_directory_symlink(foreign, dir.path() / "exports");
+  const auto r = prepare_export_dir(dir.path() / "exports");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().detail.find("is a symlink"), std::string::npos);
+  EXPECT_NE(r.error().detail.find((dir.path() / "exports").string()), std::string::npos);
+  EXPECT_EQ(std::filesystem::status(foreign).permissions() & std::filesystem::perms::all,
+            std::filesystem::perms::owner_all | std::filesystem::perms::group_read |
+                std::filesystem::perms::group_exec | std::filesystem::perms::others_read |
+                std::filesystem::perms::others_exec);  // never chmod-ed through the link
+  EXPECT_TRUE(std::filesystem::exists(file));
+}
+
+TEST(Exports, TheDaemonsFileNamesAreRecognisedExactly) {
+  EXPECT_TRUE(is_export_name("42.json"));
+  EXPECT_FALSE(is_export_name("x42.json"));
+  EXPECT_FALSE(is_export_name(".json"));
+  EXPECT_TRUE(is_download_name("export-one-0123456789abcdef.part"));
+  EXPECT_FALSE(is_download_name("export-one-0123456789ABCDEF.part"));
+  EXPECT_FALSE(is_download_name("export-one-0123.part"));
+  EXPECT_TRUE(is_scan_name("42.json.tmp"));
+  EXPECT_FALSE(is_scan_name("notes.tmp"));
 }
 
 }  // namespace

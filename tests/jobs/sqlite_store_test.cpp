@@ -1,5 +1,8 @@
 #include "dsr/jobs/store.hpp"
 
+#include "dsr/common/crypto.hpp"
+#include "dsr/common/store_keys.hpp"
+
 #include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
@@ -393,6 +396,60 @@ sqlite_store_options sealing_at(const std::filesystem::path& path) {
   o.path = path;
   o.subject_key = std::string(32, 'k');
   return o;
+}
+
+// The subject's ID is sealed and hashed with keys of their own derived from store_key, never
+// store_key itself; IDs sealed with store_key by an earlier version stay readable.
+TEST(SqliteStore, SealingAndHashingUseTheirOwnDerivedKeysAndOldDataStaysReadable) {
+  test::temp_dir dir;
+  const auto path = dir.path() / "dsr.sqlite3";
+  const std::string store_key(32, 'k');
+  {
+    auto s = open_sqlite_store(sealing_at(path));
+    ASSERT_TRUE(s) << s.error().detail;
+    ASSERT_EQ(insert_one(**s, make_job("req-new", "t-new")), kind::inserted);
+    ASSERT_EQ(insert_one(**s, make_job("req-old", "t-old")), kind::inserted);
+    auto finished = make_job("req-hash", "t-hash");
+    finished.ended = intake_outcome{job_state::missing_identifiers, "MissingIdentifiers", "x"};
+    ASSERT_EQ(insert_one(**s, finished), kind::inserted);
+  }
+  const auto keys = derive_store_keys(store_key);
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  const auto blob_of = [&](const char* id) {
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(db, "SELECT subject FROM jobs WHERE request_id = ?1", -1, &st, nullptr);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+    EXPECT_EQ(sqlite3_step(st), SQLITE_ROW);
+    std::string out(static_cast<const char*>(sqlite3_column_blob(st, 0)),
+                    static_cast<std::size_t>(sqlite3_column_bytes(st, 0)));
+    sqlite3_finalize(st);
+    return out;
+  };
+  const auto sealed = blob_of("req-new");
+  EXPECT_EQ(crypto::open(keys.subject_seal, sealed, "req-new"), "jane@example.com");
+  EXPECT_FALSE(crypto::open(store_key, sealed, "req-new"));  // not store_key itself
+  // A row as an earlier version wrote it: sealed with store_key, form 1.
+  const auto legacy = crypto::seal(store_key, "old@example.com", "req-old");
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(db,
+                     "UPDATE jobs SET subject = ?1, subject_form = 1 WHERE request_id = 'req-old'",
+                     -1, &st, nullptr);
+  sqlite3_bind_blob(st, 1, legacy.data(), static_cast<int>(legacy.size()), SQLITE_TRANSIENT);
+  ASSERT_EQ(sqlite3_step(st), SQLITE_DONE);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+
+  auto s = open_sqlite_store(sealing_at(path));
+  ASSERT_TRUE(s) << s.error().detail;
+  EXPECT_EQ((**(*s)->find("req-old")).subject, "old@example.com");
+  EXPECT_EQ((**(*s)->find("req-new")).subject, "jane@example.com");
+  // Forgotten: the hash is keyed with the hashing key.
+  ASSERT_TRUE((*s)->forget_subject((**(*s)->find("req-hash")).id));
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  EXPECT_EQ(blob_of("req-hash"), "hkdf-hmac-sha256:" + crypto::to_hex(crypto::hmac_sha256(
+                                                           keys.subject_hash, "jane@example.com")));
+  sqlite3_close(db);
 }
 
 TEST(SqliteStore, EmailIsSealedAtRestAndReplacedByAHashOnceReported) {

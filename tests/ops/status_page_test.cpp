@@ -183,8 +183,9 @@ class StatusPageTest : public ::testing::Test {
   }
 
   http::response send(std::string method, std::string target, std::string body = {},
-                      std::vector<http::header_field> headers = {}) {
+                      std::vector<http::header_field> headers = {}, bool tls = false) {
     http::request req;
+    req.tls = tls;
     req.method = std::move(method);
     req.target = std::move(target);
     req.body = std::move(body);
@@ -265,6 +266,16 @@ TEST_F(StatusPageTest, BearerHeaderOrTheSignInCookieOpensIt) {
   EXPECT_THAT(header(r, "Content-Security-Policy").value_or(""), HasSubstr("default-src 'none'"));
   EXPECT_EQ(header(r, "Cache-Control"), "no-store");
   EXPECT_EQ(delays_.size(), 0u);
+}
+
+TEST_F(StatusPageTest, TheSessionCookieIsSecureWhenServedOverTls) {
+  const auto plain = header(send("POST", "/login", "token=admin-secret"), "Set-Cookie");
+  EXPECT_THAT(plain.value_or(""), Not(HasSubstr("Secure")));
+  const auto over_tls =
+      header(send("POST", "/login", "token=admin-secret", {}, true), "Set-Cookie");
+  EXPECT_THAT(over_tls.value_or(""), HasSubstr("; Secure"));
+  const auto out = header(send("POST", "/logout", "", {}, true), "Set-Cookie");
+  EXPECT_THAT(out.value_or(""), HasSubstr("; Secure"));
 }
 
 TEST_F(StatusPageTest, AWrongTokenIsRefusedAndSlowedLikeAnyOther) {

@@ -36,7 +36,8 @@ int env_int(const char* name, int fallback) {
   return v != nullptr ? std::atoi(v) : fallback;
 }
 
-const std::map<std::string, std::string> admin = {{"Authorization", "Bearer admin-SECRET"}};
+const std::map<std::string, std::string> admin = {
+    {"Authorization", "Bearer admin-token-of-the-e2e-tests-SECRET"}};
 
 TEST(KillTest, NothingLostFailedOrDoneTwiceAcrossKillNine) {
   const int jobs = env_int("DSR_SOAK_JOBS", 40);
@@ -93,7 +94,7 @@ concurrency = 8
     const auto id = fmt::format("req-k{}", i);
     const auto body = webhook_body("trace-" + id, id, fmt::format("s{}@example.com", i));
     const auto r = post_signed(daemon->port(), i % 3 == 0 ? "/v1/mineos/copy" : "/v1/mineos/delete",
-                               body, "webhook-SECRET");
+                               body, "webhook-secret-e2e-SECRET");
     if (r.status == 202) {
       accepted.insert(id);
     }

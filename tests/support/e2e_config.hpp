@@ -16,8 +16,8 @@ exponea_api_key = "demo-api-key"
          R"(
 exponea_project_token = "demo-project-token"
 exponea_api_token = "demo-api-token"
-mineos_webhook_secret = "webhook-SECRET"
-admin_token = "admin-SECRET"
+mineos_webhook_secret = "webhook-secret-e2e-SECRET"
+admin_token = "admin-token-of-the-e2e-tests-SECRET"
 store_key = ")" +
          std::string(64, 'a') + R"("
 mineos_api_key = "mineos-key-SECRET"

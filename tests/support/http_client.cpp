@@ -15,8 +15,24 @@
 
 namespace dsr::test {
 
-connection::connection(std::uint16_t port, std::chrono::milliseconds timeout) : timeout_(timeout) {
+connection::connection(std::uint16_t port, std::chrono::milliseconds timeout, std::string_view from)
+    : timeout_(timeout) {
   fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (!from.empty()) {
+    // The port is chosen at connect(), as without bind(): a test opening a thousand connections
+    // from one address does not run out of ports that bind() alone would reserve.
+    int one = 1;
+    ::setsockopt(fd_, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    sockaddr_in source{};
+    source.sin_family = AF_INET;
+    const std::string text(from);
+    if (::inet_pton(AF_INET, text.c_str(), &source.sin_addr) != 1 ||
+        ::bind(fd_, reinterpret_cast<sockaddr*>(&source), sizeof source) != 0) {
+      ::close(fd_);
+      fd_ = -1;
+      return;
+    }
+  }
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);

@@ -25,9 +25,12 @@ struct http_reply {
 
 class connection {
  public:
-  // Connects to 127.0.0.1:port; is_open() is false when refused.
+  // Connects to 127.0.0.1:port; is_open() is false when refused. A non-empty `from` (an IPv4
+  // address such as "127.0.0.2": Linux routes all of 127/8 to the loopback interface) is bound as
+  // the source address, so a test can be several clients.
   explicit connection(std::uint16_t port,
-                      std::chrono::milliseconds timeout = std::chrono::seconds(10));
+                      std::chrono::milliseconds timeout = std::chrono::seconds(10),
+                      std::string_view from = {});
   connection(const connection&) = delete;
   connection& operator=(const connection&) = delete;
   connection(connection&& other) noexcept;

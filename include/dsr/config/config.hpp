@@ -29,12 +29,15 @@ struct server_config {
   endpoint listen{"127.0.0.1", 8080};
   std::optional<endpoint> admin_listen;  // nullopt: operator endpoints live on `listen`
   std::uint64_t max_body_bytes = 1048576;
-  std::uint64_t max_connections = 1024;
+  std::uint64_t max_connections = 1024;            // per listener
+  std::uint64_t max_connections_per_client = 256;  // per client address on `listen`; 0 = no cap
   std::uint64_t max_queued_jobs = 1000000;
   std::string tls_cert_file;
   std::string tls_key_file;
-  // Added keys: a request's header and body must arrive within read_timeout; a keep-alive
-  // connection with no request is closed after idle_timeout; 0 io_threads = one per core.
+  // Added keys: a new connection that sends nothing within first_byte_timeout is closed; a
+  // request's header and body must arrive within read_timeout; a keep-alive connection with no
+  // request is closed after idle_timeout; 0 io_threads = one per core.
+  std::chrono::seconds first_byte_timeout{5};
   std::chrono::seconds read_timeout{10};
   std::chrono::seconds idle_timeout{30};
   std::uint32_t io_threads = 0;
@@ -174,7 +177,8 @@ config parse_config(std::string_view text, std::string_view source_name,
 // "host:port" or "[v6]:port" → endpoint; nullopt with `problem` set when malformed.
 std::optional<endpoint> parse_endpoint(std::string_view text, std::string& problem);
 
-// True for "localhost", 127.0.0.0/8 and ::1.
+// True for "localhost" and for the addresses 127.0.0.0/8 and ::1 (written as addresses: a host
+// name that merely starts with "127." is not loopback).
 bool is_loopback_host(std::string_view host);
 
 // True when `id` may go into a MineOS URL and a file name: [A-Za-z0-9._~-]{1,128} (contract §4).

@@ -63,8 +63,13 @@ std::unique_ptr<credential_store> load_credentials(const credentials_config& cfg
 // The values `serve` needs for this configuration (contract §3).
 std::vector<credential> required_for_serve(const config& cfg);
 
-// Checks that every required value is present and well-formed (store_key: 64 hex digits).
-// Returns one message per problem, each naming the value and how to provide it; empty when ok.
+// The shortest admin_token and webhook secret accepted: shorter ones can be guessed.
+inline constexpr std::size_t min_admin_token_length = 32;
+inline constexpr std::size_t min_webhook_secret_length = 16;
+
+// Checks that every required value is present and well-formed (store_key: 64 hex digits;
+// admin_token at least 32 characters; each webhook secret at least 16). Returns one message per
+// problem, each naming the value and how to provide it, never the value; empty when ok.
 std::vector<std::string> check_credentials(const config& cfg, const credential_store& store);
 
 // The secrets of a multi-line value (mineos_webhook_secret rotation): one per non-empty line,

@@ -9,6 +9,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 namespace dsr::http {
 
@@ -36,6 +37,14 @@ result<std::shared_ptr<body_source>> file_source(const std::filesystem::path& fi
 // altered file) fails the read.
 result<std::shared_ptr<body_source>> sealed_file_source(const std::filesystem::path& file,
                                                         std::string key, std::string file_id,
+                                                        std::string prefix = {},
+                                                        std::string suffix = {});
+// The same with several candidate keys, the current one first: the file is read with the first
+// key its first chunk opens with (an export sealed with store_key itself by an earlier version
+// stays readable). None opens: the first key is used, and reading fails.
+result<std::shared_ptr<body_source>> sealed_file_source(const std::filesystem::path& file,
+                                                        std::vector<std::string> keys,
+                                                        std::string file_id,
                                                         std::string prefix = {},
                                                         std::string suffix = {});
 

@@ -32,6 +32,7 @@ struct request {
   std::string remote;  // "address:port" of the peer
   listener on = listener::public_;
   bool admin_shared = true;  // no separate admin listener: operator routes live on `listen`
+  bool tls = false;          // it arrived over TLS (a cookie set in the answer can be Secure)
 
   // First header of that name, compared case-insensitively.
   std::optional<std::string_view> header(std::string_view name) const;

@@ -4,8 +4,16 @@
 //
 // Limits: headers over header_limit bytes get 431; a body over max_body_bytes gets 413 without
 // being read (declared by Content-Length) or as soon as it crosses the limit (chunked); the whole
-// request must arrive within read_timeout or the connection is dropped; an idle keep-alive
-// connection is closed after idle_timeout; beyond max_connections a new connection gets 503.
+// request must arrive within read_timeout or the connection is dropped; a new connection that
+// sends nothing within first_byte_timeout is closed, a keep-alive one idle between requests after
+// idle_timeout.
+//
+// Refusals: each listener holds at most max_connections connections of its own, so a flood on
+// one never leaves the other without room; the public listener also holds at most
+// max_connections_per_client from one client address. A connection beyond either limit is
+// answered 503 with Retry-After and closed (over TLS: closed, as a handshake is what an
+// overloaded server cannot afford), and a warning says so at most once a minute per listener and
+// reason, without the client's address.
 //
 // Stop (stop(), SIGTERM or SIGINT): the acceptors close, idle connections close, requests in
 // flight are read, handled and answered (with Connection: close), then run() returns; after
@@ -38,10 +46,14 @@ struct server_options {
   std::optional<tls_files> tls;
   std::optional<endpoint> admin_listen;
   std::uint64_t max_body_bytes = 1048576;
-  std::uint64_t max_connections = 1024;
+  std::uint64_t max_connections = 1024;  // per listener
+  // On the public listener, from one address (IPv4, or one IPv6 address). 0: no cap (behind a
+  // proxy every connection comes from the proxy's few addresses).
+  std::uint64_t max_connections_per_client = 256;
   std::size_t header_limit = 8192;
+  std::chrono::milliseconds first_byte_timeout{5000};  // a new connection, until it sends a byte
   std::chrono::milliseconds read_timeout{10000};
-  std::chrono::milliseconds idle_timeout{30000};
+  std::chrono::milliseconds idle_timeout{30000};  // a keep-alive connection between requests
   std::chrono::milliseconds shutdown_grace{20000};
   unsigned io_threads = 0;  // 0: one per core
   bool handle_signals = true;

@@ -162,8 +162,10 @@ struct sqlite_store_options {
   // Caps the database size in pages (PRAGMA max_page_count): lets tests make the store "full"
   // without filling a disk. 0 = no cap.
   std::uint32_t max_page_count = 0;
-  // store_key (32 bytes): e-mails are sealed with AES-256-GCM while a job can run, and replaced
-  // by HMAC-SHA256 once it is finished and reported. Empty: kept in the clear (tests only).
+  // store_key (32 bytes): the subject's ID is sealed with AES-256-GCM while a job can run, and
+  // replaced by HMAC-SHA256 once it is finished and reported, each under its own key derived from
+  // store_key (common/store_keys.hpp); IDs an earlier version sealed with store_key itself stay
+  // readable. Empty: kept in the clear (tests only).
   std::string subject_key;
 };
 

@@ -15,13 +15,16 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace dsr::mineos {
 
 class file_downloads {
  public:
+  // `export_keys`: the key exports are sealed with, then older ones to try (store_keys.hpp);
+  // empty: in the clear.
   file_downloads(job_queue& queue, std::shared_ptr<const file_links> links,
-                 std::filesystem::path export_dir, std::string export_key,
+                 std::filesystem::path export_dir, std::vector<std::string> export_keys,
                  std::shared_ptr<clock> clock);
 
   // GET /v1/files/{id} on `listen`.
@@ -32,7 +35,7 @@ class file_downloads {
   job_queue& queue_;
   std::shared_ptr<const file_links> links_;
   std::filesystem::path export_dir_;
-  std::string export_key_;
+  std::vector<std::string> export_keys_;
   std::shared_ptr<clock> clock_;
 };
 
