@@ -9,7 +9,7 @@ FUZZ_DIR ?= build-fuzz
 FUZZ_SECONDS ?= 120
 FUZZ_TARGETS := webhook signature exponea_answer config text
 
-.PHONY: all deps build fuzz-build run test test-sanitize fuzz soak install clean status-page-screenshot bench
+.PHONY: all deps build fuzz-build run run-build test test-sanitize fuzz soak install clean status-page-screenshot bench
 
 all: build
 
@@ -17,11 +17,22 @@ deps:
 	@scripts/install-deps
 
 build: deps
-	@cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DCMAKE_EXPORT_COMPILE_COMMANDS=ON >/dev/null
+	@cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DDSR_BUILD_TESTS=ON \
+	  -DCMAKE_EXPORT_COMPILE_COMMANDS=ON >/dev/null
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
 
-run: build
+# Builds only the daemon and exponea-sim, then starts both (scripts/run-dev). On a fresh clone the
+# build is the light Demo type (docs/building.md); a build folder that
+# `make build` or `make test` configured is used as it is.
+RUN_BUILD_TYPE ?= Demo
+run: run-build
 	@scripts/run-dev $(BUILD_DIR)
+
+run-build:
+	@scripts/install-deps run
+	@[ -f $(BUILD_DIR)/CMakeCache.txt ] || cmake -S . -B $(BUILD_DIR) \
+	  -DCMAKE_BUILD_TYPE=$(RUN_BUILD_TYPE) -DDSR_BUILD_TESTS=OFF >/dev/null
+	@cmake --build $(BUILD_DIR) -j $(JOBS) --target dsr-connector exponea-sim
 
 # The libFuzzer targets (clang 14, ASan + UBSan): tests/fuzz/.
 fuzz-build: deps
