@@ -89,7 +89,7 @@ TEST(UnitFile, SystemdAnalyzeVerifyPasses) {
   EXPECT_EQ(r.output.find("dsr-connector.service:"), std::string::npos) << r.output;
 }
 
-TEST(UnitFile, InstallPutsTheBinaryTheUnitAndTheSnippetsUnderDestdir) {
+TEST(UnitFile, InstallPutsTheBinaryTheUnitTheSnippetsAndTheManPagesUnderDestdir) {
   test::temp_dir dest;
   const auto r = test::run("/bin/sh", {"-c", "DESTDIR='" + dest.path().string() +
                                                  "' cmake --install '" DSR_BUILD_DIR "'"});
@@ -108,6 +108,8 @@ TEST(UnitFile, InstallPutsTheBinaryTheUnitAndTheSnippetsUnderDestdir) {
   EXPECT_TRUE(std::filesystem::exists(under(prefix / "lib/tmpfiles.d/dsr-connector.conf")));
   EXPECT_TRUE(std::filesystem::exists(
       under(prefix / "share/doc/dsr-connector/dsr-connector.example.toml")));
+  EXPECT_TRUE(std::filesystem::exists(under(prefix / "share/man/man1/dsr-connector.1")));
+  EXPECT_TRUE(std::filesystem::exists(under(prefix / "share/man/man5/dsr-connector.toml.5")));
 }
 
 }  // namespace
