@@ -97,3 +97,11 @@ install: deps
 
 clean:
 	rm -rf $(BUILD_DIR) $(SANITIZE_DIR) $(FUZZ_DIR)
+
+# The Debian package (debian/, debhelper), built from a copy of the tracked files in build-deb/,
+# where the .deb lands; prints its path. The daemon only, no tests: about 10 minutes on 2 cores.
+# scripts/check-deb checks it; docs/operations.md "Debian package" installs it.
+.PHONY: deb
+deb:
+	@scripts/install-deps deb
+	@JOBS=$(JOBS) scripts/build-deb
