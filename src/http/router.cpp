@@ -1,5 +1,7 @@
 #include "dsr/http/router.hpp"
 
+#include "dsr/common/crypto.hpp"
+
 #include <fmt/format.h>
 
 #include <optional>
@@ -23,18 +25,6 @@ bool visible(route_scope scope, const request& req) {
 // A captured segment as the client meant it: "ab%20cd" is the id "ab cd". nullopt when an escape
 // is malformed (a '%' not followed by two hex digits) or decodes to a NUL.
 std::optional<std::string> percent_decoded(std::string_view s) {
-  const auto hex = [](char c) -> int {
-    if (c >= '0' && c <= '9') {
-      return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-      return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-      return c - 'A' + 10;
-    }
-    return -1;
-  };
   std::string out;
   out.reserve(s.size());
   for (std::size_t i = 0; i < s.size(); ++i) {
@@ -42,14 +32,11 @@ std::optional<std::string> percent_decoded(std::string_view s) {
       out += s[i];
       continue;
     }
-    if (i + 2 >= s.size() || hex(s[i + 1]) < 0 || hex(s[i + 2]) < 0) {
+    const auto byte = i + 2 < s.size() ? crypto::from_hex(s.substr(i + 1, 2)) : std::nullopt;
+    if (!byte || (*byte)[0] == '\0') {
       return std::nullopt;
     }
-    const char c = static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2]));
-    if (c == '\0') {
-      return std::nullopt;
-    }
-    out += c;
+    out += *byte;
     i += 2;
   }
   return out;
