@@ -437,8 +437,7 @@ int serve(const std::filesystem::path& config_file) {
   ops::admin_options admin_options;
   admin_options.deadline_days = cfg.jobs.deadline_days;
   admin_options.export_dir = export_dir;
-  admin_options.export_key = keys.export_seal;
-  admin_options.legacy_export_key = keys.legacy;
+  admin_options.export_keys = keys.export_keys();
   admin_options.throttle = &throttle;
   admin_options.counters = &counters;
   admin_options.deadline_warning_days = cfg.jobs.deadline_warning_days;
@@ -470,9 +469,8 @@ int serve(const std::filesystem::path& config_file) {
   if (!cfg.mineos.public_url.empty()) {
     links = std::make_shared<const mineos::file_links>(store_options.subject_key,
                                                        cfg.mineos.public_url);
-    downloads = std::make_unique<mineos::file_downloads>(
-        worker, links, export_dir, std::vector<std::string>{keys.export_seal, keys.legacy},
-        make_system_clock());
+    downloads = std::make_unique<mineos::file_downloads>(worker, links, export_dir,
+                                                         keys.export_keys(), make_system_clock());
     downloads->add_routes(router);
   }
 
@@ -567,8 +565,7 @@ int serve(const std::filesystem::path& config_file) {
     mineos_http = std::move(*test_client);
     mineos::reporter_options reporting{cfg.retry, dispatch.export_dir};
     reporting.hold = dispatch.hold;
-    reporting.export_key = keys.export_seal;
-    reporting.legacy_export_key = keys.legacy;
+    reporting.export_keys = keys.export_keys();
     reporting.metrics = &counters;
     reporting.inline_data_max_bytes = cfg.mineos.inline_data_max_bytes;
     reporting.links = links;

@@ -209,6 +209,9 @@ result<std::shared_ptr<body_source>> sealed_file_source(const std::filesystem::p
                                                         std::vector<std::string> keys,
                                                         std::string file_id, std::string prefix,
                                                         std::string suffix) {
+  if (keys.empty() || keys.front().empty()) {
+    return file_source(file, std::move(prefix), std::move(suffix));
+  }
   auto opened = open_for_reading(file);
   if (!opened) {
     return opened.error();
@@ -220,7 +223,7 @@ result<std::shared_ptr<body_source>> sealed_file_source(const std::filesystem::p
     return make_failure(errc::io_error,
                         fmt::format("{} is not a sealed export (cut short?)", file.string()));
   }
-  std::string key = keys.empty() ? std::string() : keys.front();
+  std::string key = keys.front();
   if (keys.size() > 1) {
     // The key is the one its first chunk opens with (a file sealed by an earlier version).
     constexpr std::uint64_t full = sealed_file::chunk_plain + sealed_file::chunk_overhead;

@@ -75,9 +75,7 @@ void file_downloads::handle(const http::request& req, const std::string& request
       done(gone());
       return;
     }
-    auto source = export_keys_.empty() || export_keys_.front().empty()
-                      ? http::file_source(file)
-                      : http::sealed_file_source(file, export_keys_, request_id);
+    auto source = http::sealed_file_source(file, export_keys_, request_id);
     if (!source) {
       done(gone());
       return;

@@ -209,7 +209,7 @@ class reporter_impl final : public reporter {
     bool inline_export = false;
     if (with_export) {
       // The export can be large: the body is streamed from its file, or it is a link.
-      auto source = report_with_data(j, file, options_.export_key, options_.legacy_export_key);
+      auto source = report_with_data(j, file, options_.export_keys);
       if (!source) {
         log()->error("[R {}] {}; reporting Failed", j.request_id, source.error().detail);
         job lost = j;
@@ -359,17 +359,12 @@ nlohmann::json report_body(const job& j) {
 
 result<std::shared_ptr<http::body_source>> report_with_data(const job& j,
                                                             const std::filesystem::path& file,
-                                                            const std::string& key,
-                                                            const std::string& legacy_key) {
+                                                            std::vector<std::string> keys) {
   // The export file already is {"ids","properties","events"}: it goes in as `data` verbatim.
   std::string prefix = dump(report_body(j));
   prefix.pop_back();
   prefix += ",\"data\":";
-  if (!key.empty()) {
-    return http::sealed_file_source(file, std::vector<std::string>{key, legacy_key}, j.request_id,
-                                    std::move(prefix), "}");
-  }
-  return http::file_source(file, std::move(prefix), "}");
+  return http::sealed_file_source(file, std::move(keys), j.request_id, std::move(prefix), "}");
 }
 
 report_answer classify_report_answer(unsigned status) {

@@ -403,12 +403,7 @@ void admin_api::data(const std::string& request_id, http::responder done) {
         make_failure(errc::not_found, "not a copy job");
     if (*found && (*found)->op == operation::copy) {
       const auto file = export_path(options_.export_dir, (*found)->id);
-      source =
-          options_.export_key.empty()
-              ? http::file_source(file)
-              : http::sealed_file_source(
-                    file, std::vector<std::string>{options_.export_key, options_.legacy_export_key},
-                    (*found)->request_id);
+      source = http::sealed_file_source(file, options_.export_keys, (*found)->request_id);
     }
     if (!source) {
       done(http::problem(404,

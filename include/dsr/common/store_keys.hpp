@@ -6,6 +6,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace dsr {
 
@@ -14,6 +15,9 @@ struct store_keys {
   std::string subject_hash;  // HMAC-SHA256 that replaces a finished job's ID
   std::string export_seal;   // the sealed export files (and downloads being scanned)
   std::string legacy;        // store_key itself: what versions before 0.2 sealed and hashed with
+
+  // The keys a kept export may be sealed with, the current one first (http::sealed_file_source).
+  std::vector<std::string> export_keys() const { return {export_seal, legacy}; }
 };
 
 // Empty `store_key` (tests that keep data in the clear): every key empty.

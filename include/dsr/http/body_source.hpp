@@ -41,7 +41,8 @@ result<std::shared_ptr<body_source>> sealed_file_source(const std::filesystem::p
                                                         std::string suffix = {});
 // The same with several candidate keys, the current one first: the file is read with the first
 // key its first chunk opens with (an export sealed with store_key itself by an earlier version
-// stays readable). None opens: the first key is used, and reading fails.
+// stays readable). None opens: the first key is used, and reading fails. No key (an empty list,
+// or an empty first key: a store kept in the clear): file_source.
 result<std::shared_ptr<body_source>> sealed_file_source(const std::filesystem::path& file,
                                                         std::vector<std::string> keys,
                                                         std::string file_id,

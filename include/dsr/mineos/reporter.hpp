@@ -34,6 +34,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace dsr::ops {
 class metrics;  // ops/metrics.hpp
@@ -50,12 +51,10 @@ nlohmann::json report_body(const job& j);
 
 // The body of a completed copy's report: report_body(j) with `data` streamed from the export
 // `file`. Fails (errc::io_error) when the file cannot be opened.
-// `key`: the file is sealed with it (sealed_file.hpp), or with `legacy_key` (store_key itself,
-// an export written by an earlier version); empty: in the clear.
+// `keys`: those the file may be sealed with (store_keys::export_keys); none: in the clear.
 result<std::shared_ptr<http::body_source>> report_with_data(const job& j,
                                                             const std::filesystem::path& file,
-                                                            const std::string& key = {},
-                                                            const std::string& legacy_key = {});
+                                                            std::vector<std::string> keys = {});
 
 // How the daemon takes MineOS's answer to a status call.
 enum class report_answer {
@@ -73,8 +72,8 @@ std::string report_error_text(unsigned status, std::string_view body);
 struct reporter_options {
   retry_config retry;
   std::filesystem::path export_dir;
-  std::string export_key;         // store_keys::export_seal: exports are sealed with it
-  std::string legacy_export_key;  // store_key itself: exports of earlier versions
+  // store_keys::export_keys(): what exports may be sealed with; none: in the clear.
+  std::vector<std::string> export_keys;
   std::chrono::milliseconds poll_interval{std::chrono::seconds(1)};
   // Held while a report is on its way, so that a graceful stop waits for MineOS's answer and its
   // record (http::server::hold): a stop then never causes a report to be sent twice.

@@ -14,6 +14,8 @@
 #include <filesystem>
 #include <functional>
 #include <optional>
+#include <string>
+#include <vector>
 
 namespace dsr::ops {
 
@@ -26,10 +28,8 @@ struct admin_options {
   std::function<std::optional<std::string>()> paused;
   // Why reporting to MineOS is paused (named in /readyz), or nullopt.
   std::function<std::optional<std::string>()> reporting_paused;
-  // store_keys::export_seal: kept exports are sealed with it (or, written by an earlier version,
-  // with store_key itself: legacy_export_key); empty: in the clear.
-  std::string export_key;
-  std::string legacy_export_key;
+  // store_keys::export_keys(): what kept exports may be sealed with; none: in the clear.
+  std::vector<std::string> export_keys;
   // Refused tokens go through it (counted, slowed per address); null: answered at once.
   http::auth_throttle* throttle = nullptr;
   // Served at GET /metrics (no auth, like /healthz); null: 501.
