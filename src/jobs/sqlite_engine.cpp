@@ -1,19 +1,23 @@
-// SQLite implementation of job_store: WAL mode with synchronous=FULL so that a commit survives
+// The SQLite engine (store_engine.hpp): WAL mode with synchronous=FULL so that a commit survives
 // kill -9 and power loss, statements prepared once, schema versioned through PRAGMA user_version.
+// SQL and glue only; the rules are the job store's.
 
-#include "dsr/jobs/store.hpp"
+#include "dsr/jobs/store_engine.hpp"
 
-#include "dsr/common/crypto.hpp"
-#include "dsr/common/store_keys.hpp"
+#include "dsr/jobs/sqlite_glue.hpp"
 
 #include <fmt/format.h>
-#include <sqlite3.h>
 
 #include <array>
 #include <string>
 
 namespace dsr {
 namespace {
+
+using sqlite::exec;
+using sqlite::query_text;
+using sqlite::statement;
+using sqlite::use;
 
 // Each entry moves the schema from version i to i + 1. Never edit an entry that has shipped;
 // append a new one.
@@ -100,79 +104,13 @@ time_point from_ms(std::int64_t v) {
   return time_point{millis{v}};
 }
 
-bool exec(sqlite3* db, const char* sql);
-std::optional<std::string> query_text(sqlite3* db, const char* sql);
 
-class statement {
+class sqlite_engine final : public store_engine {
  public:
-  statement(sqlite3* db, const std::string& sql) {
-    if (sqlite3_prepare_v3(db, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr) !=
-        SQLITE_OK) {
-      throw std::runtime_error(
-          fmt::format("SQLite cannot prepare '{}': {}", sql, sqlite3_errmsg(db)));
-    }
-  }
-  statement(const statement&) = delete;
-  statement& operator=(const statement&) = delete;
-  ~statement() { sqlite3_finalize(stmt_); }
-  sqlite3_stmt* get() const { return stmt_; }
-
- private:
-  sqlite3_stmt* stmt_ = nullptr;
-};
-
-// Resets a statement when a scope ends, whatever path leaves it.
-class use {
- public:
-  explicit use(const statement& s) : s_(s.get()) {}
-  use(const use&) = delete;
-  use& operator=(const use&) = delete;
-  ~use() {
-    sqlite3_reset(s_);
-    sqlite3_clear_bindings(s_);
-  }
-  use& bind(int i, std::string_view v) {
-    sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  use& bind_blob(int i, std::string_view v) {
-    sqlite3_bind_blob(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  use& bind(int i, std::int64_t v) {
-    sqlite3_bind_int64(s_, i, v);
-    return *this;
-  }
-  use& bind_null(int i) {
-    sqlite3_bind_null(s_, i);
-    return *this;
-  }
-  int step() { return sqlite3_step(s_); }
-  void reset() { sqlite3_reset(s_); }
-  std::string text(int col) const {
-    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s_, col));
-    return p == nullptr ? std::string()
-                        : std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s_, col)));
-  }
-  std::string blob(int col) const {
-    const auto* p = static_cast<const char*>(sqlite3_column_blob(s_, col));
-    return p == nullptr ? std::string()
-                        : std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s_, col)));
-  }
-  std::int64_t integer(int col) const { return sqlite3_column_int64(s_, col); }
-  bool is_null(int col) const { return sqlite3_column_type(s_, col) == SQLITE_NULL; }
-
- private:
-  sqlite3_stmt* s_;
-};
-
-class sqlite_job_store final : public job_store {
- public:
-  sqlite_job_store(sqlite3* db, std::string path, std::string key)
-      : db_(db), path_(std::move(path)), keys_(derive_store_keys(key)) {}
-  sqlite_job_store(const sqlite_job_store&) = delete;
-  sqlite_job_store& operator=(const sqlite_job_store&) = delete;
-  ~sqlite_job_store() override {
+  sqlite_engine(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  sqlite_engine(const sqlite_engine&) = delete;
+  sqlite_engine& operator=(const sqlite_engine&) = delete;
+  ~sqlite_engine() override {
     stmts_.reset();
     sqlite3_close_v2(db_);
   }
@@ -191,7 +129,9 @@ class sqlite_job_store final : public job_store {
     return {};
   }
 
-  result<std::vector<insert_outcome>> insert(std::span<const new_job> jobs,
+  std::string_view name() const override { return "sqlite"; }
+
+  result<std::vector<insert_outcome>> insert(std::span<const stored_new_job> jobs,
                                              std::size_t max_active) override {
     std::vector<insert_outcome> outcomes;
     outcomes.reserve(jobs.size());
@@ -214,12 +154,13 @@ class sqlite_job_store final : public job_store {
     return outcomes;
   }
 
-  result<std::optional<job>> find(std::string_view request_id) override {
+  result<std::optional<stored_job>> find(std::string_view request_id) override {
     return find_one(stmts_->find_by_request, request_id);
   }
 
-  result<std::vector<job>> list(std::optional<job_state> state, std::size_t limit) override {
-    std::vector<job> out;
+  result<std::vector<stored_job>> list(std::optional<job_state> state,
+                                       std::size_t limit) override {
+    std::vector<stored_job> out;
     {
       const statement& s = state ? stmts_->list_state : stmts_->list_all;
       use q(s);
@@ -237,7 +178,7 @@ class sqlite_job_store final : public job_store {
       }
     }
     for (auto& j : out) {
-      if (auto r = load_history(j); !r) {
+      if (auto r = load_history(j.j); !r) {
         return r.error();
       }
     }
@@ -246,8 +187,8 @@ class sqlite_job_store final : public job_store {
 
   result<std::size_t> count_active() override { return active_; }
 
-  result<std::optional<job>> claim_next(std::string_view owner, time_point now,
-                                        std::chrono::milliseconds lease) override {
+  result<std::optional<stored_job>> claim_next(std::string_view owner, time_point now,
+                                               std::chrono::milliseconds lease) override {
     if (auto r = begin(); !r) {
       return r.error();
     }
@@ -268,7 +209,7 @@ class sqlite_job_store final : public job_store {
       return r.error();
     }
     if (!id) {
-      return std::optional<job>{};
+      return std::optional<stored_job>{};
     }
     return find_one(stmts_->find_by_id, *id);
   }
@@ -324,8 +265,8 @@ class sqlite_job_store final : public job_store {
     return {};
   }
 
-  result<std::vector<job>> due_reports(time_point now, std::size_t limit) override {
-    std::vector<job> out;
+  result<std::vector<stored_job>> due_reports(time_point now, std::size_t limit) override {
+    std::vector<stored_job> out;
     {
       use q(stmts_->due_reports);
       q.bind(1, ms(now)).bind(2, static_cast<std::int64_t>(limit));
@@ -356,53 +297,26 @@ class sqlite_job_store final : public job_store {
     if (q.step() != SQLITE_DONE) {
       return error("recording a report");
     }
-    if (u.acknowledged) {
-      return forget_subject(job_id);
-    }
     return {};
   }
 
-  // The subject's ID as stored: in the clear (0, tests), sealed with its own key derived from
-  // store_key (3), sealed with store_key itself by an earlier version (1), or a hash (2:
-  // forgotten, "").
-  std::string subject_of(const std::string& stored, std::int64_t form,
-                         const std::string& request_id) const {
-    if (form == 0) {
-      return stored;
+  result<std::optional<dsr::forgettable_subject>> subject_to_forget(std::int64_t job_id) override {
+    use q(stmts_->subject_of);
+    q.bind(1, job_id);
+    const int rc = q.step();
+    if (rc == SQLITE_DONE) {
+      return std::optional<dsr::forgettable_subject>{};
     }
-    if (form == 3) {
-      return crypto::open(keys_.subject_seal, stored, request_id).value_or("");
+    if (rc != SQLITE_ROW) {
+      return error("reading a finished job's subject");
     }
-    if (form == 1) {
-      return crypto::open(keys_.legacy, stored, request_id).value_or("");
-    }
-    return "";
+    return std::optional<dsr::forgettable_subject>{dsr::forgettable_subject{
+        q.text(2), q.text(3), stored_subject{q.blob(0), subject_form{q.integer(1)}}}};
   }
 
-  result<void> forget_subject(std::int64_t job_id) override {
-    std::string id;
-    {
-      use q(stmts_->subject_of);
-      q.bind(1, job_id);
-      if (q.step() != SQLITE_ROW) {
-        return {};  // gone, not finished, or failed (kept until retried or purged)
-      }
-      const auto value = subject_of(q.blob(0), q.integer(1), q.text(2));
-      const auto id_name = q.text(3);
-      if (id_name.empty()) {
-        // An e-mail: compared lower-cased, as the daemon uses it.
-        id = value;
-        std::transform(id.begin(), id.end(), id.begin(),
-                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-      } else {
-        id = id_name + ":" + value;
-      }
-    }
-    // Only a keyed hash stays: a known ID can be matched to the request, none read back.
-    const auto hash =
-        "hkdf-hmac-sha256:" + crypto::to_hex(crypto::hmac_sha256(keys_.subject_hash, id));
+  result<void> replace_subject(std::int64_t job_id, const stored_subject& s) override {
     use q(stmts_->forget);
-    q.bind(1, job_id).bind_blob(2, hash);
+    q.bind(1, job_id).bind_blob(2, s.bytes).bind(3, static_cast<std::int64_t>(s.form));
     if (q.step() != SQLITE_DONE) {
       return error("replacing a finished job's subject by its hash");
     }
@@ -433,12 +347,42 @@ class sqlite_job_store final : public job_store {
     return out;
   }
 
-  result<operator_result> retry(std::string_view request_id, time_point now) override {
-    return operator_action(request_id, now, false);
-  }
-
-  result<operator_result> cancel(std::string_view request_id, time_point now) override {
-    return operator_action(request_id, now, true);
+  result<bool> apply(const operator_change& c, time_point now) override {
+    if (auto r = begin(); !r) {
+      return r.error();
+    }
+    const statement& s = c.verb == operator_verb::requeue  ? stmts_->requeue
+                         : c.verb == operator_verb::cancel ? stmts_->cancel
+                                                           : stmts_->resend;
+    {
+      use q(s);
+      q.bind(1, c.job_id).bind(2, ms(now)).bind(3, to_string(c.expected));
+      if (c.verb == operator_verb::cancel) {
+        q.bind(4, c.outcome).bind(5, c.outcome_message);
+      }
+      if (q.step() != SQLITE_DONE) {
+        auto e = error("applying an operator action");
+        rollback();
+        return e;
+      }
+    }
+    if (sqlite3_changes(db_) == 0) {
+      rollback();
+      return false;
+    }
+    if (auto r = add_step(c.job_id, c.step); !r) {
+      rollback();
+      return r.error();
+    }
+    if (auto r = commit(); !r) {
+      return r.error();
+    }
+    if (c.verb == operator_verb::cancel && active_ > 0) {
+      --active_;
+    } else if (c.verb == operator_verb::requeue) {
+      ++active_;
+    }
+    return true;
   }
 
   result<std::size_t> expire_leases(time_point now) override {
@@ -529,9 +473,10 @@ class sqlite_job_store final : public job_store {
     return out;
   }
 
-  result<std::vector<job>> at_risk(time_point now, std::chrono::milliseconds deadline,
-                                   std::chrono::milliseconds warning, std::size_t limit) override {
-    std::vector<job> out;
+  result<std::vector<stored_job>> at_risk(time_point now, std::chrono::milliseconds deadline,
+                                          std::chrono::milliseconds warning,
+                                          std::size_t limit) override {
+    std::vector<stored_job> out;
     use q(stmts_->at_risk);
     q.bind(1, ms(now))
         .bind(2, deadline.count())
@@ -620,14 +565,13 @@ class sqlite_job_store final : public job_store {
                   "UPDATE jobs SET state = 'queued', attempts = 0, next_attempt_at_ms = ?2, "
                   "outcome = '', outcome_message = '', reported = 0, report_error = NULL, "
                   "report_attempts = 0, report_next_at_ms = NULL, report_gave_up = 0, "
-                  "updated_at_ms = ?2 WHERE id = ?1"),
+                  "updated_at_ms = ?2 WHERE id = ?1 AND state = ?3"),
           resend(db,
                  "UPDATE jobs SET report_gave_up = 0, report_attempts = 0, report_next_at_ms = "
-                 "?2, updated_at_ms = ?2 WHERE id = ?1"),
+                 "?2, updated_at_ms = ?2 WHERE id = ?1 AND state = ?3 AND reported = 0"),
           cancel(db,
-                 "UPDATE jobs SET state = 'cancelled', outcome = 'Failed', outcome_message = "
-                 "'cancelled by operator', report_next_at_ms = ?2, updated_at_ms = ?2 WHERE id "
-                 "= ?1"),
+                 "UPDATE jobs SET state = 'cancelled', outcome = ?4, outcome_message = ?5, "
+                 "report_next_at_ms = ?2, updated_at_ms = ?2 WHERE id = ?1 AND state = ?3"),
           record_report(db,
                         "UPDATE jobs SET reported = ?2, report_error = ?3, report_attempts = ?4, "
                         "report_next_at_ms = CASE WHEN ?2 = 1 OR ?6 = 1 THEN NULL ELSE ?5 END, "
@@ -641,7 +585,7 @@ class sqlite_job_store final : public job_store {
                      "SELECT subject, subject_form, request_id, subject_id_name FROM jobs WHERE id "
                      "= ?1 AND state IN ('completed', 'user_not_found', 'cancelled', "
                      "'missing_identifiers') AND subject_form != 2"),
-          forget(db, "UPDATE jobs SET subject = ?2, subject_form = 2 WHERE id = ?1"),
+          forget(db, "UPDATE jobs SET subject = ?2, subject_form = ?3 WHERE id = ?1"),
           purge_steps(db, fmt::format("DELETE FROM job_steps WHERE job_id IN (SELECT id FROM jobs "
                                       "WHERE state IN {} AND updated_at_ms < ?1)",
                                       finished_states)),
@@ -735,7 +679,9 @@ class sqlite_job_store final : public job_store {
   // A new request is inserted straight away: the UNIQUE indexes on request_id and trace_id refuse
   // a repeat, and only then (or when the queue is full) is the earlier job looked up. The answers
   // are those of looking up first; an accepted job costs one index probe per key instead of two.
-  result<insert_outcome> insert_one(const new_job& j, std::size_t max_active, std::size_t& active) {
+  result<insert_outcome> insert_one(const stored_new_job& row, std::size_t max_active,
+                                    std::size_t& active) {
+    const new_job& j = *row.job;
     // A job that ends at intake never waits in the queue: it does not count against its capacity.
     if (!j.ended && active >= max_active) {
       auto seen = earlier(j);
@@ -768,15 +714,9 @@ class sqlite_job_store final : public job_store {
       } else {
         q.bind_null(7);
       }
-      // The subject's ID is personal data: sealed with a key derived from store_key, bound to
-      // its request id.
-      if (keys_.subject_seal.empty()) {
-        q.bind(8, ms(j.received_at)).bind_blob(9, j.subject).bind(10, std::int64_t{0});
-      } else {
-        q.bind(8, ms(j.received_at))
-            .bind_blob(9, crypto::seal(keys_.subject_seal, j.subject, j.request_id))
-            .bind(10, std::int64_t{3});
-      }
+      q.bind(8, ms(j.received_at))
+          .bind_blob(9, row.subject.bytes)
+          .bind(10, static_cast<std::int64_t>(row.subject.form));
       if (const int rc = q.step(); rc != SQLITE_DONE) {
         auto failed = error("inserting a job");
         if (rc != SQLITE_CONSTRAINT_UNIQUE) {
@@ -794,16 +734,12 @@ class sqlite_job_store final : public job_store {
       }
     }
     const auto id = sqlite3_last_insert_rowid(db_);
-    if (auto r = add_step(id, job_step{j.received_at, "received", "accepted"}); !r) {
-      return r.error();
-    }
-    if (j.ended) {
-      const auto step = job_step{j.received_at, "attempt 0",
-                                 fmt::format("{}: {}", j.ended->outcome, j.ended->message)};
+    for (const auto& step : row.steps) {
       if (auto r = add_step(id, step); !r) {
         return r.error();
       }
-    } else {
+    }
+    if (!j.ended) {
       ++active;
     }
     return insert_outcome{insert_outcome::kind::inserted, j.request_id};
@@ -832,66 +768,10 @@ class sqlite_job_store final : public job_store {
                         fmt::format("job {} is not leased by {} any more", job_id, owner));
   }
 
-  // retry or cancel, in one transaction with a journal line.
-  result<operator_result> operator_action(std::string_view request_id, time_point now,
-                                          bool cancelling) {
-    if (auto r = begin(); !r) {
-      return r.error();
-    }
-    auto found = find_one(stmts_->find_by_request, request_id);
-    if (!found) {
-      rollback();
-      return found.error();
-    }
-    if (!*found) {
-      rollback();
-      return operator_result::not_found;
-    }
-    const job& j = **found;
-    operator_result done = operator_result::conflict;
-    const statement* s = nullptr;
-    if (cancelling && (j.state == job_state::queued || j.state == job_state::retrying)) {
-      s = &stmts_->cancel;
-      done = operator_result::cancelled;
-    } else if (!cancelling && j.state == job_state::failed) {
-      s = &stmts_->requeue;
-      done = operator_result::requeued;
-    } else if (!cancelling && !is_active(j.state) && !j.reported && !j.outcome.empty()) {
-      s = &stmts_->resend;
-      done = operator_result::report_resent;
-    }
-    if (s == nullptr) {
-      rollback();
-      return operator_result::conflict;
-    }
-    {
-      use q(*s);
-      q.bind(1, j.id).bind(2, ms(now));
-      if (q.step() != SQLITE_DONE) {
-        auto e = error("applying an operator action");
-        rollback();
-        return e;
-      }
-    }
-    if (auto r = add_step(j.id, job_step{now, "operator", cancelling ? "cancel" : "retry"}); !r) {
-      rollback();
-      return r.error();
-    }
-    if (auto r = commit(); !r) {
-      return r.error();
-    }
-    if (done == operator_result::cancelled && active_ > 0) {
-      --active_;
-    } else if (done == operator_result::requeued) {
-      ++active_;
-    }
-    return done;
-  }
-
   // The job (with its history) selected by a statement taking one key, or nullopt.
   template <class Key>
-  result<std::optional<job>> find_one(const statement& s, Key key) {
-    std::optional<job> found;
+  result<std::optional<stored_job>> find_one(const statement& s, Key key) {
+    std::optional<stored_job> found;
     {
       use q(s);
       q.bind(1, key);
@@ -903,15 +783,16 @@ class sqlite_job_store final : public job_store {
       }
     }
     if (found) {
-      if (auto r = load_history(*found); !r) {
+      if (auto r = load_history(found->j); !r) {
         return r.error();
       }
     }
     return found;
   }
 
-  job read_job(const use& q) const {
-    job j;
+  stored_job read_job(const use& q) const {
+    stored_job row;
+    job& j = row.j;
     j.id = q.integer(0);
     j.request_id = q.text(1);
     j.trace_id = q.text(2);
@@ -926,7 +807,7 @@ class sqlite_job_store final : public job_store {
     }
     j.received_at = from_ms(q.integer(8));
     j.updated_at = from_ms(q.integer(9));
-    j.subject = subject_of(q.blob(10), q.integer(21), j.request_id);
+    row.subject = stored_subject{q.blob(10), subject_form{q.integer(21)}};
     j.state = parse_job_state(q.text(11)).value_or(job_state::failed);
     j.attempts = static_cast<std::uint32_t>(q.integer(12));
     j.next_attempt_at = from_ms(q.integer(13));
@@ -946,7 +827,7 @@ class sqlite_job_store final : public job_store {
     if (!q.is_null(27)) {
       j.file_link_expires_at = from_ms(q.integer(27));
     }
-    return j;
+    return row;
   }
 
   result<void> load_history(job& j) {
@@ -964,34 +845,13 @@ class sqlite_job_store final : public job_store {
 
   sqlite3* db_;
   std::string path_;
-  store_keys keys_;  // from store_key (32 bytes); empty: IDs kept in the clear (tests)
   std::unique_ptr<statements> stmts_;
   std::size_t active_ = 0;
 };
 
-// Runs SQL that returns no rows (or whose rows do not matter).
-bool exec(sqlite3* db, const char* sql) {
-  return sqlite3_exec(db, sql, nullptr, nullptr, nullptr) == SQLITE_OK;
-}
-
-// The first column of the first row, as text.
-std::optional<std::string> query_text(sqlite3* db, const char* sql) {
-  sqlite3_stmt* s = nullptr;
-  if (sqlite3_prepare_v2(db, sql, -1, &s, nullptr) != SQLITE_OK) {
-    return std::nullopt;
-  }
-  std::optional<std::string> out;
-  if (sqlite3_step(s) == SQLITE_ROW) {
-    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
-    out = p == nullptr ? "" : p;
-  }
-  sqlite3_finalize(s);
-  return out;
-}
-
 }  // namespace
 
-result<std::unique_ptr<job_store>> open_sqlite_store(const sqlite_store_options& options) {
+result<std::unique_ptr<store_engine>> open_sqlite_engine(const sqlite_store_options& options) {
   const std::string path = options.path.string();
   const bool memory = path == ":memory:";
   if (!memory && options.path.has_parent_path()) {
@@ -1058,11 +918,11 @@ result<std::unique_ptr<job_store>> open_sqlite_store(const sqlite_store_options&
       return fail(errc::store_unavailable, fmt::format("cannot migrate to schema {}", v + 1));
     }
   }
-  auto store = std::make_unique<sqlite_job_store>(db, path, options.subject_key);
-  if (auto r = store->prepare(); !r) {
+  auto engine = std::make_unique<sqlite_engine>(db, path);
+  if (auto r = engine->prepare(); !r) {
     return r.error();
   }
-  return std::unique_ptr<job_store>(std::move(store));
+  return std::unique_ptr<store_engine>(std::move(engine));
 }
 
 }  // namespace dsr
