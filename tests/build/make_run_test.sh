@@ -11,10 +11,10 @@ fail() { echo "FAILED: $*" >&2; exit 1; }
 
 packages=$("$src/scripts/install-deps" run --list)
 for p in libgtest-dev libgmock-dev clang-14 libfuzzer-14-dev libclang-rt-14-dev chromium \
-         man-db wrk nginx-light; do
+         man-db wrk nginx-light postgresql-15; do
   if grep -qx "$p" <<<"$packages"; then fail "install-deps run would install $p, which only tests need"; fi
 done
-for p in libboost1.81-dev libssl-dev libsqlite3-dev libsystemd-dev; do
+for p in libboost1.81-dev libssl-dev libsqlite3-dev libsystemd-dev libpq-dev; do
   grep -qx "$p" <<<"$packages" || fail "install-deps run does not install $p, which the daemon needs"
 done
 
