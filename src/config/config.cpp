@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -39,6 +40,70 @@ std::string type_name(const toml::node& n) {
     default:
       return "a date/time";
   }
+}
+
+// A libpq connection string that carries a secret: user:password@ in a URI, or a password or
+// sslpassword parameter (URI query or key=value form).
+bool holds_password(std::string_view url) {
+  constexpr std::array<std::string_view, 2> secret_keys{"password", "sslpassword"};
+  const auto is_secret_key = [&](std::string_view key) {
+    return std::find(secret_keys.begin(), secret_keys.end(), key) != secret_keys.end();
+  };
+  const auto scheme = url.find("://");
+  if (scheme != std::string_view::npos) {
+    const auto rest = url.substr(scheme + 3);
+    const auto authority = rest.substr(0, rest.find_first_of("/?"));
+    const auto at = authority.rfind('@');
+    if (at != std::string_view::npos &&
+        authority.substr(0, at).find(':') != std::string_view::npos) {
+      return true;
+    }
+    const auto query = url.find('?');
+    std::string_view q = query == std::string_view::npos ? "" : url.substr(query + 1);
+    while (!q.empty()) {
+      const auto amp = q.find('&');
+      const auto param = q.substr(0, amp);
+      if (is_secret_key(param.substr(0, param.find('=')))) {
+        return true;
+      }
+      q = amp == std::string_view::npos ? std::string_view() : q.substr(amp + 1);
+    }
+    return false;
+  }
+  // key=value form: "host=db password=x", spaces allowed around '='.
+  std::size_t i = 0;
+  while (i < url.size()) {
+    while (i < url.size() && (url[i] == ' ' || url[i] == '\t')) {
+      ++i;
+    }
+    const auto key_end = url.find_first_of(" \t=", i);
+    const auto key = url.substr(i, key_end == std::string_view::npos ? url.size() - i : key_end - i);
+    if (is_secret_key(key)) {
+      return true;
+    }
+    // Skip to the next key: past '=', the value (quoted or not).
+    i = url.find('=', i);
+    if (i == std::string_view::npos) {
+      break;
+    }
+    ++i;
+    while (i < url.size() && url[i] == ' ') {
+      ++i;
+    }
+    if (i < url.size() && url[i] == '\'') {
+      for (++i; i < url.size() && url[i] != '\''; ++i) {
+        if (url[i] == '\\') {
+          ++i;
+        }
+      }
+      ++i;
+    } else {
+      while (i < url.size() && url[i] != ' ' && url[i] != '\t') {
+        ++i;
+      }
+    }
+  }
+  return false;
 }
 
 // Reads the keys of one [section], remembering which were read so that the rest can be reported
@@ -372,6 +437,28 @@ config parse_config(std::string_view text, std::string_view source_name,
   }
   {
     auto r = section("store");
+    std::string engine = "sqlite";
+    r.string("engine", engine);
+    if (engine == "sqlite") {
+      cfg.store.engine = store_engine_kind::sqlite;
+    } else if (engine == "postgresql") {
+      cfg.store.engine = store_engine_kind::postgresql;
+    } else {
+      r.fail("engine", fmt::format("'{}' is not one of sqlite, postgresql", engine));
+    }
+    r.string("url", cfg.store.url);
+    if (cfg.store.engine == store_engine_kind::postgresql && cfg.store.url.empty()) {
+      r.fail("url",
+             "engine = \"postgresql\" needs the database's libpq URI, e.g. "
+             "\"postgresql://dsr@db.internal/dsr?sslmode=verify-full\"");
+    }
+    if (holds_password(cfg.store.url)) {
+      // Never printed: the URL holds a secret.
+      r.fail("url",
+             "holds a password (not shown); remove it from the URL and give it as the credential "
+             "store_password (a file in $CREDENTIALS_DIRECTORY, DSR_CONNECTOR_STORE_PASSWORD, or "
+             "store_password_file in [credentials])");
+    }
     std::string path = cfg.store.path.string();
     r.string("path", path);
     if (path.empty()) {
@@ -509,6 +596,19 @@ config parse_config(std::string_view text, std::string_view source_name,
     r.duration("shutdown_grace_seconds", cfg.jobs.shutdown_grace, 0, 3600);
     r.integer("deadline_days", cfg.jobs.deadline_days, 1, 3650);
     r.integer("deadline_warning_days", cfg.jobs.deadline_warning_days, 0, 3650);
+    r.duration("lease_seconds", cfg.jobs.lease, 2, 86400);
+    r.string("worker_name", cfg.jobs.worker_name);
+    if (cfg.jobs.worker_name.size() > 200) {
+      r.fail("worker_name", "is longer than 200 characters");
+    }
+    if (cfg.store.engine == store_engine_kind::postgresql && cfg.jobs.lease <= cfg.exponea.timeout) {
+      r.fail("lease_seconds",
+             fmt::format("{} must be greater than [exponea] timeout_seconds ({}), so that a call "
+                         "cannot land after another daemon took the job over; raise it to at least "
+                         "{}",
+                         cfg.jobs.lease.count(), cfg.exponea.timeout.count(),
+                         cfg.exponea.timeout.count() + 1));
+    }
     r.finish();
   }
   {

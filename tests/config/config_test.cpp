@@ -293,6 +293,44 @@ TEST(Config, AHostNameStartingWith127IsNoLoopback) {
   EXPECT_TRUE(is_loopback_host("localhost"));
 }
 
+TEST(Config, ThePostgresqlEngineNeedsAUrlWithoutAPasswordAndALeaseLongerThanACall) {
+  const auto pg = parse_config(
+      "[store]\nengine = \"postgresql\"\nurl = \"postgresql://dsr@db/dsr?sslmode=verify-full\"\n"
+      "[jobs]\nworker_name = \"host-a\"\n",
+      "x.toml");
+  EXPECT_EQ(pg.store.engine, store_engine_kind::postgresql);
+  EXPECT_EQ(pg.store.url, "postgresql://dsr@db/dsr?sslmode=verify-full");
+  EXPECT_EQ(pg.jobs.lease, std::chrono::seconds(60));
+  EXPECT_EQ(pg.jobs.worker_name, "host-a");
+  EXPECT_EQ(parse_config("", "x.toml").store.engine, store_engine_kind::sqlite);
+  EXPECT_THAT(error_of("[store]\nengine = \"mysql\"\n"),
+              HasSubstr("[store] engine: 'mysql' is not one of sqlite, postgresql"));
+  EXPECT_THAT(error_of("[store]\nengine = \"postgresql\"\n"),
+              HasSubstr("[store] url: engine = \"postgresql\" needs"));
+  // A password in the URL, in any of libpq's forms, is refused and never printed.
+  for (const char* url : {"postgresql://dsr:S3cretPw@db/dsr", "postgres://dsr:S3cretPw@db:5432/dsr",
+                          "postgresql://dsr@db/dsr?sslmode=require&password=S3cretPw",
+                          "host=db user=dsr password=S3cretPw", "password = S3cretPw host=db",
+                          "host=db sslpassword=S3cretPw", "postgresql:///dsr?sslpassword=S3cretPw"}) {
+    const auto e = error_of(std::string("[store]\nengine = \"postgresql\"\nurl = \"") + url +
+                            "\"\n");
+    EXPECT_THAT(e, AllOf(HasSubstr("[store] url: holds a password"), HasSubstr("store_password"),
+                         Not(HasSubstr("S3cretPw"))))
+        << url;
+  }
+  // A value that merely says "password" is none.
+  EXPECT_NO_THROW(parse_config("[store]\nengine = \"postgresql\"\nurl = \"host=db "
+                               "application_name='password=x' dbname=password\"\n",
+                               "x.toml"));
+  EXPECT_THAT(error_of("[store]\nengine = \"postgresql\"\nurl = \"postgresql:///dsr\"\n"
+                       "[exponea]\ntimeout_seconds = 60\n"),
+              AllOf(HasSubstr("[jobs] lease_seconds: 60 must be greater than [exponea] "
+                              "timeout_seconds (60)"),
+                    HasSubstr("at least 61")));
+  // SQLite's single daemon takes no job over: the rule is PostgreSQL's.
+  EXPECT_NO_THROW(parse_config("[exponea]\ntimeout_seconds = 60\n", "x.toml"));
+}
+
 TEST(Config, MissingFileIsAConfigError) {
   EXPECT_THROW(load_config("/nonexistent/dsr.toml"), config_error);
 }

@@ -45,8 +45,15 @@ struct server_config {
   friend bool operator==(const server_config&, const server_config&) = default;
 };
 
+// Where jobs are kept (contract §8): an SQLite file for one daemon, or PostgreSQL.
+enum class store_engine_kind { sqlite, postgresql };
+
 struct store_config {
+  store_engine_kind engine = store_engine_kind::sqlite;
   std::filesystem::path path = "/var/lib/dsr-connector/dsr.sqlite3";
+  // postgresql: a libpq URI or key=value string without a password (refused: the password is
+  // the credential store_password).
+  std::string url;
   std::uint32_t retention_days = 730;
   std::uint32_t export_retention_days = 7;
   // Added key: the most the store may grow to, in MiB (0 = no cap). Beyond it intake answers 503
@@ -125,6 +132,11 @@ struct jobs_config {
   std::chrono::seconds shutdown_grace{20};
   std::uint32_t deadline_days = 30;
   std::uint32_t deadline_warning_days = 7;
+  // postgresql: a dead daemon's jobs are taken over after this; greater than
+  // [exponea] timeout_seconds (contract §8).
+  std::chrono::seconds lease{60};
+  // This daemon's name in job views and metrics; "" = <hostname>:<pid>.
+  std::string worker_name;
 
   friend bool operator==(const jobs_config&, const jobs_config&) = default;
 };

@@ -1,5 +1,5 @@
 #pragma once
-// The eight named credential values of contract §3.
+// The nine named credential values of contract §3.
 
 #include <array>
 #include <optional>
@@ -16,13 +16,15 @@ enum class credential {
   mineos_api_key,
   admin_token,
   store_key,
+  store_password,  // PostgreSQL's; optional (peer, certificate or .pgpass auth need none)
 };
 
-inline constexpr std::array<credential, 8> all_credentials{
+inline constexpr std::array<credential, 9> all_credentials{
     credential::exponea_api_key,       credential::exponea_api_secret,
     credential::exponea_project_token, credential::exponea_api_token,
     credential::mineos_webhook_secret, credential::mineos_api_key,
     credential::admin_token,           credential::store_key,
+    credential::store_password,
 };
 
 // The value's NAME as used in [credentials], $CREDENTIALS_DIRECTORY and the environment.
@@ -44,6 +46,8 @@ constexpr std::string_view name(credential c) {
       return "admin_token";
     case credential::store_key:
       return "store_key";
+    case credential::store_password:
+      return "store_password";
   }
   return "";
 }

@@ -172,4 +172,18 @@ struct sqlite_store_options {
 // Opens (creating and migrating as needed) a SQLite store in WAL mode with synchronous=FULL.
 result<std::unique_ptr<job_store>> open_sqlite_store(const sqlite_store_options& options);
 
+struct postgres_store_options {
+  // A libpq URI or key=value string ([store] url); its password, if any, is the config's to
+  // refuse. Shown in messages only as user@host:port/database.
+  std::string url;
+  // store_password; "" leaves it to libpq (.pgpass, PGPASSWORD, peer or certificate auth).
+  std::string password;
+  std::string subject_key;  // as sqlite_store_options
+  std::chrono::seconds connect_timeout{10};
+};
+
+// Connects to PostgreSQL 15 or later and migrates its schema (in one transaction, daemons
+// starting together wait for each other); refuses a schema newer than this build's.
+result<std::unique_ptr<job_store>> open_postgres_store(const postgres_store_options& options);
+
 }  // namespace dsr

@@ -137,5 +137,6 @@ std::unique_ptr<job_store> make_job_store(std::unique_ptr<store_engine> engine,
 
 // The engines. Each opens (creating and migrating as needed) its database.
 result<std::unique_ptr<store_engine>> open_sqlite_engine(const sqlite_store_options& options);
+result<std::unique_ptr<store_engine>> open_postgres_engine(const postgres_store_options& options);
 
 }  // namespace dsr
