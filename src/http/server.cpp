@@ -1,19 +1,17 @@
 #include "dsr/http/server.hpp"
 
+#include "admission.hpp"
 #include "dsr/common/log.hpp"
 #include "streamed_write.hpp"
+#include "tls_context.hpp"
 
 #include <fmt/format.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -24,11 +22,8 @@
 
 #include <atomic>
 #include <chrono>
-#include <csignal>
 #include <list>
-#include <map>
 #include <mutex>
-#include <thread>
 #include <type_traits>
 
 namespace dsr::http {
@@ -43,56 +38,6 @@ namespace ssl = boost::asio::ssl;
 using tls_stream = beast::ssl_stream<beast::tcp_stream>;
 
 inline constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
-
-// TLS 1.2 suites with forward secrecy and AEAD only (Mozilla's "intermediate" list); TLS 1.3
-// suites are all AEAD and keep OpenSSL's defaults.
-constexpr const char* tls12_ciphers =
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
-    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
-
-std::string openssl_reason() {
-  const unsigned long code = ERR_get_error();
-  ERR_clear_error();
-  if (code == 0) {
-    return "unknown OpenSSL error";
-  }
-  char text[256];
-  ERR_error_string_n(code, text, sizeof text);
-  return text;
-}
-
-result<std::shared_ptr<ssl::context>> make_tls_context(const tls_files& files) {
-  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
-  SSL_CTX* native = ctx->native_handle();
-  SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION);
-  SSL_CTX_set_options(
-      native, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
-  if (SSL_CTX_set_cipher_list(native, tls12_ciphers) != 1) {
-    return make_failure(errc::io_error, "cannot set the TLS cipher list: " + openssl_reason());
-  }
-  ERR_clear_error();
-  if (SSL_CTX_use_certificate_chain_file(native, files.cert_file.c_str()) != 1) {
-    return make_failure(
-        errc::invalid_input,
-        fmt::format("[server] tls_cert_file: cannot load a PEM certificate chain from {}: {}",
-                    files.cert_file, openssl_reason()));
-  }
-  if (SSL_CTX_use_PrivateKey_file(native, files.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
-    return make_failure(
-        errc::invalid_input,
-        fmt::format("[server] tls_key_file: cannot use {} as the PEM private key of the "
-                    "certificate in {}: {}",
-                    files.key_file, files.cert_file, openssl_reason()));
-  }
-  if (SSL_CTX_check_private_key(native) != 1) {
-    ERR_clear_error();
-    return make_failure(errc::invalid_input,
-                        fmt::format("[server] tls_key_file: the key in {} does not belong to the "
-                                    "certificate in {}",
-                                    files.key_file, files.cert_file));
-  }
-  return ctx;
-}
 
 // The TCP stream under a plain or a TLS stream: deadlines, cancellation and socket state.
 beast::tcp_stream& lowest(beast::tcp_stream& s) {
@@ -111,8 +56,8 @@ std::shared_ptr<spdlog::logger> log() {
 // when the handler answers, from whatever thread that is. The boundary of every handler: one that
 // throws, or drops its responder without answering (a store task that threw, say), is answered
 // 500 and the server keeps serving; an answer after the first is ignored.
-// `serving` is false once the event loop is over: a responder dropped then (its io_context being
-// torn down) is not answered.
+// `serving` is false once the server is gone, after the event loop: a responder dropped then (its
+// io_context being torn down) is not answered.
 template <class Token>
 auto async_handle(handler& h, request req, std::shared_ptr<const std::atomic<bool>> serving,
                   Token&& token) {
@@ -174,32 +119,30 @@ bhttp::response<bhttp::string_body> to_beast(response r, unsigned version, bool 
 // The connection registry entry the stop logic uses to close idle connections. Touched only on
 // the connection's strand, except `strand`, which is immutable.
 struct connection {
-  asio::strand<asio::io_context::executor_type> strand;
+  asio::strand<asio::any_io_executor> strand;
   beast::tcp_stream* stream = nullptr;
   bool idle = false;
-  // Set when the connection counts against its address's max_connections_per_client.
-  std::optional<asio::ip::address> client;
+  detail::admission::seat seat;  // given back when the connection ends
 };
 
 class server_impl final : public server {
  public:
-  server_impl(const server_options& options, handler& h)
+  server_impl(asio::any_io_executor executor, const server_options& options, handler& h)
       : options_(options),
         handler_(h),
-        control_(asio::make_strand(ioc_)),
-        public_(control_),
-        signals_(control_),
-        grace_(control_),
-        work_(asio::make_work_guard(ioc_)) {}
+        executor_(std::move(executor)),
+        control_(asio::make_strand(executor_)),
+        public_(control_) {}
   server_impl(const server_impl&) = delete;
   server_impl& operator=(const server_impl&) = delete;
-  ~server_impl() override { destroyed_ = true; }
+  // The event loop is over by now: a responder dropped from here on is not answered.
+  ~server_impl() override { serving_->store(false); }
 
   result<void> reload_tls() override {
     if (!options_.tls) {
       return {};
     }
-    auto ctx = make_tls_context(*options_.tls);
+    auto ctx = detail::make_tls_context(*options_.tls);
     if (!ctx) {
       return ctx.error();
     }
@@ -211,15 +154,6 @@ class server_impl final : public server {
   result<void> bind() {
     if (auto r = reload_tls(); !r) {
       return r;
-    }
-    // Signals are caught from here on: one that arrives before run() (right after "listening"
-    // and READY=1) waits for it instead of killing the process.
-    if (options_.handle_signals) {
-      signals_.add(SIGTERM);
-      signals_.add(SIGINT);
-      if (options_.on_reload) {
-        signals_.add(SIGHUP);
-      }
     }
     if (auto r = open(public_, options_.listen, "listen"); !r) {
       return r;
@@ -241,50 +175,20 @@ class server_impl final : public server {
     return bound_[which == listener::public_ ? 0 : 1];
   }
 
-  void run() override {
+  // Spawns the accept loops; they run once the executor's io_context does.
+  void start() {
     co_spawn(public_, listener::public_);
     if (admin_) {
       co_spawn(*admin_, listener::admin);
     }
-    if (options_.handle_signals) {
-      wait_signal();
-    }
-    unsigned threads = options_.io_threads;
-    if (threads == 0) {
-      threads = std::max(1u, std::thread::hardware_concurrency());
-    }
-    std::vector<std::thread> pool;
-    for (unsigned i = 1; i < threads; ++i) {
-      pool.emplace_back([this] { serve_events(); });
-    }
-    serve_events();
-    for (auto& t : pool) {
-      t.join();
-    }
-    serving_->store(false);
   }
 
   void stop() override {
     asio::post(control_, [this] { begin_stop(); });
   }
 
-  asio::any_io_executor executor() override { return ioc_.get_executor(); }
-
  private:
-  // Runs the event loop until it is out of work. An exception that escapes a completion handler
-  // (a bug) is logged and the loop goes on: one request or job never takes the process down.
-  void serve_events() {
-    for (;;) {
-      try {
-        ioc_.run();
-        return;
-      } catch (const std::exception& e) {
-        log()->error("internal error in an event handler: {}; serving on", e.what());
-      } catch (...) {
-        log()->error("internal error in an event handler; serving on");
-      }
-    }
-  }
+  std::shared_ptr<void> hold() { return options_.hold ? options_.hold() : nullptr; }
 
   result<void> open(tcp::acceptor& acceptor, const endpoint& ep, std::string_view key) {
     boost::system::error_code ec;
@@ -325,31 +229,9 @@ class server_impl final : public server {
     });
   }
 
-  void wait_signal() {
-    signals_.async_wait([this](const boost::system::error_code& ec, int sig) {
-      if (ec) {
-        return;
-      }
-      if (sig == SIGHUP) {
-        log()->info("SIGHUP received: reloading the configuration and credentials");
-        options_.on_reload();
-        wait_signal();
-        return;
-      }
-      if (stopping_.load()) {
-        log()->warn("second signal ({}): stopping now without waiting for requests in flight", sig);
-        finish();
-        return;
-      }
-      log()->info("signal {} received: draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-      begin_stop();
-      wait_signal();
-    });
-  }
-
   asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, listener which) {
     for (;;) {
-      auto strand = asio::make_strand(ioc_);
+      auto strand = asio::make_strand(executor_);
       auto [ec, socket] = co_await acceptor.async_accept(strand, use_nothrow);
       if (ec) {
         if (ec == asio::error::operation_aborted || stopping_.load()) {
@@ -362,17 +244,11 @@ class server_impl final : public server {
         co_await pause.async_wait(use_nothrow);
         continue;
       }
-      const auto slot = static_cast<std::size_t>(which);
       boost::system::error_code peer_ec;
       const auto peer = socket.remote_endpoint(peer_ec);
-      std::optional<refusal> refused;
-      if (per_listener_[slot].load() >= options_.max_connections) {
-        refused = refusal::listener_full;
-      } else if (!peer_ec && !admit_client(which, peer.address())) {
-        refused = refusal::client_full;
-      }
-      if (refused) {
-        note_refusal(which, *refused);
+      const auto seat = admission_.admit(
+          which, peer_ec ? std::nullopt : std::optional<asio::ip::address>(peer.address()));
+      if (!seat) {
         if (which == listener::public_ && options_.tls) {
           // A plain-text 503 means nothing to a TLS client and a handshake costs what an
           // overloaded server lacks: the connection is closed, which clients retry.
@@ -383,13 +259,8 @@ class server_impl final : public server {
         asio::co_spawn(strand, reject_busy(tcp::socket(std::move(socket))), asio::detached);
         continue;
       }
-      ++active_;
-      ++per_listener_[slot];
-      auto conn = std::make_shared<connection>(connection{strand});
-      if (!peer_ec && which == listener::public_ && options_.max_connections_per_client > 0) {
-        conn->client = peer.address();
-      }
-      asio::co_spawn(strand, session(std::move(socket), which, conn),
+      auto conn = std::make_shared<connection>(connection{strand, nullptr, false, *seat});
+      asio::co_spawn(strand, session(std::move(socket), which, conn, hold()),
                      [](const std::exception_ptr& e) {
                        if (e) {
                          try {
@@ -400,57 +271,6 @@ class server_impl final : public server {
                        }
                      });
     }
-  }
-
-  enum class refusal { listener_full, client_full };
-
-  // Counts a connection from `address` on `which` if that address is below its cap (only the
-  // public listener has one). Called on the control strand; released in release_client().
-  bool admit_client(listener which, const asio::ip::address& address) {
-    if (which != listener::public_ || options_.max_connections_per_client == 0) {
-      return true;
-    }
-    const std::lock_guard lock(mutex_);
-    auto& open = per_client_[address];
-    if (open >= options_.max_connections_per_client) {
-      return false;
-    }
-    ++open;
-    return true;
-  }
-
-  void release_client(const asio::ip::address& address) {
-    const std::lock_guard lock(mutex_);
-    const auto it = per_client_.find(address);
-    if (it != per_client_.end() && --it->second == 0) {
-      per_client_.erase(it);
-    }
-  }
-
-  // A warning per listener and reason at most once a minute, with the number refused since the
-  // last one; never the client's address (it may be personal data). On the control strand.
-  void note_refusal(listener which, refusal why) {
-    auto& state = refusals_[static_cast<std::size_t>(which)][static_cast<std::size_t>(why)];
-    ++state.count;
-    const auto now = std::chrono::steady_clock::now();
-    if (state.warned && now - *state.warned < std::chrono::minutes(1)) {
-      return;
-    }
-    const char* key = which == listener::public_ ? "listen" : "admin_listen";
-    if (why == refusal::listener_full) {
-      log()->warn(
-          "{} connection(s) on {} refused since the last warning: it holds max_connections ({}) "
-          "open connections; raise [server] max_connections if this is real load",
-          state.count, key, options_.max_connections);
-    } else {
-      log()->warn(
-          "{} connection(s) on {} refused since the last warning: one client address holds "
-          "max_connections_per_client ({}) open connections; set [server] "
-          "max_connections_per_client = 0 if a load balancer or proxy connects for every client",
-          state.count, key, options_.max_connections_per_client);
-    }
-    state.count = 0;
-    state.warned = now;
   }
 
   asio::awaitable<void> reject_busy(tcp::socket socket) {
@@ -491,8 +311,9 @@ class server_impl final : public server {
   }
 
   // One connection, plain or TLS: the same serve() loop runs over either stream type.
+  // `held` keeps a graceful stop waiting until the connection ends.
   asio::awaitable<void> session(tcp::socket socket, listener which,
-                                std::shared_ptr<connection> conn) {
+                                std::shared_ptr<connection> conn, std::shared_ptr<void> held) {
     boost::system::error_code ec;
     const auto peer = socket.remote_endpoint(ec);
     const std::string remote =
@@ -516,13 +337,8 @@ class server_impl final : public server {
       const std::lock_guard lock(mutex_);
       connections_.remove(conn);
     }
-    if (conn->client) {
-      release_client(*conn->client);
-    }
-    --per_listener_[static_cast<std::size_t>(which)];
-    if (--active_ == 0 && stopping_.load() && holds_.load() == 0) {
-      asio::post(control_, [this] { finish(); });
-    }
+    admission_.release(conn->seat);
+    held.reset();
   }
 
   void enlist(const std::shared_ptr<connection>& conn, beast::tcp_stream& stream) {
@@ -571,15 +387,6 @@ class server_impl final : public server {
     }
     boost::system::error_code avail_ec;
     co_return !stopping_.load() || stream.socket().available(avail_ec) > 0;
-  }
-
-  std::shared_ptr<void> hold() override {
-    ++holds_;
-    return std::shared_ptr<void>(nullptr, [this](void*) {
-      if (--holds_ == 0 && !destroyed_.load() && stopping_.load() && active_.load() == 0) {
-        asio::post(control_, [this] { finish(); });
-      }
-    });
   }
 
   template <class Stream>
@@ -690,12 +497,10 @@ class server_impl final : public server {
     }
   }
 
+  // On the control strand.
   void begin_stop() {
     if (stopping_.exchange(true)) {
       return;
-    }
-    if (options_.on_stopping) {
-      options_.on_stopping();
     }
     boost::system::error_code ec;
     public_.close(ec);
@@ -717,73 +522,34 @@ class server_impl final : public server {
         }
       });
     }
-    if (active_.load() == 0 && holds_.load() == 0) {
-      finish();
-      return;
-    }
-    log()->info("waiting up to {} s for {} connection(s) and {} running job(s) to finish",
-                std::chrono::duration_cast<std::chrono::seconds>(options_.shutdown_grace).count(),
-                active_.load(), holds_.load());
-    grace_.expires_after(options_.shutdown_grace);
-    grace_.async_wait([this](const boost::system::error_code& e) {
-      if (!e) {
-        log()->warn("shutdown grace period over; {} connection(s) and {} job(s) abandoned",
-                    active_.load(), holds_.load());
-        finish();
-      }
-    });
-  }
-
-  void finish() {
-    if (finished_.exchange(true)) {
-      return;
-    }
-    boost::system::error_code ec;
-    signals_.cancel(ec);
-    grace_.cancel();
-    work_.reset();
-    ioc_.stop();
   }
 
   server_options options_;
   handler& handler_;
-  // Declared before ioc_: a hold dropped while ioc_ is destroyed (a job's coroutine frame) must
-  // still find them.
-  std::atomic<bool> destroyed_{false};
-  std::atomic<std::uint64_t> holds_{0};
-  asio::io_context ioc_;
-  // Acceptors, signals, the grace timer and the stop logic run on this strand.
-  asio::strand<asio::io_context::executor_type> control_;
+  asio::any_io_executor executor_;
+  // The acceptors and the stop logic run on this strand.
+  asio::strand<asio::any_io_executor> control_;
   tcp::acceptor public_;
   std::optional<tcp::acceptor> admin_;
   std::array<endpoint, 2> bound_;
-  asio::signal_set signals_;
-  asio::steady_timer grace_;
-  asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::mutex mutex_;
   std::list<std::shared_ptr<connection>> connections_;
-  std::shared_ptr<ssl::context> tls_;                         // under mutex_; null: plain HTTP
-  std::atomic<std::uint64_t> active_{0};                      // connections being served
-  std::array<std::atomic<std::uint64_t>, 2> per_listener_{};  // by listener (public_, admin)
-  std::map<asio::ip::address, std::uint64_t> per_client_;     // under mutex_; public listener
-  struct refusal_state {
-    std::uint64_t count = 0;
-    std::optional<std::chrono::steady_clock::time_point> warned;
-  };
-  std::array<std::array<refusal_state, 2>, 2> refusals_{};  // [listener][refusal], control strand
+  std::shared_ptr<ssl::context> tls_;  // under mutex_; null: plain HTTP
+  detail::admission admission_{options_.max_connections, options_.max_connections_per_client};
   std::atomic<bool> stopping_{false};
-  // True while the event loop runs (async_handle answers a dropped responder only then).
+  // True until the server goes (async_handle answers a dropped responder only then).
   std::shared_ptr<std::atomic<bool>> serving_ = std::make_shared<std::atomic<bool>>(true);
-  std::atomic<bool> finished_{false};
 };
 
 }  // namespace
 
-result<std::unique_ptr<server>> make_server(const server_options& options, handler& h) {
-  auto s = std::make_unique<server_impl>(options, h);
+result<std::unique_ptr<server>> make_server(boost::asio::any_io_executor executor,
+                                            const server_options& options, handler& h) {
+  auto s = std::make_unique<server_impl>(std::move(executor), options, h);
   if (auto r = s->bind(); !r) {
     return r.error();
   }
+  s->start();
   return std::unique_ptr<server>(std::move(s));
 }
 

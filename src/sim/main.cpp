@@ -1,6 +1,7 @@
 // exponea-sim: serves the Exponea simulator on a loopback address until SIGTERM/SIGINT.
 //   exponea-sim --seed config/exponea-sim.example.json [--listen 127.0.0.1:8090]
 
+#include "dsr/app/runtime.hpp"
 #include "dsr/http/server.hpp"
 #include "dsr/ops/logging.hpp"
 #include "dsr/sim/exponea_sim.hpp"
@@ -59,21 +60,25 @@ int main(int argc, char** argv) {
   int code = 0;
   try {
     dsr::sim::exponea_simulator sim(seed, dsr::make_system_clock(), later);
+    dsr::app::runtime_options process;
+    process.shutdown_grace = std::chrono::seconds(2);
+    dsr::app::runtime runtime(process);
     dsr::http::server_options options;
     options.listen = *where;
-    options.shutdown_grace = std::chrono::seconds(2);
+    options.hold = runtime.holder("connection");
     // Copy reports carry whole exports: the fake MineOS endpoint takes large bodies. An answer
     // is written whole within one read timeout: a 1 GiB export (make soak) needs more than 10 s.
     options.max_body_bytes = std::size_t{1} << 30;
     options.read_timeout = std::chrono::minutes(5);
-    auto server = dsr::http::make_server(options, sim);
+    auto server = dsr::http::make_server(runtime.executor(), options, sim);
     if (!server) {
       fmt::print(stderr, "exponea-sim: {}\n", server.error().detail);
       code = 1;
     } else {
       spdlog::info("exponea-sim listening on http://{}",
                    (*server)->local_endpoint(dsr::http::listener::public_)->to_string());
-      (*server)->run();
+      runtime.on_stop([s = server->get()] { s->stop(); });
+      runtime.run();
     }
   } catch (const std::invalid_argument& e) {
     fmt::print(stderr, "exponea-sim: {}\n", e.what());

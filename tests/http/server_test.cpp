@@ -14,9 +14,11 @@
 #include <openssl/ssl.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
 
+#include <atomic>
 #include <condition_variable>
-#include <csignal>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
@@ -81,7 +83,6 @@ server_options small_limits() {
   o.max_body_bytes = 1024;
   o.read_timeout = 30s;  // long: a test passing within seconds proves the server did not wait
   o.idle_timeout = 30s;
-  o.shutdown_grace = 10s;
   return o;
 }
 
@@ -362,20 +363,35 @@ TEST(Server, GracefulStopFinishesRequestsInFlightAndClosesIdleConnections) {
   s.stop_and_join();  // returns: the drain completed
 }
 
-TEST(Server, ASignalBetweenBindAndRunStopsGracefullyInsteadOfKilling) {
-  // The daemon logs "listening" and sends READY=1 before run(): a SIGTERM (or SIGHUP) arriving
-  // then must wait for run(), not take the default action and kill the process.
+TEST(Server, EachConnectionHoldsTheDrainUntilItEnds) {
+  // What a graceful stop waits for: the runtime counts these tokens (app::runtime::holder).
   test_handler h;
   auto o = small_limits();
   o.listen = endpoint{"127.0.0.1", 0};
-  int reloads = 0;
-  o.on_reload = [&reloads] { ++reloads; };
-  auto s = make_server(o, h);
+  auto held = std::make_shared<std::atomic<int>>(0);
+  o.hold = [held] {
+    ++*held;
+    return std::shared_ptr<void>(nullptr, [held](void*) { --*held; });
+  };
+  boost::asio::io_context ioc;
+  auto s = make_server(ioc.get_executor(), o, h);
   ASSERT_TRUE(s) << s.error().detail;
-  ::raise(SIGHUP);
-  ::raise(SIGTERM);
-  (*s)->run();  // returns: the SIGTERM began a graceful stop
-  EXPECT_EQ(reloads, 1);
+  auto work = boost::asio::make_work_guard(ioc);
+  std::thread loop([&ioc] { ioc.run(); });
+  const auto port = (*s)->local_endpoint(listener::public_)->port;
+  {
+    auto a = served(port);
+    auto b = served(port);
+    EXPECT_EQ(held->load(), 2);
+  }
+  // Both closed: the tokens go as the server sees the connections end.
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (held->load() != 0 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::yield();
+  }
+  EXPECT_EQ(held->load(), 0);
+  ioc.stop();
+  loop.join();
 }
 
 TEST(Server, BindErrorNamesTheAddress) {
@@ -383,7 +399,8 @@ TEST(Server, BindErrorNamesTheAddress) {
   running_server first(small_limits(), h);
   server_options o = small_limits();
   o.listen = endpoint{"127.0.0.1", first.port()};
-  auto second = make_server(o, h);
+  boost::asio::io_context ioc;
+  auto second = make_server(ioc.get_executor(), o, h);
   ASSERT_FALSE(second);
   EXPECT_THAT(second.error().detail, HasSubstr("127.0.0.1:" + std::to_string(first.port())));
 }
@@ -481,7 +498,8 @@ TEST_F(ServerTls, ClientLimitedToTls11IsRefused) {
 TEST_F(ServerTls, KeyThatDoesNotMatchTheCertificateIsRefusedNamingBothFiles) {
   auto o = tls_options();
   o.tls->key_file = (dir_.path() / "other.key").string();
-  auto s = make_server(o, handler_);
+  boost::asio::io_context ioc;
+  auto s = make_server(ioc.get_executor(), o, handler_);
   ASSERT_FALSE(s);
   EXPECT_TRUE(s.error().is(errc::invalid_input));
   EXPECT_THAT(s.error().detail, HasSubstr("tls_key_file"));
@@ -492,7 +510,8 @@ TEST_F(ServerTls, KeyThatDoesNotMatchTheCertificateIsRefusedNamingBothFiles) {
 TEST_F(ServerTls, MissingCertificateFileIsRefusedNamingIt) {
   auto o = tls_options();
   o.tls->cert_file = (dir_.path() / "absent.pem").string();
-  auto s = make_server(o, handler_);
+  boost::asio::io_context ioc;
+  auto s = make_server(ioc.get_executor(), o, handler_);
   ASSERT_FALSE(s);
   EXPECT_THAT(s.error().detail, HasSubstr("tls_cert_file"));
   EXPECT_THAT(s.error().detail, HasSubstr("absent.pem"));

@@ -1,6 +1,8 @@
 #pragma once
 // The daemon's HTTP/1.1 listener(s): Boost.Beast over Asio coroutines, one coroutine and one
-// strand per connection, keep-alive, bounded reads, and a graceful stop.
+// strand per connection, keep-alive, bounded reads, and a graceful stop. It only accepts and
+// serves: the threads, the signals and the wait for the drain belong to the process runtime
+// (app::runtime) whose executor it is given.
 //
 // Limits: headers over header_limit bytes get 431; a body over max_body_bytes gets 413 without
 // being read (declared by Content-Length) or as soon as it crosses the limit (chunked); the whole
@@ -15,9 +17,11 @@
 // overloaded server cannot afford), and a warning says so at most once a minute per listener and
 // reason, without the client's address.
 //
-// Stop (stop(), SIGTERM or SIGINT): the acceptors close, idle connections close, requests in
-// flight are read, handled and answered (with Connection: close), then run() returns; after
-// shutdown_grace whatever is left is abandoned. A second signal stops at once.
+// Stop (stop(), which the runtime calls when its stop begins): the acceptors close, idle
+// connections close, requests in flight are read, handled and answered (with Connection: close).
+// Each connection holds a token of `hold` while it is served, so that the runtime's stop waits
+// for it. When nothing is in flight the event loop may end before the acceptors are closed: they
+// close when the server is destroyed.
 
 #include "dsr/common/error.hpp"
 #include "dsr/config/config.hpp"
@@ -54,12 +58,9 @@ struct server_options {
   std::chrono::milliseconds first_byte_timeout{5000};  // a new connection, until it sends a byte
   std::chrono::milliseconds read_timeout{10000};
   std::chrono::milliseconds idle_timeout{30000};  // a keep-alive connection between requests
-  std::chrono::milliseconds shutdown_grace{20000};
-  unsigned io_threads = 0;  // 0: one per core
-  bool handle_signals = true;
-  std::function<void()> on_stopping;  // called once when a stop begins (systemd STOPPING=1)
-  // With handle_signals: SIGHUP calls this (on the server's control strand), else it is ignored.
-  std::function<void()> on_reload;
+  // Held by each connection while it is served, so that a graceful stop waits for it
+  // (app::runtime::holder). Empty: nothing waits.
+  std::function<std::shared_ptr<void>()> hold;
 };
 
 class server {
@@ -71,21 +72,15 @@ class server {
   // Reads the TLS certificate and key again (a renewed certificate): new connections use them,
   // open ones keep theirs. On failure the old ones stay in use. No-op without TLS. Thread-safe.
   virtual result<void> reload_tls() = 0;
-  // Serves until stopped and drained. Call once.
-  virtual void run() = 0;
-  // Begins a graceful stop. Thread-safe, idempotent.
+  // Begins a graceful stop: no new connection, idle ones closed, the others answered with
+  // Connection: close and ended. Thread-safe, idempotent.
   virtual void stop() = 0;
-  // Work a graceful stop waits for (a running job), like a request in flight: the stop finishes
-  // once every connection and every hold is gone, or when shutdown_grace is over. Release by
-  // dropping the token. Thread-safe.
-  virtual std::shared_ptr<void> hold() = 0;
-  // The io_context the server runs: other components (the dispatcher, the Exponea client) run
-  // their coroutines on the same threads.
-  virtual boost::asio::any_io_executor executor() = 0;
 };
 
-// Binds the listener(s) now, so that errors (address in use, permission) surface before run().
-// `h` must outlive the server.
-result<std::unique_ptr<server>> make_server(const server_options& options, handler& h);
+// Binds the listener(s) now, so that errors (address in use, permission) surface before the
+// runtime runs, and accepts on `executor` from then on (once its io_context runs). `h` must
+// outlive the server; the server must be destroyed before the executor's io_context.
+result<std::unique_ptr<server>> make_server(boost::asio::any_io_executor executor,
+                                            const server_options& options, handler& h);
 
 }  // namespace dsr::http

@@ -1,0 +1,25 @@
+#pragma once
+// The job store `serve` runs on, opened in one step: where the store engine is chosen (SQLite
+// today). Ready for the dispatcher when it returns: every lease a killed predecessor left is
+// expired (its jobs resume from their journal), and the [store] max_size_mb cap is set.
+//
+// SQLite is used by one daemon per store: an exclusive lock on "<store>.lock", held for the
+// process's life, is what makes expiring every lease at start-up safe (their owner is dead).
+//
+// Errors: a store another daemon holds, or one that cannot be opened (I/O error, failed integrity
+// check, a schema from a newer build), as a failure whose detail names the file and what to do.
+// Called once, on the main thread, before the runtime runs.
+
+#include "dsr/common/error.hpp"
+#include "dsr/config/config.hpp"
+#include "dsr/jobs/store.hpp"
+
+#include <memory>
+#include <string>
+
+namespace dsr::app {
+
+// `subject_key`: store_key's 32 bytes (the store derives its sealing keys from them).
+result<std::unique_ptr<job_store>> open_store(const config& cfg, const std::string& subject_key);
+
+}  // namespace dsr::app

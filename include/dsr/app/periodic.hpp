@@ -1,0 +1,27 @@
+#pragma once
+// The daemon's periodic tasks, each a coroutine on the runtime's executor that runs at once and
+// then on its period until the event loop stops:
+// - the purge, hourly: exports whose file link expired go; other exports older than
+//   export_retention_days go (kept ones when api_base_url is empty, or ones MineOS never
+//   acknowledged), but those behind a live file link; finished jobs' metadata goes after
+//   retention_days (contract §3);
+// - the deadline warning, daily: jobs near or past their legal due date;
+// - the systemd watchdog ping, at half of WatchdogSec= when it is set, from the event loop
+//   itself: when the loop stalls, the pings stop and systemd restarts the daemon.
+// The store work runs on the store thread (job_queue::run); a failure is logged and the task
+// goes on. Each coroutine is spawned with a handler that logs an exception that ends it.
+
+#include "dsr/config/config.hpp"
+#include "dsr/jobs/store_worker.hpp"
+
+#include <boost/asio/any_io_executor.hpp>
+
+#include <filesystem>
+
+namespace dsr::app {
+
+// `store` must outlive the event loop's run; `export_dir` is where copy exports are kept.
+void start_periodic_tasks(boost::asio::any_io_executor executor, job_queue& store,
+                          const config& cfg, const std::filesystem::path& export_dir);
+
+}  // namespace dsr::app

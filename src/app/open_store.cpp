@@ -1,0 +1,74 @@
+#include "dsr/app/open_store.hpp"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <system_error>
+
+namespace dsr::app {
+namespace {
+
+// The descriptor stays open until exit: the lock lasts as long as the process.
+result<void> lock_store(const std::filesystem::path& store) {
+  std::error_code ec;
+  std::filesystem::create_directories(store.parent_path(), ec);
+  const auto path = store.string() + ".lock";
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return make_failure(errc::io_error,
+                        fmt::format("cannot open {}: {}", path, std::strerror(errno)));
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    return make_failure(errc::conflict,
+                        fmt::format("another dsr-connector is using the job store {} (lock {} is "
+                                    "held); run one daemon per store",
+                                    store.string(), path));
+  }
+  return {};
+}
+
+result<std::unique_ptr<job_store>> open_sqlite(const config& cfg, const std::string& subject_key) {
+  if (auto locked = lock_store(cfg.store.path); !locked) {
+    return locked.error();
+  }
+  sqlite_store_options options;
+  options.path = cfg.store.path;
+  options.subject_key = subject_key;
+  auto store = open_sqlite_store(options);
+  if (!store) {
+    return store;
+  }
+  auto log = spdlog::get("main");
+  if (auto active = (*store)->count_active()) {
+    log->info("job store {} open: {} job(s) queued or running", cfg.store.path.string(), *active);
+  }
+  // The lock proves the previous owner of any lease is gone: its jobs go back to the queue.
+  if (auto expired = (*store)->expire_leases(time_point::max()); expired && *expired > 0) {
+    log->info("{} job(s) interrupted by the previous run resume from their journal", *expired);
+  }
+  return store;
+}
+
+}  // namespace
+
+result<std::unique_ptr<job_store>> open_store(const config& cfg, const std::string& subject_key) {
+  // The one engine today; [store] will choose between SQLite and PostgreSQL here.
+  auto store = open_sqlite(cfg, subject_key);
+  if (!store) {
+    return store;
+  }
+  if (cfg.store.max_size_mb != 0) {
+    if (auto r = (*store)->set_max_size(cfg.store.max_size_mb << 20); !r) {
+      spdlog::get("main")->warn("[store] max_size_mb: {}", r.error().detail);
+    }
+  }
+  return store;
+}
+
+}  // namespace dsr::app

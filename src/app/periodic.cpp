@@ -1,0 +1,112 @@
+#include "dsr/app/periodic.hpp"
+
+#include "dsr/common/log.hpp"
+#include "dsr/jobs/exports.hpp"
+#include "dsr/ops/systemd.hpp"
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace dsr::app {
+namespace {
+
+namespace asio = boost::asio;
+
+inline constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
+
+asio::awaitable<void> ping_watchdog(std::chrono::microseconds interval) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  for (;;) {
+    ops::notify("WATCHDOG=1");
+    timer.expires_after(interval / 2);
+    auto [ec] = co_await timer.async_wait(use_nothrow);
+    if (ec) {
+      co_return;
+    }
+  }
+}
+
+asio::awaitable<void> warn_deadlines_daily(job_queue& queue, deadline_policy d) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  for (;;) {
+    const auto now = std::chrono::time_point_cast<millis>(std::chrono::system_clock::now());
+    queue.run([now, d](job_store& s) {
+      const auto st = s.stats(now, std::chrono::days(d.days), std::chrono::days(d.warning_days));
+      if (!st) {
+        spdlog::get("main")->error("cannot check deadlines: {}", st.error().detail);
+      } else if (st->overdue > 0 || st->due_soon > 0) {
+        spdlog::get("main")->warn(
+            "deadlines: {} unfinished job(s) past their due date and {} due within {} day(s); "
+            "their job views say \"deadline\": \"overdue\" or \"due_soon\" "
+            "(GET /v1/requests?state=failed lists the failed ones)",
+            st->overdue, st->due_soon, d.warning_days);
+      }
+    });
+    timer.expires_after(std::chrono::hours(24));
+    auto [ec] = co_await timer.async_wait(use_nothrow);
+    if (ec) {
+      co_return;
+    }
+  }
+}
+
+asio::awaitable<void> purge_hourly(std::filesystem::path dir, std::chrono::days retention,
+                                   job_queue& queue, std::chrono::days job_retention) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  for (;;) {
+    const auto now = std::chrono::time_point_cast<millis>(std::chrono::system_clock::now());
+    const auto before = now - std::chrono::duration_cast<millis>(job_retention);
+    queue.run([dir, retention, now, before, days = job_retention.count()](job_store& s) {
+      auto log = spdlog::get("main");
+      if (auto n = remove_expired_link_exports(s, dir, now); !n) {
+        log->error("cannot delete expired file-link exports: {}", n.error().detail);
+      } else if (*n > 0) {
+        log->info("deleted {} export(s) whose file link expired", *n);
+      }
+      const auto live = s.file_links(now, false);
+      if (!live) {
+        log->error("cannot list live file links: {}", live.error().detail);
+      } else {
+        const auto cutoff = std::filesystem::file_time_type::clock::now() - retention;
+        if (const auto n = purge_exports(dir, cutoff, *live); n > 0) {
+          log->info("deleted {} export(s) older than {} day(s)", n, retention.count());
+        }
+      }
+      if (auto n = s.purge_finished(before); !n) {
+        log->error("cannot purge old jobs: {}", n.error().detail);
+      } else if (*n > 0) {
+        log->info("purged {} finished job(s) older than {} day(s)", *n, days);
+      }
+    });
+    timer.expires_after(std::chrono::hours(1));
+    auto [ec] = co_await timer.async_wait(use_nothrow);
+    if (ec) {
+      co_return;
+    }
+  }
+}
+
+}  // namespace
+
+void start_periodic_tasks(boost::asio::any_io_executor executor, job_queue& store,
+                          const config& cfg, const std::filesystem::path& export_dir) {
+  asio::co_spawn(executor,
+                 purge_hourly(export_dir, std::chrono::days(cfg.store.export_retention_days), store,
+                              std::chrono::days(cfg.store.retention_days)),
+                 log_if_thrown("main", "the hourly purge"));
+  asio::co_spawn(
+      executor,
+      warn_deadlines_daily(store, {cfg.jobs.deadline_days, cfg.jobs.deadline_warning_days}),
+      log_if_thrown("main", "the daily deadline check"));
+  if (const auto interval = ops::watchdog_interval()) {
+    asio::co_spawn(executor, ping_watchdog(*interval), log_if_thrown("main", "the watchdog ping"));
+    spdlog::get("main")->info(
+        "systemd watchdog: WATCHDOG=1 every {} ms",
+        std::chrono::duration_cast<std::chrono::milliseconds>(*interval / 2).count());
+  }
+}
+
+}  // namespace dsr::app
