@@ -169,10 +169,20 @@ std::unique_ptr<dispatcher> make_jobs(asio::any_io_executor ex, const basis& b, 
                                       std::function<std::shared_ptr<void>()> hold) {
   const auto& cfg = b.cfg;
   dispatcher_options dispatch;
-  dispatch.owner = owner_id();
+  dispatch.owner = owner_id(cfg.jobs.worker_name);
   dispatch.concurrency = cfg.jobs.concurrency;
-  // A lease outlives the longest flow: verification plus a few calls.
-  dispatch.lease = cfg.exponea.verify_timeout + 10 * cfg.exponea.timeout + std::chrono::minutes(1);
+  if (cfg.store.engine == store_engine_kind::postgresql) {
+    // Another daemon takes a job over once its lease runs out (docs/contract.md §8): renewed
+    // three times a lease while the run goes on, swept often.
+    dispatch.lease = cfg.jobs.lease;
+    dispatch.renew_interval = cfg.jobs.lease / 3;
+    dispatch.sweep_interval = std::min<std::chrono::milliseconds>(cfg.jobs.lease / 4, std::chrono::seconds(5));
+  } else {
+    // One daemon per SQLite store: a lease outlives the longest flow (verification plus a few
+    // calls); a killed daemon's leases are expired at the next start (app/open_store.hpp).
+    dispatch.lease =
+        cfg.exponea.verify_timeout + 10 * cfg.exponea.timeout + std::chrono::minutes(1);
+  }
   dispatch.retry = cfg.retry;
   dispatch.flows = settings_for(cfg);
   dispatch.requests = cfg.requests;
@@ -355,9 +365,11 @@ int serve(const std::filesystem::path& config_file) {
   // check_credentials made sure store_key is 64 hex digits.
   const auto store_key =
       crypto::from_hex(credentials->find(credential::store_key)->reveal()).value_or("");
-  auto store = open_store(cfg, store_key);
+  const auto store_password = credentials->find(credential::store_password);
+  auto store = open_store(cfg, store_key, std::string(store_password ? store_password->reveal() : ""));
   if (!store) {
-    return explain(store.error().detail, 1);
+    // A schema from a newer build is the operator's to resolve (exit 2), like a configuration.
+    return explain(store.error().detail, store.error().is(errc::store_schema_newer) ? 2 : 1);
   }
   for (const auto& w : deployment_warnings(cfg)) {
     log->warn("{}", w);

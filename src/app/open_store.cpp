@@ -55,11 +55,30 @@ result<std::unique_ptr<job_store>> open_sqlite(const config& cfg, const std::str
   return store;
 }
 
+result<std::unique_ptr<job_store>> open_postgres(const config& cfg, const std::string& subject_key,
+                                                 const std::string& password) {
+  postgres_store_options options;
+  options.url = cfg.store.url;
+  options.password = password;
+  options.subject_key = subject_key;
+  auto store = open_postgres_store(options);
+  if (!store) {
+    return store;
+  }
+  if (auto active = (*store)->count_active()) {
+    spdlog::get("main")->info("job store on PostgreSQL open: {} job(s) queued or running",
+                              *active);
+  }
+  return store;
+}
+
 }  // namespace
 
-result<std::unique_ptr<job_store>> open_store(const config& cfg, const std::string& subject_key) {
-  // The one engine today; [store] will choose between SQLite and PostgreSQL here.
-  auto store = open_sqlite(cfg, subject_key);
+result<std::unique_ptr<job_store>> open_store(const config& cfg, const std::string& subject_key,
+                                              const std::string& password) {
+  auto store = cfg.store.engine == store_engine_kind::postgresql
+                   ? open_postgres(cfg, subject_key, password)
+                   : open_sqlite(cfg, subject_key);
   if (!store) {
     return store;
   }

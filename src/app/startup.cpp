@@ -108,10 +108,13 @@ std::vector<std::string> deployment_warnings(const config& cfg) {
   return out;
 }
 
-std::string owner_id() {
+std::string owner_id(const std::string& worker_name) {
+  std::random_device rd;
+  if (!worker_name.empty()) {
+    return fmt::format("{}:{:08x}", worker_name, rd());
+  }
   char host[256] = {};
   ::gethostname(host, sizeof host - 1);
-  std::random_device rd;
   return fmt::format("{}:{}:{:08x}", host, ::getpid(), rd());
 }
 

@@ -36,6 +36,8 @@ class category final : public boost::system::error_category {
         return "upstream protocol error";
       case errc::upstream_too_large:
         return "upstream answer too large";
+      case errc::store_schema_newer:
+        return "store schema newer than this build";
     }
     return "unknown dsr error";
   }

@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <array>
+#include <map>
 #include <mutex>
 #include <set>
 
@@ -119,6 +120,9 @@ class dispatcher_impl final : public dispatcher {
       });
     }
     asio::co_spawn(strand_, sweep(), log_if_thrown("jobs", "the lease sweep"));
+    if (options_.renew_interval.count() > 0) {
+      asio::co_spawn(strand_, renew(), log_if_thrown("jobs", "the lease renewal"));
+    }
     log()->info("dispatching with {} worker(s), owner {}", options_.concurrency, options_.owner);
   }
 
@@ -205,6 +209,31 @@ class dispatcher_impl final : public dispatcher {
     }
   }
 
+  // The heartbeat of the runs in progress: while this process lives, its jobs stay its own.
+  asio::awaitable<void> renew() {
+    asio::steady_timer timer(strand_);
+    while (!stopping_) {
+      timer.expires_after(options_.renew_interval);
+      co_await timer.async_wait(use_nothrow);
+      if (stopping_ || running_.empty()) {
+        continue;
+      }
+      std::vector<std::string> owners;
+      for (const auto& [id, owner] : running_) {
+        owners.push_back(owner);
+      }
+      auto renew = [owners = std::move(owners), now = clock_->now(),
+                    lease = options_.lease](job_store& s) {
+        return s.renew_leases(owners, now, lease);
+      };
+      auto renewed = co_await store_call<result<std::size_t>>(queue_, std::move(renew));
+      if (!renewed) {
+        log()->warn("cannot renew the leases of {} running job(s): {}", running_.size(),
+                    renewed.error().detail);
+      }
+    }
+  }
+
   asio::awaitable<void> worker(unsigned n) {
     while (!stopping_) {
       const auto now = clock_->now();
@@ -214,9 +243,8 @@ class dispatcher_impl final : public dispatcher {
                       std::chrono::duration_cast<std::chrono::milliseconds>(verdict.wake_at - now));
         continue;
       }
-      auto claim = [owner = options_.owner, now, lease = options_.lease](job_store& s) {
-        return s.claim_next(owner, now, lease);
-      };
+      auto claim = [owner = fmt::format("{}/{}", options_.owner, ++claims_), now,
+                    lease = options_.lease](job_store& s) { return s.claim_next(owner, now, lease); };
       auto claimed = co_await store_call<result<std::optional<job>>>(queue_, std::move(claim));
       if (!claimed) {
         log()->error("cannot claim a job: {}", claimed.error().detail);
@@ -253,7 +281,13 @@ class dispatcher_impl final : public dispatcher {
     const auto started = clock_->now();
     log()->info("[R {}] {} started (attempt {}){}", j.request_id, to_string(j.op), j.attempts + 1,
                 probe ? "; let through to test whether Exponea accepts the calls again" : "");
-    store_journal journal(queue_, j.id, options_.owner, *clock_);
+    store_journal journal(queue_, j.id, j.lease_owner, *clock_);
+    running_[j.id] = j.lease_owner;
+    struct forget_run {
+      std::map<std::int64_t, std::string>& running;
+      std::int64_t id;
+      ~forget_run() { running.erase(id); }
+    } forget{running_, j.id};
     timer_clock time(*clock_, strand_, stopping_, sleepers_);
     flow_outcome outcome;
     // g++ 12 miscompiles co_await in a conditional expression: plain if/else. A bug or an
@@ -323,7 +357,7 @@ class dispatcher_impl final : public dispatcher {
       log()->warn("[R {}] stopped: {}", j.request_id, r.error().detail);
       co_return;
     }
-    auto release = [id = j.id, owner = options_.owner, next, now](job_store& s) {
+    auto release = [id = j.id, owner = j.lease_owner, next, now](job_store& s) {
       return s.release(id, owner, next, now);
     };
     auto released = co_await store_call<result<void>>(queue_, release);
@@ -410,6 +444,9 @@ class dispatcher_impl final : public dispatcher {
   dispatcher_options options_;
   dispatch_gate gate_;
   std::vector<asio::steady_timer> timers_;
+  // The runs in progress (on the strand): job id -> the lease owner of that run.
+  std::map<std::int64_t, std::string> running_;
+  std::uint64_t claims_ = 0;
   std::set<asio::steady_timer*> sleepers_;
   bool stopping_ = false;
   std::mt19937_64 random_;

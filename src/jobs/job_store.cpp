@@ -129,6 +129,10 @@ class domain_store final : public job_store {
   result<std::size_t> expire_leases(time_point now) override {
     return engine_->expire_leases(now);
   }
+  result<std::size_t> renew_leases(std::span<const std::string> owners, time_point now,
+                                   std::chrono::milliseconds lease) override {
+    return engine_->renew_leases(owners, now, lease);
+  }
   result<void> probe_write(time_point now) override { return engine_->probe_write(now); }
   result<void> set_max_size(std::uint64_t bytes) override {
     return engine_->set_max_size(bytes);

@@ -161,7 +161,7 @@ class postgres_engine final : public store_engine {
     const std::int64_t version = v->count() == 0 ? 0 : v->integer(0, 0);
     if (version > static_cast<std::int64_t>(migrations.size())) {
       return rolled_back(make_failure(
-          errc::store_corrupt,
+          errc::store_schema_newer,
           fmt::format("job store {}: has schema version {}, newer than this build knows ({}); run "
                       "a newer dsr-connector",
                       where_, version, migrations.size())));
@@ -332,6 +332,24 @@ class postgres_engine final : public store_engine {
         "lease_owner = NULL, lease_expires_at_ms = NULL WHERE state = 'running' AND "
         "lease_expires_at_ms < $1",
         "expiring leases", pg::params().integer(ms(now)));
+    if (!r) {
+      return r.error();
+    }
+    return static_cast<std::size_t>(r->affected());
+  }
+
+  result<std::size_t> renew_leases(std::span<const std::string> owners, time_point now,
+                                   std::chrono::milliseconds lease) override {
+    if (owners.empty()) {
+      return std::size_t{0};
+    }
+    auto r = query(
+        "UPDATE jobs SET lease_expires_at_ms = $2 WHERE state = 'running' AND lease_owner = "
+        "ANY($1::text[])",
+        "renewing leases",
+        pg::params()
+            .text_array(std::vector<std::string>(owners.begin(), owners.end()))
+            .integer(ms(now + lease)));
     if (!r) {
       return r.error();
     }

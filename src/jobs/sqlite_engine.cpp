@@ -394,6 +394,28 @@ class sqlite_engine final : public store_engine {
     return static_cast<std::size_t>(sqlite3_changes(db_));
   }
 
+  result<std::size_t> renew_leases(std::span<const std::string> owners, time_point now,
+                                   std::chrono::milliseconds lease) override {
+    if (auto r = begin(); !r) {
+      return r.error();
+    }
+    std::size_t renewed = 0;
+    for (const auto& owner : owners) {
+      use q(stmts_->renew);
+      q.bind(1, owner).bind(2, ms(now + lease));
+      if (q.step() != SQLITE_DONE) {
+        auto e = error("renewing leases");
+        rollback();
+        return e;
+      }
+      renewed += static_cast<std::size_t>(sqlite3_changes(db_));
+    }
+    if (auto r = commit(); !r) {
+      return r.error();
+    }
+    return renewed;
+  }
+
   result<void> set_max_size(std::uint64_t bytes) override {
     const auto page = query_text(db_, "PRAGMA page_size");
     const auto page_size = page ? std::max<std::uint64_t>(std::stoull(*page), 512) : 4096;
@@ -581,6 +603,9 @@ class sqlite_engine final : public store_engine {
                  "END, lease_owner = NULL, lease_expires_at_ms = NULL WHERE state = 'running' AND "
                  "lease_expires_at_ms < ?1"),
           probe(db, "INSERT OR REPLACE INTO store_probe (id, at_ms) VALUES (1, ?1)"),
+          renew(db,
+                "UPDATE jobs SET lease_expires_at_ms = ?2 WHERE state = 'running' AND lease_owner "
+                "= ?1"),
           subject_of(db,
                      "SELECT subject, subject_form, request_id, subject_id_name FROM jobs WHERE id "
                      "= ?1 AND state IN ('completed', 'user_not_found', 'cancelled', "
@@ -606,7 +631,7 @@ class sqlite_engine final : public store_engine {
     statement begin, commit, rollback, by_trace, by_request, insert_job, insert_step,
         find_by_request, find_by_id, list_all, list_state, history, count_by_state, oldest_waiting,
         deadlines, at_risk, count_active, claim, lease_of, release, due_reports, requeue, resend,
-        cancel, record_report, expire, probe, subject_of, forget, purge_steps, purge_jobs,
+        cancel, record_report, expire, probe, renew, subject_of, forget, purge_steps, purge_jobs,
         link_expiry, expired_links, live_links;
   };
 
@@ -904,8 +929,11 @@ result<std::unique_ptr<store_engine>> open_sqlite_engine(const sqlite_store_opti
   }
   const auto version_text = query_text(db, "PRAGMA user_version");
   const int version = version_text ? std::stoi(*version_text) : -1;
-  if (version < 0 || version > static_cast<int>(migrations.size())) {
-    return fail(errc::store_corrupt,
+  if (version < 0) {
+    return fail(errc::store_corrupt, "has no readable schema version");
+  }
+  if (version > static_cast<int>(migrations.size())) {
+    return fail(errc::store_schema_newer,
                 fmt::format("has schema version {}, newer than this build knows ({}); run a "
                             "newer dsr-connector",
                             version, migrations.size()));

@@ -60,10 +60,14 @@ void store_worker::loop() {
         wake_.wait(lock, has_work);
       } else if (!wake_.wait_for(lock, options_.probe_interval, has_work)) {
         lock.unlock();
-        if (store_->probe_write(
-                std::chrono::time_point_cast<millis>(std::chrono::system_clock::now()))) {
+        if (auto r = store_->probe_write(
+                std::chrono::time_point_cast<millis>(std::chrono::system_clock::now()));
+            r) {
           writable_.store(true);
           spdlog::info("store: commits work again; accepting requests");
+        } else {
+          std::lock_guard relock(mutex_);
+          last_error_ = r.error().detail;
         }
         continue;
       }
@@ -91,6 +95,10 @@ void store_worker::loop() {
         }
       }();
       writable_.store(outcomes.has_value());
+      if (!outcomes) {
+        std::lock_guard lock(mutex_);
+        last_error_ = outcomes.error().detail;
+      }
       const auto complete = [](std::vector<pending_insert>& done,
                                const result<std::vector<insert_outcome>>& r) {
         for (std::size_t i = 0; i < done.size(); ++i) {

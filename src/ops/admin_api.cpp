@@ -202,7 +202,8 @@ void admin_api::add_routes(http::router& r) {
 void admin_api::ready(http::responder done) {
   std::string reason;
   if (!queue_.writable()) {
-    reason = "the job store cannot commit";
+    const auto why = queue_.last_error();
+    reason = why.empty() ? "the job store cannot commit" : "the job store cannot commit: " + why;
   }
   for (const auto c : {credential::exponea_api_key, credential::exponea_api_secret,
                        credential::exponea_project_token, credential::exponea_api_token,

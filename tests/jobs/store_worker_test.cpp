@@ -53,6 +53,10 @@ class gated_store final : public job_store {
     return operator_result::not_found;
   }
   result<std::size_t> expire_leases(time_point) override { return std::size_t{0}; }
+  result<std::size_t> renew_leases(std::span<const std::string>, time_point,
+                                   std::chrono::milliseconds) override {
+    return std::size_t{0};
+  }
   result<void> probe_write(time_point) override {
     const std::lock_guard lock(mutex_);
     if (fail_) {

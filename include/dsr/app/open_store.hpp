@@ -1,7 +1,9 @@
 #pragma once
-// The job store `serve` runs on, opened in one step: where the store engine is chosen (SQLite
-// today). Ready for the dispatcher when it returns: every lease a killed predecessor left is
-// expired (its jobs resume from their journal), and the [store] max_size_mb cap is set.
+// The job store `serve` runs on, opened in one step: where the store engine is chosen ([store]
+// engine, contract §8). Ready for the dispatcher when it returns: with SQLite every lease a killed
+// predecessor left is expired (its jobs resume from their journal), and the [store] max_size_mb
+// cap is set; with PostgreSQL a predecessor's leases run out as any dead daemon's do (the
+// dispatcher's sweep), since another daemon may still hold them.
 //
 // SQLite is used by one daemon per store: an exclusive lock on "<store>.lock", held for the
 // process's life, is what makes expiring every lease at start-up safe (their owner is dead).
@@ -19,7 +21,9 @@
 
 namespace dsr::app {
 
-// `subject_key`: store_key's 32 bytes (the store derives its sealing keys from them).
-result<std::unique_ptr<job_store>> open_store(const config& cfg, const std::string& subject_key);
+// `subject_key`: store_key's 32 bytes (the store derives its sealing keys from them);
+// `password`: store_password, "" when not given (libpq's own sources then).
+result<std::unique_ptr<job_store>> open_store(const config& cfg, const std::string& subject_key,
+                                              const std::string& password);
 
 }  // namespace dsr::app

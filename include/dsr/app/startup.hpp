@@ -40,7 +40,8 @@ void raise_file_limit(std::uint64_t max_connections, unsigned listeners);
 // address. None stops the daemon.
 std::vector<std::string> deployment_warnings(const config& cfg);
 
-// This process's lease owner id: "host:pid:random".
-std::string owner_id();
+// This process's lease owner id: "host:pid:random", or "[jobs] worker_name:random" when set. The
+// random part makes a restarted daemon a new owner (contract §8).
+std::string owner_id(const std::string& worker_name);
 
 }  // namespace dsr::app

@@ -108,8 +108,14 @@ struct dispatcher_options {
   unsigned concurrency = 4;
   std::chrono::milliseconds lease{std::chrono::minutes(30)};
   std::chrono::milliseconds poll_interval{std::chrono::seconds(1)};
-  // How often leases that ran out (a release the store could not record) are swept back.
+  // How often leases that ran out (a release the store could not record, a dead daemon's) are
+  // swept back.
   std::chrono::milliseconds sweep_interval{std::chrono::seconds(30)};
+  // How often the leases of the jobs running here are renewed to `lease` from now; 0 = never
+  // (the lease then outlasts any run). Each run holds its lease under an owner of its own
+  // ("<owner>/<n>"), so that a run whose lease ran out and was claimed again, even here, can
+  // write nothing more to its job.
+  std::chrono::milliseconds renew_interval{0};
   retry_config retry;
   flow_settings flows;
   // How a Delete-URL job's right is routed (erase, opt-out, not handled), checked as it runs.

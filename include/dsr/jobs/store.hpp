@@ -125,6 +125,10 @@ class job_store {
 
   // Returns running jobs whose lease expired before `now` to the queue; how many.
   virtual result<std::size_t> expire_leases(time_point now) = 0;
+  // Extends to now + lease the leases held by each of `owners` on running jobs (a live daemon's
+  // heartbeat); how many. A lease that was already taken over stays with its new holder.
+  virtual result<std::size_t> renew_leases(std::span<const std::string> owners, time_point now,
+                                           std::chrono::milliseconds lease) = 0;
   // Commits a tiny write: proves the store can commit again after a fault (disk full, I/O error).
   virtual result<void> probe_write(time_point now) = 0;
   // Caps the store's size (0 = no cap): beyond it commits fail as on a full disk. An engine that

@@ -101,6 +101,8 @@ class store_engine {
   virtual result<void> release(std::int64_t job_id, std::string_view owner,
                                const job_release& next, time_point now) = 0;
   virtual result<std::size_t> expire_leases(time_point now) = 0;
+  virtual result<std::size_t> renew_leases(std::span<const std::string> owners, time_point now,
+                                           std::chrono::milliseconds lease) = 0;
 
   // Without history.
   virtual result<std::vector<stored_job>> due_reports(time_point now, std::size_t limit) = 0;

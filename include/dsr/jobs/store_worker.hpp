@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 
 namespace dsr {
@@ -32,6 +33,8 @@ class job_queue {
   virtual void run(task t) = 0;
   // False after the last transaction failed to commit, true again after one succeeds.
   virtual bool writable() const = 0;
+  // Why the last failed commit failed (naming the store), "" if none did. Thread-safe.
+  virtual std::string last_error() const { return {}; }
 };
 
 struct store_worker_options {
@@ -56,6 +59,10 @@ class store_worker final : public job_queue {
   void insert(new_job j, insert_callback done) override;
   void run(task t) override;
   bool writable() const override { return writable_.load(); }
+  std::string last_error() const override {
+    std::lock_guard lock(mutex_);
+    return last_error_;
+  }
 
   // Completes the queued work and stops the thread; later calls fail with store_unavailable.
   void stop();
@@ -69,7 +76,8 @@ class store_worker final : public job_queue {
 
   std::unique_ptr<job_store> store_;
   store_worker_options options_;
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
+  std::string last_error_;
   std::condition_variable wake_;
   std::deque<pending_insert> inserts_;
   std::deque<task> tasks_;
