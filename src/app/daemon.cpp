@@ -8,7 +8,6 @@
 #include "dsr/config/config.hpp"
 #include "dsr/credentials/credentials.hpp"
 #include "dsr/exponea/client.hpp"
-#include "dsr/exponea/probe.hpp"
 #include "dsr/http/client.hpp"
 #include "dsr/http/router.hpp"
 #include "dsr/http/server.hpp"
@@ -22,6 +21,7 @@
 #include "dsr/mineos/reporter.hpp"
 #include "dsr/ops/admin_api.hpp"
 #include "dsr/ops/logging.hpp"
+#include "dsr/ops/probe.hpp"
 #include "dsr/ops/systemd.hpp"
 
 #include <fcntl.h>

@@ -1,7 +1,7 @@
 #include "dsr/config/config.hpp"
 
-#include "dsr/credentials/names.hpp"
-#include "dsr/mineos/request_types.hpp"
+#include "dsr/config/credential_names.hpp"
+#include "dsr/config/request_types.hpp"
 
 #include <fmt/format.h>
 #include <toml++/toml.h>

@@ -1,11 +1,10 @@
 #include "dsr/jobs/dispatcher.hpp"
-#include "dsr/ops/metrics.hpp"
 
 #include "dsr/common/log.hpp"
+#include "dsr/config/request_types.hpp"
 #include "dsr/jobs/backoff.hpp"
 #include "dsr/jobs/exports.hpp"
 #include "dsr/jobs/store_call.hpp"
-#include "dsr/mineos/request_types.hpp"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>

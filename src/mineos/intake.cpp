@@ -1,5 +1,4 @@
 #include "dsr/mineos/intake.hpp"
-#include "dsr/ops/metrics.hpp"
 
 #include "dsr/common/log.hpp"
 #include "dsr/mineos/signature.hpp"

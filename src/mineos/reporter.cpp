@@ -1,5 +1,4 @@
 #include "dsr/mineos/reporter.hpp"
-#include "dsr/ops/metrics.hpp"
 
 #include "dsr/common/log.hpp"
 #include "dsr/common/text.hpp"

@@ -96,7 +96,7 @@ struct mineos_config {
 };
 
 // Which rights arriving at the Delete URL anonymize and which revoke consent (contract §4), each
-// normalised (normalise_right in mineos/request_types.hpp: ASCII letters and digits, lower case).
+// normalised (normalise_right in config/request_types.hpp: ASCII letters and digits, lower case).
 struct requests_config {
   std::vector<std::string> erase_types{"delete"};
   std::vector<std::string> opt_out_types{"donotsell", "donotmail", "optout", "unsubscribe"};

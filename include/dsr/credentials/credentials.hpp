@@ -7,7 +7,7 @@
 // Kept behind an interface so that a reload (SIGHUP) can swap values in a running process.
 
 #include "dsr/config/config.hpp"
-#include "dsr/credentials/names.hpp"
+#include "dsr/config/credential_names.hpp"
 #include "dsr/credentials/secret.hpp"
 
 #include <functional>

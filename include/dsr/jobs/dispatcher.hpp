@@ -5,6 +5,7 @@
 // rejection pauses dispatch and a run of transient failures opens a circuit breaker
 // (`dispatch_gate`); neither consumes attempts.
 
+#include "dsr/common/metrics_sink.hpp"
 #include "dsr/config/config.hpp"
 #include "dsr/exponea/client.hpp"
 #include "dsr/jobs/flows.hpp"
@@ -18,10 +19,6 @@
 #include <optional>
 #include <random>
 #include <span>
-
-namespace dsr::ops {
-class metrics;  // ops/metrics.hpp
-}  // namespace dsr::ops
 
 namespace dsr {
 
@@ -124,7 +121,7 @@ struct dispatcher_options {
   // Held while a job runs, so that a graceful stop waits for it (http::server::hold).
   std::function<std::shared_ptr<void>()> hold;
   // Counts retries and finished jobs with their duration since receipt. Null: not counted.
-  ops::metrics* metrics = nullptr;
+  metrics_sink* metrics = nullptr;
 };
 
 class dispatcher {

@@ -41,7 +41,7 @@ std::optional<job_state> parse_job_state(std::string_view s);
 // queued, running and retrying: the job can still run and counts against max_queued_jobs.
 bool is_active(job_state s);
 
-// The right a Delete-URL request carries, as received (mineos/request_types.hpp): kept so that a
+// The right a Delete-URL request carries, as received (config/request_types.hpp): kept so that a
 // job is routed again when it runs (a retried job whose right was not handled, say).
 struct job_right {
   std::string id;    // request.requestType.id

@@ -5,8 +5,8 @@
 
 #include "dsr/common/clock.hpp"
 #include "dsr/common/error.hpp"
+#include "dsr/config/request_types.hpp"
 #include "dsr/jobs/job.hpp"
-#include "dsr/mineos/request_types.hpp"
 
 #include <optional>
 #include <string>

@@ -1,6 +1,8 @@
 #pragma once
 // "Test your integration" (contract §2 `check`, §4 `isTest`) and preview (§4): read-only probes
 // of the configuration against Exponea and MineOS. Nothing here writes to either.
+// It uses both peers' clients (exponea::api, mineos::send_test_report), so it sits in ops, above
+// both; its names stay in dsr::exponea, the API it mostly probes.
 
 #include "dsr/config/config.hpp"
 #include "dsr/credentials/credentials.hpp"
