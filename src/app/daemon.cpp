@@ -122,7 +122,7 @@ boost::asio::awaitable<void> warn_deadlines_daily(job_queue& queue, deadline_pol
 // Hourly (and at start-up): exports whose file link expired go; other exports older than
 // export_retention_days go (kept ones when api_base_url is empty, or ones MineOS never
 // acknowledged), but those behind a live file link; finished jobs' metadata goes after
-// retention_days (contract §3).
+// retention_days (docs/contract.md §3).
 boost::asio::awaitable<void> purge_hourly(std::filesystem::path dir, std::chrono::days retention,
                                           job_queue& queue, std::chrono::days job_retention) {
   boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor);
@@ -463,7 +463,7 @@ int serve(const std::filesystem::path& config_file) {
   };
   ops::admin_api admin(worker, *credentials, admin_options);
   admin.add_routes(router);
-  // Large copies reach MineOS as signed links to GET /v1/files/... on `listen` (contract §6).
+  // Large copies reach MineOS as signed links, GET /v1/files/... on `listen` (docs/contract.md §6).
   std::shared_ptr<const mineos::file_links> links;
   std::unique_ptr<mineos::file_downloads> downloads;
   if (!cfg.mineos.public_url.empty()) {

@@ -151,7 +151,7 @@ std::filesystem::path resolve(const std::filesystem::path& base, const std::stri
   return path;
 }
 
-// An http(s) URL; plain http only towards a loopback host (contract §3).
+// An http(s) URL; plain http only towards a loopback host (docs/contract.md §3).
 void check_url(section_reader& r, std::string_view key, const std::string& url) {
   auto parsed = boost::urls::parse_absolute_uri(url);
   if (!parsed) {

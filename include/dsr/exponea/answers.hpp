@@ -1,7 +1,7 @@
 #pragma once
-// Exponea's answers sorted into the contract's classes (contract §5): one table for every call,
-// so that callers decide retry, pause or fail the same way. Pure functions over status, body and
-// headers: no I/O (and a fuzz target, tests/fuzz/).
+// Exponea's answers sorted into the contract's classes (docs/contract.md §5): one table for every
+// call, so that callers decide retry, pause or fail the same way. Pure functions over status, body
+// and headers: no I/O (and a fuzz target, tests/fuzz/).
 
 #include "dsr/common/clock.hpp"
 #include "dsr/common/error.hpp"

@@ -1,5 +1,5 @@
 #pragma once
-// The Bloomreach Engagement (Exponea) API as the daemon uses it (contract §5): export-one,
+// The Bloomreach Engagement (Exponea) API as the daemon uses it (docs/contract.md §5): export-one,
 // track an event, anonymize, system/time. Every answer is classified into the contract's classes
 // so that callers decide retry, pause or fail from one table (`classify`).
 

@@ -114,7 +114,7 @@ struct dispatcher_options {
   // Where completed copy exports are written (one JSON file per request, mode 0600).
   std::filesystem::path export_dir;
   breaker_config breaker;
-  // No reporter: a finished job's e-mail is replaced by its hash at once (contract §6).
+  // No reporter: a finished job's e-mail is replaced by its hash at once (docs/contract.md §6).
   bool forget_finished_subjects = false;
   // Called after a job reached a final state (the reporter's wake-up).
   std::function<void()> on_finished;

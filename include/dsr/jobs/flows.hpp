@@ -1,7 +1,7 @@
 #pragma once
-// The delete, opt-out and copy flows of contract §5, as plain code over seams: the Exponea API, a
-// journal of steps (written under the job's lease), the clock and a sleeper. No socket, no disk:
-// tests run them over fakes, including resumption from every journaled step.
+// The delete, opt-out and copy flows of docs/contract.md §5, as plain code over seams: the Exponea
+// API, a journal of steps (written under the job's lease), the clock and a sleeper. No socket, no
+// disk: tests run them over fakes, including resumption from every journaled step.
 //
 // Journal rules that make every step safe to repeat after a crash:
 //  - the audit event is tracked only on a customer that exists, and for delete before anonymize;

@@ -13,8 +13,8 @@
 
 namespace dsr {
 
-// What the daemon does (contract §4): `delete_` anonymizes (an erase right), `opt_out` revokes
-// consent (an opt-out right); both arrive at the Delete URL. `copy` exports.
+// What the daemon does (docs/contract.md §4): `delete_` anonymizes (an erase right), `opt_out`
+// revokes consent (an opt-out right); both arrive at the Delete URL. `copy` exports.
 enum class operation { delete_, opt_out, copy };
 
 enum class job_state {
@@ -71,9 +71,9 @@ struct new_job {
   job_right right;
   std::optional<time_point> created_at;  // the request's createdAt, when MineOS sent one
   time_point received_at;
-  // The one Exponea ID of the subject (contract §4 "Identifiers"): `subject_id_name` is "" for
-  // the e-mail (sent as [exponea] customer_id_type, lower-cased when lowercase_ids), else the ID
-  // name a custom field maps to; `subject` is the value ("" when there is none).
+  // The one Exponea ID of the subject (docs/contract.md §4 "Identifiers"): `subject_id_name` is ""
+  // for the e-mail (sent as [exponea] customer_id_type, lower-cased when lowercase_ids), else the
+  // ID name a custom field maps to; `subject` is the value ("" when there is none).
   std::string subject_id_name;
   std::string subject;
   std::optional<intake_outcome> ended;  // set: the job is stored finished, its report due
@@ -119,7 +119,7 @@ struct job {
   time_point due_at(std::uint32_t deadline_days) const;
 };
 
-// The legal deadline (contract §3 [jobs]): due `days` after createdAt (or receipt); flagged
+// The legal deadline (docs/contract.md §3 [jobs]): due `days` after createdAt (or receipt); flagged
 // `warning_days` before.
 struct deadline_policy {
   std::uint32_t days = 30;
@@ -130,8 +130,8 @@ struct deadline_policy {
 // due date, "due_soon" within the warning period, else "ok"; "" for a finished job.
 std::string_view deadline_status(const job& j, deadline_policy d, time_point now);
 
-// The job view of contract §4 (never the e-mail), plus `deadline` (deadline_status, null when
-// finished).
+// The job view of docs/contract.md §4 (never the e-mail), plus `deadline` (deadline_status, null
+// when finished).
 nlohmann::json job_view(const job& j, deadline_policy d, time_point now);
 
 }  // namespace dsr

@@ -1,5 +1,5 @@
 #pragma once
-// Intake of MineOS webhooks: POST /v1/mineos/delete, /copy and /preview (contract §4).
+// Intake of MineOS webhooks: POST /v1/mineos/delete, /copy and /preview (docs/contract.md §4).
 //
 // Order of work for each request: verify X-Mine-Signature over the raw body (401, nothing stored);
 // parse (400 naming the field); route it: the copy URL exports, a Delete-URL right is erased,

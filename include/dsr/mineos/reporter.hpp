@@ -1,5 +1,5 @@
 #pragma once
-// Reports finished jobs to MineOS (contract §6) from the store's outbox, through MineOS's
+// Reports finished jobs to MineOS (docs/contract.md §6) from the store's outbox, through MineOS's
 // published custom-integration status API:
 //   POST {api_base_url}/api/ticket/{request.id}/custom-integrations/{integrationId}
 //   Authorization: Bearer <mineos_api_key>
@@ -104,7 +104,7 @@ std::unique_ptr<reporter> make_reporter(boost::asio::any_io_executor executor, j
                                         const credential_store& credentials,
                                         std::shared_ptr<clock> clock, reporter_options options);
 
-// The status call of an isTest delivery (contract §6): {"action", "status": "Completed",
+// The status call of an isTest delivery (docs/contract.md §6): {"action", "status": "Completed",
 // "message": "dsr-connector test", "test": true}, which MineOS does not apply. The HTTP status of
 // MineOS's answer, or the transport failure.
 boost::asio::awaitable<result<http::client_response>> send_test_report(

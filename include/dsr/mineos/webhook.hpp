@@ -1,7 +1,7 @@
 #pragma once
-// Parsing of the MineOS custom-integration webhook body (contract §4), both the current shape
-// (traceId, request, userInfo) and the legacy one (EventId/eventId, ticketInfo, isTest as a string,
-// userInfo inside the request). Errors name the field and never echo its value.
+// Parsing of the MineOS custom-integration webhook body (docs/contract.md §4), both the current
+// shape (traceId, request, userInfo) and the legacy one (EventId/eventId, ticketInfo, isTest as a
+// string, userInfo inside the request). Errors name the field and never echo its value.
 
 #include "dsr/common/clock.hpp"
 #include "dsr/common/error.hpp"
@@ -34,7 +34,7 @@ struct webhook {
   std::vector<std::pair<std::string, std::string>> custom_fields;
 };
 
-// An isTest delivery: what its test status call needs (contract §6).
+// An isTest delivery: what its test status call needs (docs/contract.md §6).
 struct test_call {
   std::string request_id;      // "" when the delivery has none
   std::string integration_id;  // the delivery's, else [mineos] integration_id; "" when neither
