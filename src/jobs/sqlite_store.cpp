@@ -303,7 +303,7 @@ class sqlite_job_store final : public job_store {
       q.bind(1, to_string(next.state))
           .bind(2, static_cast<std::int64_t>(next.attempts))
           .bind(3, ms(next.next_attempt_at))
-          .bind(4, next.outcome)
+          .bind(4, to_string(next.outcome))
           .bind(5, next.outcome_message)
           .bind(6, ms(now))
           .bind(7, job_id)
@@ -761,7 +761,7 @@ class sqlite_job_store final : public job_store {
           .bind(14, j.right.name)
           .bind(15, j.right.type)
           .bind(16, j.subject_id_name)
-          .bind(17, j.ended ? j.ended->outcome : std::string())
+          .bind(17, to_string(j.ended ? j.ended->outcome : job_outcome::none))
           .bind(18, j.ended ? j.ended->message : std::string());
       if (j.created_at) {
         q.bind(7, ms(*j.created_at));
@@ -794,12 +794,13 @@ class sqlite_job_store final : public job_store {
       }
     }
     const auto id = sqlite3_last_insert_rowid(db_);
-    if (auto r = add_step(id, job_step{j.received_at, "received", "accepted"}); !r) {
+    if (auto r = add_step(id, job_step{j.received_at, step_kind::received, "accepted"}); !r) {
       return r.error();
     }
     if (j.ended) {
-      const auto step = job_step{j.received_at, "attempt 0",
-                                 fmt::format("{}: {}", j.ended->outcome, j.ended->message)};
+      const auto step =
+          job_step{j.received_at, step_name::attempt(0),
+                   fmt::format("{}: {}", to_string(j.ended->outcome), j.ended->message)};
       if (auto r = add_step(id, step); !r) {
         return r.error();
       }
@@ -811,7 +812,7 @@ class sqlite_job_store final : public job_store {
 
   result<void> add_step(std::int64_t job_id, const job_step& s) {
     use q(stmts_->insert_step);
-    q.bind(1, job_id).bind(2, ms(s.at)).bind(3, s.step).bind(4, s.result);
+    q.bind(1, job_id).bind(2, ms(s.at)).bind(3, to_string(s.step)).bind(4, s.result);
     if (q.step() != SQLITE_DONE) {
       return error("journaling a step");
     }
@@ -856,7 +857,8 @@ class sqlite_job_store final : public job_store {
     } else if (!cancelling && j.state == job_state::failed) {
       s = &stmts_->requeue;
       done = operator_result::requeued;
-    } else if (!cancelling && !is_active(j.state) && !j.reported && !j.outcome.empty()) {
+    } else if (!cancelling && !is_active(j.state) && !j.reported &&
+               j.outcome != job_outcome::none) {
       s = &stmts_->resend;
       done = operator_result::report_resent;
     }
@@ -873,7 +875,9 @@ class sqlite_job_store final : public job_store {
         return e;
       }
     }
-    if (auto r = add_step(j.id, job_step{now, "operator", cancelling ? "cancel" : "retry"}); !r) {
+    if (auto r = add_step(
+            j.id, job_step{now, step_kind::operator_action, cancelling ? "cancel" : "retry"});
+        !r) {
       rollback();
       return r.error();
     }
@@ -934,7 +938,7 @@ class sqlite_job_store final : public job_store {
     if (!q.is_null(15)) {
       j.lease_expires_at = from_ms(q.integer(15));
     }
-    j.outcome = q.text(16);
+    j.outcome = parse_job_outcome(q.text(16)).value_or(job_outcome::failed);
     j.outcome_message = q.text(17);
     j.reported = q.integer(18) != 0;
     if (!q.is_null(19)) {
@@ -954,7 +958,7 @@ class sqlite_job_store final : public job_store {
     q.bind(1, j.id);
     int rc = 0;
     while ((rc = q.step()) == SQLITE_ROW) {
-      j.history.push_back(job_step{from_ms(q.integer(0)), q.text(1), q.text(2)});
+      j.history.push_back(job_step{from_ms(q.integer(0)), parse_step(q.text(1)), q.text(2)});
     }
     if (rc != SQLITE_DONE) {
       return error("reading a job's history");

@@ -126,13 +126,16 @@ TEST(ExponeaClassify, RetryAfterInSecondsOrAsAnHttpDate) {
 
 TEST(ExponeaClassify, RetryReasonsNameWhatWentWrong) {
   const auto now = time_point{};
-  EXPECT_EQ(retry_reason(classify(429, "", "3", auth::basic, endpoint::track, now)),
+  EXPECT_EQ(to_string(reason_of(classify(429, "", "3", auth::basic, endpoint::track, now))),
             "rate_limited");
-  EXPECT_EQ(retry_reason(classify(503, "", std::nullopt, auth::basic, endpoint::track, now)),
-            "server_error");
-  EXPECT_EQ(retry_reason(classify(make_failure(errc::upstream_timeout, "x y: timed out (see)"))),
-            "timeout");
-  EXPECT_EQ(retry_reason(classify(make_failure(errc::upstream_unreachable, "connection refused"))),
+  EXPECT_EQ(
+      to_string(reason_of(classify(503, "", std::nullopt, auth::basic, endpoint::track, now))),
+      "server_error");
+  EXPECT_EQ(
+      to_string(reason_of(classify(make_failure(errc::upstream_timeout, "x y: timed out (see)")))),
+      "timeout");
+  EXPECT_EQ(to_string(reason_of(
+                classify(make_failure(errc::upstream_unreachable, "connection refused")))),
             "network");
 }
 

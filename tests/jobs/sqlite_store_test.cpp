@@ -62,7 +62,7 @@ TEST(SqliteStore, InsertedJobIsFoundWithEverythingIntakeKnew) {
   EXPECT_EQ(got.attempts, 0u);
   EXPECT_EQ(got.next_attempt_at, t0);
   ASSERT_EQ(got.history.size(), 1u);
-  EXPECT_EQ(got.history[0].step, "received");
+  EXPECT_EQ(to_string(got.history[0].step), "received");
   EXPECT_FALSE(*s->find("req-2"));
 }
 
@@ -166,7 +166,8 @@ TEST(SqliteStore, JobsNotYetDueAreNotClaimed) {
   auto s = open_memory();
   insert_one(*s, make_job("a", "ta"));
   auto j = **s->claim_next("me", t0, 30s);
-  ASSERT_TRUE(s->release(j.id, "me", {job_state::retrying, 1, t0 + 10min, "", ""}, t0));
+  ASSERT_TRUE(
+      s->release(j.id, "me", {job_state::retrying, 1, t0 + 10min, job_outcome::none, ""}, t0));
   EXPECT_FALSE(*s->claim_next("me", t0 + 9min, 30s));
   auto again = s->claim_next("me", t0 + 10min, 30s);
   ASSERT_TRUE(again && *again);
@@ -177,23 +178,24 @@ TEST(SqliteStore, OnlyTheLeaseHolderCanJournalOrRelease) {
   auto s = open_memory();
   insert_one(*s, make_job("a", "ta"));
   auto j = **s->claim_next("me", t0, 30s);
-  auto foreign = s->append_step(j.id, "someone-else", {t0, "export", "started"});
+  auto foreign = s->append_step(j.id, "someone-else", {t0, parse_step("export"), "started"});
   ASSERT_FALSE(foreign);
   EXPECT_TRUE(foreign.error().is(errc::lease_lost));
-  ASSERT_TRUE(s->append_step(j.id, "me", {t0, "export", "started"}));
-  EXPECT_FALSE(
-      s->release(j.id, "someone-else", {job_state::completed, 0, t0, "Completed", ""}, t0));
-  ASSERT_TRUE(s->release(j.id, "me", {job_state::completed, 1, t0, "Completed", "done"}, t0 + 1s));
+  ASSERT_TRUE(s->append_step(j.id, "me", {t0, parse_step("export"), "started"}));
+  EXPECT_FALSE(s->release(j.id, "someone-else",
+                          {job_state::completed, 0, t0, job_outcome::completed, ""}, t0));
+  ASSERT_TRUE(s->release(j.id, "me", {job_state::completed, 1, t0, job_outcome::completed, "done"},
+                         t0 + 1s));
   const auto done = **s->find("a");
   EXPECT_EQ(done.state, job_state::completed);
-  EXPECT_EQ(done.outcome, "Completed");
+  EXPECT_EQ(to_string(done.outcome), "Completed");
   EXPECT_EQ(done.updated_at, t0 + 1s);
   EXPECT_TRUE(done.lease_owner.empty());
   ASSERT_EQ(done.history.size(), 2u);
-  EXPECT_EQ(done.history[1].step, "export");
+  EXPECT_EQ(to_string(done.history[1].step), "export");
   EXPECT_EQ(*s->count_active(), 0u);
   // A released job's lease is gone: the old holder can no longer write to it.
-  EXPECT_FALSE(s->append_step(j.id, "me", {t0, "track", "started"}));
+  EXPECT_FALSE(s->append_step(j.id, "me", {t0, step_kind::track, "started"}));
 }
 
 TEST(SqliteStore, ExpiredLeasesReturnJobsToTheQueue) {
@@ -215,7 +217,8 @@ TEST(SqliteStore, FinishedJobsEnterTheOutboxUntilAcknowledgedOrGivenUp) {
   EXPECT_TRUE(s->due_reports(t0 + 1h, 10)->empty());  // nothing finished yet
   for (int i = 0; i < 2; ++i) {
     auto j = **s->claim_next("me", t0, 30s);
-    ASSERT_TRUE(s->release(j.id, "me", {job_state::completed, 1, t0, "Completed", "ok"}, t0));
+    ASSERT_TRUE(
+        s->release(j.id, "me", {job_state::completed, 1, t0, job_outcome::completed, "ok"}, t0));
   }
   auto due = s->due_reports(t0, 10);
   ASSERT_TRUE(due);
@@ -410,7 +413,8 @@ TEST(SqliteStore, SealingAndHashingUseTheirOwnDerivedKeysAndOldDataStaysReadable
     ASSERT_EQ(insert_one(**s, make_job("req-new", "t-new")), kind::inserted);
     ASSERT_EQ(insert_one(**s, make_job("req-old", "t-old")), kind::inserted);
     auto finished = make_job("req-hash", "t-hash");
-    finished.ended = intake_outcome{job_state::missing_identifiers, "MissingIdentifiers", "x"};
+    finished.ended =
+        intake_outcome{job_state::missing_identifiers, job_outcome::missing_identifiers, "x"};
     ASSERT_EQ(insert_one(**s, finished), kind::inserted);
   }
   const auto keys = derive_store_keys(store_key);
@@ -469,8 +473,8 @@ TEST(SqliteStore, EmailIsSealedAtRestAndReplacedByAHashOnceReported) {
   auto claimed = (*s)->claim_next("w", t0, std::chrono::minutes(1));
   ASSERT_TRUE(claimed && *claimed);
   EXPECT_EQ((*claimed)->subject, "canary-a@example.com");
-  ASSERT_TRUE(
-      (*s)->release((*claimed)->id, "w", {job_state::completed, 1, t0, "Completed", ""}, t0));
+  ASSERT_TRUE((*s)->release((*claimed)->id, "w",
+                            {job_state::completed, 1, t0, job_outcome::completed, ""}, t0));
   // Finished but not yet reported: still sealed, still readable for the report.
   EXPECT_EQ((**(*s)->find("req-a")).subject, "canary-a@example.com");
   report_update ack;
@@ -494,8 +498,8 @@ TEST(SqliteStore, ACustomFieldIdIsSealedAndForgottenLikeAnEmail) {
   ASSERT_TRUE(claimed && *claimed);
   EXPECT_EQ((*claimed)->subject, "CANARY-C-1042");
   EXPECT_EQ((*claimed)->subject_id_name, "customer_id");
-  ASSERT_TRUE(
-      (*s)->release((*claimed)->id, "w", {job_state::completed, 1, t0, "Completed", ""}, t0));
+  ASSERT_TRUE((*s)->release((*claimed)->id, "w",
+                            {job_state::completed, 1, t0, job_outcome::completed, ""}, t0));
   report_update ack;
   ack.acknowledged = true;
   ASSERT_TRUE((*s)->record_report((*claimed)->id, ack, t0));
@@ -507,11 +511,12 @@ TEST(SqliteStore, AJobEndedAtIntakeIsStoredFinishedWithItsReportDue) {
   auto s = open_memory();
   auto j = make_job("req-none", "t-none");
   j.subject.clear();
-  j.ended = intake_outcome{job_state::missing_identifiers, "MissingIdentifiers", "no e-mail"};
+  j.ended =
+      intake_outcome{job_state::missing_identifiers, job_outcome::missing_identifiers, "no e-mail"};
   ASSERT_EQ(insert_one(*s, j, 0), kind::inserted);  // never counts against the queue's capacity
   const auto got = **s->find("req-none");
   EXPECT_EQ(got.state, job_state::missing_identifiers);
-  EXPECT_EQ(got.outcome, "MissingIdentifiers");
+  EXPECT_EQ(to_string(got.outcome), "MissingIdentifiers");
   EXPECT_EQ(got.outcome_message, "no e-mail");
   EXPECT_EQ(*s->count_active(), 0u);
   EXPECT_FALSE(*s->claim_next("w", t0 + 1h, std::chrono::minutes(1)));  // nothing runs
@@ -538,7 +543,7 @@ TEST(SqliteStore, KeepsTheOperationAndTheRightAsReceived) {
   // A run routed as a delete now (the configuration changed) records it.
   auto claimed = s->claim_next("w", t0, std::chrono::minutes(1));
   ASSERT_TRUE(claimed && *claimed);
-  job_release next{job_state::completed, 1, t0, "Completed", "done"};
+  job_release next{job_state::completed, 1, t0, job_outcome::completed, "done"};
   next.op = operation::delete_;
   ASSERT_TRUE(s->release((*claimed)->id, "w", next, t0));
   EXPECT_EQ((**s->find("req-dns")).op, operation::delete_);
@@ -575,10 +580,11 @@ TEST(SqliteStore, PurgeDeletesOnlyFinishedJobsOlderThanTheCutoff) {
   const auto finish = [&](const char* id, job_state state, time_point at) {
     auto j = s->claim_next("w", at, std::chrono::minutes(1));
     while ((*j)->request_id != id) {
-      s->release((*j)->id, "w", {job_state::queued, 0, at + std::chrono::hours(1), "", ""}, at);
+      s->release((*j)->id, "w",
+                 {job_state::queued, 0, at + std::chrono::hours(1), job_outcome::none, ""}, at);
       j = s->claim_next("w", at, std::chrono::minutes(1));
     }
-    ASSERT_TRUE(s->release((*j)->id, "w", {state, 1, at, "Completed", ""}, at));
+    ASSERT_TRUE(s->release((*j)->id, "w", {state, 1, at, job_outcome::completed, ""}, at));
   };
   finish("old-done", job_state::completed, t0);
   finish("old-failed", job_state::failed, t0 + 1s);
@@ -608,10 +614,11 @@ TEST(SqliteStore, StatsCountStatesTheOldestWaitingJobAndDeadlinesAtRisk) {
   }
   auto j = s->claim_next("w", t0, std::chrono::minutes(1));
   while ((*j)->request_id != "done") {
-    s->release((*j)->id, "w", {job_state::queued, 0, t0 + 1h, "", ""}, t0);
+    s->release((*j)->id, "w", {job_state::queued, 0, t0 + 1h, job_outcome::none, ""}, t0);
     j = s->claim_next("w", t0, std::chrono::minutes(1));
   }
-  ASSERT_TRUE(s->release((*j)->id, "w", {job_state::completed, 1, t0, "Completed", ""}, t0));
+  ASSERT_TRUE(
+      s->release((*j)->id, "w", {job_state::completed, 1, t0, job_outcome::completed, ""}, t0));
 
   const auto st = s->stats(t0, 30 * 24h, 7 * 24h);
   ASSERT_TRUE(st) << st.error().detail;
@@ -646,7 +653,8 @@ TEST(SqliteStore, FailedJobKeepsItsSealedEmailAndAnotherKeyCannotReadIt) {
     ASSERT_EQ(insert_one(**s, make_job("req-f", "tf")), kind::inserted);
     auto j = (*s)->claim_next("w", t0, std::chrono::minutes(1));
     ASSERT_TRUE(j && *j);
-    ASSERT_TRUE((*s)->release((*j)->id, "w", {job_state::failed, 1, t0, "Failed", "x"}, t0));
+    ASSERT_TRUE(
+        (*s)->release((*j)->id, "w", {job_state::failed, 1, t0, job_outcome::failed, "x"}, t0));
     ASSERT_TRUE((*s)->forget_subject((*j)->id));  // a failed job may be retried: kept
     EXPECT_EQ((**(*s)->find("req-f")).subject, "jane@example.com");
   }

@@ -8,6 +8,7 @@
 #include "dsr/config/request_types.hpp"
 #include "dsr/jobs/job.hpp"
 
+#include <array>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -18,6 +19,11 @@ namespace dsr::mineos {
 
 // Which endpoint the body came to: the operation comes from the path, not from request.type.
 enum class endpoint_kind { delete_, copy, preview };
+inline constexpr std::array<endpoint_kind, 3> all_endpoint_kinds{
+    endpoint_kind::delete_, endpoint_kind::copy, endpoint_kind::preview};
+// "delete", "copy", "preview": the last segment of its path (POST /v1/mineos/<name>) and the
+// metrics' operation label.
+std::string_view to_string(endpoint_kind k);
 
 struct webhook {
   std::string trace_id;
