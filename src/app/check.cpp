@@ -8,7 +8,7 @@
 #include "dsr/config/config.hpp"
 #include "dsr/credentials/credentials.hpp"
 #include "dsr/exponea/client.hpp"
-#include "dsr/exponea/probe.hpp"
+#include "dsr/ops/probe.hpp"
 #include "dsr/http/client.hpp"
 #include "dsr/ops/logging.hpp"
 

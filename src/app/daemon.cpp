@@ -12,7 +12,7 @@
 #include "dsr/credentials/credentials.hpp"
 #include "dsr/exponea/client.hpp"
 #include "dsr/exponea/limiter.hpp"
-#include "dsr/exponea/probe.hpp"
+#include "dsr/ops/probe.hpp"
 #include "dsr/http/auth_throttle.hpp"
 #include "dsr/http/client.hpp"
 #include "dsr/http/router.hpp"
@@ -197,7 +197,7 @@ std::unique_ptr<dispatcher> make_jobs(asio::any_io_executor ex, const basis& b, 
   return make_dispatcher(std::move(ex), store, api, b.time, std::move(dispatch));
 }
 
-// Large copies reach MineOS as signed links to GET /v1/files/... on `listen` (contract §6): none
+// Large copies reach MineOS as signed links to GET /v1/files/... on `listen` (docs/contract.md §6): none
 // without [mineos] public_url.
 std::shared_ptr<const mineos::file_links> file_links_for(const config& cfg,
                                                          const std::string& store_key) {

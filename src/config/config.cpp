@@ -1,7 +1,7 @@
 #include "dsr/config/config.hpp"
 
-#include "dsr/credentials/names.hpp"
-#include "dsr/mineos/request_types.hpp"
+#include "dsr/config/credential_names.hpp"
+#include "dsr/config/request_types.hpp"
 
 #include <fmt/format.h>
 #include <toml++/toml.h>
@@ -216,7 +216,7 @@ std::filesystem::path resolve(const std::filesystem::path& base, const std::stri
   return path;
 }
 
-// An http(s) URL; plain http only towards a loopback host (contract §3).
+// An http(s) URL; plain http only towards a loopback host (docs/contract.md §3).
 void check_url(section_reader& r, std::string_view key, const std::string& url) {
   auto parsed = boost::urls::parse_absolute_uri(url);
   if (!parsed) {

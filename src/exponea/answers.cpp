@@ -51,17 +51,35 @@ call_error rejection(unsigned status, std::string message, std::string value) {
   return call_error{answer_class::rejected, status, std::move(message), std::move(value), {}};
 }
 
-std::string_view retry_reason(const call_error& e) {
-  if (e.status == 429) {
-    return "rate_limited";
-  }
-  if (e.status >= 500 && e.status <= 599) {
-    return "server_error";
-  }
-  if (e.status == 0) {
-    return contains(e.message, "timed out") ? "timeout" : "network";
+std::string_view to_string(retry_reason r) {
+  switch (r) {
+    case retry_reason::other:
+      return "other";
+    case retry_reason::rate_limited:
+      return "rate_limited";
+    case retry_reason::server_error:
+      return "server_error";
+    case retry_reason::timeout:
+      return "timeout";
+    case retry_reason::network:
+      return "network";
+    case retry_reason::internal:
+      return "internal";
   }
   return "other";
+}
+
+retry_reason reason_of(const call_error& e) {
+  if (e.status == 429) {
+    return retry_reason::rate_limited;
+  }
+  if (e.status >= 500 && e.status <= 599) {
+    return retry_reason::server_error;
+  }
+  if (e.status == 0) {
+    return contains(e.message, "timed out") ? retry_reason::timeout : retry_reason::network;
+  }
+  return retry_reason::other;
 }
 
 std::string_view to_string(endpoint ep) {

@@ -1,5 +1,4 @@
 #include "dsr/exponea/client.hpp"
-#include "dsr/ops/metrics.hpp"
 
 #include "dsr/common/crypto.hpp"
 #include "dsr/common/time.hpp"

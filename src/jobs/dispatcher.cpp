@@ -1,11 +1,10 @@
 #include "dsr/jobs/dispatcher.hpp"
-#include "dsr/ops/metrics.hpp"
 
 #include "dsr/common/log.hpp"
+#include "dsr/config/request_types.hpp"
 #include "dsr/jobs/backoff.hpp"
 #include "dsr/jobs/exports.hpp"
 #include "dsr/jobs/store_call.hpp"
-#include "dsr/mineos/request_types.hpp"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -39,7 +38,7 @@ class store_journal final : public journal {
   store_journal(job_queue& q, std::int64_t id, std::string owner, const clock& c)
       : queue_(q), id_(id), owner_(std::move(owner)), clock_(c) {}
 
-  asio::awaitable<result<void>> record(std::string step, std::string result_text) override {
+  asio::awaitable<result<void>> record(step_name step, std::string result_text) override {
     job_step s{clock_.now(), std::move(step), std::move(result_text)};
     auto fn = [id = id_, owner = owner_, s = std::move(s)](job_store& store) {
       return store.append_step(id, owner, s);
@@ -79,14 +78,14 @@ class timer_clock final : public flow_clock {
   std::set<asio::steady_timer*>& sleepers_;
 };
 
-std::string_view status_for(job_state s) {
+job_outcome status_for(job_state s) {
   switch (s) {
     case job_state::completed:
-      return "Completed";
+      return job_outcome::completed;
     case job_state::user_not_found:
-      return "UserNotFound";
+      return job_outcome::user_not_found;
     default:
-      return "Failed";
+      return job_outcome::failed;
   }
 }
 
@@ -329,7 +328,7 @@ class dispatcher_impl final : public dispatcher {
     } catch (const std::exception& e) {
       log()->error("[R {}] internal error: {}", j.request_id, e.what());
       outcome = flow_outcome{kind::retry, fmt::format("internal error: {}", e.what()), "",
-                             std::nullopt, "internal"};
+                             std::nullopt, exponea::retry_reason::internal};
     }
     const auto& row = policy_for(outcome.result);
     const auto now = clock_->now();
@@ -342,15 +341,15 @@ class dispatcher_impl final : public dispatcher {
     auto next = decide(j, outcome, options_.retry, now, uniform(random_));
     next.op = rerouted;
     // The history says how each attempt ended, in words an operator can act on.
-    std::string step = "attempt " + std::to_string(next.attempts);
-    std::string summary = fmt::format("{}: {}", next.outcome, next.outcome_message);
+    step_name step = step_name::attempt(next.attempts);
+    std::string summary = fmt::format("{}: {}", to_string(next.outcome), next.outcome_message);
     if (row.what == handling::retry && is_active(next.state)) {
       summary = fmt::format("retry: {}", next.outcome_message);
     } else if (row.what == handling::pause) {
-      step = "paused";
+      step = step_kind::paused;
       summary = fmt::format("{} (the job waits; no attempt used)", outcome.message);
     } else if (row.what == handling::requeue) {
-      step = "stopped";
+      step = step_kind::stopped;
       summary = outcome.message;
     }
     if (auto r = co_await journal.record(step, summary); !r) {
@@ -381,7 +380,7 @@ class dispatcher_impl final : public dispatcher {
       log()->info("[R {}] back in the queue: {}", j.request_id, outcome.message);
     } else if (is_active(next.state)) {
       if (options_.metrics != nullptr) {
-        options_.metrics->retry(outcome.reason.empty() ? "other" : outcome.reason);
+        options_.metrics->retry(to_string(outcome.reason));
       }
       log()->warn(
           "[R {}] {} attempt {} failed, retrying in {} s: {}", j.request_id, to_string(j.op),
@@ -400,12 +399,13 @@ class dispatcher_impl final : public dispatcher {
         options_.on_finished();
       }
       if (options_.metrics != nullptr) {
-        options_.metrics->job_finished(to_string(j.op), next.outcome, now - j.received_at);
+        options_.metrics->job_finished(to_string(j.op), to_string(next.outcome),
+                                       now - j.received_at);
       }
       log()->info(
           "[R {}] finished: operation={} outcome={} state={} duration={:.3f}s attempts={}{}",
-          j.request_id, to_string(j.op), next.outcome, to_string(next.state), took.count() / 1000.0,
-          next.attempts,
+          j.request_id, to_string(j.op), to_string(next.outcome), to_string(next.state),
+          took.count() / 1000.0, next.attempts,
           next.state == job_state::failed ? fmt::format(" reason=\"{}\"", next.outcome_message)
                                           : "");
     }
@@ -413,7 +413,7 @@ class dispatcher_impl final : public dispatcher {
 
   // Feeds the outcome to the gate and says what changed.
   void note_gate(const policy_row& row, bool probe, time_point now, const flow_outcome& outcome) {
-    if (outcome.result == kind::retry && outcome.reason == "rate_limited") {
+    if (outcome.result == kind::retry && outcome.reason == exponea::retry_reason::rate_limited) {
       gate_.throttled(probe, now);
       return;
     }
@@ -487,7 +487,7 @@ job_release decide(const job& j, const flow_outcome& o, const retry_config& retr
   next.next_attempt_at = now;
   const auto terminal = [&](job_state s, std::string message) {
     next.state = s;
-    next.outcome = std::string(status_for(s));
+    next.outcome = status_for(s);
     next.outcome_message = std::move(message);
     return next;
   };

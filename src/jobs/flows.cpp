@@ -12,18 +12,18 @@ namespace {
 
 using kind = flow_outcome::kind;
 
-bool journaled(const job& j, std::string_view step, std::string_view result) {
+bool journaled(const job& j, const step_name& step, std::string_view result) {
   return std::any_of(j.history.begin(), j.history.end(),
                      [&](const job_step& s) { return s.step == step && s.result == result; });
 }
 
 // The journal step of one consent category's reject event.
-std::string consent_step(std::string_view category) {
-  return fmt::format("consent {}", category);
+step_name consent_step(std::string_view category) {
+  return step_name::consent(category);
 }
 
 // The timestamp of the last `started <timestamp>` of `step` not followed by `done`, if any.
-std::optional<std::int64_t> started_at(const job& j, const std::string& step) {
+std::optional<std::int64_t> started_at(const job& j, const step_name& step) {
   std::optional<std::int64_t> at;
   for (const auto& s : j.history) {
     if (s.step != step) {
@@ -46,7 +46,7 @@ std::optional<std::int64_t> started_at(const job& j, const std::string& step) {
 // When the first anonymize was started, if ever.
 std::optional<time_point> anonymize_started_at(const job& j) {
   for (const auto& s : j.history) {
-    if (s.step == "anonymize" && s.result == "started") {
+    if (s.step.kind == step_kind::anonymize && s.result == "started") {
       return s.at;
     }
   }
@@ -58,7 +58,7 @@ std::optional<time_point> anonymize_started_at(const job& j) {
 bool last_anonymize_answered(const job& j) {
   bool answered = false;
   for (const auto& s : j.history) {
-    if (s.step == "anonymize") {
+    if (s.step.kind == step_kind::anonymize) {
       answered = s.result == "done";
     }
   }
@@ -72,7 +72,7 @@ flow_outcome from_error(const exponea::call_error& e, std::string_view doing) {
     case exponea::answer_class::transient:
       o.result = kind::retry;
       o.retry_after = e.retry_after;
-      o.reason = exponea::retry_reason(e);
+      o.reason = exponea::reason_of(e);
       break;
     case exponea::answer_class::rejected:
       o.result = kind::rejected;
@@ -116,13 +116,13 @@ boost::asio::awaitable<std::optional<flow_outcome>> track_once(const job& j,
                                                                exponea::api& api, journal& log,
                                                                flow_clock& time,
                                                                const flow_settings& s) {
-  if (journaled(j, "track", "done") || found.holds_audit_event) {
+  if (journaled(j, step_kind::track, "done") || found.holds_audit_event) {
     co_return std::nullopt;
   }
   if (time.stopping()) {
     co_return stopped();
   }
-  if (journaled(j, "track", "started")) {
+  if (journaled(j, step_kind::track, "started")) {
     // A crash came between the call and its record: the event may be in Exponea's write queue.
     // Look for it for a while before tracking again.
     const auto until = time.now() + s.track_settle;
@@ -148,7 +148,7 @@ boost::asio::awaitable<std::optional<flow_outcome>> track_once(const job& j,
       wait = std::min(wait * 2, s.verify_max_poll);
     }
   }
-  if (auto r = co_await log.record("track", "started"); !r) {
+  if (auto r = co_await log.record(step_kind::track, "started"); !r) {
     co_return interrupted(r.error());
   }
   exponea::event e;
@@ -160,7 +160,7 @@ boost::asio::awaitable<std::optional<flow_outcome>> track_once(const job& j,
   if (!tracked) {
     co_return from_error(tracked.error(), fmt::format("Bloomreach track {}", s.event_type));
   }
-  if (auto r = co_await log.record("track", "done"); !r) {
+  if (auto r = co_await log.record(step_kind::track, "done"); !r) {
     co_return interrupted(r.error());
   }
   co_return std::nullopt;
@@ -172,14 +172,14 @@ boost::asio::awaitable<std::optional<flow_outcome>> anonymize_journaled(exponea:
                                                                         journal& log,
                                                                         const nlohmann::json& ids,
                                                                         std::string_view doing) {
-  if (auto r = co_await log.record("anonymize", "started"); !r) {
+  if (auto r = co_await log.record(step_kind::anonymize, "started"); !r) {
     co_return interrupted(r.error());
   }
   auto anonymized = co_await api.anonymize(ids);
   if (!anonymized) {
     co_return from_error(anonymized.error(), doing);
   }
-  if (auto r = co_await log.record("anonymize", "done"); !r) {
+  if (auto r = co_await log.record(step_kind::anonymize, "done"); !r) {
     co_return interrupted(r.error());
   }
   co_return std::nullopt;
@@ -247,7 +247,7 @@ boost::asio::awaitable<flow_outcome> run_delete(const job& j, exponea::api& api,
       co_return from_error(found.error(), "Bloomreach export-one (verifying the anonymization)");
     }
     if (!*found) {
-      if (auto r = co_await log.record("verify", "done"); !r) {
+      if (auto r = co_await log.record(step_kind::verify, "done"); !r) {
         co_return interrupted(r.error());
       }
       co_return flow_outcome{kind::completed, "Anonymized in Bloomreach and verified gone", "",

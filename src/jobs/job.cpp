@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <array>
 #include <utility>
 
@@ -27,7 +28,87 @@ constexpr std::array<std::pair<operation, std::string_view>, 3> operation_names{
     {operation::copy, "copy"},
 }};
 
+constexpr std::array<std::pair<job_outcome, std::string_view>, 5> outcome_names{{
+    {job_outcome::none, ""},
+    {job_outcome::completed, "Completed"},
+    {job_outcome::user_not_found, "UserNotFound"},
+    {job_outcome::failed, "Failed"},
+    {job_outcome::missing_identifiers, "MissingIdentifiers"},
+}};
+
+// The names of the steps; attempt and consent are followed by a space and their detail.
+constexpr std::array<std::pair<step_kind, std::string_view>, 9> step_names{{
+    {step_kind::received, "received"},
+    {step_kind::attempt, "attempt"},
+    {step_kind::paused, "paused"},
+    {step_kind::stopped, "stopped"},
+    {step_kind::operator_action, "operator"},
+    {step_kind::track, "track"},
+    {step_kind::anonymize, "anonymize"},
+    {step_kind::verify, "verify"},
+    {step_kind::consent, "consent"},
+}};
+
+bool has_detail(step_kind k) {
+  return k == step_kind::attempt || k == step_kind::consent;
+}
+
 }  // namespace
+
+std::string_view to_string(job_outcome o) {
+  for (const auto& [v, text] : outcome_names) {
+    if (v == o) {
+      return text;
+    }
+  }
+  return "";
+}
+
+std::optional<job_outcome> parse_job_outcome(std::string_view s) {
+  for (const auto& [v, text] : outcome_names) {
+    if (text == s) {
+      return v;
+    }
+  }
+  return std::nullopt;
+}
+
+step_name step_name::attempt(std::uint32_t n) {
+  return {step_kind::attempt, std::to_string(n)};
+}
+
+step_name step_name::consent(std::string_view category) {
+  return {step_kind::consent, std::string(category)};
+}
+
+std::string to_string(const step_name& s) {
+  for (const auto& [k, text] : step_names) {
+    if (k == s.kind) {
+      return has_detail(k) ? std::string(text) + " " + s.detail : std::string(text);
+    }
+  }
+  return s.detail;  // other
+}
+
+step_name parse_step(std::string_view text) {
+  for (const auto& [k, name] : step_names) {
+    if (!has_detail(k) && text == name) {
+      return {k};
+    }
+    // "attempt 3", "consent newsletter": the name, one space, a detail that is not empty. A
+    // detail that would not print back the same ("attempt x") leaves the text `other`.
+    if (has_detail(k) && text.size() > name.size() + 1 && text.starts_with(name) &&
+        text[name.size()] == ' ') {
+      const auto detail = text.substr(name.size() + 1);
+      const bool number =
+          std::all_of(detail.begin(), detail.end(), [](char c) { return c >= '0' && c <= '9'; });
+      if (k == step_kind::consent || number) {
+        return {k, std::string(detail)};
+      }
+    }
+  }
+  return {step_kind::other, std::string(text)};
+}
 
 std::string_view to_string(operation op) {
   for (const auto& [o, text] : operation_names) {
@@ -99,7 +180,8 @@ nlohmann::json job_view(const job& j, deadline_policy d, time_point now) {
   const auto deadline = deadline_status(j, d, now);
   nlohmann::json history = nlohmann::json::array();
   for (const auto& s : j.history) {
-    history.push_back({{"at", format_rfc3339(s.at)}, {"step", s.step}, {"result", s.result}});
+    history.push_back(
+        {{"at", format_rfc3339(s.at)}, {"step", to_string(s.step)}, {"result", s.result}});
   }
   return {
       {"requestId", j.request_id},
@@ -113,7 +195,8 @@ nlohmann::json job_view(const job& j, deadline_policy d, time_point now) {
       {"updatedAt", format_rfc3339(j.updated_at)},
       {"dueAt", format_rfc3339(j.due_at(d.days))},
       {"deadline", deadline.empty() ? nlohmann::json(nullptr) : nlohmann::json(deadline)},
-      {"outcome", j.outcome.empty() ? nlohmann::json(nullptr) : nlohmann::json(j.outcome)},
+      {"outcome", j.outcome == job_outcome::none ? nlohmann::json(nullptr)
+                                                 : nlohmann::json(to_string(j.outcome))},
       {"reported", j.reported},
       {"reportError", j.report_error ? nlohmann::json(*j.report_error) : nullptr},
       {"history", std::move(history)},

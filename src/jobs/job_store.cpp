@@ -26,11 +26,12 @@ class domain_store final : public job_store {
     rows.reserve(jobs.size());
     for (const auto& j : jobs) {
       stored_new_job row{&j, seal(j.subject, j.request_id), {}};
-      row.steps.push_back(job_step{j.received_at, "received", "accepted"});
+      row.steps.push_back(job_step{j.received_at, step_kind::received, "accepted"});
       if (j.ended) {
         // Ended at intake: its outcome is the first attempt's.
-        row.steps.push_back(job_step{j.received_at, "attempt 0",
-                                     fmt::format("{}: {}", j.ended->outcome, j.ended->message)});
+        row.steps.push_back(
+            job_step{j.received_at, step_name::attempt(0),
+                     fmt::format("{}: {}", to_string(j.ended->outcome), j.ended->message)});
       }
       rows.push_back(std::move(row));
     }
@@ -212,18 +213,19 @@ class domain_store final : public job_store {
       return operator_result::not_found;
     }
     const job& j = (*found)->j;
-    operator_change change{j.id, operator_verb::requeue, j.state, "", "",
-                           job_step{now, "operator", cancelling ? "cancel" : "retry"}};
+    operator_change change{j.id, operator_verb::requeue, j.state, job_outcome::none, "",
+                           job_step{now, step_kind::operator_action, cancelling ? "cancel" : "retry"}};
     operator_result done = operator_result::conflict;
     if (cancelling && (j.state == job_state::queued || j.state == job_state::retrying)) {
       change.verb = operator_verb::cancel;
-      change.outcome = "Failed";
+      change.outcome = job_outcome::failed;
       change.outcome_message = "cancelled by operator";
       done = operator_result::cancelled;
     } else if (!cancelling && j.state == job_state::failed) {
       change.verb = operator_verb::requeue;
       done = operator_result::requeued;
-    } else if (!cancelling && !is_active(j.state) && !j.reported && !j.outcome.empty()) {
+    } else if (!cancelling && !is_active(j.state) && !j.reported &&
+               j.outcome != job_outcome::none) {
       change.verb = operator_verb::resend;
       done = operator_result::report_resent;
     } else {

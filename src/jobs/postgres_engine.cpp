@@ -282,7 +282,7 @@ class postgres_engine final : public store_engine {
         "$3, $4, $5 FROM held",
         next_seq);
     auto r = query(sql.c_str(), "journaling a step",
-                   pg::params().integer(job_id).text(owner).integer(ms(s.at)).text(s.step).text(
+                   pg::params().integer(job_id).text(owner).integer(ms(s.at)).text(to_string(s.step)).text(
                        s.result));
     if (!r) {
       return r.error();
@@ -311,7 +311,7 @@ class postgres_engine final : public store_engine {
                        .text(to_string(next.state))
                        .integer(next.attempts)
                        .integer(ms(next.next_attempt_at))
-                       .text(next.outcome)
+                       .text(to_string(next.outcome))
                        .text(next.outcome_message)
                        .integer(ms(now))
                        .integer(job_id)
@@ -444,10 +444,10 @@ class postgres_engine final : public store_engine {
         .integer(ms(now))
         .text(to_string(c.expected))
         .integer(ms(c.step.at))
-        .text(c.step.step)
+        .text(to_string(c.step.step))
         .text(c.step.result);
     if (c.verb == operator_verb::cancel) {
-      p.text(c.outcome).text(c.outcome_message);
+      p.text(to_string(c.outcome)).text(c.outcome_message);
     }
     auto r = query(sql.c_str(), "applying an operator action", p);
     if (!r) {
@@ -713,7 +713,7 @@ class postgres_engine final : public store_engine {
     std::vector<std::string> results;
     for (const auto& s : row.steps) {
       at.push_back(ms(s.at));
-      steps.push_back(s.step);
+      steps.push_back(to_string(s.step));
       results.push_back(s.result);
     }
     pg::params p;
@@ -734,7 +734,7 @@ class postgres_engine final : public store_engine {
         .text(j.right.name)
         .text(j.right.type)
         .text(j.subject_id_name)
-        .text(j.ended ? j.ended->outcome : std::string())
+        .text(j.ended ? std::string(to_string(j.ended->outcome)) : std::string())
         .text(j.ended ? j.ended->message : std::string())
         .integer_array(at)
         .text_array(steps)
@@ -815,7 +815,7 @@ class postgres_engine final : public store_engine {
       if (const auto v = r.optional_integer(i, 15)) {
         j.lease_expires_at = from_ms(*v);
       }
-      j.outcome = r.text(i, 16);
+      j.outcome = parse_job_outcome(r.text(i, 16)).value_or(job_outcome::failed);
       j.outcome_message = r.text(i, 17);
       j.reported = r.boolean(i, 18);
       if (!r.is_null(i, 19)) {
@@ -853,7 +853,7 @@ class postgres_engine final : public store_engine {
     for (int i = 0; i < r->count(); ++i) {
       if (auto it = by_id.find(r->integer(i, 0)); it != by_id.end()) {
         it->second->history.push_back(
-            job_step{from_ms(r->integer(i, 1)), r->text(i, 2), r->text(i, 3)});
+            job_step{from_ms(r->integer(i, 1)), parse_step(r->text(i, 2)), r->text(i, 3)});
       }
     }
     return {};

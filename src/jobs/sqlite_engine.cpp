@@ -244,7 +244,7 @@ class sqlite_engine final : public store_engine {
       q.bind(1, to_string(next.state))
           .bind(2, static_cast<std::int64_t>(next.attempts))
           .bind(3, ms(next.next_attempt_at))
-          .bind(4, next.outcome)
+          .bind(4, to_string(next.outcome))
           .bind(5, next.outcome_message)
           .bind(6, ms(now))
           .bind(7, job_id)
@@ -358,7 +358,7 @@ class sqlite_engine final : public store_engine {
       use q(s);
       q.bind(1, c.job_id).bind(2, ms(now)).bind(3, to_string(c.expected));
       if (c.verb == operator_verb::cancel) {
-        q.bind(4, c.outcome).bind(5, c.outcome_message);
+        q.bind(4, to_string(c.outcome)).bind(5, c.outcome_message);
       }
       if (q.step() != SQLITE_DONE) {
         auto e = error("applying an operator action");
@@ -732,7 +732,7 @@ class sqlite_engine final : public store_engine {
           .bind(14, j.right.name)
           .bind(15, j.right.type)
           .bind(16, j.subject_id_name)
-          .bind(17, j.ended ? j.ended->outcome : std::string())
+          .bind(17, to_string(j.ended ? j.ended->outcome : job_outcome::none))
           .bind(18, j.ended ? j.ended->message : std::string());
       if (j.created_at) {
         q.bind(7, ms(*j.created_at));
@@ -772,7 +772,7 @@ class sqlite_engine final : public store_engine {
 
   result<void> add_step(std::int64_t job_id, const job_step& s) {
     use q(stmts_->insert_step);
-    q.bind(1, job_id).bind(2, ms(s.at)).bind(3, s.step).bind(4, s.result);
+    q.bind(1, job_id).bind(2, ms(s.at)).bind(3, to_string(s.step)).bind(4, s.result);
     if (q.step() != SQLITE_DONE) {
       return error("journaling a step");
     }
@@ -840,7 +840,7 @@ class sqlite_engine final : public store_engine {
     if (!q.is_null(15)) {
       j.lease_expires_at = from_ms(q.integer(15));
     }
-    j.outcome = q.text(16);
+    j.outcome = parse_job_outcome(q.text(16)).value_or(job_outcome::failed);
     j.outcome_message = q.text(17);
     j.reported = q.integer(18) != 0;
     if (!q.is_null(19)) {
@@ -860,7 +860,7 @@ class sqlite_engine final : public store_engine {
     q.bind(1, j.id);
     int rc = 0;
     while ((rc = q.step()) == SQLITE_ROW) {
-      j.history.push_back(job_step{from_ms(q.integer(0)), q.text(1), q.text(2)});
+      j.history.push_back(job_step{from_ms(q.integer(0)), parse_step(q.text(1)), q.text(2)});
     }
     if (rc != SQLITE_DONE) {
       return error("reading a job's history");

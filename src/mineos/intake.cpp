@@ -1,5 +1,4 @@
 #include "dsr/mineos/intake.hpp"
-#include "dsr/ops/metrics.hpp"
 
 #include "dsr/common/log.hpp"
 #include "dsr/mineos/signature.hpp"
@@ -14,18 +13,6 @@ namespace {
 std::shared_ptr<spdlog::logger> log() {
   static const auto logger = subsystem_logger("intake");
   return logger;
-}
-
-std::string_view path_name(endpoint_kind k) {
-  switch (k) {
-    case endpoint_kind::delete_:
-      return "delete";
-    case endpoint_kind::copy:
-      return "copy";
-    case endpoint_kind::preview:
-      return "preview";
-  }
-  return "";
 }
 
 }  // namespace
@@ -43,15 +30,15 @@ void intake::add_routes(http::router& r) {
       handle(k, req, std::move(done));
     };
   };
-  r.add("POST", "/v1/mineos/delete", http::route_scope::webhook, route(endpoint_kind::delete_));
-  r.add("POST", "/v1/mineos/copy", http::route_scope::webhook, route(endpoint_kind::copy));
-  r.add("POST", "/v1/mineos/preview", http::route_scope::webhook, route(endpoint_kind::preview));
+  for (const auto k : all_endpoint_kinds) {
+    r.add("POST", fmt::format("/v1/mineos/{}", to_string(k)), http::route_scope::webhook, route(k));
+  }
 }
 
 void intake::handle(endpoint_kind kind, const http::request& req, http::responder done) {
   if (metrics_ != nullptr) {
     done = [m = metrics_, kind, done = std::move(done)](http::response res) {
-      m->webhook(path_name(kind), res.status);
+      m->webhook(to_string(kind), res.status);
       done(std::move(res));
     };
   }
@@ -60,7 +47,7 @@ void intake::handle(endpoint_kind kind, const http::request& req, http::responde
   const auto keys = secrets ? split_lines(*secrets) : std::vector<secret>{};
   if (!signature || !verify(req.body, *signature, keys)) {
     http::refuse(throttle_, req.remote,
-                 fmt::format("rejected a {} webhook: {} X-Mine-Signature", path_name(kind),
+                 fmt::format("rejected a {} webhook: {} X-Mine-Signature", to_string(kind),
                              signature ? "invalid" : "missing"),
                  http::problem(401, signature ? "X-Mine-Signature does not match the body"
                                               : "X-Mine-Signature header is missing"),
@@ -69,7 +56,7 @@ void intake::handle(endpoint_kind kind, const http::request& req, http::responde
   }
   auto parsed = parse_webhook(req.body, kind);
   if (!parsed) {
-    log()->info("rejected a {} webhook from {}: {}", path_name(kind), req.remote,
+    log()->info("rejected a {} webhook from {}: {}", to_string(kind), req.remote,
                 parsed.error().detail);
     done(http::problem(400, parsed.error().detail));
     return;
@@ -107,7 +94,7 @@ void intake::handle(endpoint_kind kind, const http::request& req, http::responde
     return;
   }
   if (integration.empty() && options_.reporting) {
-    log()->info("rejected a {} webhook from {}: no integrationId", path_name(kind), req.remote);
+    log()->info("rejected a {} webhook from {}: no integrationId", to_string(kind), req.remote);
     done(http::problem(400,
                        "integrationId is missing: the outcome could not be reported to "
                        "MineOS; MineOS sends it with every custom-integration request "
@@ -136,7 +123,8 @@ void intake::handle(endpoint_kind kind, const http::request& req, http::responde
         break;
       case route::unhandled:
         j.op = operation::delete_;
-        j.ended = intake_outcome{job_state::failed, "Failed", unhandled_message(w.request_right)};
+        j.ended = intake_outcome{job_state::failed, job_outcome::failed,
+                                 unhandled_message(w.request_right)};
         break;
     }
   }
@@ -144,7 +132,7 @@ void intake::handle(endpoint_kind kind, const http::request& req, http::responde
     j.subject_id_name = subject->name;
     j.subject = subject->value;
   } else if (!j.ended) {
-    j.ended = intake_outcome{job_state::missing_identifiers, "MissingIdentifiers",
+    j.ended = intake_outcome{job_state::missing_identifiers, job_outcome::missing_identifiers,
                              missing_identifiers_message(options_.custom_field_ids)};
   }
   log()->trace("[R {}] webhook subject {} <{}>", j.request_id, w.name, j.subject);
@@ -169,14 +157,15 @@ void intake::handle(endpoint_kind kind, const http::request& req, http::responde
       case kind::inserted:
         if (ended) {
           log()->info("[R {}] accepted {} request (trace {}); it ends at once: {}: {}", request_id,
-                      to_string(op), trace_id, ended->outcome, ended->message);
+                      to_string(op), trace_id, to_string(ended->outcome), ended->message);
         } else {
           log()->info("[R {}] accepted {} request (trace {})", request_id, to_string(op), trace_id);
         }
         if (counters != nullptr) {
           counters->request_accepted(to_string(op));
           if (ended) {
-            counters->job_finished(to_string(op), ended->outcome, std::chrono::seconds(0));
+            counters->job_finished(to_string(op), to_string(ended->outcome),
+                                   std::chrono::seconds(0));
           }
         }
         done(http::json_response(202, {{"requestId", r->request_id}, {"status", "accepted"}}));

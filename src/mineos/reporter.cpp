@@ -1,5 +1,4 @@
 #include "dsr/mineos/reporter.hpp"
-#include "dsr/ops/metrics.hpp"
 
 #include "dsr/common/log.hpp"
 #include "dsr/common/text.hpp"
@@ -213,7 +212,7 @@ class reporter_impl final : public reporter {
       if (!source) {
         log()->error("[R {}] {}; reporting Failed", j.request_id, source.error().detail);
         job lost = j;
-        lost.outcome = "Failed";
+        lost.outcome = job_outcome::failed;
         lost.outcome_message =
             "the export was lost before it could be delivered; retry the request "
             "(POST /v1/requests/{id}/retry)";
@@ -291,7 +290,7 @@ class reporter_impl final : public reporter {
     }
     switch (answer) {
       case report_answer::acknowledged:
-        log()->info("[R {}] reported {} to MineOS", j.request_id, j.outcome);
+        log()->info("[R {}] reported {} to MineOS", j.request_id, to_string(j.outcome));
         if (pause_) {
           log()->info("MineOS accepts mineos_api_key again: reporting resumes");
           set_pause(std::nullopt);
@@ -353,7 +352,7 @@ std::string status_path(std::string_view request_id, std::string_view integratio
 
 nlohmann::json report_body(const job& j) {
   return {{"action", to_string(action_of(j.op))},
-          {"status", j.outcome},
+          {"status", to_string(j.outcome)},
           {"message", j.outcome_message}};
 }
 

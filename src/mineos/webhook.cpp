@@ -133,6 +133,18 @@ result<void> check_safe(const std::string& value, std::string_view field) {
 
 }  // namespace
 
+std::string_view to_string(endpoint_kind k) {
+  switch (k) {
+    case endpoint_kind::delete_:
+      return "delete";
+    case endpoint_kind::copy:
+      return "copy";
+    case endpoint_kind::preview:
+      return "preview";
+  }
+  return "";
+}
+
 result<webhook> parse_webhook(std::string_view body, endpoint_kind kind) {
   if (nested_deeper_than(body, max_depth)) {
     return invalid(fmt::format("body is nested deeper than {} levels", max_depth));

@@ -1,5 +1,8 @@
 #include "dsr/sim/exponea_sim.hpp"
 
+// "reference §N" below is docs/reference/exponea-api.md §N; mineos-openapi.json is
+// docs/reference/mineos-openapi.json.
+
 #include <fmt/format.h>
 #include <openssl/evp.h>
 

@@ -2,7 +2,7 @@
 // daemon every secret it can read through LoadCredential=.
 
 #include "dsr/config/config.hpp"
-#include "dsr/credentials/names.hpp"
+#include "dsr/config/credential_names.hpp"
 #include "support/process.hpp"
 #include "support/temp_dir.hpp"
 

@@ -4,7 +4,7 @@
 // form, is in dsr-connector.toml(5) under its section's .SS; and man renders both without a
 // warning.
 
-#include "dsr/credentials/names.hpp"
+#include "dsr/config/credential_names.hpp"
 #include "support/process.hpp"
 #include "support/temp_dir.hpp"
 

@@ -50,7 +50,7 @@ class Fulfilment : public ::testing::Test {
 [server]
 listen = "127.0.0.1:0"
 [store]
-path = "dsr.sqlite3"
+{}
 [exponea]
 base_url = "http://127.0.0.1:{}"
 timeout_seconds = {}
@@ -64,7 +64,8 @@ initial_backoff_ms = 20
 max_attempts = 4
 {}
 )",
-                                sim_port_, exponea_timeout_seconds_, exponea_extra_, sim_port_,
+                                store_config_, sim_port_, exponea_timeout_seconds_,
+                                exponea_extra_, sim_port_,
                                 mineos_extra_, test_credentials() + extra_config_));
     config_ = cfg;
     start_daemon();
@@ -92,6 +93,8 @@ max_attempts = 4
   std::filesystem::path config_;
   int starts_ = 0;
 
+  // The [store] section's lines (PostgreSQL's tests put engine and url here).
+  std::string store_config_ = R"(path = "dsr.sqlite3")";
   // Lines added to the [exponea] section of the daemon's configuration.
   std::string exponea_extra_;
   // Sections added at the end of the daemon's configuration.

@@ -141,7 +141,7 @@ TEST_F(Reliability, WrongSecretPausesWithoutUsingAttemptsAndAReloadResumes) {
   ASSERT_EQ(ready.status, 503) << ready.body;
   EXPECT_THAT(ready.body, HasSubstr("exponea_api_secret"));
   EXPECT_THAT(ready.body, Not(HasSubstr("not-the-secret")));
-  // A preview meanwhile says so rather than waiting (contract §4).
+  // A preview meanwhile says so rather than waiting (docs/contract.md §4).
   const auto preview = post_signed(daemon_->port(), "/v1/mineos/preview",
                                    webhook_body("trace-preview", "req-preview", "c1@example.com"),
                                    "webhook-secret-e2e-SECRET");

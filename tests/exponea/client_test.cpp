@@ -60,7 +60,7 @@ struct row {
   std::string value;  // substring expected in the named value ("" = none expected)
 };
 
-// The contract's classes, row by row (contract §5, reference exponea-api.md §2.3).
+// The contract's classes, row by row (docs/contract.md §5, reference exponea-api.md §2.3).
 const std::vector<row> table{
     {200, R"({"success":true,"ids":{}})", auth::basic, endpoint::export_one, answer_class::ok, ""},
     {200, R"({"errors":[],"success":true})", auth::token, endpoint::track, answer_class::ok, ""},
@@ -126,13 +126,16 @@ TEST(ExponeaClassify, RetryAfterInSecondsOrAsAnHttpDate) {
 
 TEST(ExponeaClassify, RetryReasonsNameWhatWentWrong) {
   const auto now = time_point{};
-  EXPECT_EQ(retry_reason(classify(429, "", "3", auth::basic, endpoint::track, now)),
+  EXPECT_EQ(to_string(reason_of(classify(429, "", "3", auth::basic, endpoint::track, now))),
             "rate_limited");
-  EXPECT_EQ(retry_reason(classify(503, "", std::nullopt, auth::basic, endpoint::track, now)),
-            "server_error");
-  EXPECT_EQ(retry_reason(classify(make_failure(errc::upstream_timeout, "x y: timed out (see)"))),
-            "timeout");
-  EXPECT_EQ(retry_reason(classify(make_failure(errc::upstream_unreachable, "connection refused"))),
+  EXPECT_EQ(
+      to_string(reason_of(classify(503, "", std::nullopt, auth::basic, endpoint::track, now))),
+      "server_error");
+  EXPECT_EQ(
+      to_string(reason_of(classify(make_failure(errc::upstream_timeout, "x y: timed out (see)")))),
+      "timeout");
+  EXPECT_EQ(to_string(reason_of(
+                classify(make_failure(errc::upstream_unreachable, "connection refused")))),
             "network");
 }
 

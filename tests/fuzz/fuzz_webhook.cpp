@@ -6,8 +6,8 @@
 // an ID is never empty.
 
 #include "dsr/common/text.hpp"
+#include "dsr/config/request_types.hpp"
 #include "dsr/mineos/identifiers.hpp"
-#include "dsr/mineos/request_types.hpp"
 #include "dsr/mineos/webhook.hpp"
 
 #include <nlohmann/json.hpp>

@@ -43,7 +43,7 @@ TEST(RetryPolicy, TerminalOutcomes) {
                         {kind::failed, job_state::failed, "Failed"}}) {
     const auto next = decide(with_attempts(2), outcome(r.k, "because"), policy(), now, 0.5);
     EXPECT_EQ(next.state, r.state);
-    EXPECT_EQ(next.outcome, r.status);
+    EXPECT_EQ(to_string(next.outcome), r.status);
     EXPECT_EQ(next.outcome_message, "because");
     EXPECT_EQ(next.attempts, 3u);
   }
@@ -64,7 +64,7 @@ TEST(RetryPolicy, TransientFailureBacksOffExponentiallyWithFullJitter) {
   const auto next = decide(with_attempts(1), outcome(kind::retry), policy(), now, 0.5);
   EXPECT_EQ(next.state, job_state::retrying);
   EXPECT_EQ(next.attempts, 2u);
-  EXPECT_TRUE(next.outcome.empty());  // not a final status yet
+  EXPECT_TRUE(to_string(next.outcome).empty());  // not a final status yet
 }
 
 TEST(RetryPolicy, RetryAfterIsHonouredUpToTheCap) {
@@ -79,7 +79,7 @@ TEST(RetryPolicy, RetryAfterIsHonouredUpToTheCap) {
 TEST(RetryPolicy, GivesUpAfterMaxAttempts) {
   const auto next = decide(with_attempts(4), outcome(kind::retry, "HTTP 503"), policy(), now, 0.5);
   EXPECT_EQ(next.state, job_state::failed);
-  EXPECT_EQ(next.outcome, "Failed");
+  EXPECT_EQ(to_string(next.outcome), "Failed");
   EXPECT_THAT(next.outcome_message, ::testing::HasSubstr("gave up after 5 attempts"));
   EXPECT_THAT(next.outcome_message, ::testing::HasSubstr("HTTP 503"));
 }
@@ -117,7 +117,7 @@ TEST(RetryPolicy, RejectionAndShutdownRequeueWithoutUsingAnAttempt) {
     EXPECT_EQ(next.state, job_state::queued);
     EXPECT_EQ(next.attempts, 4u);  // max_attempts is 5: a fifth would fail it
     EXPECT_EQ(next.next_attempt_at, now);
-    EXPECT_TRUE(next.outcome.empty());
+    EXPECT_TRUE(to_string(next.outcome).empty());
   }
 }
 

@@ -22,11 +22,11 @@ using kind = flow_outcome::kind;
 
 class recording_journal final : public journal {
  public:
-  boost::asio::awaitable<result<void>> record(std::string step, std::string result) override {
+  boost::asio::awaitable<result<void>> record(step_name step, std::string result) override {
     if (fail_at_ && steps.size() == *fail_at_) {
       co_return make_failure(errc::lease_lost, "lease lost (injected)");
     }
-    steps.push_back(step + " " + result);
+    steps.push_back(to_string(step) + " " + result);
     entries.push_back(job_step{time_point{}, std::move(step), std::move(result)});
     co_return dsr::result<void>{};
   }
@@ -246,7 +246,7 @@ TEST_F(FlowTest, ResumedAfterTrackStartedDoesNotTrackTwiceWhenTheEventArrived) {
   auto j = make_job(operation::delete_);
   // The previous run tracked the event, then crashed before journaling `track done`.
   ASSERT_EQ(run(make_job(operation::copy)).result, kind::completed);  // puts req-1's event there
-  j.history = {{clock_->now(), "track", "started"}};
+  j.history = {{clock_->now(), step_kind::track, "started"}};
   journal_.steps.clear();
   EXPECT_EQ(run(j).result, kind::completed);
   EXPECT_EQ(audit_events("req-1"), 1);
@@ -255,7 +255,7 @@ TEST_F(FlowTest, ResumedAfterTrackStartedDoesNotTrackTwiceWhenTheEventArrived) {
 
 TEST_F(FlowTest, ResumedAfterTrackStartedTracksWhenTheEventNeverArrived) {
   auto j = make_job(operation::delete_);
-  j.history = {{clock_->now(), "track", "started"}};
+  j.history = {{clock_->now(), step_kind::track, "started"}};
   EXPECT_EQ(run(j).result, kind::completed);
   EXPECT_EQ(journal_.steps.front(), "track started");
   EXPECT_EQ(holders("jane@example.com"), 0);
@@ -267,7 +267,7 @@ TEST_F(QueuedWritesFlowTest, ResumedAfterTrackStartedWaitsForAQueuedEventInstead
   exponea::event e{"privacy_request", 1, event_properties(j, settings_)};
   ASSERT_TRUE(
       test::run_sync(ioc_, api_->track(customer_ids(j, settings_), e, exponea::auth::token)));
-  j.history = {{clock_->now(), "track", "started"}};
+  j.history = {{clock_->now(), step_kind::track, "started"}};
   EXPECT_EQ(run(j).result, kind::completed);
   EXPECT_EQ(audit_events("req-1"), 1);  // found in the export once applied, not tracked again
   EXPECT_TRUE(std::find(journal_.steps.begin(), journal_.steps.end(), "track started") ==
@@ -277,9 +277,9 @@ TEST_F(QueuedWritesFlowTest, ResumedAfterTrackStartedWaitsForAQueuedEventInstead
 
 TEST_F(FlowTest, ResumedAfterAnonymizeStartedTreatsNotFoundAsCompleted) {
   auto j = make_job(operation::delete_);
-  j.history = {{clock_->now(), "track", "started"},
-               {clock_->now(), "track", "done"},
-               {clock_->now(), "anonymize", "started"}};
+  j.history = {{clock_->now(), step_kind::track, "started"},
+               {clock_->now(), step_kind::track, "done"},
+               {clock_->now(), step_kind::anonymize, "started"}};
   // The anonymization of the crashed run took effect.
   ASSERT_EQ(test::run_sync(ioc_, api_->anonymize(customer_ids(j, settings_))).value(), true);
   const auto out = run(j);
@@ -293,10 +293,11 @@ TEST_F(FlowTest, ResumedAfterAnUnansweredAnonymizeSendsItAgainInsteadOfFailing) 
   auto j = make_job(operation::delete_);
   // The last attempt's anonymize met a 429 (Exponea dropped it); the job then waited in the
   // queue for longer than verify_timeout.
-  j.history = {{clock_->now(), "track", "started"},
-               {clock_->now(), "track", "done"},
-               {clock_->now(), "anonymize", "started"},
-               {clock_->now(), "attempt 1", "retry: Bloomreach anonymize: 429 Too many requests"}};
+  j.history = {
+      {clock_->now(), step_kind::track, "started"},
+      {clock_->now(), step_kind::track, "done"},
+      {clock_->now(), step_kind::anonymize, "started"},
+      {clock_->now(), step_name::attempt(1), "retry: Bloomreach anonymize: 429 Too many requests"}};
   clock_->advance(5min);
   const auto out = run(j);
   EXPECT_EQ(out.result, kind::completed) << out.message;
@@ -448,7 +449,7 @@ TEST_F(FlowTest, LostAnswerOfTrackIsRetriedWithoutASecondEvent) {
   const auto first = run(j);
   ASSERT_EQ(first.result, kind::retry);
   // The dispatcher resumes the job with the journal it left.
-  j.history = {{clock_->now(), "track", "started"}};
+  j.history = {{clock_->now(), step_kind::track, "started"}};
   EXPECT_EQ(run(j).result, kind::completed);
   EXPECT_EQ(audit_events("req-1"), 1);
 }

@@ -27,6 +27,37 @@ TEST(Job, NamesRoundTrip) {
   EXPECT_EQ(to_string(action_of(operation::copy)), "Copy");
 }
 
+// The MineOS statuses are stored and reported by these names (docs/contract.md §6).
+TEST(Job, OutcomesKeepTheContractsNames) {
+  EXPECT_EQ(to_string(job_outcome::none), "");
+  EXPECT_EQ(to_string(job_outcome::completed), "Completed");
+  EXPECT_EQ(to_string(job_outcome::user_not_found), "UserNotFound");
+  EXPECT_EQ(to_string(job_outcome::failed), "Failed");
+  EXPECT_EQ(to_string(job_outcome::missing_identifiers), "MissingIdentifiers");
+  for (const auto o : {job_outcome::none, job_outcome::completed, job_outcome::user_not_found,
+                       job_outcome::failed, job_outcome::missing_identifiers}) {
+    EXPECT_EQ(parse_job_outcome(to_string(o)), o);
+  }
+  EXPECT_FALSE(parse_job_outcome("completed"));
+}
+
+// A journal's step names read back as they were written, including those of another version.
+TEST(Job, StepNamesRoundTripAndKeepUnknownNames) {
+  EXPECT_EQ(to_string(step_name::attempt(3)), "attempt 3");
+  EXPECT_EQ(to_string(step_name::consent("newsletter")), "consent newsletter");
+  EXPECT_EQ(to_string(step_name{step_kind::operator_action}), "operator");
+  EXPECT_EQ(parse_step("track"), step_name{step_kind::track});
+  EXPECT_EQ(parse_step("attempt 0"), step_name::attempt(0));
+  EXPECT_EQ(parse_step("consent a b"), step_name::consent("a b"));
+  for (const std::string_view text :
+       {"received", "attempt 12", "paused", "stopped", "operator", "track", "anonymize", "verify",
+        "consent marketing", "export", "attempt", "attempt x", "consent", "", "track "}) {
+    EXPECT_EQ(to_string(parse_step(text)), text);
+  }
+  EXPECT_EQ(parse_step("export").kind, step_kind::other);
+  EXPECT_EQ(parse_step("attempt x").kind, step_kind::other);
+}
+
 TEST(Job, DueDateCountsFromCreatedAtElseReceipt) {
   job j;
   j.received_at = t0;
@@ -44,7 +75,7 @@ TEST(Job, ViewHasTheContractFieldsAndNeverTheEmail) {
   j.received_at = t0;
   j.updated_at = t0 + 5s;
   j.subject = "jane@example.com";
-  j.history = {{t0, "received", "accepted"}};
+  j.history = {{t0, step_kind::received, "accepted"}};
   const auto v = job_view(j, {30, 7}, t0 + 1h);
   EXPECT_EQ(v["requestId"], "req-1");
   EXPECT_EQ(v["operation"], "copy");

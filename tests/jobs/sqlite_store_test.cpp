@@ -186,7 +186,8 @@ TEST(SqliteStore, SealingAndHashingUseTheirOwnDerivedKeysAndOldDataStaysReadable
     ASSERT_EQ(insert_one(**s, make_job("req-new", "t-new")), kind::inserted);
     ASSERT_EQ(insert_one(**s, make_job("req-old", "t-old")), kind::inserted);
     auto finished = make_job("req-hash", "t-hash");
-    finished.ended = intake_outcome{job_state::missing_identifiers, "MissingIdentifiers", "x"};
+    finished.ended =
+        intake_outcome{job_state::missing_identifiers, job_outcome::missing_identifiers, "x"};
     ASSERT_EQ(insert_one(**s, finished), kind::inserted);
   }
   const auto keys = derive_store_keys(store_key);

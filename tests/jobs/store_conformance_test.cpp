@@ -136,13 +136,13 @@ class StoreConformance : public ::testing::Test {
       if ((*j)->request_id == request_id) {
         return **j;
       }
-      EXPECT_TRUE(store_->release((*j)->id, "w", {job_state::queued, 0, at + 1h, "", ""}, at));
+      EXPECT_TRUE(store_->release((*j)->id, "w", {job_state::queued, 0, at + 1h, job_outcome::none, ""}, at));
     }
   }
   void finish(std::string_view request_id, job_state state, time_point at = t0,
-              std::string outcome = "Completed") {
+              job_outcome outcome = job_outcome::completed) {
     const auto j = claim_only(request_id, at);
-    ASSERT_TRUE(store_->release(j.id, "w", {state, 1, at, std::move(outcome), "done"}, at));
+    ASSERT_TRUE(store_->release(j.id, "w", {state, 1, at, outcome, "done"}, at));
   }
 
   Env env_;
@@ -184,7 +184,7 @@ TYPED_TEST(StoreConformance, InsertedJobIsFoundWithEverythingIntakeKnew) {
   EXPECT_FALSE(got.lease_expires_at);
   EXPECT_FALSE(got.reported);
   ASSERT_EQ(got.history.size(), 1u);
-  EXPECT_EQ(got.history[0].step, "received");
+  EXPECT_EQ(to_string(got.history[0].step), "received");
   EXPECT_EQ(got.history[0].result, "accepted");
   EXPECT_EQ(got.history[0].at, t0);
   EXPECT_FALSE(*this->s().find("req-2"));
@@ -251,14 +251,14 @@ TYPED_TEST(StoreConformance, QueueFullRefusesNewJobsButStillRecognisesRepeats) {
 TYPED_TEST(StoreConformance, AJobEndedAtIntakeIsStoredFinishedWithItsReportDue) {
   auto j = make_job("req-none", "t-none");
   j.subject.clear();
-  j.ended = intake_outcome{job_state::missing_identifiers, "MissingIdentifiers", "no e-mail"};
+  j.ended = intake_outcome{job_state::missing_identifiers, job_outcome::missing_identifiers, "no e-mail"};
   ASSERT_EQ(insert_one(this->s(), j, 0), kind::inserted);  // never counts against capacity
   const auto got = **this->s().find("req-none");
   EXPECT_EQ(got.state, job_state::missing_identifiers);
-  EXPECT_EQ(got.outcome, "MissingIdentifiers");
+  EXPECT_EQ(to_string(got.outcome), "MissingIdentifiers");
   EXPECT_EQ(got.outcome_message, "no e-mail");
   ASSERT_EQ(got.history.size(), 2u);
-  EXPECT_EQ(got.history[1].step, "attempt 0");
+  EXPECT_EQ(to_string(got.history[1].step), "attempt 0");
   EXPECT_EQ(got.history[1].result, "MissingIdentifiers: no e-mail");
   EXPECT_EQ(*this->s().count_active(), 0u);
   EXPECT_FALSE(*this->s().claim_next("w", t0 + 1h, 1min));
@@ -305,7 +305,7 @@ TYPED_TEST(StoreConformance, ClaimTakesTheEarliestDueJobUnderALease) {
 TYPED_TEST(StoreConformance, JobsNotYetDueAreNotClaimed) {
   insert_one(this->s(), make_job("a", "ta"));
   const auto j = this->claim("me");
-  ASSERT_TRUE(this->s().release(j.id, "me", {job_state::retrying, 1, t0 + 10min, "", ""}, t0));
+  ASSERT_TRUE(this->s().release(j.id, "me", {job_state::retrying, 1, t0 + 10min, job_outcome::none, ""}, t0));
   EXPECT_FALSE(*this->s().claim_next("me", t0 + 9min, 30s));
   auto again = this->s().claim_next("me", t0 + 10min, 30s);
   ASSERT_TRUE(again && *again);
@@ -315,27 +315,27 @@ TYPED_TEST(StoreConformance, JobsNotYetDueAreNotClaimed) {
 TYPED_TEST(StoreConformance, OnlyTheLeaseHolderCanJournalOrRelease) {
   insert_one(this->s(), make_job("a", "ta"));
   const auto j = this->claim("me");
-  auto foreign = this->s().append_step(j.id, "someone-else", {t0, "export", "started"});
+  auto foreign = this->s().append_step(j.id, "someone-else", {t0, parse_step("export"), "started"});
   ASSERT_FALSE(foreign);
   EXPECT_TRUE(foreign.error().is(errc::lease_lost));
-  ASSERT_TRUE(this->s().append_step(j.id, "me", {t0, "export", "started"}));
+  ASSERT_TRUE(this->s().append_step(j.id, "me", {t0, parse_step("export"), "started"}));
   auto refused =
-      this->s().release(j.id, "someone-else", {job_state::completed, 0, t0, "Completed", ""}, t0);
+      this->s().release(j.id, "someone-else", {job_state::completed, 0, t0, job_outcome::completed, ""}, t0);
   ASSERT_FALSE(refused);
   EXPECT_TRUE(refused.error().is(errc::lease_lost));
   ASSERT_TRUE(
-      this->s().release(j.id, "me", {job_state::completed, 1, t0, "Completed", "done"}, t0 + 1s));
+      this->s().release(j.id, "me", {job_state::completed, 1, t0, job_outcome::completed, "done"}, t0 + 1s));
   const auto done = **this->s().find("a");
   EXPECT_EQ(done.state, job_state::completed);
-  EXPECT_EQ(done.outcome, "Completed");
+  EXPECT_EQ(to_string(done.outcome), "Completed");
   EXPECT_EQ(done.outcome_message, "done");
   EXPECT_EQ(done.updated_at, t0 + 1s);
   EXPECT_TRUE(done.lease_owner.empty());
   ASSERT_EQ(done.history.size(), 2u);
-  EXPECT_EQ(done.history[1].step, "export");
+  EXPECT_EQ(to_string(done.history[1].step), "export");
   EXPECT_EQ(*this->s().count_active(), 0u);
   // A released job's lease is gone: the old holder can no longer write to it.
-  EXPECT_FALSE(this->s().append_step(j.id, "me", {t0, "track", "started"}));
+  EXPECT_FALSE(this->s().append_step(j.id, "me", {t0, parse_step("track"), "started"}));
   EXPECT_EQ((**this->s().find("a")).history.size(), 2u);
 }
 
@@ -344,7 +344,7 @@ TYPED_TEST(StoreConformance, OnlyTheLeaseHolderCanJournalOrRelease) {
 TYPED_TEST(StoreConformance, AnExpiredLeaseGoesToTheNextClaimantAndFencesTheOldHolder) {
   insert_one(this->s(), make_job("a", "ta"));
   const auto j = this->claim("dead-owner");
-  ASSERT_TRUE(this->s().append_step(j.id, "dead-owner", {t0, "export", "started"}));
+  ASSERT_TRUE(this->s().append_step(j.id, "dead-owner", {t0, parse_step("export"), "started"}));
   EXPECT_EQ(*this->s().expire_leases(t0 + 59s), 0u);
   EXPECT_EQ(*this->s().expire_leases(t0 + 61s), 1u);
   EXPECT_EQ((**this->s().find("a")).state, job_state::queued);
@@ -352,19 +352,19 @@ TYPED_TEST(StoreConformance, AnExpiredLeaseGoesToTheNextClaimantAndFencesTheOldH
   ASSERT_TRUE(again && *again);
   EXPECT_EQ((*again)->id, j.id);
   ASSERT_EQ((*again)->history.size(), 2u);  // the journal to resume from
-  EXPECT_TRUE(this->s().append_step(j.id, "dead-owner", {t0, "track", "done"}).error().is(
+  EXPECT_TRUE(this->s().append_step(j.id, "dead-owner", {t0, parse_step("track"), "done"}).error().is(
       errc::lease_lost));
-  EXPECT_FALSE(this->s().release(j.id, "dead-owner", {job_state::failed, 1, t0, "Failed", ""}, t0));
-  ASSERT_TRUE(this->s().append_step(j.id, "new-owner", {t0 + 62s, "export", "done"}));
+  EXPECT_FALSE(this->s().release(j.id, "dead-owner", {job_state::failed, 1, t0, job_outcome::failed, ""}, t0));
+  ASSERT_TRUE(this->s().append_step(j.id, "new-owner", {t0 + 62s, parse_step("export"), "done"}));
   ASSERT_TRUE(this->s().release(j.id, "new-owner",
-                                {job_state::completed, 1, t0, "Completed", ""}, t0 + 63s));
+                                {job_state::completed, 1, t0, job_outcome::completed, ""}, t0 + 63s));
   const auto done = **this->s().find("a");
   EXPECT_EQ(done.state, job_state::completed);
   EXPECT_EQ(done.history.size(), 3u);
   // A job that had run before goes back as retrying.
   insert_one(this->s(), make_job("b", "tb"));
   const auto b = this->claim("x", t0 + 64s);
-  ASSERT_TRUE(this->s().release(b.id, "x", {job_state::retrying, 1, t0, "", ""}, t0 + 64s));
+  ASSERT_TRUE(this->s().release(b.id, "x", {job_state::retrying, 1, t0, job_outcome::none, ""}, t0 + 64s));
   this->claim("y", t0 + 64s);
   EXPECT_EQ(*this->s().expire_leases(t0 + 10min), 1u);
   EXPECT_EQ((**this->s().find("b")).state, job_state::retrying);
@@ -464,16 +464,16 @@ TYPED_TEST(StoreConformance, OperatorRetryAndCancelApplyOnlyWhereTheyMakeSense) 
     insert_one(this->s(), make_job(id, std::string("t-") + id));
   }
   const auto running = this->claim_only("running");
-  this->finish("failed", job_state::failed, t0, "Failed");
+  this->finish("failed", job_state::failed, t0, job_outcome::failed);
   EXPECT_EQ(*this->s().cancel("nope", t0), operator_result::not_found);
   EXPECT_EQ(*this->s().cancel("running", t0), operator_result::conflict);
   EXPECT_EQ(*this->s().retry("queued", t0), operator_result::conflict);
   EXPECT_EQ(*this->s().cancel("queued", t0 + 1s), operator_result::cancelled);
   const auto cancelled = **this->s().find("queued");
   EXPECT_EQ(cancelled.state, job_state::cancelled);
-  EXPECT_EQ(cancelled.outcome, "Failed");
+  EXPECT_EQ(to_string(cancelled.outcome), "Failed");
   EXPECT_EQ(cancelled.outcome_message, "cancelled by operator");
-  EXPECT_EQ(cancelled.history.back().step, "operator");
+  EXPECT_EQ(to_string(cancelled.history.back().step), "operator");
   EXPECT_EQ(cancelled.history.back().result, "cancel");
   EXPECT_EQ(this->s().due_reports(t0 + 1s, 10)->size(), 2u);  // cancelled and failed
   EXPECT_EQ(*this->s().cancel("queued", t0 + 2s), operator_result::conflict);
@@ -482,7 +482,7 @@ TYPED_TEST(StoreConformance, OperatorRetryAndCancelApplyOnlyWhereTheyMakeSense) 
   const auto requeued = **this->s().find("failed");
   EXPECT_EQ(requeued.state, job_state::queued);
   EXPECT_EQ(requeued.attempts, 0u);
-  EXPECT_EQ(requeued.outcome, "");
+  EXPECT_EQ(to_string(requeued.outcome), "");
   EXPECT_EQ(requeued.history.back().result, "retry");
   EXPECT_EQ(*this->s().count_active(), 2u);  // running and the requeued one
   auto next = this->s().claim_next("w", t0 + 3s, 1min);
@@ -571,7 +571,7 @@ TYPED_TEST(StoreConformance, KeepsTheOperationAndTheRightAsReceivedAndAReroutedR
   EXPECT_EQ(got.op, operation::opt_out);
   EXPECT_EQ(got.right, j.right);
   const auto claimed = this->claim("w");
-  job_release next{job_state::completed, 1, t0, "Completed", "done"};
+  job_release next{job_state::completed, 1, t0, job_outcome::completed, "done"};
   next.op = operation::delete_;
   ASSERT_TRUE(this->s().release(claimed.id, "w", next, t0));
   EXPECT_EQ((**this->s().find("req-dns")).op, operation::delete_);
@@ -603,7 +603,7 @@ TYPED_TEST(StoreConformance, TheSubjectIsSealedAtRestAndForgottenOnceReported) {
     EXPECT_NE((*j)->subject, "");
     ids[(*j)->request_id] = (*j)->id;
     const auto state = (*j)->request_id == "req-f" ? job_state::failed : job_state::completed;
-    ASSERT_TRUE(s.release((*j)->id, "w", {state, 1, t0, "Completed", ""}, t0));
+    ASSERT_TRUE(s.release((*j)->id, "w", {state, 1, t0, job_outcome::completed, ""}, t0));
   }
   EXPECT_EQ((**s.find("req-a")).subject, "canary-a@example.com");  // still to be reported
   report_update ack;
@@ -626,7 +626,7 @@ TYPED_TEST(StoreConformance, TheSubjectIsSealedAtRestAndForgottenOnceReported) {
 TYPED_TEST(StoreConformance, AReopenedStoreKeepsEveryCommittedJob) {
   insert_one(this->s(), make_job("a", "ta"));
   const auto j = this->claim("w");
-  ASSERT_TRUE(this->s().append_step(j.id, "w", {t0, "export", "started"}));
+  ASSERT_TRUE(this->s().append_step(j.id, "w", {t0, parse_step("export"), "started"}));
   insert_one(this->s(), make_job("b", "tb"));
   this->store_.reset();
   auto s = this->env_.open();

@@ -264,7 +264,7 @@ TEST_F(IntakeTest, AnUnhandledRightIsAcceptedAndFailedAtOnceWithoutRunning) {
   const auto j = **store_->find("r-edit");
   EXPECT_EQ(j.state, job_state::failed);
   EXPECT_EQ(j.op, operation::delete_);
-  EXPECT_EQ(j.outcome, "Failed");
+  EXPECT_EQ(to_string(j.outcome), "Failed");
   EXPECT_EQ(j.outcome_message, "request type \"Right to Edit\" is not handled by this integration");
   EXPECT_FALSE(*store_->claim_next("w", clock_->now(), std::chrono::minutes(1)));
   EXPECT_EQ(store_->due_reports(clock_->now(), 10)->size(), 1u);
@@ -276,7 +276,7 @@ TEST_F(IntakeTest, ARequestWithoutAnyIdentifierIsAcceptedAsMissingIdentifiers) {
   EXPECT_EQ(r.status, 202u);
   const auto j = **store_->find("r-none");
   EXPECT_EQ(j.state, job_state::missing_identifiers);
-  EXPECT_EQ(j.outcome, "MissingIdentifiers");
+  EXPECT_EQ(to_string(j.outcome), "MissingIdentifiers");
   EXPECT_THAT(j.outcome_message, HasSubstr("$internalId"));
   EXPECT_FALSE(*store_->claim_next("w", clock_->now(), std::chrono::minutes(1)));
   // Even with the queue full (max 3), it is accepted: it never waits in the queue.

@@ -31,7 +31,7 @@ job finished(operation op, std::string outcome, std::string message) {
   j.trace_id = "trace-1";
   j.integration_id = "int-42";
   j.op = op;
-  j.outcome = std::move(outcome);
+  j.outcome = parse_job_outcome(outcome).value();
   j.outcome_message = std::move(message);
   j.subject = "jane@example.com";
   return j;
@@ -169,7 +169,8 @@ class ReporterTest : public ::testing::Test {
     j.trace_id = "t-" + id;
     j.integration_id = "int-42";
     j.received_at = clock_->now();
-    j.ended = intake_outcome{job_state::missing_identifiers, "MissingIdentifiers", "no e-mail"};
+    j.ended = intake_outcome{job_state::missing_identifiers, job_outcome::missing_identifiers,
+                             "no e-mail"};
     ASSERT_TRUE(store_->insert(std::span<const new_job>(&j, 1), 100));
   }
   void start() {

@@ -68,10 +68,11 @@ class AdminApiTest : public ::testing::Test {
   void finish(const std::string& id, job_state state, std::string outcome) {
     auto j = **store_->claim_next("w", t0, std::chrono::minutes(1));
     while (j.request_id != id) {
-      store_->release(j.id, "w", {job_state::queued, 0, t0 + std::chrono::hours(1), "", ""}, t0);
+      store_->release(
+          j.id, "w", {job_state::queued, 0, t0 + std::chrono::hours(1), job_outcome::none, ""}, t0);
       j = **store_->claim_next("w", t0, std::chrono::minutes(1));
     }
-    store_->release(j.id, "w", {state, 1, t0, std::move(outcome), "why"}, t0);
+    store_->release(j.id, "w", {state, 1, t0, parse_job_outcome(outcome).value(), "why"}, t0);
   }
 
   test::temp_dir exports_;

@@ -36,7 +36,7 @@ job failed_job(std::string request_id) {
   job j;
   j.request_id = std::move(request_id);
   j.state = job_state::failed;
-  j.outcome = "Failed";
+  j.outcome = job_outcome::failed;
   j.outcome_message = "Exponea answered 400: <bad> property";
   j.attempts = 3;
   j.received_at = t0 - 1h;
@@ -176,10 +176,11 @@ class StatusPageTest : public ::testing::Test {
     // req-late fails.
     auto j = **store_->claim_next("w", t0, 1min);
     while (j.request_id != "req-late") {
-      store_->release(j.id, "w", {job_state::queued, 0, t0 + 1h, "", ""}, t0);
+      store_->release(j.id, "w", {job_state::queued, 0, t0 + 1h, job_outcome::none, ""}, t0);
       j = **store_->claim_next("w", t0, 1min);
     }
-    store_->release(j.id, "w", {job_state::failed, 3, t0, "Failed", "Exponea answered 400"}, t0);
+    store_->release(j.id, "w",
+                    {job_state::failed, 3, t0, job_outcome::failed, "Exponea answered 400"}, t0);
   }
 
   http::response send(std::string method, std::string target, std::string body = {},

@@ -1,4 +1,4 @@
-// A copy too large to send inline (contract §6): reported to MineOS as a signed, expiring file
+// A copy too large to send inline (docs/contract.md §6): reported to MineOS as a signed, expiring file
 // link, downloaded through GET /v1/files/... in constant memory. `make test` exports 64 MiB;
 // `make soak` 1 GiB (DSR_SOAK_EXPORT_MB).
 

@@ -4,7 +4,7 @@
 // - the purge, hourly: exports whose file link expired go; other exports older than
 //   export_retention_days go (kept ones when api_base_url is empty, or ones MineOS never
 //   acknowledged), but those behind a live file link; finished jobs' metadata goes after
-//   retention_days (contract §3);
+//   retention_days (docs/contract.md §3);
 // - the deadline warning, daily: jobs near or past their legal due date;
 // - the systemd watchdog ping, at half of WatchdogSec= when it is set, from the event loop
 //   itself: when the loop stalls, the pings stop and systemd restarts the daemon.

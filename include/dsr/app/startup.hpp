@@ -41,7 +41,7 @@ void raise_file_limit(std::uint64_t max_connections, unsigned listeners);
 std::vector<std::string> deployment_warnings(const config& cfg);
 
 // This process's lease owner id: "host:pid:random", or "[jobs] worker_name:random" when set. The
-// random part makes a restarted daemon a new owner (contract §8).
+// random part makes a restarted daemon a new owner (docs/contract.md §8).
 std::string owner_id(const std::string& worker_name);
 
 }  // namespace dsr::app

@@ -1,7 +1,7 @@
 #pragma once
-// A private scratch directory the process creates for itself (contract §5): mode 0700, a fresh
-// name (mkdtemp) under $RUNTIME_DIRECTORY when systemd provides one, else under the system temp
-// directory, which is never changed itself. Removed with everything in it when the object goes.
+// A private scratch directory the process creates for itself (docs/contract.md §5): mode 0700, a
+// fresh name (mkdtemp) under $RUNTIME_DIRECTORY when systemd provides one, else under the system
+// temp directory, which is never changed itself. Removed with its contents when the object goes.
 
 #include "dsr/common/error.hpp"
 

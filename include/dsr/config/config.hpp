@@ -1,5 +1,5 @@
 #pragma once
-// The daemon's configuration: one typed struct loaded from the TOML file of contract §3.
+// The daemon's configuration: one typed struct loaded from the TOML file of docs/contract.md §3.
 // Every key has a default (the member initialisers below, documented key by key in
 // config/dsr-connector.example.toml). Loading is strict: an unknown key, a wrong type or an
 // invalid value throws `config_error` whose message names the file, the key and the problem.
@@ -45,7 +45,7 @@ struct server_config {
   friend bool operator==(const server_config&, const server_config&) = default;
 };
 
-// Where jobs are kept (contract §8): an SQLite file for one daemon, or PostgreSQL.
+// Where jobs are kept (docs/contract.md §8): an SQLite file for one daemon, or PostgreSQL.
 enum class store_engine_kind { sqlite, postgresql };
 
 struct store_config {
@@ -63,8 +63,8 @@ struct store_config {
   friend bool operator==(const store_config&, const store_config&) = default;
 };
 
-// A MineOS custom field tried as the subject's identifier when there is no e-mail (contract §4):
-// the userInfo.customFields key (e.g. "$internalId") and the Exponea ID name it maps to.
+// A MineOS custom field tried as the subject's identifier when there is no e-mail (docs/contract.md
+// §4): the userInfo.customFields key (e.g. "$internalId") and the Exponea ID name it maps to.
 struct custom_field_id {
   std::string field;
   std::string id;
@@ -102,8 +102,9 @@ struct mineos_config {
   friend bool operator==(const mineos_config&, const mineos_config&) = default;
 };
 
-// Which rights arriving at the Delete URL anonymize and which revoke consent (contract §4), each
-// normalised (normalise_right in mineos/request_types.hpp: ASCII letters and digits, lower case).
+// Which rights arriving at the Delete URL anonymize and which revoke consent (docs/contract.md §4),
+// each normalised (normalise_right in config/request_types.hpp: ASCII letters and digits, lower
+// case).
 struct requests_config {
   std::vector<std::string> erase_types{"delete"};
   std::vector<std::string> opt_out_types{"donotsell", "donotmail", "optout", "unsubscribe"};
@@ -133,7 +134,7 @@ struct jobs_config {
   std::uint32_t deadline_days = 30;
   std::uint32_t deadline_warning_days = 7;
   // postgresql: a dead daemon's jobs are taken over after this; greater than
-  // [exponea] timeout_seconds (contract §8).
+  // [exponea] timeout_seconds (docs/contract.md §8).
   std::chrono::seconds lease{60};
   // This daemon's name in job views and metrics; "" = <hostname>:<pid>.
   std::string worker_name;
@@ -151,7 +152,7 @@ struct log_config {
 };
 
 // The [credentials] table as written: inline values (NAME) and file paths (NAME_file), by NAME.
-// These are raw inputs of the credential store, which applies the lookup order of contract §3.
+// Raw inputs of the credential store, which applies the lookup order of docs/contract.md §3.
 struct credentials_config {
   std::map<std::string, std::string, std::less<>> inline_values;
   std::map<std::string, std::filesystem::path, std::less<>> files;
@@ -193,7 +194,8 @@ std::optional<endpoint> parse_endpoint(std::string_view text, std::string& probl
 // name that merely starts with "127." is not loopback).
 bool is_loopback_host(std::string_view host);
 
-// True when `id` may go into a MineOS URL and a file name: [A-Za-z0-9._~-]{1,128} (contract §4).
+// True when `id` may go into a MineOS URL and a file name (docs/contract.md §4):
+// [A-Za-z0-9._~-]{1,128}.
 bool is_safe_id(std::string_view id);
 
 }  // namespace dsr

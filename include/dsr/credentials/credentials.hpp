@@ -1,5 +1,6 @@
 #pragma once
-// The credential store: the eight named values of contract §3, each looked up (first found wins)
+// The credential store: the eight named values of docs/contract.md §3, each looked up (first
+// found wins)
 //   1. the file $CREDENTIALS_DIRECTORY/NAME (systemd LoadCredential=),
 //   2. the environment variable DSR_CONNECTOR_<NAME>,
 //   3. NAME_file = "/path" in [credentials] (content, trailing newline stripped),
@@ -7,7 +8,7 @@
 // Kept behind an interface so that a reload (SIGHUP) can swap values in a running process.
 
 #include "dsr/config/config.hpp"
-#include "dsr/credentials/names.hpp"
+#include "dsr/config/credential_names.hpp"
 #include "dsr/credentials/secret.hpp"
 
 #include <functional>
@@ -60,7 +61,7 @@ std::unique_ptr<credential_store> load_credentials(const credentials_config& cfg
                                                    const env_lookup& env,
                                                    credential_load_report& report);
 
-// The values `serve` needs for this configuration (contract §3).
+// The values `serve` needs for this configuration (docs/contract.md §3).
 std::vector<credential> required_for_serve(const config& cfg);
 
 // The shortest admin_token and webhook secret accepted: shorter ones can be guessed.

@@ -1,7 +1,7 @@
 #pragma once
-// Exponea's answers sorted into the contract's classes (contract §5): one table for every call,
-// so that callers decide retry, pause or fail the same way. Pure functions over status, body and
-// headers: no I/O (and a fuzz target, tests/fuzz/).
+// Exponea's answers sorted into the contract's classes (docs/contract.md §5): one table for every
+// call, so that callers decide retry, pause or fail the same way. Pure functions over status, body
+// and headers: no I/O (and a fuzz target, tests/fuzz/).
 
 #include "dsr/common/clock.hpp"
 #include "dsr/common/error.hpp"
@@ -63,9 +63,20 @@ call_error classify(unsigned status, std::string_view body,
 // Classifies a transport failure (errc::upstream_*).
 call_error classify(const failure& f);
 
-// Why a transient error is retried, for the metrics' reason label: "rate_limited" (429),
-// "server_error" (5xx), "timeout" (no answer in time), "network" (no answer at all), "other".
-std::string_view retry_reason(const call_error& e);
+// Why a job is retried: a transient error's cause, which the dispatcher's gate acts on (a 429 is
+// left to the limiter) and the metrics count by its name.
+enum class retry_reason {
+  other,         // "other"
+  rate_limited,  // "rate_limited": 429
+  server_error,  // "server_error": 5xx
+  timeout,       // "timeout": no answer in time
+  network,       // "network": no answer at all
+  internal       // "internal": the flow itself failed (an exception), not Exponea
+};
+std::string_view to_string(retry_reason r);
+
+// The retry_reason of a transient error (other for any other class).
+retry_reason reason_of(const call_error& e);
 
 // A Retry-After header as a delay: delta-seconds or an HTTP-date (from `now`); nullopt when absent
 // or malformed.

@@ -1,9 +1,10 @@
 #pragma once
-// The Bloomreach Engagement (Exponea) API as the daemon uses it (contract §5): export-one,
+// The Bloomreach Engagement (Exponea) API as the daemon uses it (docs/contract.md §5): export-one,
 // track an event, anonymize, system/time. Every answer is classified into the contract's classes
 // so that callers decide retry, pause or fail from one table (`classify`).
 
 #include "dsr/common/clock.hpp"
+#include "dsr/common/metrics_sink.hpp"
 #include "dsr/credentials/credentials.hpp"
 #include "dsr/exponea/answers.hpp"
 #include "dsr/exponea/export_scan.hpp"
@@ -18,10 +19,6 @@
 #include <optional>
 #include <string>
 #include <vector>
-
-namespace dsr::ops {
-class metrics;  // ops/metrics.hpp
-}  // namespace dsr::ops
 
 namespace dsr::exponea {
 
@@ -81,7 +78,7 @@ struct api_options {
   // (sealed_file.hpp). Empty: in the clear.
   std::string export_key;
   // Counts each call, its status and duration, and the limiter's waits. Null: not counted.
-  ops::metrics* metrics = nullptr;
+  metrics_sink* metrics = nullptr;
 };
 
 // The real API over an HTTP client. Credentials are read from `credentials` at each call (so a

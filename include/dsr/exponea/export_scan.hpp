@@ -29,7 +29,7 @@ struct export_summary {
   std::vector<bool> consents_found;
 };
 
-// A consent event an opt-out tracked (contract §5): type `consent`, properties.category and
+// A consent event an opt-out tracked (docs/contract.md §5): type `consent`, properties.category and
 // properties.action as given, and the event's `timestamp` (UNIX seconds, the consent's valid-from).
 struct consent_match {
   std::string category;

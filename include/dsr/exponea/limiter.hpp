@@ -1,5 +1,5 @@
 #pragma once
-// Spacing of the calls to Exponea (contract §5): no 1-second window holds more than
+// Spacing of the calls to Exponea (docs/contract.md §5): no 1-second window holds more than
 // `max_requests_per_second` (R) calls. Two rules, both on the times the calls leave:
 // - pacing: call k goes no earlier than call k-1 + 1.08/R, so a second's worth never leaves at
 //   once. A call that was already waiting when its slot came but went late (the timer fired late

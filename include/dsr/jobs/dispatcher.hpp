@@ -5,6 +5,7 @@
 // rejection pauses dispatch and a run of transient failures opens a circuit breaker
 // (`dispatch_gate`); neither consumes attempts.
 
+#include "dsr/common/metrics_sink.hpp"
 #include "dsr/config/config.hpp"
 #include "dsr/exponea/client.hpp"
 #include "dsr/jobs/flows.hpp"
@@ -18,10 +19,6 @@
 #include <optional>
 #include <random>
 #include <span>
-
-namespace dsr::ops {
-class metrics;  // ops/metrics.hpp
-}  // namespace dsr::ops
 
 namespace dsr {
 
@@ -123,14 +120,14 @@ struct dispatcher_options {
   // Where completed copy exports are written (one JSON file per request, mode 0600).
   std::filesystem::path export_dir;
   breaker_config breaker;
-  // No reporter: a finished job's e-mail is replaced by its hash at once (contract §6).
+  // No reporter: a finished job's e-mail is replaced by its hash at once (docs/contract.md §6).
   bool forget_finished_subjects = false;
   // Called after a job reached a final state (the reporter's wake-up).
   std::function<void()> on_finished;
   // Held while a job runs, so that a graceful stop waits for it (http::server::hold).
   std::function<std::shared_ptr<void>()> hold;
   // Counts retries and finished jobs with their duration since receipt. Null: not counted.
-  ops::metrics* metrics = nullptr;
+  metrics_sink* metrics = nullptr;
 };
 
 class dispatcher {

@@ -1,7 +1,7 @@
 #pragma once
-// The delete, opt-out and copy flows of contract §5, as plain code over seams: the Exponea API, a
-// journal of steps (written under the job's lease), the clock and a sleeper. No socket, no disk:
-// tests run them over fakes, including resumption from every journaled step.
+// The delete, opt-out and copy flows of docs/contract.md §5, as plain code over seams: the Exponea
+// API, a journal of steps (written under the job's lease), the clock and a sleeper. No socket, no
+// disk: tests run them over fakes, including resumption from every journaled step.
 //
 // Journal rules that make every step safe to repeat after a crash:
 //  - the audit event is tracked only on a customer that exists, and for delete before anonymize;
@@ -40,7 +40,7 @@ namespace dsr {
 class journal {
  public:
   virtual ~journal() = default;
-  virtual boost::asio::awaitable<result<void>> record(std::string step, std::string result) = 0;
+  virtual boost::asio::awaitable<result<void>> record(step_name step, std::string result) = 0;
 };
 
 // Time as the flows see it: `now` and a sleep that tests replace.
@@ -83,7 +83,7 @@ struct flow_outcome {
   std::string message;  // no personal data
   std::string value;    // for `rejected`
   std::optional<std::chrono::milliseconds> retry_after;
-  std::string reason;  // for `retry`: exponea::retry_reason (the metrics' label)
+  exponea::retry_reason reason = exponea::retry_reason::other;  // for `retry`
 };
 
 // The customer_ids object for this job's subject.

@@ -9,12 +9,13 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace dsr {
 
-// What the daemon does (contract §4): `delete_` anonymizes (an erase right), `opt_out` revokes
-// consent (an opt-out right); both arrive at the Delete URL. `copy` exports.
+// What the daemon does (docs/contract.md §4): `delete_` anonymizes (an erase right), `opt_out`
+// revokes consent (an opt-out right); both arrive at the Delete URL. `copy` exports.
 enum class operation { delete_, opt_out, copy };
 
 enum class job_state {
@@ -41,7 +42,49 @@ std::optional<job_state> parse_job_state(std::string_view s);
 // queued, running and retrying: the job can still run and counts against max_queued_jobs.
 bool is_active(job_state s);
 
-// The right a Delete-URL request carries, as received (mineos/request_types.hpp): kept so that a
+// The MineOS status a finished job reports (docs/contract.md §6 `status`); `none` until it has
+// one. The store keeps it, and the job view and the report show it, by its name.
+enum class job_outcome { none, completed, user_not_found, failed, missing_identifiers };
+// "" (none), "Completed", "UserNotFound", "Failed", "MissingIdentifiers".
+std::string_view to_string(job_outcome o);
+// The inverse of to_string ("" is none); nullopt for any other text.
+std::optional<job_outcome> parse_job_outcome(std::string_view s);
+
+// What a journal line is about. The store keeps it, and the job view shows it (history[].step),
+// by its name: "received", "attempt <n>", "paused", "stopped", "operator", "track", "anonymize",
+// "verify", "consent <category id>".
+enum class step_kind {
+  received,         // intake stored the job
+  attempt,          // how attempt <n> ended (0: the job ended at intake)
+  paused,           // a rejected credential paused the job; no attempt used
+  stopped,          // a shutdown stopped the job; it resumes from its journal
+  operator_action,  // "operator": an operator's retry or cancel
+  track,            // the audit event
+  anonymize,
+  verify,
+  consent,  // one consent category's reject event
+  other     // a name this build does not know (written by another version): kept as written
+};
+
+struct step_name {
+  step_kind kind = step_kind::other;
+  // attempt: the attempt's number; consent: the category id; other: the whole name; else "".
+  std::string detail;
+
+  step_name() = default;
+  step_name(step_kind k, std::string d = {}) : kind(k), detail(std::move(d)) {}  // NOLINT
+  static step_name attempt(std::uint32_t n);
+  static step_name consent(std::string_view category);
+
+  friend bool operator==(const step_name&, const step_name&) = default;
+};
+// "attempt 3", "consent newsletter", "track", ...: the name as stored.
+std::string to_string(const step_name& s);
+// The inverse of to_string; never fails: a name it does not know is `other`, kept whole, so that
+// to_string(parse_step(t)) == t for every t.
+step_name parse_step(std::string_view text);
+
+// The right a Delete-URL request carries, as received (config/request_types.hpp): kept so that a
 // job is routed again when it runs (a retried job whose right was not handled, say).
 struct job_right {
   std::string id;    // request.requestType.id
@@ -55,7 +98,7 @@ struct job_right {
 // a right this integration does not handle (Failed).
 struct intake_outcome {
   job_state state = job_state::failed;
-  std::string outcome;  // the MineOS status
+  job_outcome outcome = job_outcome::failed;  // the MineOS status
   std::string message;
 };
 
@@ -71,19 +114,19 @@ struct new_job {
   job_right right;
   std::optional<time_point> created_at;  // the request's createdAt, when MineOS sent one
   time_point received_at;
-  // The one Exponea ID of the subject (contract §4 "Identifiers"): `subject_id_name` is "" for
-  // the e-mail (sent as [exponea] customer_id_type, lower-cased when lowercase_ids), else the ID
-  // name a custom field maps to; `subject` is the value ("" when there is none).
+  // The one Exponea ID of the subject (docs/contract.md §4 "Identifiers"): `subject_id_name` is ""
+  // for the e-mail (sent as [exponea] customer_id_type, lower-cased when lowercase_ids), else the
+  // ID name a custom field maps to; `subject` is the value ("" when there is none).
   std::string subject_id_name;
   std::string subject;
   std::optional<intake_outcome> ended;  // set: the job is stored finished, its report due
 };
 
-// One journal line: a step ("received", "export", "track", ...) and its result ("started",
-// "done", an error text without personal data).
+// One journal line: a step (step_name) and its result ("started", "done", an error text without
+// personal data).
 struct job_step {
   time_point at;
-  std::string step;
+  step_name step;
   std::string result;
 };
 
@@ -106,8 +149,8 @@ struct job {
   time_point next_attempt_at;
   std::string lease_owner;  // "" when not leased
   std::optional<time_point> lease_expires_at;
-  std::string outcome;          // MineOS status sent or to be sent ("Completed", ...); "" if none
-  std::string outcome_message;  // message sent with it
+  job_outcome outcome = job_outcome::none;  // MineOS status sent or to be sent
+  std::string outcome_message;              // message sent with it
   bool reported = false;
   std::optional<std::string> report_error;
   std::uint32_t report_attempts = 0;
@@ -119,7 +162,7 @@ struct job {
   time_point due_at(std::uint32_t deadline_days) const;
 };
 
-// The legal deadline (contract §3 [jobs]): due `days` after createdAt (or receipt); flagged
+// The legal deadline (docs/contract.md §3 [jobs]): due `days` after createdAt (or receipt); flagged
 // `warning_days` before.
 struct deadline_policy {
   std::uint32_t days = 30;
@@ -130,8 +173,8 @@ struct deadline_policy {
 // due date, "due_soon" within the warning period, else "ok"; "" for a finished job.
 std::string_view deadline_status(const job& j, deadline_policy d, time_point now);
 
-// The job view of contract §4 (never the e-mail), plus `deadline` (deadline_status, null when
-// finished).
+// The job view of docs/contract.md §4 (never the e-mail), plus `deadline` (deadline_status, null
+// when finished).
 nlohmann::json job_view(const job& j, deadline_policy d, time_point now);
 
 }  // namespace dsr

@@ -39,8 +39,8 @@ struct job_release {
   job_state state = job_state::queued;
   std::uint32_t attempts = 0;
   time_point next_attempt_at;
-  std::string outcome;          // "" keeps the stored one
-  std::string outcome_message;  // "" keeps the stored one
+  job_outcome outcome = job_outcome::none;  // none keeps the stored one
+  std::string outcome_message;              // "" keeps the stored one
   // A Delete-URL job routed again when it ran (a retried right that is now configured): its new
   // operation, delete or opt_out. nullopt keeps the stored one.
   std::optional<operation> op;

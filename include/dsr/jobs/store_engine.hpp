@@ -69,7 +69,7 @@ struct operator_change {
   std::int64_t job_id = 0;
   operator_verb verb = operator_verb::requeue;
   job_state expected = job_state::failed;  // applied only if the job is still in this state
-  std::string outcome;                     // cancel: the MineOS status and message to report
+  job_outcome outcome = job_outcome::none;  // cancel: the MineOS status and message to report
   std::string outcome_message;
   job_step step;  // the journal line
 };

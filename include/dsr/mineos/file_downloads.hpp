@@ -1,9 +1,9 @@
 #pragma once
-// GET /v1/files/{request.id}?expires=<unix>&sig=<hex> on `listen` (contract §6): MineOS downloads
-// a large copy's export through the link the report carried. The signature is checked first
-// (403), then the expiry (410); a valid link streams the decrypted export in constant memory, any
-// number of times until it expires. An expired link whose recorded expiry has passed deletes the
-// export it names (the hourly purge does the same for links nobody asks for again).
+// GET /v1/files/{request.id}?expires=<unix>&sig=<hex> on `listen` (docs/contract.md §6): MineOS
+// downloads a large copy's export through the link the report carried. The signature is checked
+// first (403), then the expiry (410); a valid link streams the decrypted export in constant memory,
+// any number of times until it expires. An expired link whose recorded expiry has passed deletes
+// the export it names (the hourly purge does the same for links nobody asks for again).
 //
 // Thread-safe; references must outlive the object.
 

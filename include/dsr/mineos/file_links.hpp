@@ -1,5 +1,5 @@
 #pragma once
-// Signed, expiring links to a copy's export (contract §6): a copy larger than
+// Signed, expiring links to a copy's export (docs/contract.md §6): a copy larger than
 // [mineos] inline_data_max_bytes is reported with `files` holding
 //   <public_url>/v1/files/<request.id>?expires=<unix seconds>&sig=<hex>
 // and GET /v1/files/... on `listen` streams the export while the link is valid. The signature is

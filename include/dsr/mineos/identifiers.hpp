@@ -1,7 +1,7 @@
 #pragma once
-// The one Exponea ID that identifies a request's subject (contract §4 "Identifiers"): the e-mail,
-// else the first of the configured custom fields the request carries. Never several IDs in one
-// customer_ids: Exponea could merge two profiles. Pure functions.
+// The one Exponea ID that identifies a request's subject (docs/contract.md §4 "Identifiers"): the
+// e-mail, else the first of the configured custom fields the request carries. Never several IDs in
+// one customer_ids: Exponea could merge two profiles. Pure functions.
 
 #include "dsr/config/config.hpp"
 #include "dsr/mineos/webhook.hpp"

@@ -1,5 +1,5 @@
 #pragma once
-// Intake of MineOS webhooks: POST /v1/mineos/delete, /copy and /preview (contract §4).
+// Intake of MineOS webhooks: POST /v1/mineos/delete, /copy and /preview (docs/contract.md §4).
 //
 // Order of work for each request: verify X-Mine-Signature over the raw body (401, nothing stored);
 // parse (400 naming the field); route it: the copy URL exports, a Delete-URL right is erased,
@@ -12,6 +12,7 @@
 // cannot commit is 503 with Retry-After.
 
 #include "dsr/common/clock.hpp"
+#include "dsr/common/metrics_sink.hpp"
 #include "dsr/credentials/credentials.hpp"
 #include "dsr/http/auth_throttle.hpp"
 #include "dsr/http/router.hpp"
@@ -20,10 +21,6 @@
 #include "dsr/mineos/webhook.hpp"
 
 #include <memory>
-
-namespace dsr::ops {
-class metrics;  // ops/metrics.hpp
-}  // namespace dsr::ops
 
 namespace dsr::mineos {
 
@@ -57,7 +54,7 @@ class intake {
   // Refused signatures go through it (counted, slowed per address). Set before serving.
   void set_auth_throttle(http::auth_throttle* t) { throttle_ = t; }
   // Every answer is counted there (dsr_webhooks_total). Set before serving.
-  void set_metrics(ops::metrics* m) { metrics_ = m; }
+  void set_metrics(metrics_sink* m) { metrics_ = m; }
 
  private:
   job_queue& queue_;
@@ -68,7 +65,7 @@ class intake {
   test_hook on_test_;
   preview_hook on_preview_;
   http::auth_throttle* throttle_ = nullptr;
-  ops::metrics* metrics_ = nullptr;
+  metrics_sink* metrics_ = nullptr;
 };
 
 }  // namespace dsr::mineos

@@ -1,5 +1,5 @@
 #pragma once
-// Reports finished jobs to MineOS (contract §6) from the store's outbox, through MineOS's
+// Reports finished jobs to MineOS (docs/contract.md §6) from the store's outbox, through MineOS's
 // published custom-integration status API:
 //   POST {api_base_url}/api/ticket/{request.id}/custom-integrations/{integrationId}
 //   Authorization: Bearer <mineos_api_key>
@@ -18,6 +18,7 @@
 // minute holds more than max_requests_per_minute of them.
 
 #include "dsr/common/clock.hpp"
+#include "dsr/common/metrics_sink.hpp"
 #include "dsr/config/config.hpp"
 #include "dsr/credentials/credentials.hpp"
 #include "dsr/http/client.hpp"
@@ -35,10 +36,6 @@
 #include <optional>
 #include <string>
 #include <vector>
-
-namespace dsr::ops {
-class metrics;  // ops/metrics.hpp
-}  // namespace dsr::ops
 
 namespace dsr::mineos {
 
@@ -79,7 +76,7 @@ struct reporter_options {
   // record (http::server::hold): a stop then never causes a report to be sent twice.
   std::function<std::shared_ptr<void>()> hold;
   // Counts each report's result (dsr_reports_total). Null: not counted.
-  ops::metrics* metrics = nullptr;
+  metrics_sink* metrics = nullptr;
   std::uint64_t inline_data_max_bytes = 4194304;
   // Null: a copy's data always goes inline ([mineos] public_url is empty).
   std::shared_ptr<const file_links> links;
@@ -107,7 +104,7 @@ std::unique_ptr<reporter> make_reporter(boost::asio::any_io_executor executor, j
                                         const credential_store& credentials,
                                         std::shared_ptr<clock> clock, reporter_options options);
 
-// The status call of an isTest delivery (contract §6): {"action", "status": "Completed",
+// The status call of an isTest delivery (docs/contract.md §6): {"action", "status": "Completed",
 // "message": "dsr-connector test", "test": true}, which MineOS does not apply. The HTTP status of
 // MineOS's answer, or the transport failure.
 boost::asio::awaitable<result<http::client_response>> send_test_report(

@@ -1,7 +1,7 @@
 #pragma once
-// The X-Mine-Signature scheme (contract §4): base64 (standard alphabet, padded) of HMAC-SHA256 over
-// the raw request body, keyed with mineos_webhook_secret. MineOS does not publish the algorithm;
-// this module is the one place to change if it differs.
+// The X-Mine-Signature scheme (docs/contract.md §4): base64 (standard alphabet, padded) of
+// HMAC-SHA256 over the raw request body, keyed with mineos_webhook_secret. MineOS does not publish
+// the algorithm; this module is the one place to change if it differs.
 
 #include "dsr/credentials/secret.hpp"
 

@@ -1,13 +1,14 @@
 #pragma once
-// Parsing of the MineOS custom-integration webhook body (contract §4), both the current shape
-// (traceId, request, userInfo) and the legacy one (EventId/eventId, ticketInfo, isTest as a string,
-// userInfo inside the request). Errors name the field and never echo its value.
+// Parsing of the MineOS custom-integration webhook body (docs/contract.md §4), both the current
+// shape (traceId, request, userInfo) and the legacy one (EventId/eventId, ticketInfo, isTest as a
+// string, userInfo inside the request). Errors name the field and never echo its value.
 
 #include "dsr/common/clock.hpp"
 #include "dsr/common/error.hpp"
+#include "dsr/config/request_types.hpp"
 #include "dsr/jobs/job.hpp"
-#include "dsr/mineos/request_types.hpp"
 
+#include <array>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -18,6 +19,11 @@ namespace dsr::mineos {
 
 // Which endpoint the body came to: the operation comes from the path, not from request.type.
 enum class endpoint_kind { delete_, copy, preview };
+inline constexpr std::array<endpoint_kind, 3> all_endpoint_kinds{
+    endpoint_kind::delete_, endpoint_kind::copy, endpoint_kind::preview};
+// "delete", "copy", "preview": the last segment of its path (POST /v1/mineos/<name>) and the
+// metrics' operation label.
+std::string_view to_string(endpoint_kind k);
 
 struct webhook {
   std::string trace_id;
@@ -34,7 +40,7 @@ struct webhook {
   std::vector<std::pair<std::string, std::string>> custom_fields;
 };
 
-// An isTest delivery: what its test status call needs (contract §6).
+// An isTest delivery: what its test status call needs (docs/contract.md §6).
 struct test_call {
   std::string request_id;      // "" when the delivery has none
   std::string integration_id;  // the delivery's, else [mineos] integration_id; "" when neither

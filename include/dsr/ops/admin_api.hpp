@@ -1,5 +1,5 @@
 #pragma once
-// The operator endpoints (contract §4): /healthz, /readyz, /metrics, the job API under
+// The operator endpoints (docs/contract.md §4): /healthz, /readyz, /metrics, the job API under
 // /v1/requests guarded by `Authorization: Bearer <admin_token>` (compared in constant time), and
 // the status page at / (the Bearer header, or a session cookie from signing in at /login).
 

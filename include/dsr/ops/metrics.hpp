@@ -7,6 +7,7 @@
 // them (README, docs/operations.md).
 
 #include "dsr/common/clock.hpp"
+#include "dsr/common/metrics_sink.hpp"
 #include "dsr/jobs/store.hpp"
 
 #include <array>
@@ -20,32 +21,21 @@
 
 namespace dsr::ops {
 
-class metrics {
+class metrics final : public metrics_sink {
  public:
-  using seconds = std::chrono::duration<double>;
-
   // `time` dates the last hour's throughput (the status page); counters need no clock.
   explicit metrics(std::shared_ptr<clock> time = make_system_clock());
   metrics(const metrics&) = delete;
   metrics& operator=(const metrics&) = delete;
 
-  // A new job was accepted, routed to operation "delete" | "opt_out" | "copy".
-  void request_accepted(std::string_view operation);
-  // A webhook answered: operation "delete" | "copy" | "preview", the HTTP status sent.
-  void webhook(std::string_view operation, unsigned code);
-  // A call to Exponea: endpoint "export-one" | "track" | "anonymize" | "system/time", the HTTP
-  // status (0: no answer), how long it took.
-  void exponea_call(std::string_view endpoint, unsigned code, seconds took);
-  // A job reached a final state: outcome "Completed" | "UserNotFound" | "MissingIdentifiers" |
-  // "Failed" | "cancelled";
-  // `took` from its receipt.
-  void job_finished(std::string_view operation, std::string_view outcome, seconds took);
-  // A job attempt that will be retried, and why ("429", "5xx", "timeout", "network", ...).
-  void retry(std::string_view reason);
-  // Time a call waited for the shared rate limiter.
-  void rate_limit_wait(seconds waited);
-  // A report to MineOS: "acknowledged", "retry" or "gave_up".
-  void report(std::string_view result);
+  // The counters of metrics_sink (common/metrics_sink.hpp), each a labelled series here.
+  void request_accepted(std::string_view operation) override;
+  void webhook(std::string_view operation, unsigned code) override;
+  void exponea_call(std::string_view endpoint, unsigned code, seconds took) override;
+  void job_finished(std::string_view operation, std::string_view outcome, seconds took) override;
+  void retry(std::string_view reason) override;
+  void rate_limit_wait(seconds waited) override;
+  void report(std::string_view result) override;
 
   // The page, with the gauges read at this moment.
   struct gauges {

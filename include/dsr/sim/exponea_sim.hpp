@@ -1,24 +1,25 @@
 #pragma once
 // exponea-sim: a stand-in for the Bloomreach Engagement API that follows the reference
-// (docs: exponea-api.md) faithfully, for tests, demos and staging. It is not shaped to make the
-// daemon's life easy: it answers auth errors with the documented statuses and bodies, 404s an
-// unknown customer, says success:false on HTTP 200 for a missing event permission, creates a
-// customer when an unknown ID is tracked, queues writes (they take effect after write_delay),
-// and answers 429 over its rate limit, dropping the request's data. It lists the project's
-// consent categories and derives each customer's consent from its `consent` events, counting an
-// invalid one as a revocation, as Bloomreach does. It takes batches of tracking commands
-// (customers/events, customers, system/time; at most 50) and customer property updates, each
-// command checked like the single call and answered in its own result.
+// (docs/reference/exponea-api.md) faithfully, for tests, demos and staging. It is not shaped to
+// make the daemon's life easy: it answers auth errors with the documented statuses and bodies, 404s
+// an unknown customer, says success:false on HTTP 200 for a missing event permission, creates a
+// customer when an unknown ID is tracked, queues writes (they take effect after write_delay), and
+// answers 429 over its rate limit, dropping the request's data. It lists the project's consent
+// categories and derives each customer's consent from its `consent` events, counting an invalid one
+// as a revocation, as Bloomreach does. It takes batches of tracking commands (customers/events,
+// customers, system/time; at most 50) and customer property updates, each command checked like the
+// single call and answered in its own result.
 //
 // No body makes it throw: a body that is not JSON, not an object, nested deeper than 512 levels,
 // or with a field of the wrong type is answered with the API's JSON error (400 `Invalid JSON` or
 // a 400 `errors` list; 200 success:false for invalid customer IDs), and it keeps serving.
 //
-// State is seeded from JSON (see config/exponea-sim.example.json). Test-only control endpoints
-// live under /_sim/ (state, call log, injected faults). It also plays MineOS's status API as
-// MineOS publishes it (mineos-openapi.json): POST /api/ticket/{ticketId}/custom-integrations/
-// {integrationId} with a Bearer key, the body checked against CustomIntegrationActionStatusRequest.
-// It records every call (/_sim/mineos) and fails on request (faults with "endpoint": "mineos").
+// State is seeded from JSON (see config/exponea-sim.example.json). Test-only control endpoints live
+// under /_sim/ (state, call log, injected faults). It also plays MineOS's status API as MineOS
+// publishes it (docs/reference/mineos-openapi.json): POST
+// /api/ticket/{ticketId}/custom-integrations/{integrationId} with a Bearer key, the body checked
+// against CustomIntegrationActionStatusRequest. It records every call (/_sim/mineos) and fails on
+// request (faults with "endpoint": "mineos").
 //
 // Thread safety: handle() may be called from any thread; state is guarded by one mutex.
 

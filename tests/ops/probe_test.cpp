@@ -1,4 +1,4 @@
-#include "dsr/exponea/probe.hpp"
+#include "dsr/ops/probe.hpp"
 
 #include "dsr/sim/exponea_sim.hpp"
 #include "fakes/fake_clock.hpp"

@@ -1,8 +1,9 @@
 #pragma once
-// Which right a Delete-URL request carries and what the daemon does with it (contract §4
+// Which right a Delete-URL request carries and what the daemon does with it (docs/contract.md §4
 // "Request types"). MineOS routes every right mapped to the delete workflow to the Delete URL: Do
 // Not Sell and a company's own "Unsubscribe" among them, so the right is read before anything is
-// anonymized. Pure functions.
+// anonymized. Pure functions of the right and [requests]: they sit with the configuration, below
+// both intake and the dispatcher that route by them; their names stay in dsr::mineos.
 
 #include "dsr/config/config.hpp"
 

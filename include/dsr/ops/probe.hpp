@@ -1,6 +1,8 @@
 #pragma once
-// "Test your integration" (contract §2 `check`, §4 `isTest`) and preview (§4): read-only probes
-// of the configuration against Exponea and MineOS. Nothing here writes to either.
+// "Test your integration" (docs/contract.md §2 `check`, §4 `isTest`) and preview (§4): read-only
+// probes of the configuration against Exponea and MineOS. Nothing here writes to either.
+// It uses both peers' clients (exponea::api, mineos::send_test_report), so it sits in ops, above
+// both; its names stay in dsr::exponea, the API it mostly probes.
 
 #include "dsr/config/config.hpp"
 #include "dsr/credentials/credentials.hpp"
@@ -58,9 +60,9 @@ nlohmann::json checks_json(const std::vector<check>& checks);
 // One line per check: "OK      name" / "FAILED  name: detail" / "SKIPPED name: reason".
 std::string checks_text(const std::vector<check>& checks);
 
-// The preview answer of contract §4 for an export: {"records": [{"name": "Bloomreach customer",
-// "properties": [properties count, events count, last event time]}]}, or {"records": []} when the
-// customer does not exist. Values are strings.
+// The preview answer of docs/contract.md §4 for an export: {"records": [{"name": "Bloomreach
+// customer", "properties": [properties count, events count, last event time]}]}, or {"records": []}
+// when the customer does not exist. Values are strings.
 nlohmann::json preview_records(const std::optional<export_summary>& e);
 
 }  // namespace dsr::exponea

@@ -1,4 +1,4 @@
-#include "dsr/exponea/probe.hpp"
+#include "dsr/ops/probe.hpp"
 
 #include "dsr/common/time.hpp"
 #include "dsr/mineos/reporter.hpp"

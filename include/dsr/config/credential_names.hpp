@@ -1,5 +1,5 @@
 #pragma once
-// The nine named credential values of contract §3.
+// The nine named credential values of docs/contract.md §3.
 
 #include <array>
 #include <optional>

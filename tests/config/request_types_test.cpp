@@ -1,4 +1,4 @@
-#include "dsr/mineos/request_types.hpp"
+#include "dsr/config/request_types.hpp"
 
 #include "dsr/mineos/identifiers.hpp"
 
@@ -7,7 +7,7 @@
 namespace dsr::mineos {
 namespace {
 
-const requests_config lists;  // the defaults of contract §3
+const requests_config lists;  // the defaults of docs/contract.md §3
 
 TEST(RequestTypes, NormalisingKeepsOnlyLettersAndDigitsInLowerCase) {
   EXPECT_EQ(normalise_right("Do Not Sell"), "donotsell");

@@ -1,4 +1,4 @@
-#include "dsr/mineos/request_types.hpp"
+#include "dsr/config/request_types.hpp"
 
 #include <fmt/format.h>
 
