@@ -51,6 +51,16 @@ int main(int argc, char** argv) {
     sub->add_flag("--json", json, "Print the admin API's JSON");
   }
 
+  auto* store = app.add_subcommand("store", "Manage the job store");
+  store->require_subcommand(1);
+  std::string from;
+  auto* migrate = store->add_subcommand(
+      "migrate", "Move every job of an SQLite store into the empty PostgreSQL store of --config");
+  migrate->add_option("--from", from, "The SQLite store to move: sqlite:PATH")->required();
+  migrate->add_option("-c,--config", config_file,
+                      "Configuration file (TOML) with [store] engine = \"postgresql\"")
+      ->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -63,6 +73,9 @@ int main(int argc, char** argv) {
   }
   if (check->parsed()) {
     return dsr::app::check(config_file, json);
+  }
+  if (migrate->parsed()) {
+    return dsr::app::store_migrate(config_file, from);
   }
   for (auto* sub : requests->get_subcommands()) {
     return dsr::app::requests(config_file, sub->get_name(), id, state, json);

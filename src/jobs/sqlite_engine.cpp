@@ -95,7 +95,7 @@ constexpr const char* job_columns =
     "received_at_ms, updated_at_ms, subject, state, attempts, next_attempt_at_ms, lease_owner, "
     "lease_expires_at_ms, outcome, outcome_message, reported, report_error, report_attempts, "
     "subject_form, opt_out, right_id, right_name, right_type, subject_id_name, "
-    "file_link_expires_at_ms";
+    "file_link_expires_at_ms, report_next_at_ms, report_gave_up";
 
 std::int64_t ms(time_point t) {
   return t.time_since_epoch().count();
@@ -416,6 +416,126 @@ class sqlite_engine final : public store_engine {
     return renewed;
   }
 
+  result<void> each_job(
+      const std::function<result<void>(const stored_job&)>& each) override {
+    const auto sql = fmt::format("SELECT {} FROM jobs WHERE id > ?1 ORDER BY id LIMIT 1",
+                                 job_columns);
+    const statement next(db_, sql);
+    for (std::int64_t after = 0;;) {
+      std::optional<stored_job> row;
+      {
+        use q(next);
+        q.bind(1, after);
+        const int rc = q.step();
+        if (rc == SQLITE_DONE) {
+          return {};
+        }
+        if (rc != SQLITE_ROW) {
+          return error("reading every job");
+        }
+        row = read_job(q);
+      }
+      if (auto r = load_history(row->j); !r) {
+        return r;
+      }
+      after = row->j.id;
+      if (auto r = each(*row); !r) {
+        return r;
+      }
+    }
+  }
+
+  result<void> begin_import() override {
+    if (auto r = begin(); !r) {
+      return r;
+    }
+    use q(stmts_->count_all);
+    if (q.step() != SQLITE_ROW) {
+      auto e = error("counting jobs");
+      rollback();
+      return e;
+    }
+    if (q.integer(0) != 0) {
+      rollback();
+      return make_failure(errc::conflict,
+                          fmt::format("job store {} already holds {} job(s); jobs are moved into "
+                                      "an empty store only",
+                                      path_, q.integer(0)));
+    }
+    return {};
+  }
+
+  result<void> import_job(const stored_job& s) override {
+    const job& j = s.j;
+    const bool running = j.state == job_state::running;
+    {
+      use q(stmts_->import_job);
+      q.bind(1, j.id)
+          .bind(2, j.request_id)
+          .bind(3, j.trace_id)
+          .bind(4, j.op == operation::copy ? "copy" : "delete")
+          .bind(5, j.integration_id)
+          .bind(6, j.source)
+          .bind(7, j.request_type)
+          .bind(9, ms(j.received_at))
+          .bind(10, ms(j.updated_at))
+          .bind_blob(11, s.subject.bytes)
+          .bind(12, static_cast<std::int64_t>(s.subject.form))
+          .bind(13, running ? (j.attempts > 0 ? "retrying" : "queued") : to_string(j.state))
+          .bind(14, static_cast<std::int64_t>(j.attempts))
+          .bind(15, ms(j.next_attempt_at))
+          .bind(16, to_string(j.outcome))
+          .bind(17, j.outcome_message)
+          .bind(18, std::int64_t{j.reported ? 1 : 0})
+          .bind(20, static_cast<std::int64_t>(j.report_attempts))
+          .bind(22, std::int64_t{s.report_gave_up ? 1 : 0})
+          .bind(23, std::int64_t{j.op == operation::opt_out ? 1 : 0})
+          .bind(24, j.right.id)
+          .bind(25, j.right.name)
+          .bind(26, j.right.type)
+          .bind(27, j.subject_id_name);
+      const auto optional = [&](int i, const std::optional<time_point>& t) {
+        if (t) {
+          q.bind(i, ms(*t));
+        } else {
+          q.bind_null(i);
+        }
+      };
+      optional(8, j.created_at);
+      optional(21, s.report_next_at);
+      optional(28, j.file_link_expires_at);
+      if (j.report_error) {
+        q.bind(19, *j.report_error);
+      } else {
+        q.bind_null(19);
+      }
+      if (q.step() != SQLITE_DONE) {
+        return error("importing a job");
+      }
+    }
+    for (const auto& step : j.history) {
+      if (auto r = add_step(j.id, step); !r) {
+        return r;
+      }
+    }
+    if (is_active(j.state)) {
+      ++active_;
+    }
+    return {};
+  }
+
+  result<void> finish_import() override {
+    if (auto r = commit(); !r) {
+      return r;
+    }
+    return prepare();  // the active count, as committed
+  }
+
+  void abort_import() override {
+    rollback();
+    active_ = 0;
+  }
+
   result<void> set_max_size(std::uint64_t bytes) override {
     const auto page = query_text(db_, "PRAGMA page_size");
     const auto page_size = page ? std::max<std::uint64_t>(std::stoull(*page), 512) : 4096;
@@ -603,6 +723,16 @@ class sqlite_engine final : public store_engine {
                  "END, lease_owner = NULL, lease_expires_at_ms = NULL WHERE state = 'running' AND "
                  "lease_expires_at_ms < ?1"),
           probe(db, "INSERT OR REPLACE INTO store_probe (id, at_ms) VALUES (1, ?1)"),
+          count_all(db, "SELECT COUNT(*) FROM jobs"),
+          import_job(db,
+                     "INSERT INTO jobs (id, request_id, trace_id, operation, integration_id, "
+                     "source, request_type, created_at_ms, received_at_ms, updated_at_ms, subject, "
+                     "subject_form, state, attempts, next_attempt_at_ms, outcome, outcome_message, "
+                     "reported, report_error, report_attempts, report_next_at_ms, report_gave_up, "
+                     "opt_out, right_id, right_name, right_type, subject_id_name, "
+                     "file_link_expires_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
+                     "?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, "
+                     "?26, ?27, ?28)"),
           renew(db,
                 "UPDATE jobs SET lease_expires_at_ms = ?2 WHERE state = 'running' AND lease_owner "
                 "= ?1"),
@@ -631,7 +761,7 @@ class sqlite_engine final : public store_engine {
     statement begin, commit, rollback, by_trace, by_request, insert_job, insert_step,
         find_by_request, find_by_id, list_all, list_state, history, count_by_state, oldest_waiting,
         deadlines, at_risk, count_active, claim, lease_of, release, due_reports, requeue, resend,
-        cancel, record_report, expire, probe, renew, subject_of, forget, purge_steps, purge_jobs,
+        cancel, record_report, expire, probe, count_all, import_job, renew, subject_of, forget, purge_steps, purge_jobs,
         link_expiry, expired_links, live_links;
   };
 
@@ -852,6 +982,10 @@ class sqlite_engine final : public store_engine {
     if (!q.is_null(27)) {
       j.file_link_expires_at = from_ms(q.integer(27));
     }
+    if (!q.is_null(28)) {
+      row.report_next_at = from_ms(q.integer(28));
+    }
+    row.report_gave_up = q.integer(29) != 0;
     return row;
   }
 
@@ -874,11 +1008,48 @@ class sqlite_engine final : public store_engine {
   std::size_t active_ = 0;
 };
 
+// A store read as it is, for store migrate: nothing written, no schema migrated (an older schema
+// is refused: the daemon of this version upgrades it when it opens it once).
+result<std::unique_ptr<store_engine>> open_read_only(const sqlite_store_options& options) {
+  const std::string path = options.path.string();
+  if (!std::filesystem::is_regular_file(options.path)) {
+    return make_failure(errc::not_found, fmt::format("job store {}: no such file", path));
+  }
+  sqlite3* db = nullptr;
+  const int rc =
+      sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = fmt::format("job store {}: cannot open: {}", path,
+                                  db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    sqlite3_close_v2(db);
+    return make_failure(errc::store_unavailable, std::move(msg));
+  }
+  sqlite3_extended_result_codes(db, 1);
+  sqlite3_busy_timeout(db, 5000);
+  const auto version = query_text(db, "PRAGMA user_version");
+  if (!version || std::stoi(*version) != static_cast<int>(migrations.size())) {
+    sqlite3_close_v2(db);
+    return make_failure(
+        errc::store_corrupt,
+        fmt::format("job store {}: has schema version {}, this build reads {}: open it once with "
+                    "this version's daemon (engine = \"sqlite\"), stop it, then move it",
+                    path, version.value_or("(unreadable)"), migrations.size()));
+  }
+  auto engine = std::make_unique<sqlite_engine>(db, path);
+  if (auto r = engine->prepare(); !r) {
+    return r.error();
+  }
+  return std::unique_ptr<store_engine>(std::move(engine));
+}
+
 }  // namespace
 
 result<std::unique_ptr<store_engine>> open_sqlite_engine(const sqlite_store_options& options) {
   const std::string path = options.path.string();
   const bool memory = path == ":memory:";
+  if (options.read_only) {
+    return open_read_only(options);
+  }
   if (!memory && options.path.has_parent_path()) {
     std::error_code ec;
     std::filesystem::create_directories(options.path.parent_path(), ec);

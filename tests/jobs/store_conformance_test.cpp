@@ -3,6 +3,7 @@
 // behaviour one engine has and the other lacks fails here.
 
 #include "dsr/jobs/store.hpp"
+#include "dsr/jobs/store_engine.hpp"
 
 #include "support/pg_cluster.hpp"
 #include "support/temp_dir.hpp"
@@ -35,6 +36,11 @@ class sqlite_env {
     o.path = path();
     o.subject_key = key;
     return open_sqlite_store(o);
+  }
+  result<std::unique_ptr<store_engine>> engine() const {
+    sqlite_store_options o;
+    o.path = path();
+    return open_sqlite_engine(o);
   }
   // Every byte the engine wrote: the database and its write-ahead log.
   std::string raw() const {
@@ -72,6 +78,11 @@ class postgres_env {
     o.url = uri_;
     o.subject_key = key;
     return open_postgres_store(o);
+  }
+  result<std::unique_ptr<store_engine>> engine() const {
+    postgres_store_options o;
+    o.url = uri_;
+    return open_postgres_engine(o);
   }
   // Every job's row and journal as text, the subject's bytes as they are (printable ones shown).
   std::string raw() const {
@@ -645,6 +656,95 @@ TYPED_TEST(StoreConformance, RefusesASchemaFromTheFutureNamingBothVersions) {
   EXPECT_TRUE(s.error().is(errc::store_schema_newer));
   EXPECT_NE(s.error().detail.find("schema version 99"), std::string::npos) << s.error().detail;
   EXPECT_NE(s.error().detail.find("newer than this build knows"), std::string::npos);
+}
+
+// store migrate's verbs: every job of an SQLite store, copied as it is into an empty store of
+// this engine, reads back the same under the same store_key (a running job back in the queue);
+// the next new job gets a fresh id; a store that holds a job refuses another import.
+TYPED_TEST(StoreConformance, EveryJobCopiedIntoAnEmptyStoreReadsBackTheSame) {
+  sqlite_env source_env;
+  auto opened = source_env.open(test_key);
+  ASSERT_TRUE(opened) << opened.error().detail;
+  job_store& source = **opened;
+  auto copy = make_job("copy", "t-copy", operation::copy);
+  copy.created_at = t0 - 2h;
+  auto ended = make_job("ended", "t-ended");
+  ended.ended = intake_outcome{job_state::missing_identifiers, job_outcome::missing_identifiers,
+                               "no e-mail"};
+  for (const auto& j : {copy, make_job("failed", "t-failed"), make_job("running", "t-running"),
+                        make_job("queued", "t-queued"), ended}) {
+    ASSERT_EQ(insert_one(source, j), kind::inserted);
+  }
+  // copy: completed, reported, its link recorded; failed: its report given up; running: mid-job.
+  for (int i = 0; i < 2; ++i) {
+    auto j = source.claim_next("w", t0, 1min);
+    ASSERT_TRUE(j && *j);
+    const auto id = (*j)->id;
+    if ((*j)->request_id == "copy") {
+      ASSERT_TRUE(source.release(id, "w", {job_state::completed, 1, t0, job_outcome::completed, "ok"}, t0));
+      ASSERT_TRUE(source.file_link_expiry(id, t0 + 72h, t0));
+      ASSERT_TRUE(source.record_report(id, {true, std::nullopt, 0, t0, false}, t0 + 1s));
+    } else if ((*j)->request_id == "failed") {
+      ASSERT_TRUE(source.release(id, "w", {job_state::failed, 2, t0, job_outcome::failed, "x"}, t0));
+      ASSERT_TRUE(source.record_report(id, {false, "MineOS answered 400", 12, t0, true}, t0));
+    }
+  }
+  auto running = source.claim_next("w", t0, 1min);
+  ASSERT_TRUE(running && *running);
+  ASSERT_EQ((*running)->request_id, "running");
+  ASSERT_TRUE(source.append_step((*running)->id, "w", {t0, parse_step("track"), "started"}));
+  const auto before = *source.list(std::nullopt, 100);
+  ASSERT_EQ(before.size(), 5u);
+
+  this->store_.reset();
+  auto from = source_env.engine();
+  auto into = this->env_.engine();
+  ASSERT_TRUE(from && into);
+  ASSERT_TRUE((*into)->begin_import());
+  ASSERT_TRUE((*from)->each_job([&](const stored_job& j) { return (*into)->import_job(j); }));
+  ASSERT_TRUE((*into)->finish_import());
+  const auto refused = (*into)->begin_import();
+  ASSERT_FALSE(refused);
+  EXPECT_TRUE(refused.error().is(errc::conflict));
+  EXPECT_NE(refused.error().detail.find("already holds 5 job(s)"), std::string::npos);
+
+  auto moved = this->env_.open(test_key);
+  ASSERT_TRUE(moved) << moved.error().detail;
+  const auto after = *(*moved)->list(std::nullopt, 100);
+  ASSERT_EQ(after.size(), before.size());
+  for (std::size_t i = 0; i < after.size(); ++i) {
+    const job& a = after[i];
+    const job& b = before[i];
+    EXPECT_EQ(a.id, b.id);
+    EXPECT_EQ(a.request_id, b.request_id);
+    EXPECT_EQ(a.op, b.op);
+    EXPECT_EQ(a.subject, b.subject) << a.request_id;
+    EXPECT_EQ(a.created_at, b.created_at);
+    EXPECT_EQ(a.attempts, b.attempts);
+    EXPECT_EQ(a.outcome, b.outcome);
+    EXPECT_EQ(a.reported, b.reported);
+    EXPECT_EQ(a.report_error, b.report_error);
+    EXPECT_EQ(a.report_attempts, b.report_attempts);
+    EXPECT_EQ(a.file_link_expires_at, b.file_link_expires_at);
+    ASSERT_EQ(a.history.size(), b.history.size()) << a.request_id;
+    for (std::size_t k = 0; k < a.history.size(); ++k) {
+      EXPECT_EQ(a.history[k].at, b.history[k].at);
+      EXPECT_EQ(to_string(a.history[k].step), to_string(b.history[k].step));
+      EXPECT_EQ(a.history[k].result, b.history[k].result);
+    }
+    EXPECT_EQ(a.state, b.state == job_state::running ? job_state::queued : b.state);
+    EXPECT_TRUE(a.lease_owner.empty());
+  }
+  EXPECT_EQ((**(*moved)->find("copy")).subject, "");  // reported: only its hash was there
+  EXPECT_EQ((**(*moved)->find("queued")).subject, "jane@example.com");
+  // The outbox as it was: the ended job's report is due, the given-up one is not, until retried.
+  const auto due = *(*moved)->due_reports(t0 + 1h, 10);
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0].request_id, "ended");
+  EXPECT_EQ(*(*moved)->retry("failed", t0 + 1h), operator_result::requeued);
+  EXPECT_EQ(*(*moved)->count_active(), 3u);
+  ASSERT_EQ(insert_one(**moved, make_job("new", "t-new")), kind::inserted);
+  EXPECT_GT((**(*moved)->find("new")).id, before.front().id);
 }
 
 TYPED_TEST(StoreConformance, AProbeWriteCommits) {

@@ -22,4 +22,10 @@ int check(const std::filesystem::path& config_file, bool json);
 int requests(const std::filesystem::path& config_file, const std::string& command,
              const std::string& id, const std::string& state, bool json);
 
+// `dsr-connector store migrate --from sqlite:PATH`: every job of the SQLite store at PATH moved
+// into the configuration's empty PostgreSQL store (docs/contract.md §8), the SQLite file left as
+// it is. 0 done; 1 refused or failed, nothing written (a daemon has the file open, the PostgreSQL
+// store holds jobs, a database error); 2 a usage, configuration or credential error.
+int store_migrate(const std::filesystem::path& config_file, const std::string& from);
+
 }  // namespace dsr::app

@@ -171,6 +171,9 @@ struct sqlite_store_options {
   // store_key (common/store_keys.hpp); IDs an earlier version sealed with store_key itself stay
   // readable. Empty: kept in the clear (tests only).
   std::string subject_key;
+  // Read the file as it is (store migrate): nothing written, no migration, a store of another
+  // schema version refused.
+  bool read_only = false;
 };
 
 // Opens (creating and migrating as needed) a SQLite store in WAL mode with synchronous=FULL.

@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -37,10 +38,13 @@ struct stored_subject {
   subject_form form = subject_form::clear;
 };
 
-// A job as the engine stores it: `j.subject` is empty, `subject` holds it at rest.
+// A job as the engine stores it: `j.subject` is empty, `subject` holds it at rest; with the
+// outbox's state, which the job view does not show.
 struct stored_job {
   job j;
   stored_subject subject;
+  std::optional<time_point> report_next_at;
+  bool report_gave_up = false;
 };
 
 // A job offered to the engine: what intake knows (its `subject` ignored), the subject at rest, and
@@ -130,6 +134,17 @@ class store_engine {
                                                   std::chrono::milliseconds deadline,
                                                   std::chrono::milliseconds warning,
                                                   std::size_t limit) = 0;
+
+  // store migrate (docs/contract.md §8). Every job as stored, with its history, in id order, one
+  // at a time: memory stays flat however large the store.
+  virtual result<void> each_job(const std::function<result<void>(const stored_job&)>& each) = 0;
+  // One transaction in which import_job adds jobs as they are, ids kept (a running job goes back
+  // to the queue: its daemon is gone). Refused (errc::conflict) when the store holds a job.
+  // finish_import commits (and moves the id sequence past the last id); abort_import rolls back.
+  virtual result<void> begin_import() = 0;
+  virtual result<void> import_job(const stored_job& s) = 0;
+  virtual result<void> finish_import() = 0;
+  virtual void abort_import() = 0;
 };
 
 // The job store over an engine: the domain rules (see the top of this file). `store_key` (32
