@@ -3,246 +3,28 @@
 #include "dsr/config/credential_names.hpp"
 #include "dsr/config/request_types.hpp"
 
+// The sections, read in order. How a section's keys are read (types, ranges, unknown keys) is in
+// section_reader.cpp; the checks of single values (addresses, URLs, paths) in value_checks.cpp.
+#include "section_reader.hpp"
+
 #include <fmt/format.h>
 #include <toml++/toml.h>
-#include <boost/url/parse.hpp>
-
-#include <arpa/inet.h>
-#include <netinet/in.h>
 
 #include <algorithm>
-#include <array>
 #include <cerrno>
-#include <charconv>
 #include <cstring>
 #include <fstream>
-#include <limits>
 #include <set>
 #include <sstream>
 
 namespace dsr {
 namespace {
 
-std::string type_name(const toml::node& n) {
-  switch (n.type()) {
-    case toml::node_type::string:
-      return "a string";
-    case toml::node_type::integer:
-      return "an integer";
-    case toml::node_type::floating_point:
-      return "a float";
-    case toml::node_type::boolean:
-      return "a boolean";
-    case toml::node_type::table:
-      return "a table";
-    case toml::node_type::array:
-      return "an array";
-    default:
-      return "a date/time";
-  }
-}
-
-// A libpq connection string that carries a secret: user:password@ in a URI, or a password or
-// sslpassword parameter (URI query or key=value form).
-bool holds_password(std::string_view url) {
-  constexpr std::array<std::string_view, 2> secret_keys{"password", "sslpassword"};
-  const auto is_secret_key = [&](std::string_view key) {
-    return std::find(secret_keys.begin(), secret_keys.end(), key) != secret_keys.end();
-  };
-  const auto scheme = url.find("://");
-  if (scheme != std::string_view::npos) {
-    const auto rest = url.substr(scheme + 3);
-    const auto authority = rest.substr(0, rest.find_first_of("/?"));
-    const auto at = authority.rfind('@');
-    if (at != std::string_view::npos &&
-        authority.substr(0, at).find(':') != std::string_view::npos) {
-      return true;
-    }
-    const auto query = url.find('?');
-    std::string_view q = query == std::string_view::npos ? "" : url.substr(query + 1);
-    while (!q.empty()) {
-      const auto amp = q.find('&');
-      const auto param = q.substr(0, amp);
-      if (is_secret_key(param.substr(0, param.find('=')))) {
-        return true;
-      }
-      q = amp == std::string_view::npos ? std::string_view() : q.substr(amp + 1);
-    }
-    return false;
-  }
-  // key=value form: "host=db password=x", spaces allowed around '='.
-  std::size_t i = 0;
-  while (i < url.size()) {
-    while (i < url.size() && (url[i] == ' ' || url[i] == '\t')) {
-      ++i;
-    }
-    const auto key_end = url.find_first_of(" \t=", i);
-    const auto key = url.substr(i, key_end == std::string_view::npos ? url.size() - i : key_end - i);
-    if (is_secret_key(key)) {
-      return true;
-    }
-    // Skip to the next key: past '=', the value (quoted or not).
-    i = url.find('=', i);
-    if (i == std::string_view::npos) {
-      break;
-    }
-    ++i;
-    while (i < url.size() && url[i] == ' ') {
-      ++i;
-    }
-    if (i < url.size() && url[i] == '\'') {
-      for (++i; i < url.size() && url[i] != '\''; ++i) {
-        if (url[i] == '\\') {
-          ++i;
-        }
-      }
-      ++i;
-    } else {
-      while (i < url.size() && url[i] != ' ' && url[i] != '\t') {
-        ++i;
-      }
-    }
-  }
-  return false;
-}
-
-// Reads the keys of one [section], remembering which were read so that the rest can be reported
-// as unknown. Every error names the file, the section, the key and its line.
-class section_reader {
- public:
-  section_reader(const toml::table* table, std::string section, const std::string& file)
-      : table_(table), section_(std::move(section)), file_(file) {}
-
-  [[noreturn]] void fail(std::string_view key, std::string_view problem) const {
-    std::string where;
-    if (table_ != nullptr) {
-      if (const auto* n = table_->get(key)) {
-        where = fmt::format(" (line {})", n->source().begin.line);
-      }
-    }
-    throw config_error(fmt::format("{}: [{}] {}: {}{}", file_, section_, key, problem, where));
-  }
-
-  const toml::node* node(std::string_view key) {
-    seen_.emplace(key);
-    return table_ == nullptr ? nullptr : table_->get(key);
-  }
-
-  void string(std::string_view key, std::string& out) {
-    if (const auto* n = node(key)) {
-      if (!n->is_string()) {
-        fail(key, fmt::format("expected a string, got {}", type_name(*n)));
-      }
-      out = n->as_string()->get();
-    }
-  }
-
-  void boolean(std::string_view key, bool& out) {
-    if (const auto* n = node(key)) {
-      if (!n->is_boolean()) {
-        fail(key, fmt::format("expected true or false, got {}", type_name(*n)));
-      }
-      out = n->as_boolean()->get();
-    }
-  }
-
-  template <class Int>
-  void integer(std::string_view key, Int& out, std::int64_t min,
-               std::int64_t max = static_cast<std::int64_t>(std::min<std::uint64_t>(
-                   std::numeric_limits<Int>::max(), std::numeric_limits<std::int64_t>::max()))) {
-    if (const auto* n = node(key)) {
-      if (!n->is_integer()) {
-        fail(key, fmt::format("expected an integer, got {}", type_name(*n)));
-      }
-      const std::int64_t v = n->as_integer()->get();
-      if (v < min || v > max) {
-        fail(key, fmt::format("{} is out of range; use a value from {} to {}", v, min, max));
-      }
-      out = static_cast<Int>(v);
-    }
-  }
-
-  // An array of strings; every element a non-empty string.
-  void strings(std::string_view key, std::vector<std::string>& out) {
-    if (const auto* n = node(key)) {
-      const auto* a = n->as_array();
-      if (a == nullptr) {
-        fail(key, fmt::format("expected an array of strings, got {}", type_name(*n)));
-      }
-      out.clear();
-      for (const auto& e : *a) {
-        if (!e.is_string() || e.as_string()->get().empty()) {
-          fail(key, "every element must be a non-empty string");
-        }
-        out.push_back(e.as_string()->get());
-      }
-    }
-  }
-
-  template <class Duration>
-  void duration(std::string_view key, Duration& out, std::int64_t min, std::int64_t max) {
-    std::int64_t v = out.count();
-    integer(key, v, min, max);
-    out = Duration{v};
-  }
-
-  // Every key of the section that no reader asked for is an error.
-  void finish() const {
-    if (table_ == nullptr) {
-      return;
-    }
-    for (const auto& [k, v] : *table_) {
-      if (!seen_.contains(std::string(k.str()))) {
-        throw config_error(
-            fmt::format("{}: [{}] {}: unknown key (line {}); see "
-                        "config/dsr-connector.example.toml for the valid keys",
-                        file_, section_, k.str(), v.source().begin.line));
-      }
-    }
-  }
-
- private:
-  const toml::table* table_;
-  std::string section_;
-  const std::string& file_;
-  std::set<std::string, std::less<>> seen_;
-};
-
-std::filesystem::path resolve(const std::filesystem::path& base, const std::string& p) {
-  std::filesystem::path path(p);
-  if (path.is_relative() && !base.empty()) {
-    return (base / path).lexically_normal();
-  }
-  return path;
-}
-
-// An http(s) URL; plain http only towards a loopback host (docs/contract.md §3).
-void check_url(section_reader& r, std::string_view key, const std::string& url) {
-  auto parsed = boost::urls::parse_absolute_uri(url);
-  if (!parsed) {
-    r.fail(key, "not a valid absolute URL (expected https://host[:port][/path])");
-  }
-  // Boost.URL 1.81 reads "http://127.0.0.1.nip.io" as host 127.0.0.1 and path ".nip.io": a
-  // path after an authority must start with '/', else the host is not what it seems.
-  if (parsed->has_authority() && !parsed->encoded_path().empty() &&
-      parsed->encoded_path().front() != '/') {
-    r.fail(key,
-           "not a valid absolute URL: the host name is not what it seems (expected "
-           "https://host[:port][/path])");
-  }
-  const auto scheme = parsed->scheme();
-  const std::string host(parsed->encoded_host_address());
-  if (scheme != "https" && scheme != "http") {
-    r.fail(key, fmt::format("scheme '{}' is not supported; use https://", scheme));
-  }
-  if (host.empty()) {
-    r.fail(key, "the URL has no host");
-  }
-  if (scheme == "http" && !is_loopback_host(host)) {
-    r.fail(key,
-           fmt::format("http:// is allowed only for loopback hosts, not '{}'; use https://", host));
-  }
-}
+using detail::check_url;
+using detail::holds_password;
+using detail::resolve;
+using detail::section_reader;
+using detail::type_name;
 
 // Whether line `line` (1-based) of `text` is in the [credentials] table or names a credential
 // (a line broken across others included: the error may point at the start of the next one).
@@ -278,77 +60,6 @@ bool touches_credentials(std::string_view text, std::size_t line) {
 }
 
 }  // namespace
-
-std::string endpoint::to_string() const {
-  if (host.find(':') != std::string::npos) {
-    return fmt::format("[{}]:{}", host, port);
-  }
-  return fmt::format("{}:{}", host, port);
-}
-
-bool is_safe_id(std::string_view id) {
-  return !id.empty() && id.size() <= 128 && std::all_of(id.begin(), id.end(), [](char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
-           c == '_' || c == '~' || c == '-';
-  });
-}
-
-bool is_loopback_host(std::string_view host) {
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  if (host == "localhost") {
-    return true;
-  }
-  // An address, parsed: a host *name* starting with "127." (127.evil.example.com) is no loopback
-  // and would receive credentials in clear.
-  const std::string text(host);
-  in_addr v4{};
-  if (::inet_pton(AF_INET, text.c_str(), &v4) == 1) {
-    return (ntohl(v4.s_addr) >> 24) == 127;
-  }
-  in6_addr v6{};
-  return ::inet_pton(AF_INET6, text.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
-}
-
-std::optional<endpoint> parse_endpoint(std::string_view text, std::string& problem) {
-  endpoint ep;
-  std::string_view port_text;
-  if (text.starts_with('[')) {
-    const auto close = text.find(']');
-    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
-      problem = fmt::format("'{}' is not [IPv6]:port", text);
-      return std::nullopt;
-    }
-    ep.host = std::string(text.substr(1, close - 1));
-    port_text = text.substr(close + 2);
-  } else {
-    const auto colon = text.rfind(':');
-    if (colon == std::string_view::npos) {
-      problem = fmt::format("'{}' has no port; write host:port, e.g. 127.0.0.1:8080", text);
-      return std::nullopt;
-    }
-    ep.host = std::string(text.substr(0, colon));
-    port_text = text.substr(colon + 1);
-  }
-  if (ep.host.empty()) {
-    problem = fmt::format("'{}' has no host; write host:port, e.g. 0.0.0.0:8080", text);
-    return std::nullopt;
-  }
-  unsigned long port = 0;
-  const auto [ptr, ec] =
-      std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-  if (port_text.empty() || ec != std::errc{} || ptr != port_text.data() + port_text.size()) {
-    problem = fmt::format("port '{}' is not a number", port_text);
-    return std::nullopt;
-  }
-  if (port > 65535) {
-    problem = fmt::format("port {} is out of range 0-65535", port);
-    return std::nullopt;
-  }
-  ep.port = static_cast<std::uint16_t>(port);
-  return ep;
-}
 
 config parse_config(std::string_view text, std::string_view source_name,
                     const std::filesystem::path& base_dir) {
