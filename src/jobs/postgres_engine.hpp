@@ -1,0 +1,126 @@
+#pragma once
+// The PostgreSQL engine (store_engine.hpp), through libpq on the store thread: one connection,
+// each verb one transaction (or one statement, atomic by itself), every statement unnamed and
+// sent with its parameters (no session state: PgBouncer in transaction mode works). A broken
+// connection fails the verb with store_unavailable and is made again on the next one. SQL and glue
+// only; the rules are the job store's. Private to src/jobs (and to dsr_store_pg, which alone sees
+// libpq's headers): the rest of the program opens it with open_postgres_engine. Its member
+// functions are defined by what they do:
+//   postgres_engine.cpp   intake, claims, the journal, release, leases, operator actions, and the
+//                         connection glue under them
+//   postgres_queries.cpp  finding and listing jobs, the outbox, subjects, file links, purging,
+//                         stats
+//   postgres_migrate.cpp  store migrate: every job read out, an import into an empty store
+//   postgres_schema.cpp   the schema migrations, connecting and migrating
+//
+// Thread safety: used from one thread at a time (a store thread), as every engine.
+
+#include "dsr/jobs/pg_glue.hpp"
+#include "dsr/jobs/store_engine.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace dsr::detail {
+
+class postgres_engine final : public store_engine {
+ public:
+  // `o.url` is shown in error messages without its password or other options.
+  explicit postgres_engine(postgres_store_options o);
+
+  std::string_view name() const override { return "postgresql"; }
+  // Connects and brings the schema to this build's version.
+  result<void> open();
+
+  result<std::vector<insert_outcome>> insert(std::span<const stored_new_job> jobs,
+                                             std::size_t max_active) override;
+  result<std::optional<stored_job>> find(std::string_view request_id) override;
+  result<std::vector<stored_job>> list(std::optional<job_state> state, std::size_t limit) override;
+  result<std::size_t> count_active() override;
+  result<std::optional<stored_job>> claim_next(std::string_view owner, time_point now,
+                                               std::chrono::milliseconds lease) override;
+  result<void> append_step(std::int64_t job_id, std::string_view owner, const job_step& s) override;
+  result<void> release(std::int64_t job_id, std::string_view owner, const job_release& next,
+                       time_point now) override;
+  result<std::size_t> expire_leases(time_point now) override;
+  result<std::size_t> renew_leases(std::span<const std::string> owners, time_point now,
+                                   std::chrono::milliseconds lease) override;
+  result<std::vector<stored_job>> due_reports(time_point now, std::size_t limit) override;
+  result<void> record_report(std::int64_t job_id, const report_update& u, time_point now) override;
+  result<std::optional<forgettable_subject>> subject_to_forget(std::int64_t job_id) override;
+  result<void> replace_subject(std::int64_t job_id, const stored_subject& s) override;
+  result<bool> apply(const operator_change& c, time_point now) override;
+  result<void> probe_write(time_point now) override;
+  result<void> each_job(const std::function<result<void>(const stored_job&)>& each) override;
+  result<void> begin_import() override;
+  result<void> import_job(const stored_job& s) override;
+  result<void> finish_import() override;
+  void abort_import() override { rollback(failure{}); }
+  // The server's disk is the database administrator's to cap.
+  result<void> set_max_size(std::uint64_t) override { return {}; }
+  result<time_point> file_link_expiry(std::int64_t job_id, time_point proposed,
+                                      time_point now) override;
+  result<std::vector<std::int64_t>> file_links(time_point now, bool expired) override;
+  result<std::size_t> purge_finished(time_point before) override;
+  result<job_stats> stats(time_point now, std::chrono::milliseconds deadline,
+                          std::chrono::milliseconds warning) override;
+  result<std::vector<stored_job>> at_risk(time_point now, std::chrono::milliseconds deadline,
+                                          std::chrono::milliseconds warning,
+                                          std::size_t limit) override;
+
+ private:
+  static std::int64_t ms(time_point t) { return t.time_since_epoch().count(); }
+  static time_point from_ms(std::int64_t v) { return time_point{millis{v}}; }
+
+  static constexpr const char* finished_states =
+      "('completed', 'user_not_found', 'failed', 'cancelled', 'missing_identifiers')";
+
+  static constexpr const char* job_columns =
+      "id, request_id, trace_id, operation, integration_id, source, request_type, created_at_ms, "
+      "received_at_ms, updated_at_ms, subject, state, attempts, next_attempt_at_ms, lease_owner, "
+      "lease_expires_at_ms, outcome, outcome_message, reported, report_error, report_attempts, "
+      "subject_form, opt_out, right_id, right_name, right_type, subject_id_name, "
+      "file_link_expires_at_ms, report_next_at_ms, report_gave_up";
+
+  result<void> connect();
+  // A statement's rows, or why it failed. A broken connection is dropped, and made again by the
+  // next statement. A statement that `may_repeat` (one that reads, or BEGIN) and found the
+  // connection broken outside a transaction (the server restarted or failed over since the last
+  // verb) runs once more on a new connection; a write is never repeated, since it may have
+  // committed before the connection broke.
+  result<pg::rows> query(const char* sql, std::string_view doing, const pg::params& p = {},
+                         bool may_repeat = false);
+  result<void> run(const char* sql, std::string_view doing, const pg::params& p = {},
+                   bool may_repeat = false);
+  result<pg::rows> read(const char* sql, std::string_view doing, const pg::params& p = {}) {
+    return query(sql, doing, p, true);
+  }
+  result<void> begin() { return run("BEGIN", "starting a transaction", {}, true); }
+  // A COMMIT whose answer is lost leaves its outcome unknown: the caller reports a failure, and
+  // a repeat of the request finds the job if it was committed (dedupe).
+  result<void> commit() { return run("COMMIT", "committing"); }
+  failure rollback(failure f);
+  failure lease_lost(std::int64_t job_id, std::string_view owner) const;
+  // What an earlier job says about this request: a repeat of its trace id, or of its request id
+  // (the same operation URL: a repeat; the other one: a conflict). Empty when it is new.
+  result<std::optional<insert_outcome>> earlier(const new_job& j);
+  // One statement inserts the job (unless its request id or trace id is taken: ON CONFLICT DO
+  // NOTHING, which also waits for a concurrent insert of the same key to commit or roll back)
+  // and its first journal lines.
+  result<insert_outcome> insert_one(const stored_new_job& row, std::size_t max_active,
+                                    std::size_t& active);
+  result<std::optional<stored_job>> find_one(const std::string& sql, const pg::params& p);
+  static std::vector<stored_job> read_jobs(const pg::rows& r);
+  // The journals of `jobs`, in one query.
+  result<void> load_history(std::vector<stored_job>& jobs);
+
+  postgres_store_options options_;
+  std::string where_;
+  pg::connection conn_;
+};
+
+}  // namespace dsr::detail
