@@ -141,5 +141,20 @@ TEST(StoreMigrate, RefusesAStoreADaemonHoldsAndBadArgumentsWithNothingWritten) {
   EXPECT_THAT(wrong_engine.output, HasSubstr("set engine = \"postgresql\""));
 }
 
+// A daemon older than the database's schema refuses to start (exit 2), naming both versions.
+TEST(StoreSchema, ADaemonOlderThanTheSchemaRefusesToStartNamingBothVersions) {
+  temp_dir dir;
+  const auto uri = pg_cluster::shared().create_database("schema_future");
+  ASSERT_TRUE(open_postgres_store({uri, "", ""}));
+  pg_query(uri, "UPDATE dsr_schema SET version = 99");
+  const auto cfg = dir.write("dsr.toml", fmt::format("[server]\nlisten = \"127.0.0.1:0\"\n"
+                                                     "[store]\nengine = \"postgresql\"\nurl = "
+                                                     "\"{}\"\npath = \"dsr.sqlite3\"\n{}",
+                                                     uri, test_credentials()));
+  const auto served = run(DSR_BINARY, {"serve", "--config", cfg.string()});
+  EXPECT_EQ(served.exit_code, 2) << served.output;
+  EXPECT_THAT(served.output, HasSubstr("has schema version 99, newer than this build knows (1)"));
+}
+
 }  // namespace
 }  // namespace dsr::test
