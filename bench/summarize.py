@@ -44,7 +44,7 @@ def load(rows):
     ls = [r["machine"]["load"][0] for r in rows if "machine" in r]
     if not ls:
         return "—"
-    text = f"{min(ls):.2f}–{max(ls):.2f}" if len(ls) > 1 else f"{ls[0]:.2f}"
+    text = f"{min(ls):.2f}–{max(ls):.2f}" if min(ls) != max(ls) else f"{ls[0]:.2f}"
     steal = [r["machine"].get("steal_pct") for r in rows if r.get("machine", {}).get("steal_pct")]
     if steal and max(steal) >= 1:
         text += f", steal {max(steal):.0f} %"
