@@ -16,6 +16,7 @@
 // Thread safety: used from one thread at a time (a store thread), as every engine.
 
 #include "dsr/jobs/pg_glue.hpp"
+#include "engine_sql.hpp"
 #include "dsr/jobs/store_engine.hpp"
 
 #include <cstddef>
@@ -73,19 +74,6 @@ class postgres_engine final : public store_engine {
                                           std::size_t limit) override;
 
  private:
-  static std::int64_t ms(time_point t) { return t.time_since_epoch().count(); }
-  static time_point from_ms(std::int64_t v) { return time_point{millis{v}}; }
-
-  static constexpr const char* finished_states =
-      "('completed', 'user_not_found', 'failed', 'cancelled', 'missing_identifiers')";
-
-  static constexpr const char* job_columns =
-      "id, request_id, trace_id, operation, integration_id, source, request_type, created_at_ms, "
-      "received_at_ms, updated_at_ms, subject, state, attempts, next_attempt_at_ms, lease_owner, "
-      "lease_expires_at_ms, outcome, outcome_message, reported, report_error, report_attempts, "
-      "subject_form, opt_out, right_id, right_name, right_type, subject_id_name, "
-      "file_link_expires_at_ms, report_next_at_ms, report_gave_up";
-
   result<void> connect();
   // A statement's rows, or why it failed. A broken connection is dropped, and made again by the
   // next statement. A statement that `may_repeat` (one that reads, or BEGIN) and found the
