@@ -66,8 +66,7 @@ result<std::unique_ptr<job_store>> open_postgres(const config& cfg, const std::s
     return store;
   }
   if (auto active = (*store)->count_active()) {
-    spdlog::get("main")->info("job store on PostgreSQL open: {} job(s) queued or running",
-                              *active);
+    spdlog::get("main")->info("job store on PostgreSQL open: {} job(s) queued or running", *active);
   }
   return store;
 }

@@ -66,9 +66,8 @@ result<std::filesystem::path> copy_export(const std::filesystem::path& from_dir,
     return make_failure(errc::io_error, fmt::format("cannot copy the export {} to {}: {}",
                                                     from.string(), to.string(), ec.message()));
   }
-  std::filesystem::permissions(to, std::filesystem::perms::owner_read |
-                                       std::filesystem::perms::owner_write,
-                               ec);
+  std::filesystem::permissions(
+      to, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write, ec);
   return to;
 }
 
@@ -95,9 +94,10 @@ int store_migrate(const std::filesystem::path& config_file, const std::string& f
   const auto key_hex = credentials->find(credential::store_key);
   const auto key = key_hex ? crypto::from_hex(key_hex->reveal()) : std::nullopt;
   if (!key || key->size() != 32) {
-    return explain("credential store_key is missing or not 64 hex digits: give the store_key of "
-                   "the SQLite store (the jobs' sealed IDs and exports are moved as they are)",
-                   2);
+    return explain(
+        "credential store_key is missing or not 64 hex digits: give the store_key of "
+        "the SQLite store (the jobs' sealed IDs and exports are moved as they are)",
+        2);
   }
   const std::filesystem::path source = from.substr(7);
   if (auto r = lock_source(source); !r) {
@@ -116,8 +116,7 @@ int store_migrate(const std::filesystem::path& config_file, const std::string& f
   into.password = std::string(password ? password->reveal() : "");
   auto postgres = open_postgres_engine(into);
   if (!postgres) {
-    return explain(postgres.error().detail,
-                   postgres.error().is(errc::store_schema_newer) ? 2 : 1);
+    return explain(postgres.error().detail, postgres.error().is(errc::store_schema_newer) ? 2 : 1);
   }
   if (auto r = (*postgres)->begin_import(); !r) {
     return explain(r.error().detail, 1);
@@ -163,9 +162,10 @@ int store_migrate(const std::filesystem::path& config_file, const std::string& f
   if (auto r = (*postgres)->finish_import(); !r) {
     return undo(r.error());
   }
-  fmt::print("moved {} job(s) and {} kept export(s) from {} into the PostgreSQL store; {} is "
-             "unchanged: keep it until the daemon runs on PostgreSQL, then remove it\n",
-             moved, copied.size(), source.string(), source.string());
+  fmt::print(
+      "moved {} job(s) and {} kept export(s) from {} into the PostgreSQL store; {} is "
+      "unchanged: keep it until the daemon runs on PostgreSQL, then remove it\n",
+      moved, copied.size(), source.string(), source.string());
   return 0;
 }
 

@@ -81,8 +81,7 @@ class domain_store final : public job_store {
     return open_all(engine_->due_reports(now, limit));
   }
 
-  result<void> record_report(std::int64_t job_id, const report_update& u,
-                             time_point now) override {
+  result<void> record_report(std::int64_t job_id, const report_update& u, time_point now) override {
     if (auto r = engine_->record_report(job_id, u, now); !r) {
       return r;
     }
@@ -127,17 +126,13 @@ class domain_store final : public job_store {
     return operator_action(request_id, now, true);
   }
 
-  result<std::size_t> expire_leases(time_point now) override {
-    return engine_->expire_leases(now);
-  }
+  result<std::size_t> expire_leases(time_point now) override { return engine_->expire_leases(now); }
   result<std::size_t> renew_leases(std::span<const std::string> owners, time_point now,
                                    std::chrono::milliseconds lease) override {
     return engine_->renew_leases(owners, now, lease);
   }
   result<void> probe_write(time_point now) override { return engine_->probe_write(now); }
-  result<void> set_max_size(std::uint64_t bytes) override {
-    return engine_->set_max_size(bytes);
-  }
+  result<void> set_max_size(std::uint64_t bytes) override { return engine_->set_max_size(bytes); }
   result<time_point> file_link_expiry(std::int64_t job_id, time_point proposed,
                                       time_point now) override {
     return engine_->file_link_expiry(job_id, proposed, now);
@@ -153,8 +148,7 @@ class domain_store final : public job_store {
     return engine_->stats(now, deadline, warning);
   }
   result<std::vector<job>> at_risk(time_point now, std::chrono::milliseconds deadline,
-                                   std::chrono::milliseconds warning,
-                                   std::size_t limit) override {
+                                   std::chrono::milliseconds warning, std::size_t limit) override {
     return open_all(engine_->at_risk(now, deadline, warning, limit));
   }
 
@@ -213,8 +207,10 @@ class domain_store final : public job_store {
       return operator_result::not_found;
     }
     const job& j = (*found)->j;
-    operator_change change{j.id, operator_verb::requeue, j.state, job_outcome::none, "",
-                           job_step{now, step_kind::operator_action, cancelling ? "cancel" : "retry"}};
+    operator_change change{
+        j.id,    operator_verb::requeue,
+        j.state, job_outcome::none,
+        "",      job_step{now, step_kind::operator_action, cancelling ? "cancel" : "retry"}};
     operator_result done = operator_result::conflict;
     if (cancelling && (j.state == job_state::queued || j.state == job_state::retrying)) {
       change.verb = operator_verb::cancel;

@@ -23,9 +23,8 @@ result<std::vector<insert_outcome>> postgres_engine::insert(std::span<const stor
   if (auto r = begin(); !r) {
     return r.error();
   }
-  auto active = query(
-      "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running', 'retrying')",
-      "counting active jobs");
+  auto active = query("SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running', 'retrying')",
+                      "counting active jobs");
   if (!active) {
     return rollback(active.error());
   }
@@ -79,8 +78,12 @@ result<void> postgres_engine::append_step(std::int64_t job_id, std::string_view 
       "$3, $4, $5 FROM held",
       next_seq);
   auto r = query(sql.c_str(), "journaling a step",
-                 pg::params().integer(job_id).text(owner).integer(ms(s.at)).text(to_string(s.step)).text(
-                     s.result));
+                 pg::params()
+                     .integer(job_id)
+                     .text(owner)
+                     .integer(ms(s.at))
+                     .text(to_string(s.step))
+                     .text(s.result));
   if (!r) {
     return r.error();
   }
@@ -197,11 +200,11 @@ result<bool> postgres_engine::apply(const operator_change& c, time_point now) {
 }
 
 result<void> postgres_engine::connect() {
-  std::vector<const char*> keys{"connect_timeout", "application_name", "keepalives",
+  std::vector<const char*> keys{"connect_timeout", "application_name",    "keepalives",
                                 "keepalives_idle", "keepalives_interval", "keepalives_count",
                                 "dbname"};
   const auto timeout = std::to_string(options_.connect_timeout.count());
-  std::vector<const char*> values{timeout.c_str(), "dsr-connector", "1", "30", "10", "3",
+  std::vector<const char*> values{timeout.c_str(),     "dsr-connector", "1", "30", "10", "3",
                                   options_.url.c_str()};
   if (!options_.password.empty()) {
     keys.push_back("password");
@@ -220,7 +223,8 @@ result<void> postgres_engine::connect() {
                         fmt::format("job store {}: cannot connect: {}", where_, why));
   }
   // The server's notices ("relation ... already exists, skipping") are not for the operator.
-  PQsetNoticeProcessor(conn_.get(), [](void*, const char*) {}, nullptr);
+  PQsetNoticeProcessor(
+      conn_.get(), [](void*, const char*) {}, nullptr);
   return {};
 }
 
@@ -254,8 +258,8 @@ result<pg::rows> postgres_engine::query(const char* sql, std::string_view doing,
     conn_.reset();
   }
   // XX001/XX002: the server found a corrupt page or index.
-  const errc code = state == "XX001" || state == "XX002" ? errc::store_corrupt
-                                                         : errc::store_unavailable;
+  const errc code =
+      state == "XX001" || state == "XX002" ? errc::store_corrupt : errc::store_unavailable;
   return make_failure(code, fmt::format("job store {}: {} while {}{}", where_, why, doing,
                                         state.empty() ? "" : " (SQLSTATE " + state + ")"));
 }
@@ -279,8 +283,8 @@ failure postgres_engine::lease_lost(std::int64_t job_id, std::string_view owner)
 }
 
 result<std::optional<insert_outcome>> postgres_engine::earlier(const new_job& j) {
-  auto by_trace = query("SELECT request_id FROM jobs WHERE trace_id = $1",
-                        "looking up a trace id", pg::params().text(j.trace_id));
+  auto by_trace = query("SELECT request_id FROM jobs WHERE trace_id = $1", "looking up a trace id",
+                        pg::params().text(j.trace_id));
   if (!by_trace) {
     return by_trace.error();
   }
@@ -351,7 +355,8 @@ result<insert_outcome> postgres_engine::insert_one(const stored_new_job& row,
       "next_attempt_at_ms, opt_out, right_id, right_name, right_type, subject_id_name, outcome, "
       "outcome_message, report_next_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::bigint, $8, $9, "
       "$10, $11::text, $8, $12, $13, $14, $15, $16, $17, $18, CASE WHEN $11 = 'queued' THEN "
-      "NULL ELSE $8 END) ON CONFLICT DO NOTHING RETURNING id), steps AS (INSERT INTO job_steps (job_id, seq, "
+      "NULL ELSE $8 END) ON CONFLICT DO NOTHING RETURNING id), steps AS (INSERT INTO job_steps "
+      "(job_id, seq, "
       "at_ms, step, result) SELECT job.id, s.seq, s.at_ms, s.step, s.result FROM job, "
       "unnest($19::bigint[], $20::text[], $21::text[]) WITH ORDINALITY AS s(at_ms, step, "
       "result, seq)) SELECT id FROM job",

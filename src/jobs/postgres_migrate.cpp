@@ -47,10 +47,10 @@ result<void> postgres_engine::begin_import() {
     return rollback(n.error());
   }
   if (n->integer(0, 0) != 0) {
-    return rollback(make_failure(errc::conflict,
-                                 fmt::format("job store {} already holds {} job(s); jobs are "
-                                             "moved into an empty store only",
-                                             where_, n->integer(0, 0))));
+    return rollback(
+        make_failure(errc::conflict, fmt::format("job store {} already holds {} job(s); jobs are "
+                                                 "moved into an empty store only",
+                                                 where_, n->integer(0, 0))));
   }
   return {};
 }

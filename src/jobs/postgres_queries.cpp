@@ -23,8 +23,8 @@ result<std::vector<stored_job>> postgres_engine::list(std::optional<job_state> s
   std::string sql;
   if (state) {
     p.text(to_string(*state));
-    sql = fmt::format("SELECT {} FROM jobs WHERE state = $1 ORDER BY id DESC LIMIT $2",
-                      job_columns);
+    sql =
+        fmt::format("SELECT {} FROM jobs WHERE state = $1 ORDER BY id DESC LIMIT $2", job_columns);
   } else {
     sql = fmt::format("SELECT {} FROM jobs ORDER BY id DESC LIMIT $1", job_columns);
   }
@@ -42,7 +42,7 @@ result<std::vector<stored_job>> postgres_engine::list(std::optional<job_state> s
 
 result<std::size_t> postgres_engine::count_active() {
   auto r = read("SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running', 'retrying')",
-                 "counting active jobs");
+                "counting active jobs");
   if (!r) {
     return r.error();
   }
@@ -55,7 +55,7 @@ result<std::vector<stored_job>> postgres_engine::due_reports(time_point now, std
       "$1 ORDER BY report_next_at_ms LIMIT $2",
       job_columns);
   auto r = read(sql.c_str(), "reading the outbox",
-                 pg::params().integer(ms(now)).integer(static_cast<std::int64_t>(limit)));
+                pg::params().integer(ms(now)).integer(static_cast<std::int64_t>(limit)));
   if (!r) {
     return r.error();
   }
@@ -93,16 +93,16 @@ result<std::optional<forgettable_subject>> postgres_engine::subject_to_forget(st
   if (r->count() == 0) {
     return std::optional<forgettable_subject>{};
   }
-  return std::optional<forgettable_subject>{forgettable_subject{
-      r->text(0, 2), r->text(0, 3),
-      stored_subject{r->bytes(0, 0), subject_form{r->integer(0, 1)}}}};
+  return std::optional<forgettable_subject>{
+      forgettable_subject{r->text(0, 2), r->text(0, 3),
+                          stored_subject{r->bytes(0, 0), subject_form{r->integer(0, 1)}}}};
 }
 
 result<void> postgres_engine::replace_subject(std::int64_t job_id, const stored_subject& s) {
-  auto r = query("UPDATE jobs SET subject = $2, subject_form = $3 WHERE id = $1",
-                 "replacing a finished job's subject by its hash",
-                 pg::params().integer(job_id).bytes(s.bytes).integer(
-                     static_cast<std::int64_t>(s.form)));
+  auto r =
+      query("UPDATE jobs SET subject = $2, subject_form = $3 WHERE id = $1",
+            "replacing a finished job's subject by its hash",
+            pg::params().integer(job_id).bytes(s.bytes).integer(static_cast<std::int64_t>(s.form)));
   return r ? result<void>{} : result<void>{r.error()};
 }
 
@@ -134,10 +134,10 @@ result<time_point> postgres_engine::file_link_expiry(std::int64_t job_id, time_p
 
 result<std::vector<std::int64_t>> postgres_engine::file_links(time_point now, bool expired) {
   auto r = read(expired ? "SELECT id FROM jobs WHERE file_link_expires_at_ms IS NOT NULL AND "
-                           "file_link_expires_at_ms <= $1 AND reported"
-                         : "SELECT id FROM jobs WHERE file_link_expires_at_ms IS NOT NULL AND "
-                           "file_link_expires_at_ms > $1",
-                 "listing file links", pg::params().integer(ms(now)));
+                          "file_link_expires_at_ms <= $1 AND reported"
+                        : "SELECT id FROM jobs WHERE file_link_expires_at_ms IS NOT NULL AND "
+                          "file_link_expires_at_ms > $1",
+                "listing file links", pg::params().integer(ms(now)));
   if (!r) {
     return r.error();
   }
@@ -161,8 +161,7 @@ result<std::size_t> postgres_engine::purge_finished(time_point before) {
 result<job_stats> postgres_engine::stats(time_point now, std::chrono::milliseconds deadline,
                                          std::chrono::milliseconds warning) {
   job_stats out;
-  auto by_state = read("SELECT state, COUNT(*) FROM jobs GROUP BY state",
-                        "counting jobs by state");
+  auto by_state = read("SELECT state, COUNT(*) FROM jobs GROUP BY state", "counting jobs by state");
   if (!by_state) {
     return by_state.error();
   }
@@ -172,9 +171,8 @@ result<job_stats> postgres_engine::stats(time_point now, std::chrono::millisecon
           static_cast<std::uint64_t>(by_state->integer(i, 1));
     }
   }
-  auto oldest =
-      read("SELECT MIN(received_at_ms) FROM jobs WHERE state IN ('queued', 'retrying')",
-            "finding the oldest waiting job");
+  auto oldest = read("SELECT MIN(received_at_ms) FROM jobs WHERE state IN ('queued', 'retrying')",
+                     "finding the oldest waiting job");
   if (!oldest) {
     return oldest.error();
   }
@@ -206,11 +204,11 @@ result<std::vector<stored_job>> postgres_engine::at_risk(time_point now,
       "COALESCE(created_at_ms, received_at_ms), id LIMIT $4",
       job_columns);
   auto r = read(sql.c_str(), "listing jobs near their due date",
-                 pg::params()
-                     .integer(ms(now))
-                     .integer(deadline.count())
-                     .integer(warning.count())
-                     .integer(static_cast<std::int64_t>(limit)));
+                pg::params()
+                    .integer(ms(now))
+                    .integer(deadline.count())
+                    .integer(warning.count())
+                    .integer(static_cast<std::int64_t>(limit)));
   if (!r) {
     return r.error();
   }

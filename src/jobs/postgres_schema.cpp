@@ -143,10 +143,10 @@ result<void> postgres_engine::open() {
   for (auto i = static_cast<std::size_t>(version); i < migrations.size(); ++i) {
     pg::rows r(PQexec(conn_.get(), migrations[i]));
     if (!r.ok()) {
-      return rolled_back(make_failure(
-          errc::store_unavailable,
-          fmt::format("job store {}: cannot migrate to schema {}: {} (SQLSTATE {})", where_,
-                      i + 1, r.message(), r.sqlstate())));
+      return rolled_back(
+          make_failure(errc::store_unavailable,
+                       fmt::format("job store {}: cannot migrate to schema {}: {} (SQLSTATE {})",
+                                   where_, i + 1, r.message(), r.sqlstate())));
     }
   }
   const char* set_version = v->count() == 0 ? "INSERT INTO dsr_schema (version) VALUES ($1)"

@@ -112,8 +112,7 @@ result<void> sqlite_engine::release(std::int64_t job_id, std::string_view owner,
         .bind(5, next.outcome_message)
         .bind(6, ms(now))
         .bind(7, job_id)
-        .bind(8,
-              next.op ? std::int64_t{*next.op == operation::opt_out ? 1 : 0} : std::int64_t{-1});
+        .bind(8, next.op ? std::int64_t{*next.op == operation::opt_out ? 1 : 0} : std::int64_t{-1});
     if (q.step() != SQLITE_DONE) {
       auto e = error("releasing a job");
       rollback();

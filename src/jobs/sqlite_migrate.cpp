@@ -10,8 +10,8 @@
 namespace dsr::detail {
 
 result<void> sqlite_engine::each_job(const std::function<result<void>(const stored_job&)>& each) {
-  const auto sql = fmt::format("SELECT {} FROM jobs WHERE id > ?1 ORDER BY id LIMIT 1",
-                               job_columns);
+  const auto sql =
+      fmt::format("SELECT {} FROM jobs WHERE id > ?1 ORDER BY id LIMIT 1", job_columns);
   const statement next(db_, sql);
   for (std::int64_t after = 0;;) {
     std::optional<stored_job> row;

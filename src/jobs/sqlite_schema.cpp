@@ -103,8 +103,7 @@ detail::sqlite_engine::statements::statements(sqlite3* db)
                   "INSERT INTO job_steps (job_id, seq, at_ms, step, result) VALUES (?1, "
                   "(SELECT COALESCE(MAX(seq), 0) + 1 FROM job_steps WHERE job_id = ?1), ?2, "
                   "?3, ?4)"),
-      find_by_request(db,
-                      fmt::format("SELECT {} FROM jobs WHERE request_id = ?1", job_columns)),
+      find_by_request(db, fmt::format("SELECT {} FROM jobs WHERE request_id = ?1", job_columns)),
       find_by_id(db, fmt::format("SELECT {} FROM jobs WHERE id = ?1", job_columns)),
       list_all(db, fmt::format("SELECT {} FROM jobs ORDER BY id DESC LIMIT ?1", job_columns)),
       list_state(db, fmt::format("SELECT {} FROM jobs WHERE state = ?1 ORDER BY id DESC "

@@ -19,7 +19,8 @@ class OnPostgres : public Fulfilment {
     static int n = 0;
     uri_ = pg_cluster::shared().create_database("e2e_" + std::to_string(++n));
     // Copy exports stay on the daemon's disk for now, beside `path` (README, PostgreSQL).
-    store_config_ = fmt::format("engine = \"postgresql\"\nurl = \"{}\"\npath = \"dsr.sqlite3\"", uri_);
+    store_config_ =
+        fmt::format("engine = \"postgresql\"\nurl = \"{}\"\npath = \"dsr.sqlite3\"", uri_);
     extra_customers_ = seeded(30);
     // A killed daemon's jobs are taken over by the next one after 5 s (lease > the 2 s timeout).
     extra_config_ = "[jobs]\nlease_seconds = 5\nconcurrency = 8\n";

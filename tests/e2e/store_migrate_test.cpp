@@ -80,8 +80,8 @@ TEST(StoreMigrate, MovesEveryJobAndKeptExportAndLeavesTheSqliteFileAsItWas) {
 
   const auto uri = pg_cluster::shared().create_database("migrate_ok");
   const auto cfg = config_for(dir, uri, "pg.toml");
-  const auto moved = run(DSR_BINARY, {"store", "migrate", "--from", "sqlite:" + old_store.string(),
-                                      "--config", cfg});
+  const auto moved = run(
+      DSR_BINARY, {"store", "migrate", "--from", "sqlite:" + old_store.string(), "--config", cfg});
   ASSERT_EQ(moved.exit_code, 0) << moved.output;
   EXPECT_THAT(moved.output, HasSubstr("moved 2 job(s) and 1 kept export(s)"));
   EXPECT_EQ(bytes_of(old_store), before);
@@ -94,8 +94,8 @@ TEST(StoreMigrate, MovesEveryJobAndKeptExportAndLeavesTheSqliteFileAsItWas) {
   EXPECT_EQ((*pg)->due_reports(t0, 10)->size(), 1u);  // the copy's report, still to send
 
   // Again: the PostgreSQL store holds jobs now.
-  const auto again = run(DSR_BINARY, {"store", "migrate", "--from",
-                                      "sqlite:" + old_store.string(), "--config", cfg});
+  const auto again = run(
+      DSR_BINARY, {"store", "migrate", "--from", "sqlite:" + old_store.string(), "--config", cfg});
   EXPECT_EQ(again.exit_code, 1);
   EXPECT_THAT(again.output, HasSubstr("already holds 2 job(s)"));
   EXPECT_EQ(*(*pg)->count_active(), 1u);
@@ -120,8 +120,8 @@ TEST(StoreMigrate, RefusesAStoreADaemonHoldsAndBadArgumentsWithNothingWritten) {
   const int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   ASSERT_GE(fd, 0);
   ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
-  const auto held = run(DSR_BINARY, {"store", "migrate", "--from", "sqlite:" + old_store.string(),
-                                     "--config", cfg});
+  const auto held = run(
+      DSR_BINARY, {"store", "migrate", "--from", "sqlite:" + old_store.string(), "--config", cfg});
   ::close(fd);
   EXPECT_EQ(held.exit_code, 1);
   EXPECT_THAT(held.output, HasSubstr("a dsr-connector daemon has"));
@@ -132,11 +132,11 @@ TEST(StoreMigrate, RefusesAStoreADaemonHoldsAndBadArgumentsWithNothingWritten) {
       run(DSR_BINARY, {"store", "migrate", "--from", old_store.string(), "--config", cfg});
   EXPECT_EQ(bad_from.exit_code, 2);
   EXPECT_THAT(bad_from.output, HasSubstr("expected sqlite:PATH"));
-  const auto sqlite_cfg = dir.write("sqlite.toml", "[store]\npath = \"x.sqlite3\"\n" +
-                                                       test_credentials());
-  const auto wrong_engine = run(DSR_BINARY, {"store", "migrate", "--from",
-                                             "sqlite:" + old_store.string(), "--config",
-                                             sqlite_cfg.string()});
+  const auto sqlite_cfg =
+      dir.write("sqlite.toml", "[store]\npath = \"x.sqlite3\"\n" + test_credentials());
+  const auto wrong_engine =
+      run(DSR_BINARY, {"store", "migrate", "--from", "sqlite:" + old_store.string(), "--config",
+                       sqlite_cfg.string()});
   EXPECT_EQ(wrong_engine.exit_code, 2);
   EXPECT_THAT(wrong_engine.output, HasSubstr("set engine = \"postgresql\""));
 }

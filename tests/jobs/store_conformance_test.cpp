@@ -147,7 +147,8 @@ class StoreConformance : public ::testing::Test {
       if ((*j)->request_id == request_id) {
         return **j;
       }
-      EXPECT_TRUE(store_->release((*j)->id, "w", {job_state::queued, 0, at + 1h, job_outcome::none, ""}, at));
+      EXPECT_TRUE(store_->release((*j)->id, "w",
+                                  {job_state::queued, 0, at + 1h, job_outcome::none, ""}, at));
     }
   }
   void finish(std::string_view request_id, job_state state, time_point at = t0,
@@ -223,9 +224,9 @@ TYPED_TEST(StoreConformance, RepeatedTraceIdAnswersWithTheOriginalRequestId) {
 
 TYPED_TEST(StoreConformance, ABatchDedupesWithinItselfAndARefusedRepeatLeavesNothingBehind) {
   ASSERT_EQ(insert_one(this->s(), make_job("a", "ta")), kind::inserted);
-  const std::vector<new_job> batch{make_job("b", "tb"), make_job("b", "tb"),
-                                   make_job("b", "tb2", operation::copy), make_job("a", "ta2"),
-                                   make_job("x", "ta"), make_job("c", "tc")};
+  const std::vector<new_job> batch{
+      make_job("b", "tb"),  make_job("b", "tb"), make_job("b", "tb2", operation::copy),
+      make_job("a", "ta2"), make_job("x", "ta"), make_job("c", "tc")};
   auto r = this->s().insert(batch, 100);
   ASSERT_TRUE(r) << r.error().detail;
   EXPECT_EQ((*r)[0].result, kind::inserted);
@@ -262,7 +263,8 @@ TYPED_TEST(StoreConformance, QueueFullRefusesNewJobsButStillRecognisesRepeats) {
 TYPED_TEST(StoreConformance, AJobEndedAtIntakeIsStoredFinishedWithItsReportDue) {
   auto j = make_job("req-none", "t-none");
   j.subject.clear();
-  j.ended = intake_outcome{job_state::missing_identifiers, job_outcome::missing_identifiers, "no e-mail"};
+  j.ended =
+      intake_outcome{job_state::missing_identifiers, job_outcome::missing_identifiers, "no e-mail"};
   ASSERT_EQ(insert_one(this->s(), j, 0), kind::inserted);  // never counts against capacity
   const auto got = **this->s().find("req-none");
   EXPECT_EQ(got.state, job_state::missing_identifiers);
@@ -316,7 +318,8 @@ TYPED_TEST(StoreConformance, ClaimTakesTheEarliestDueJobUnderALease) {
 TYPED_TEST(StoreConformance, JobsNotYetDueAreNotClaimed) {
   insert_one(this->s(), make_job("a", "ta"));
   const auto j = this->claim("me");
-  ASSERT_TRUE(this->s().release(j.id, "me", {job_state::retrying, 1, t0 + 10min, job_outcome::none, ""}, t0));
+  ASSERT_TRUE(this->s().release(j.id, "me",
+                                {job_state::retrying, 1, t0 + 10min, job_outcome::none, ""}, t0));
   EXPECT_FALSE(*this->s().claim_next("me", t0 + 9min, 30s));
   auto again = this->s().claim_next("me", t0 + 10min, 30s);
   ASSERT_TRUE(again && *again);
@@ -330,12 +333,12 @@ TYPED_TEST(StoreConformance, OnlyTheLeaseHolderCanJournalOrRelease) {
   ASSERT_FALSE(foreign);
   EXPECT_TRUE(foreign.error().is(errc::lease_lost));
   ASSERT_TRUE(this->s().append_step(j.id, "me", {t0, parse_step("export"), "started"}));
-  auto refused =
-      this->s().release(j.id, "someone-else", {job_state::completed, 0, t0, job_outcome::completed, ""}, t0);
+  auto refused = this->s().release(j.id, "someone-else",
+                                   {job_state::completed, 0, t0, job_outcome::completed, ""}, t0);
   ASSERT_FALSE(refused);
   EXPECT_TRUE(refused.error().is(errc::lease_lost));
-  ASSERT_TRUE(
-      this->s().release(j.id, "me", {job_state::completed, 1, t0, job_outcome::completed, "done"}, t0 + 1s));
+  ASSERT_TRUE(this->s().release(
+      j.id, "me", {job_state::completed, 1, t0, job_outcome::completed, "done"}, t0 + 1s));
   const auto done = **this->s().find("a");
   EXPECT_EQ(done.state, job_state::completed);
   EXPECT_EQ(to_string(done.outcome), "Completed");
@@ -363,19 +366,23 @@ TYPED_TEST(StoreConformance, AnExpiredLeaseGoesToTheNextClaimantAndFencesTheOldH
   ASSERT_TRUE(again && *again);
   EXPECT_EQ((*again)->id, j.id);
   ASSERT_EQ((*again)->history.size(), 2u);  // the journal to resume from
-  EXPECT_TRUE(this->s().append_step(j.id, "dead-owner", {t0, parse_step("track"), "done"}).error().is(
-      errc::lease_lost));
-  EXPECT_FALSE(this->s().release(j.id, "dead-owner", {job_state::failed, 1, t0, job_outcome::failed, ""}, t0));
+  EXPECT_TRUE(this->s()
+                  .append_step(j.id, "dead-owner", {t0, parse_step("track"), "done"})
+                  .error()
+                  .is(errc::lease_lost));
+  EXPECT_FALSE(this->s().release(j.id, "dead-owner",
+                                 {job_state::failed, 1, t0, job_outcome::failed, ""}, t0));
   ASSERT_TRUE(this->s().append_step(j.id, "new-owner", {t0 + 62s, parse_step("export"), "done"}));
-  ASSERT_TRUE(this->s().release(j.id, "new-owner",
-                                {job_state::completed, 1, t0, job_outcome::completed, ""}, t0 + 63s));
+  ASSERT_TRUE(this->s().release(
+      j.id, "new-owner", {job_state::completed, 1, t0, job_outcome::completed, ""}, t0 + 63s));
   const auto done = **this->s().find("a");
   EXPECT_EQ(done.state, job_state::completed);
   EXPECT_EQ(done.history.size(), 3u);
   // A job that had run before goes back as retrying.
   insert_one(this->s(), make_job("b", "tb"));
   const auto b = this->claim("x", t0 + 64s);
-  ASSERT_TRUE(this->s().release(b.id, "x", {job_state::retrying, 1, t0, job_outcome::none, ""}, t0 + 64s));
+  ASSERT_TRUE(
+      this->s().release(b.id, "x", {job_state::retrying, 1, t0, job_outcome::none, ""}, t0 + 64s));
   this->claim("y", t0 + 64s);
   EXPECT_EQ(*this->s().expire_leases(t0 + 10min), 1u);
   EXPECT_EQ((**this->s().find("b")).state, job_state::retrying);
@@ -669,8 +676,8 @@ TYPED_TEST(StoreConformance, EveryJobCopiedIntoAnEmptyStoreReadsBackTheSame) {
   auto copy = make_job("copy", "t-copy", operation::copy);
   copy.created_at = t0 - 2h;
   auto ended = make_job("ended", "t-ended");
-  ended.ended = intake_outcome{job_state::missing_identifiers, job_outcome::missing_identifiers,
-                               "no e-mail"};
+  ended.ended =
+      intake_outcome{job_state::missing_identifiers, job_outcome::missing_identifiers, "no e-mail"};
   for (const auto& j : {copy, make_job("failed", "t-failed"), make_job("running", "t-running"),
                         make_job("queued", "t-queued"), ended}) {
     ASSERT_EQ(insert_one(source, j), kind::inserted);
@@ -681,11 +688,13 @@ TYPED_TEST(StoreConformance, EveryJobCopiedIntoAnEmptyStoreReadsBackTheSame) {
     ASSERT_TRUE(j && *j);
     const auto id = (*j)->id;
     if ((*j)->request_id == "copy") {
-      ASSERT_TRUE(source.release(id, "w", {job_state::completed, 1, t0, job_outcome::completed, "ok"}, t0));
+      ASSERT_TRUE(
+          source.release(id, "w", {job_state::completed, 1, t0, job_outcome::completed, "ok"}, t0));
       ASSERT_TRUE(source.file_link_expiry(id, t0 + 72h, t0));
       ASSERT_TRUE(source.record_report(id, {true, std::nullopt, 0, t0, false}, t0 + 1s));
     } else if ((*j)->request_id == "failed") {
-      ASSERT_TRUE(source.release(id, "w", {job_state::failed, 2, t0, job_outcome::failed, "x"}, t0));
+      ASSERT_TRUE(
+          source.release(id, "w", {job_state::failed, 2, t0, job_outcome::failed, "x"}, t0));
       ASSERT_TRUE(source.record_report(id, {false, "MineOS answered 400", 12, t0, true}, t0));
     }
   }

@@ -1,9 +1,9 @@
 #pragma once
 // The job store `serve` runs on, opened in one step: where the store engine is chosen ([store]
-// engine, docs/contract.md §8). Ready for the dispatcher when it returns: with SQLite every lease a killed
-// predecessor left is expired (its jobs resume from their journal), and the [store] max_size_mb
-// cap is set; with PostgreSQL a predecessor's leases run out as any dead daemon's do (the
-// dispatcher's sweep), since another daemon may still hold them.
+// engine, docs/contract.md §8). Ready for the dispatcher when it returns: with SQLite every lease a
+// killed predecessor left is expired (its jobs resume from their journal), and the [store]
+// max_size_mb cap is set; with PostgreSQL a predecessor's leases run out as any dead daemon's do
+// (the dispatcher's sweep), since another daemon may still hold them.
 //
 // SQLite is used by one daemon per store: an exclusive lock on "<store>.lock", held for the
 // process's life, is what makes expiring every lease at start-up safe (their owner is dead).

@@ -65,14 +65,14 @@ struct forgettable_subject {
 // An operator action as the engine applies it: a compare-and-set on the state the job store saw,
 // with its journal line, in one transaction.
 enum class operator_verb {
-  requeue,      // state failed -> queued, attempts and the report reset
-  resend,       // an unacknowledged report of a finished job is due again
-  cancel,       // state queued or retrying -> cancelled with `outcome`, report due
+  requeue,  // state failed -> queued, attempts and the report reset
+  resend,   // an unacknowledged report of a finished job is due again
+  cancel,   // state queued or retrying -> cancelled with `outcome`, report due
 };
 struct operator_change {
   std::int64_t job_id = 0;
   operator_verb verb = operator_verb::requeue;
-  job_state expected = job_state::failed;  // applied only if the job is still in this state
+  job_state expected = job_state::failed;   // applied only if the job is still in this state
   job_outcome outcome = job_outcome::none;  // cancel: the MineOS status and message to report
   std::string outcome_message;
   job_step step;  // the journal line
@@ -102,8 +102,8 @@ class store_engine {
   // Fenced by the lease: errc::lease_lost when `owner` does not hold the job's lease.
   virtual result<void> append_step(std::int64_t job_id, std::string_view owner,
                                    const job_step& step) = 0;
-  virtual result<void> release(std::int64_t job_id, std::string_view owner,
-                               const job_release& next, time_point now) = 0;
+  virtual result<void> release(std::int64_t job_id, std::string_view owner, const job_release& next,
+                               time_point now) = 0;
   virtual result<std::size_t> expire_leases(time_point now) = 0;
   virtual result<std::size_t> renew_leases(std::span<const std::string> owners, time_point now,
                                            std::chrono::milliseconds lease) = 0;
