@@ -437,6 +437,7 @@ int serve(const std::filesystem::path& config_file) {
   rt.run();
   // Everything the listeners handed to the store is committed before the process ends.
   worker.stop();
+  rt.close();
   log->info("stopped");
   return 0;
 }

@@ -62,7 +62,7 @@ struct runtime::impl {
     return std::shared_ptr<void>(nullptr, [this, &k](void*) {
       --k.held;
       if (--held == 0 && !destroyed.load() && stopping.load()) {
-        asio::post(control, [this] { finish(); });
+        asio::post(control, [this] { finish_if_drained(); });
       }
     });
   }
@@ -146,6 +146,14 @@ struct runtime::impl {
     });
   }
 
+  // On the control strand. A hold taken after the count reached zero (a job claimed as the stop
+  // began) is waited for too: its own drop posts this again.
+  void finish_if_drained() {
+    if (held.load() == 0) {
+      finish();
+    }
+  }
+
   // On the control strand.
   void finish() {
     if (finished.exchange(true)) {
@@ -167,7 +175,12 @@ struct runtime::impl {
   std::atomic<bool> stopping{false};
   std::atomic<std::uint64_t> held{0};
   std::deque<kind_count> kinds;
-  asio::io_context ioc;
+  // shutdown() made public: close() destroys the abandoned handlers while the parts live.
+  struct closable_context : asio::io_context {
+    using asio::execution_context::shutdown;
+    using asio::io_context::io_context;
+  };
+  closable_context ioc;
   // Signals, the grace timer and the stop run on this strand.
   asio::strand<asio::io_context::executor_type> control;
   asio::signal_set signals;
@@ -214,6 +227,13 @@ void runtime::run() {
   for (auto& t : pool) {
     t.join();
   }
+}
+
+void runtime::close() {
+  // Destroys every handler still queued and every operation still pending, with the coroutine
+  // frames they own; posts made later to a strand are destroyed as they are made. The services
+  // stay, so that the parts' sockets and timers can still be destroyed.
+  impl_->ioc.shutdown();
 }
 
 void runtime::stop() {

@@ -176,6 +176,9 @@ class dispatcher_impl final : public dispatcher {
   }
 
   asio::awaitable<void> wait(unsigned n, std::chrono::milliseconds d) {
+    if (stopping_) {
+      co_return;  // stop() cancelled the timers before this wait began
+    }
     timers_[n].expires_after(std::clamp(d, std::chrono::milliseconds(1), options_.poll_interval));
     co_await timers_[n].async_wait(use_nothrow);
   }
@@ -212,10 +215,8 @@ class dispatcher_impl final : public dispatcher {
       for (const auto& [id, owner] : running_) {
         owners.push_back(owner);
       }
-      auto renew = [owners = std::move(owners), now = clock_->now(),
-                    lease = options_.lease](job_store& s) {
-        return s.renew_leases(owners, now, lease);
-      };
+      auto renew = [owners = std::move(owners), now = clock_->now(), lease = options_.lease](
+                       job_store& s) { return s.renew_leases(owners, now, lease); };
       auto renewed = co_await store_call<result<std::size_t>>(queue_, std::move(renew));
       if (!renewed) {
         log()->warn("cannot renew the leases of {} running job(s): {}", running_.size(),
@@ -233,8 +234,13 @@ class dispatcher_impl final : public dispatcher {
                       std::chrono::duration_cast<std::chrono::milliseconds>(verdict.wake_at - now));
         continue;
       }
+      // Held from the claim on: a stop that begins while the claim is in the store waits for it
+      // to come back, and for the job to be run or given back.
+      auto held = options_.hold ? options_.hold() : nullptr;
       auto claim = [owner = fmt::format("{}/{}", options_.owner, ++claims_), now,
-                    lease = options_.lease](job_store& s) { return s.claim_next(owner, now, lease); };
+                    lease = options_.lease](job_store& s) {
+        return s.claim_next(owner, now, lease);
+      };
       auto claimed = co_await store_call<result<std::optional<job>>>(queue_, std::move(claim));
       if (!claimed) {
         log()->error("cannot claim a job: {}", claimed.error().detail);
@@ -243,7 +249,16 @@ class dispatcher_impl final : public dispatcher {
         if (verdict.probe) {
           gate_.probe_unused();
         }
+        held.reset();
         co_await wait(n, options_.poll_interval);
+        continue;
+      }
+      if (stopping_) {
+        // The stop began while the claim was in the store: the job goes back untouched.
+        if (verdict.probe) {
+          gate_.probe_unused();
+        }
+        co_await give_back(**claimed);
         continue;
       }
       // The boundary of a job: a bug that escapes its run is logged and the worker goes on; the
@@ -260,14 +275,34 @@ class dispatcher_impl final : public dispatcher {
           gate_.probe_unused();
         }
         log_if_thrown("jobs", fmt::format("[R {}] the run of this job", request_id))(failed);
+        held.reset();
         co_await wait(n, options_.poll_interval);
       }
     }
   }
 
+  // A job claimed as a stop began: queued again as it was, no attempt used, nothing journalled.
+  // Should the store fail, the lease runs out and the sweep (here or on the next start) returns it.
+  asio::awaitable<void> give_back(const job& j) {
+    job_release next;
+    next.state = job_state::queued;
+    next.attempts = j.attempts;
+    next.next_attempt_at = clock_->now();
+    auto release = [id = j.id, owner = j.lease_owner, next, now = next.next_attempt_at](
+                       job_store& s) { return s.release(id, owner, next, now); };
+    if (auto r = co_await store_call<result<void>>(queue_, std::move(release)); !r) {
+      log()->warn(
+          "[R {}] claimed as the stop began and cannot be given back ({}): it returns to "
+          "the queue when its lease runs out",
+          j.request_id, r.error().detail);
+      co_return;
+    }
+    log()->info("[R {}] back in the queue: claimed as the stop began", j.request_id);
+  }
+
+  // A graceful stop waits for this job to reach a step boundary (or for the grace to end): the
+  // worker holds the stop from the job's claim on.
   asio::awaitable<void> run(job j, bool probe) {
-    // A graceful stop waits for this job to reach a step boundary (or for the grace to end).
-    const auto held = options_.hold ? options_.hold() : nullptr;
     const auto started = clock_->now();
     log()->info("[R {}] {} started (attempt {}){}", j.request_id, to_string(j.op), j.attempts + 1,
                 probe ? "; let through to test whether Exponea accepts the calls again" : "");

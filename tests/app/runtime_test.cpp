@@ -5,10 +5,16 @@
 #include "support/http_client.hpp"
 
 #include <gtest/gtest.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include <atomic>
 #include <csignal>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -52,6 +58,56 @@ TEST(Runtime, AStopWaitsForEveryHoldBeforeTheEventLoopEnds) {
   rt.stop();
   rt.run();
   EXPECT_TRUE(job_finished);
+}
+
+TEST(Runtime, AHoldTakenJustAsTheLastOneDropsIsWaitedForToo) {
+  // A worker's claim comes back from the store as the stop drains: it drops the hold it had and
+  // takes one for the job it got, in one handler. The stop waits for the job.
+  runtime rt(quiet());
+  const auto hold = rt.holder("job");
+  auto claim = hold();
+  std::shared_ptr<void> job;
+  bool job_finished = false;
+  rt.on_stop([&] {
+    boost::asio::post(rt.executor(), [&] {
+      claim.reset();  // the count reaches zero: the runtime posts its finish
+      job = hold();
+      boost::asio::post(rt.executor(), [&] {
+        job_finished = true;
+        job.reset();
+      });
+    });
+  });
+  rt.stop();
+  rt.run();
+  EXPECT_TRUE(job_finished);
+}
+
+TEST(Runtime, CloseDestroysWhatTheGraceAbandonedWhileThePartsStillLive) {
+  // A part (here `alive`) that a stuck coroutine refers to is destroyed after close(), before the
+  // runtime: the coroutine's frame must be gone by then, not destroyed with the event loop.
+  auto alive = std::make_unique<bool>(true);
+  bool frame_destroyed_while_alive = false;
+  runtime rt(quiet(50ms));
+  const auto hold = rt.holder("job");
+  struct on_destroy {
+    std::unique_ptr<bool>& part;
+    bool& seen;
+    ~on_destroy() { seen = part != nullptr && *part; }
+  };
+  boost::asio::co_spawn(
+      rt.executor(),
+      [&, held = hold()]() -> boost::asio::awaitable<void> {
+        const on_destroy guard{alive, frame_destroyed_while_alive};
+        boost::asio::steady_timer never(co_await boost::asio::this_coro::executor, 1h);
+        co_await never.async_wait(boost::asio::use_awaitable);
+      },
+      boost::asio::detached);
+  rt.stop();
+  rt.run();  // the grace ends with the coroutine still waiting
+  rt.close();
+  EXPECT_TRUE(frame_destroyed_while_alive);
+  alive.reset();
 }
 
 TEST(Runtime, TheGracePeriodEndsAStopThatSomethingStillHolds) {

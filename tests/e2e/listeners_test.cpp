@@ -135,7 +135,7 @@ TEST_F(Listeners, AThousandIdleConnectionsFromOneAddressStarveNeitherTheAdminPor
 
   // A stop closes the silent connections at once instead of waiting out the grace period.
   d->signal(SIGTERM);
-  EXPECT_EQ(d->wait_exit(8s), 0);
+  EXPECT_EQ(d->wait_exit(8s), 0) << d->output();
 }
 
 TEST_F(Listeners, AFullWebhookListenerLeavesTheAdminListenerRoom) {

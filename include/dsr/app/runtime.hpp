@@ -19,7 +19,8 @@
 //
 // Thread safety: on_stop, on_reload and holder are called before run(), from the thread that
 // made the runtime. executor(), stop() and the tokens holder's function makes are thread-safe.
-// The runtime outlives every part that runs on it: make it first, so that it is destroyed last.
+// The runtime outlives every part that runs on it: make it first, so that it is destroyed last,
+// and close() it before the parts are destroyed.
 
 #include <boost/asio/any_io_executor.hpp>
 
@@ -59,6 +60,10 @@ class runtime {
   // Runs the event loop on io_threads threads (this one among them) until a stop has drained or
   // its grace is over. Call once.
   void run();
+  // After run(), and after stopping whatever posts to the runtime from threads of its own (the
+  // store thread): destroys the work a stop abandoned (a job or a connection still held when the
+  // grace ended) while the parts it refers to still live. Nothing runs on the runtime afterwards.
+  void close();
   // Begins a graceful stop. Thread-safe, idempotent; called before run(), the stop begins as
   // run() starts.
   void stop();
