@@ -12,11 +12,11 @@
 #include "dsr/credentials/credentials.hpp"
 #include "dsr/exponea/client.hpp"
 #include "dsr/exponea/limiter.hpp"
-#include "dsr/ops/probe.hpp"
 #include "dsr/http/auth_throttle.hpp"
 #include "dsr/http/client.hpp"
 #include "dsr/http/router.hpp"
 #include "dsr/http/server.hpp"
+#include "dsr/jobs/async_store.hpp"
 #include "dsr/jobs/dispatcher.hpp"
 #include "dsr/jobs/exports.hpp"
 #include "dsr/jobs/store_worker.hpp"
@@ -27,6 +27,7 @@
 #include "dsr/ops/admin_api.hpp"
 #include "dsr/ops/logging.hpp"
 #include "dsr/ops/metrics.hpp"
+#include "dsr/ops/probe.hpp"
 #include "dsr/ops/systemd.hpp"
 
 #include <fmt/format.h>
@@ -124,7 +125,7 @@ struct mineos_side {
   std::unique_ptr<http::client> test_http;
 };
 
-result<mineos_side> connect_mineos(asio::any_io_executor ex, const basis& b, job_queue& store,
+result<mineos_side> connect_mineos(asio::any_io_executor ex, const basis& b, async_store& store,
                                    std::shared_ptr<const mineos::file_links> links,
                                    std::function<std::shared_ptr<void>()> hold) {
   const auto& cfg = b.cfg;
@@ -164,7 +165,7 @@ result<mineos_side> connect_mineos(asio::any_io_executor ex, const basis& b, job
 }
 
 // The workers that run the jobs; a finished job wakes the reporter, if there is one.
-std::unique_ptr<dispatcher> make_jobs(asio::any_io_executor ex, const basis& b, job_queue& store,
+std::unique_ptr<dispatcher> make_jobs(asio::any_io_executor ex, const basis& b, async_store& store,
                                       exponea::api& api, mineos::reporter* reporter,
                                       std::function<std::shared_ptr<void>()> hold) {
   const auto& cfg = b.cfg;
@@ -176,7 +177,8 @@ std::unique_ptr<dispatcher> make_jobs(asio::any_io_executor ex, const basis& b, 
     // three times a lease while the run goes on, swept often.
     dispatch.lease = cfg.jobs.lease;
     dispatch.renew_interval = cfg.jobs.lease / 3;
-    dispatch.sweep_interval = std::min<std::chrono::milliseconds>(cfg.jobs.lease / 4, std::chrono::seconds(5));
+    dispatch.sweep_interval =
+        std::min<std::chrono::milliseconds>(cfg.jobs.lease / 4, std::chrono::seconds(5));
   } else {
     // One daemon per SQLite store: a lease outlives the longest flow (verification plus a few
     // calls); a killed daemon's leases are expired at the next start (app/open_store.hpp).
@@ -197,8 +199,8 @@ std::unique_ptr<dispatcher> make_jobs(asio::any_io_executor ex, const basis& b, 
   return make_dispatcher(std::move(ex), store, api, b.time, std::move(dispatch));
 }
 
-// Large copies reach MineOS as signed links to GET /v1/files/... on `listen` (docs/contract.md §6): none
-// without [mineos] public_url.
+// Large copies reach MineOS as signed links to GET /v1/files/... on `listen` (docs/contract.md §6):
+// none without [mineos] public_url.
 std::shared_ptr<const mineos::file_links> file_links_for(const config& cfg,
                                                          const std::string& store_key) {
   if (cfg.mineos.public_url.empty()) {
@@ -290,7 +292,7 @@ ops::admin_options admin_options_for(const basis& b, http::auth_throttle& thrott
 
 // GET /v1/files/{id} on `listen`, when there are file links.
 std::unique_ptr<mineos::file_downloads> add_downloads(
-    http::router& router, const basis& b, job_queue& store,
+    http::router& router, const basis& b, async_store& store,
     std::shared_ptr<const mineos::file_links> links) {
   if (!links) {
     return nullptr;
@@ -366,7 +368,8 @@ int serve(const std::filesystem::path& config_file) {
   const auto store_key =
       crypto::from_hex(credentials->find(credential::store_key)->reveal()).value_or("");
   const auto store_password = credentials->find(credential::store_password);
-  auto store = open_store(cfg, store_key, std::string(store_password ? store_password->reveal() : ""));
+  auto store =
+      open_store(cfg, store_key, std::string(store_password ? store_password->reveal() : ""));
   if (!store) {
     // A schema from a newer build is the operator's to resolve (exit 2), like a configuration.
     return explain(store.error().detail, store.error().is(errc::store_schema_newer) ? 2 : 1);
@@ -379,6 +382,7 @@ int serve(const std::filesystem::path& config_file) {
     return explain(r.error().detail, 1);
   }
   store_worker worker(std::move(*store), worker_options(cfg, rt.executor()));
+  async_store jobs_db(worker, rt.executor());
   ops::metrics counters;
   const basis base{
       cfg, *credentials, make_system_clock(), export_dir, derive_store_keys(store_key), counters};
@@ -388,31 +392,31 @@ int serve(const std::filesystem::path& config_file) {
     return explain(exponea.error().detail, 2);
   }
   const auto links = file_links_for(cfg, store_key);
-  auto mineos = connect_mineos(rt.executor(), base, worker, links, rt.holder("report"));
+  auto mineos = connect_mineos(rt.executor(), base, jobs_db, links, rt.holder("report"));
   if (!mineos) {
     return explain(mineos.error().detail, 2);
   }
   mineos::reporter* const reporter = mineos->reporter.get();
   rt.on_stop([reporter] { stop_if_any(reporter); });
   const auto jobs =
-      make_jobs(rt.executor(), base, worker, *exponea->jobs, reporter, rt.holder("job"));
+      make_jobs(rt.executor(), base, jobs_db, *exponea->jobs, reporter, rt.holder("job"));
   rt.on_stop([d = jobs.get()] { d->stop(); });
   const auto wake = waker(*jobs, reporter);
 
   http::auth_throttle throttle(make_system_clock(), timers_on(rt.executor()));
-  mineos::intake intake(worker, *credentials, make_system_clock(), intake_options_for(cfg));
+  mineos::intake intake(jobs_db, *credentials, make_system_clock(), intake_options_for(cfg));
   intake.set_auth_throttle(&throttle);
   intake.set_metrics(&counters);
   intake.on_accepted(wake);
   intake.on_test(
       test_answerer(rt.executor(), base, *exponea->interactive, mineos->test_http.get()));
   intake.on_preview(previewer(rt.executor(), cfg, *exponea->interactive, *jobs));
-  ops::admin_api admin(worker, *credentials,
+  ops::admin_api admin(jobs_db, *credentials,
                        admin_options_for(base, throttle, *jobs, reporter, wake));
   http::router router;
   intake.add_routes(router);
   admin.add_routes(router);
-  const auto downloads = add_downloads(router, base, worker, links);
+  const auto downloads = add_downloads(router, base, jobs_db, links);
   auto listener =
       http::make_server(rt.executor(), listener_options(cfg, rt.holder("connection")), router);
   if (!listener) {
@@ -423,11 +427,11 @@ int serve(const std::filesystem::path& config_file) {
                    bad_config ? 2 : 1);
   }
   rt.on_stop([l = listener->get()] { l->stop(); });
-  rt.on_reload([to = reload_targets{cfg, *credentials, *exponea->spacing, *jobs, reporter, worker,
+  rt.on_reload([to = reload_targets{cfg, *credentials, *exponea->spacing, *jobs, reporter, jobs_db,
                                     **listener}] { reload(to); });
 
   jobs->start();
-  start_periodic_tasks(rt.executor(), worker, cfg, export_dir);
+  start_periodic_tasks(rt.executor(), jobs_db, cfg, export_dir);
   if (reporter != nullptr) {
     reporter->start();
   }

@@ -29,22 +29,22 @@ asio::awaitable<void> ping_watchdog(std::chrono::microseconds interval) {
   }
 }
 
-asio::awaitable<void> warn_deadlines_daily(job_queue& queue, deadline_policy d) {
+asio::awaitable<void> warn_deadlines_daily(async_store& store, deadline_policy d) {
   asio::steady_timer timer(co_await asio::this_coro::executor);
+  const std::chrono::milliseconds deadline = std::chrono::days(d.days);
+  const std::chrono::milliseconds warning = std::chrono::days(d.warning_days);
   for (;;) {
     const auto now = std::chrono::time_point_cast<millis>(std::chrono::system_clock::now());
-    queue.run([now, d](job_store& s) {
-      const auto st = s.stats(now, std::chrono::days(d.days), std::chrono::days(d.warning_days));
-      if (!st) {
-        spdlog::get("main")->error("cannot check deadlines: {}", st.error().detail);
-      } else if (st->overdue > 0 || st->due_soon > 0) {
-        spdlog::get("main")->warn(
-            "deadlines: {} unfinished job(s) past their due date and {} due within {} day(s); "
-            "their job views say \"deadline\": \"overdue\" or \"due_soon\" "
-            "(GET /v1/requests?state=failed lists the failed ones)",
-            st->overdue, st->due_soon, d.warning_days);
-      }
-    });
+    const auto st = co_await store.stats(now, deadline, warning);
+    if (!st) {
+      spdlog::get("main")->error("cannot check deadlines: {}", st.error().detail);
+    } else if (st->overdue > 0 || st->due_soon > 0) {
+      spdlog::get("main")->warn(
+          "deadlines: {} unfinished job(s) past their due date and {} due within {} day(s); "
+          "their job views say \"deadline\": \"overdue\" or \"due_soon\" "
+          "(GET /v1/requests?state=failed lists the failed ones)",
+          st->overdue, st->due_soon, d.warning_days);
+    }
     timer.expires_after(std::chrono::hours(24));
     auto [ec] = co_await timer.async_wait(use_nothrow);
     if (ec) {
@@ -53,34 +53,38 @@ asio::awaitable<void> warn_deadlines_daily(job_queue& queue, deadline_policy d) 
   }
 }
 
+// One hour's housekeeping: exports whose link expired, exports past export_retention_days (but
+// never one behind a live link), finished jobs past retention_days.
+asio::awaitable<void> purge_once(async_store& store, const std::filesystem::path& dir,
+                                 std::chrono::days retention, std::chrono::days job_retention) {
+  auto log = spdlog::get("main");
+  const auto now = std::chrono::time_point_cast<millis>(std::chrono::system_clock::now());
+  if (const auto expired = co_await store.file_links(now, true); !expired) {
+    log->error("cannot list expired file links: {}", expired.error().detail);
+  } else if (const auto n = remove_exports(dir, *expired); n > 0) {
+    log->info("deleted {} export(s) whose file link expired", n);
+  }
+  if (const auto live = co_await store.file_links(now, false); !live) {
+    log->error("cannot list live file links: {}", live.error().detail);
+  } else {
+    const auto cutoff = std::filesystem::file_time_type::clock::now() - retention;
+    if (const auto n = purge_exports(dir, cutoff, *live); n > 0) {
+      log->info("deleted {} export(s) older than {} day(s)", n, retention.count());
+    }
+  }
+  const auto before = now - std::chrono::duration_cast<millis>(job_retention);
+  if (const auto n = co_await store.purge_finished(before); !n) {
+    log->error("cannot purge old jobs: {}", n.error().detail);
+  } else if (*n > 0) {
+    log->info("purged {} finished job(s) older than {} day(s)", *n, job_retention.count());
+  }
+}
+
 asio::awaitable<void> purge_hourly(std::filesystem::path dir, std::chrono::days retention,
-                                   job_queue& queue, std::chrono::days job_retention) {
+                                   async_store& store, std::chrono::days job_retention) {
   asio::steady_timer timer(co_await asio::this_coro::executor);
   for (;;) {
-    const auto now = std::chrono::time_point_cast<millis>(std::chrono::system_clock::now());
-    const auto before = now - std::chrono::duration_cast<millis>(job_retention);
-    queue.run([dir, retention, now, before, days = job_retention.count()](job_store& s) {
-      auto log = spdlog::get("main");
-      if (auto n = remove_expired_link_exports(s, dir, now); !n) {
-        log->error("cannot delete expired file-link exports: {}", n.error().detail);
-      } else if (*n > 0) {
-        log->info("deleted {} export(s) whose file link expired", *n);
-      }
-      const auto live = s.file_links(now, false);
-      if (!live) {
-        log->error("cannot list live file links: {}", live.error().detail);
-      } else {
-        const auto cutoff = std::filesystem::file_time_type::clock::now() - retention;
-        if (const auto n = purge_exports(dir, cutoff, *live); n > 0) {
-          log->info("deleted {} export(s) older than {} day(s)", n, retention.count());
-        }
-      }
-      if (auto n = s.purge_finished(before); !n) {
-        log->error("cannot purge old jobs: {}", n.error().detail);
-      } else if (*n > 0) {
-        log->info("purged {} finished job(s) older than {} day(s)", *n, days);
-      }
-    });
+    co_await purge_once(store, dir, retention, job_retention);
     timer.expires_after(std::chrono::hours(1));
     auto [ec] = co_await timer.async_wait(use_nothrow);
     if (ec) {
@@ -91,7 +95,7 @@ asio::awaitable<void> purge_hourly(std::filesystem::path dir, std::chrono::days 
 
 }  // namespace
 
-void start_periodic_tasks(boost::asio::any_io_executor executor, job_queue& store,
+void start_periodic_tasks(boost::asio::any_io_executor executor, async_store& store,
                           const config& cfg, const std::filesystem::path& export_dir) {
   asio::co_spawn(executor,
                  purge_hourly(export_dir, std::chrono::days(cfg.store.export_retention_days), store,

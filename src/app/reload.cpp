@@ -1,15 +1,17 @@
 #include "dsr/app/reload.hpp"
 
+#include "dsr/common/log.hpp"
 #include "dsr/credentials/credentials.hpp"
 #include "dsr/exponea/limiter.hpp"
 #include "dsr/http/server.hpp"
+#include "dsr/jobs/async_store.hpp"
 #include "dsr/jobs/dispatcher.hpp"
-#include "dsr/jobs/store_worker.hpp"
 #include "dsr/mineos/reporter.hpp"
 #include "dsr/ops/systemd.hpp"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <boost/asio/co_spawn.hpp>
 
 #include <optional>
 #include <string>
@@ -17,6 +19,14 @@
 
 namespace dsr::app {
 namespace {
+
+namespace asio = boost::asio;
+
+asio::awaitable<void> set_max_size(async_store& store, std::uint64_t bytes) {
+  if (auto r = co_await store.set_max_size(bytes); !r) {
+    spdlog::get("main")->warn("[store] max_size_mb: {}", r.error().detail);
+  }
+}
 
 // The sections whose changes wait for a restart.
 std::vector<std::string> changes_for_later(const config& next, const config& running) {
@@ -84,11 +94,8 @@ std::optional<std::string> reload_from(const reload_targets& to) {
   if (to.reporter != nullptr) {
     to.reporter->resume();
   }
-  to.store.run([bytes = next.store.max_size_mb << 20](job_store& s) {
-    if (auto r = s.set_max_size(bytes); !r) {
-      spdlog::get("main")->warn("[store] max_size_mb: {}", r.error().detail);
-    }
-  });
+  asio::co_spawn(to.store.executor(), set_max_size(to.store, next.store.max_size_mb << 20),
+                 log_if_thrown("main", "[store] max_size_mb"));
   if (const auto later = changes_for_later(next, to.running); !later.empty()) {
     log->warn("changes to {} take effect after a restart (systemctl restart is graceful)",
               fmt::format("{}", fmt::join(later, ", ")));

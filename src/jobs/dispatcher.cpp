@@ -6,8 +6,8 @@
 
 #include "dsr/common/log.hpp"
 #include "dsr/config/request_types.hpp"
+#include "dsr/jobs/async_store.hpp"
 #include "dsr/jobs/exports.hpp"
-#include "dsr/jobs/store_call.hpp"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -37,19 +37,16 @@ std::shared_ptr<spdlog::logger> log() {
 
 class store_journal final : public journal {
  public:
-  store_journal(job_queue& q, std::int64_t id, std::string owner, const clock& c)
-      : queue_(q), id_(id), owner_(std::move(owner)), clock_(c) {}
+  store_journal(async_store& store, std::int64_t id, std::string owner, const clock& c)
+      : store_(store), id_(id), owner_(std::move(owner)), clock_(c) {}
 
   asio::awaitable<result<void>> record(step_name step, std::string result_text) override {
-    job_step s{clock_.now(), std::move(step), std::move(result_text)};
-    auto fn = [id = id_, owner = owner_, s = std::move(s)](job_store& store) {
-      return store.append_step(id, owner, s);
-    };
-    co_return co_await store_call<result<void>>(queue_, std::move(fn));
+    const job_step line{clock_.now(), std::move(step), std::move(result_text)};
+    co_return co_await store_.append_step(id_, owner_, line);
   }
 
  private:
-  job_queue& queue_;
+  async_store& store_;
   std::int64_t id_;
   std::string owner_;
   const clock& clock_;
@@ -82,10 +79,10 @@ class timer_clock final : public flow_clock {
 
 class dispatcher_impl final : public dispatcher {
  public:
-  dispatcher_impl(asio::any_io_executor ex, job_queue& queue, exponea::api& api,
+  dispatcher_impl(asio::any_io_executor ex, async_store& store, exponea::api& api,
                   std::shared_ptr<clock> clock, dispatcher_options o)
       : strand_(asio::make_strand(ex)),
-        queue_(queue),
+        store_(store),
         api_(api),
         clock_(std::move(clock)),
         options_(std::move(o)),
@@ -193,8 +190,8 @@ class dispatcher_impl final : public dispatcher {
       if (stopping_) {
         break;
       }
-      auto expire = [now = clock_->now()](job_store& s) { return s.expire_leases(now); };
-      auto expired = co_await store_call<result<std::size_t>>(queue_, std::move(expire));
+      const auto now = clock_->now();
+      auto expired = co_await store_.expire_leases(now);
       if (expired && *expired > 0) {
         log()->warn("{} job(s) whose lease ran out go back to the queue", *expired);
         wake_all();
@@ -215,9 +212,8 @@ class dispatcher_impl final : public dispatcher {
       for (const auto& [id, owner] : running_) {
         owners.push_back(owner);
       }
-      auto renew = [owners = std::move(owners), now = clock_->now(), lease = options_.lease](
-                       job_store& s) { return s.renew_leases(owners, now, lease); };
-      auto renewed = co_await store_call<result<std::size_t>>(queue_, std::move(renew));
+      const auto now = clock_->now();
+      auto renewed = co_await store_.renew_leases(owners, now, options_.lease);
       if (!renewed) {
         log()->warn("cannot renew the leases of {} running job(s): {}", running_.size(),
                     renewed.error().detail);
@@ -237,11 +233,8 @@ class dispatcher_impl final : public dispatcher {
       // Held from the claim on: a stop that begins while the claim is in the store waits for it
       // to come back, and for the job to be run or given back.
       auto held = options_.hold ? options_.hold() : nullptr;
-      auto claim = [owner = fmt::format("{}/{}", options_.owner, ++claims_), now,
-                    lease = options_.lease](job_store& s) {
-        return s.claim_next(owner, now, lease);
-      };
-      auto claimed = co_await store_call<result<std::optional<job>>>(queue_, std::move(claim));
+      const auto owner = fmt::format("{}/{}", options_.owner, ++claims_);
+      auto claimed = co_await store_.claim(owner, now, options_.lease);
       if (!claimed) {
         log()->error("cannot claim a job: {}", claimed.error().detail);
       }
@@ -288,9 +281,7 @@ class dispatcher_impl final : public dispatcher {
     next.state = job_state::queued;
     next.attempts = j.attempts;
     next.next_attempt_at = clock_->now();
-    auto release = [id = j.id, owner = j.lease_owner, next, now = next.next_attempt_at](
-                       job_store& s) { return s.release(id, owner, next, now); };
-    if (auto r = co_await store_call<result<void>>(queue_, std::move(release)); !r) {
+    if (auto r = co_await store_.finish(j.id, j.lease_owner, next, next.next_attempt_at); !r) {
       log()->warn(
           "[R {}] claimed as the stop began and cannot be given back ({}): it returns to "
           "the queue when its lease runs out",
@@ -306,7 +297,7 @@ class dispatcher_impl final : public dispatcher {
     const auto started = clock_->now();
     log()->info("[R {}] {} started (attempt {}){}", j.request_id, to_string(j.op), j.attempts + 1,
                 probe ? "; let through to test whether Exponea accepts the calls again" : "");
-    store_journal journal(queue_, j.id, j.lease_owner, *clock_);
+    store_journal journal(store_, j.id, j.lease_owner, *clock_);
     running_[j.id] = j.lease_owner;
     struct forget_run {
       std::map<std::int64_t, std::string>& running;
@@ -382,10 +373,7 @@ class dispatcher_impl final : public dispatcher {
       log()->warn("[R {}] stopped: {}", j.request_id, r.error().detail);
       co_return;
     }
-    auto release = [id = j.id, owner = j.lease_owner, next, now](job_store& s) {
-      return s.release(id, owner, next, now);
-    };
-    auto released = co_await store_call<result<void>>(queue_, release);
+    auto released = co_await store_.finish(j.id, j.lease_owner, next, now);
     // The store may be failing for a moment (disk full): try again for a while before leaving
     // the job to the lease sweep.
     for (int again = 0;
@@ -394,7 +382,7 @@ class dispatcher_impl final : public dispatcher {
                    released.error().detail);
       asio::steady_timer pause(strand_, std::chrono::seconds(1));
       co_await pause.async_wait(use_nothrow);
-      released = co_await store_call<result<void>>(queue_, release);
+      released = co_await store_.finish(j.id, j.lease_owner, next, now);
     }
     if (!released) {
       log()->error("[R {}] cannot record the outcome: {}", j.request_id, released.error().detail);
@@ -415,8 +403,7 @@ class dispatcher_impl final : public dispatcher {
           outcome.message);
     } else {
       if (options_.forget_finished_subjects) {
-        auto forget = [id = j.id](job_store& s) { return s.forget_subject(id); };
-        if (auto r = co_await store_call<result<void>>(queue_, std::move(forget)); !r) {
+        if (auto r = co_await store_.forget_subject(j.id); !r) {
           log()->error("[R {}] cannot replace the e-mail by its hash: {}", j.request_id,
                        r.error().detail);
         }
@@ -464,7 +451,7 @@ class dispatcher_impl final : public dispatcher {
   }
 
   asio::strand<asio::any_io_executor> strand_;
-  job_queue& queue_;
+  async_store& store_;
   exponea::api& api_;
   std::shared_ptr<clock> clock_;
   dispatcher_options options_;
@@ -482,10 +469,10 @@ class dispatcher_impl final : public dispatcher {
 
 }  // namespace
 
-std::unique_ptr<dispatcher> make_dispatcher(asio::any_io_executor executor, job_queue& queue,
+std::unique_ptr<dispatcher> make_dispatcher(asio::any_io_executor executor, async_store& store,
                                             exponea::api& api, std::shared_ptr<clock> clock,
                                             dispatcher_options options) {
-  return std::make_unique<dispatcher_impl>(std::move(executor), queue, api, std::move(clock),
+  return std::make_unique<dispatcher_impl>(std::move(executor), store, api, std::move(clock),
                                            std::move(options));
 }
 

@@ -133,14 +133,10 @@ std::size_t purge_exports(const std::filesystem::path& dir, std::filesystem::fil
   return removed;
 }
 
-result<std::size_t> remove_expired_link_exports(job_store& store, const std::filesystem::path& dir,
-                                                time_point now) {
-  auto expired = store.file_links(now, true);
-  if (!expired) {
-    return expired.error();
-  }
+std::size_t remove_exports(const std::filesystem::path& dir,
+                           std::span<const std::int64_t> job_ids) {
   std::size_t removed = 0;
-  for (const auto id : *expired) {
+  for (const auto id : job_ids) {
     std::error_code ec;
     if (std::filesystem::remove(export_path(dir, id), ec)) {
       ++removed;

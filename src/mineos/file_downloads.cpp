@@ -4,9 +4,12 @@
 #include "dsr/jobs/exports.hpp"
 
 #include <fmt/format.h>
+#include <boost/asio/co_spawn.hpp>
 
 namespace dsr::mineos {
 namespace {
+
+namespace asio = boost::asio;
 
 std::shared_ptr<spdlog::logger> log() {
   static const auto logger = subsystem_logger("mineos");
@@ -19,10 +22,10 @@ http::response gone() {
 
 }  // namespace
 
-file_downloads::file_downloads(job_queue& queue, std::shared_ptr<const file_links> links,
+file_downloads::file_downloads(async_store& store, std::shared_ptr<const file_links> links,
                                std::filesystem::path export_dir,
                                std::vector<std::string> export_keys, std::shared_ptr<clock> clock)
-    : queue_(queue),
+    : store_(store),
       links_(std::move(links)),
       export_dir_(std::move(export_dir)),
       export_keys_(std::move(export_keys)),
@@ -47,48 +50,52 @@ void file_downloads::handle(const http::request& req, const std::string& request
     done(http::problem(403, "this link is not valid (its signature does not match)"));
     return;
   }
-  queue_.run([this, request_id, verdict, now, remote = req.remote,
-              done = std::move(done)](job_store& store) {
-    auto found = store.find(request_id);
-    if (!found) {
-      log()->error("[R {}] cannot serve a file download: {}", request_id, found.error().detail);
-      done(http::problem(503, "the job store cannot be read right now; retry later",
-                         {{"Retry-After", "5"}}));
-      return;
-    }
-    if (!*found || (*found)->op != operation::copy) {
-      done(gone());  // signed, so it existed: purged since
-      return;
-    }
-    const auto& j = **found;
-    const auto file = export_path(export_dir_, j.id);
-    if (verdict == file_links::verdict::expired) {
-      // Only the recorded expiry of an acknowledged report deletes: an older link to an export
-      // whose current link lives on, or whose report still waits to be re-sent with a new link,
-      // is refused and the export kept.
-      if (j.reported && j.file_link_expires_at && *j.file_link_expires_at <= now) {
-        std::error_code ec;
-        if (std::filesystem::remove(file, ec)) {
-          log()->info("[R {}] file link expired: export deleted", request_id);
-        }
+  asio::co_spawn(store_.executor(), serve(request_id, verdict, now, req.remote, std::move(done)),
+                 log_if_thrown("mineos", "a file download"));
+}
+
+asio::awaitable<void> file_downloads::serve(std::string request_id, file_links::verdict verdict,
+                                            time_point now, std::string remote,
+                                            http::responder done) {
+  auto found = co_await store_.find(request_id);
+  if (!found) {
+    log()->error("[R {}] cannot serve a file download: {}", request_id, found.error().detail);
+    done(http::problem(503, "the job store cannot be read right now; retry later",
+                       {{"Retry-After", "5"}}));
+    co_return;
+  }
+  if (!*found || (*found)->op != operation::copy) {
+    done(gone());  // signed, so it existed: purged since
+    co_return;
+  }
+  const auto& j = **found;
+  const auto file = export_path(export_dir_, j.id);
+  if (verdict == file_links::verdict::expired) {
+    // Only the recorded expiry of an acknowledged report deletes: an older link to an export
+    // whose current link lives on, or whose report still waits to be re-sent with a new link,
+    // is refused and the export kept.
+    if (j.reported && j.file_link_expires_at && *j.file_link_expires_at <= now) {
+      std::error_code ec;
+      if (std::filesystem::remove(file, ec)) {
+        log()->info("[R {}] file link expired: export deleted", request_id);
       }
-      done(gone());
-      return;
     }
-    auto source = http::sealed_file_source(file, export_keys_, request_id);
-    if (!source) {
-      done(gone());
-      return;
-    }
-    log()->info("[R {}] export downloaded through its file link by {}", request_id, remote);
-    http::response res{200, "application/json", "", {}, std::move(*source)};
-    res.headers = {
-        {"Content-Disposition", fmt::format("attachment; filename=\"{}.json\"", request_id)},
-        {"Cache-Control", "no-store"},
-        {"X-Content-Type-Options", "nosniff"},
-    };
-    done(std::move(res));
-  });
+    done(gone());
+    co_return;
+  }
+  auto source = http::sealed_file_source(file, export_keys_, request_id);
+  if (!source) {
+    done(gone());
+    co_return;
+  }
+  log()->info("[R {}] export downloaded through its file link by {}", request_id, remote);
+  http::response res{200, "application/json", "", {}, std::move(*source)};
+  res.headers = {
+      {"Content-Disposition", fmt::format("attachment; filename=\"{}.json\"", request_id)},
+      {"Cache-Control", "no-store"},
+      {"X-Content-Type-Options", "nosniff"},
+  };
+  done(std::move(res));
 }
 
 }  // namespace dsr::mineos

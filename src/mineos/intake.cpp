@@ -5,10 +5,13 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <boost/asio/co_spawn.hpp>
 #include <nlohmann/json.hpp>
 
 namespace dsr::mineos {
 namespace {
+
+namespace asio = boost::asio;
 
 std::shared_ptr<spdlog::logger> log() {
   static const auto logger = subsystem_logger("intake");
@@ -17,9 +20,9 @@ std::shared_ptr<spdlog::logger> log() {
 
 }  // namespace
 
-intake::intake(job_queue& queue, const credential_store& credentials, std::shared_ptr<clock> clock,
-               intake_options options)
-    : queue_(queue),
+intake::intake(async_store& store, const credential_store& credentials,
+               std::shared_ptr<clock> clock, intake_options options)
+    : store_(store),
       credentials_(credentials),
       clock_(std::move(clock)),
       options_(std::move(options)) {}
@@ -137,62 +140,64 @@ void intake::handle(endpoint_kind kind, const http::request& req, http::responde
   }
   log()->trace("[R {}] webhook subject {} <{}>", j.request_id, w.name, j.subject);
 
+  asio::co_spawn(store_.executor(), commit(std::move(j), std::move(done)),
+                 log_if_thrown("intake", "a request's commit"));
+}
+
+// Answers 202 only once the job is committed (with the inserts that arrived meanwhile).
+asio::awaitable<void> intake::commit(new_job j, http::responder done) {
   const std::string request_id = j.request_id;
   const std::string trace_id = j.trace_id;
   const operation op = j.op;
   const auto ended = j.ended;
   const auto max = options_.max_queued_jobs;
-  queue_.insert(std::move(j), [request_id, trace_id, op, ended, max, notify = on_accepted_,
-                               counters = metrics_,
-                               done = std::move(done)](result<insert_outcome> r) {
-    if (!r) {
-      log()->error("[R {}] not accepted, the job store cannot commit: {}", request_id,
-                   r.error().detail);
-      done(http::problem(503, "the job store cannot commit right now; retry later",
-                         {{"Retry-After", "5"}}));
-      return;
-    }
-    using kind = insert_outcome::kind;
-    switch (r->result) {
-      case kind::inserted:
+  auto r = co_await store_.insert(std::move(j));
+  if (!r) {
+    log()->error("[R {}] not accepted, the job store cannot commit: {}", request_id,
+                 r.error().detail);
+    done(http::problem(503, "the job store cannot commit right now; retry later",
+                       {{"Retry-After", "5"}}));
+    co_return;
+  }
+  using kind = insert_outcome::kind;
+  switch (r->result) {
+    case kind::inserted:
+      if (ended) {
+        log()->info("[R {}] accepted {} request (trace {}); it ends at once: {}: {}", request_id,
+                    to_string(op), trace_id, to_string(ended->outcome), ended->message);
+      } else {
+        log()->info("[R {}] accepted {} request (trace {})", request_id, to_string(op), trace_id);
+      }
+      if (metrics_ != nullptr) {
+        metrics_->request_accepted(to_string(op));
         if (ended) {
-          log()->info("[R {}] accepted {} request (trace {}); it ends at once: {}: {}", request_id,
-                      to_string(op), trace_id, to_string(ended->outcome), ended->message);
-        } else {
-          log()->info("[R {}] accepted {} request (trace {})", request_id, to_string(op), trace_id);
+          metrics_->job_finished(to_string(op), to_string(ended->outcome), std::chrono::seconds(0));
         }
-        if (counters != nullptr) {
-          counters->request_accepted(to_string(op));
-          if (ended) {
-            counters->job_finished(to_string(op), to_string(ended->outcome),
-                                   std::chrono::seconds(0));
-          }
-        }
-        done(http::json_response(202, {{"requestId", r->request_id}, {"status", "accepted"}}));
-        if (notify) {
-          notify();
-        }
-        return;
-      case kind::duplicate:
-        log()->info("[R {}] repeat of an accepted request (trace {}); no new job", r->request_id,
-                    trace_id);
-        done(http::json_response(202, {{"requestId", r->request_id}, {"status", "accepted"}}));
-        return;
-      case kind::conflict:
-        log()->warn("[R {}] {} refused: a job for the other operation holds this request id",
-                    request_id, to_string(op));
-        done(http::problem(409, fmt::format("request {} is already queued for the other operation; "
-                                            "send a new request id",
-                                            request_id)));
-        return;
-      case kind::queue_full:
-        log()->warn("[R {}] refused: the queue holds max_queued_jobs ({}) jobs", request_id, max);
-        done(http::problem(
-            503, fmt::format("the queue is full (max_queued_jobs = {}); retry later", max),
-            {{"Retry-After", "60"}}));
-        return;
-    }
-  });
+      }
+      done(http::json_response(202, {{"requestId", r->request_id}, {"status", "accepted"}}));
+      if (on_accepted_) {
+        on_accepted_();
+      }
+      co_return;
+    case kind::duplicate:
+      log()->info("[R {}] repeat of an accepted request (trace {}); no new job", r->request_id,
+                  trace_id);
+      done(http::json_response(202, {{"requestId", r->request_id}, {"status", "accepted"}}));
+      co_return;
+    case kind::conflict:
+      log()->warn("[R {}] {} refused: a job for the other operation holds this request id",
+                  request_id, to_string(op));
+      done(http::problem(409, fmt::format("request {} is already queued for the other operation; "
+                                          "send a new request id",
+                                          request_id)));
+      co_return;
+    case kind::queue_full:
+      log()->warn("[R {}] refused: the queue holds max_queued_jobs ({}) jobs", request_id, max);
+      done(http::problem(503,
+                         fmt::format("the queue is full (max_queued_jobs = {}); retry later", max),
+                         {{"Retry-After", "60"}}));
+      co_return;
+  }
 }
 
 }  // namespace dsr::mineos

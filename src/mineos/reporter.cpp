@@ -3,9 +3,9 @@
 #include "dsr/common/log.hpp"
 #include "dsr/common/text.hpp"
 #include "dsr/exponea/answers.hpp"
+#include "dsr/jobs/async_store.hpp"
 #include "dsr/jobs/backoff.hpp"
 #include "dsr/jobs/exports.hpp"
-#include "dsr/jobs/store_call.hpp"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -50,11 +50,11 @@ http::client_request status_request(const credential_store& credentials,
 
 class reporter_impl final : public reporter {
  public:
-  reporter_impl(asio::any_io_executor ex, job_queue& queue, std::unique_ptr<http::client> client,
+  reporter_impl(asio::any_io_executor ex, async_store& store, std::unique_ptr<http::client> client,
                 const credential_store& credentials, std::shared_ptr<clock> clock,
                 reporter_options o)
       : strand_(asio::make_strand(ex)),
-        queue_(queue),
+        store_(store),
         client_(std::move(client)),
         credentials_(credentials),
         clock_(std::move(clock)),
@@ -115,10 +115,8 @@ class reporter_impl final : public reporter {
       const bool probing = pause_.has_value();
       // g++ 12: a temporary built inside a co_await expression can be destroyed twice; every
       // argument of a co_await'ed call is a named object moved in.
-      auto read_outbox = [now, n = probing ? 1 : 16](job_store& s) {
-        return s.due_reports(now, n);
-      };
-      auto due = co_await store_call<result<std::vector<job>>>(queue_, std::move(read_outbox));
+      const std::size_t batch = probing ? 1 : 16;
+      auto due = co_await store_.due_reports(now, batch);
       if (!due) {
         log()->error("cannot read the outbox: {}", due.error().detail);
       }
@@ -155,10 +153,10 @@ class reporter_impl final : public reporter {
           u.attempts = j.report_attempts + 1;
           u.gave_up = true;
           u.error = "internal error while reporting: " + internal;
-          auto record = [id = j.id, u, at = clock_->now()](job_store& s) {
-            return s.record_report(id, u, at);
-          };
-          co_await store_call<result<void>>(queue_, std::move(record));
+          const auto at = clock_->now();
+          if (auto r = co_await store_.record_report(j.id, u, at); !r) {
+            log()->error("[R {}] cannot record the report: {}", j.request_id, r.error().detail);
+          }
         }
       }
       if (probing && pause_) {
@@ -179,10 +177,8 @@ class reporter_impl final : public reporter {
   }
 
   asio::awaitable<void> record(const job& j, report_update u) {
-    auto write = [id = j.id, u, now = clock_->now()](job_store& s) {
-      return s.record_report(id, u, now);
-    };
-    auto recorded = co_await store_call<result<void>>(queue_, std::move(write));
+    const auto now = clock_->now();
+    auto recorded = co_await store_.record_report(j.id, u, now);
     if (!recorded) {
       log()->error("[R {}] cannot record the report: {}", j.request_id, recorded.error().detail);
     }
@@ -221,10 +217,7 @@ class reporter_impl final : public reporter {
                  (*source)->size() > options_.inline_data_max_bytes + report_overhead(j)) {
         const auto now = clock_->now();
         const auto proposed = now + options_.file_link_ttl;
-        auto remember = [id = j.id, proposed, now](job_store& s) {
-          return s.file_link_expiry(id, proposed, now);
-        };
-        auto expires = co_await store_call<result<time_point>>(queue_, std::move(remember));
+        auto expires = co_await store_.file_link_expiry(j.id, proposed, now);
         if (!expires) {
           log()->error("[R {}] cannot record the file link: {}; retrying", j.request_id,
                        expires.error().detail);
@@ -325,7 +318,7 @@ class reporter_impl final : public reporter {
   static std::uint64_t report_overhead(const job& j) { return dump(report_body(j)).size() + 10; }
 
   asio::strand<asio::any_io_executor> strand_;
-  job_queue& queue_;
+  async_store& store_;
   std::unique_ptr<http::client> client_;
   const credential_store& credentials_;
   std::shared_ptr<clock> clock_;
@@ -395,11 +388,11 @@ std::string report_error_text(unsigned status, std::string_view body) {
   return fmt::format("MineOS answered {}{}{}{}", status, hint, text.empty() ? "" : ": ", text);
 }
 
-std::unique_ptr<reporter> make_reporter(asio::any_io_executor executor, job_queue& queue,
+std::unique_ptr<reporter> make_reporter(asio::any_io_executor executor, async_store& store,
                                         std::unique_ptr<http::client> client,
                                         const credential_store& credentials,
                                         std::shared_ptr<clock> clock, reporter_options options) {
-  return std::make_unique<reporter_impl>(std::move(executor), queue, std::move(client), credentials,
+  return std::make_unique<reporter_impl>(std::move(executor), store, std::move(client), credentials,
                                          std::move(clock), std::move(options));
 }
 

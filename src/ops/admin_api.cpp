@@ -1,10 +1,12 @@
 #include "dsr/ops/admin_api.hpp"
 
 #include "dsr/common/crypto.hpp"
+#include "dsr/common/log.hpp"
 #include "dsr/jobs/exports.hpp"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <boost/asio/co_spawn.hpp>
 #include <nlohmann/json.hpp>
 
 #include <charconv>
@@ -13,6 +15,8 @@
 
 namespace dsr::ops {
 namespace {
+
+namespace asio = boost::asio;
 
 using http::route_scope;
 
@@ -115,8 +119,8 @@ std::optional<std::string> form_field(std::string_view body, const std::string& 
 
 }  // namespace
 
-admin_api::admin_api(job_queue& queue, const credential_store& credentials, admin_options options)
-    : queue_(queue), credentials_(credentials), options_(options), sessions_(options_.time) {}
+admin_api::admin_api(async_store& store, const credential_store& credentials, admin_options options)
+    : store_(store), credentials_(credentials), options_(options), sessions_(options_.time) {}
 
 bool admin_api::authorized(const http::request& req) const {
   const auto header = req.header("Authorization");
@@ -201,8 +205,8 @@ void admin_api::add_routes(http::router& r) {
 
 void admin_api::ready(http::responder done) {
   std::string reason;
-  if (!queue_.writable()) {
-    const auto why = queue_.last_error();
+  if (!store_.writable()) {
+    const auto why = store_.last_error();
     reason = why.empty() ? "the job store cannot commit" : "the job store cannot commit: " + why;
   }
   for (const auto c : {credential::exponea_api_key, credential::exponea_api_secret,
@@ -232,53 +236,60 @@ void admin_api::ready(http::responder done) {
   }
 }
 
-void admin_api::run_action(const std::string& request_id, bool cancelling,
-                           std::function<void(result<operator_result>)> then) {
-  queue_.run([this, request_id, cancelling, then = std::move(then)](job_store& store) {
-    const auto now = options_.time->now();
-    auto r = cancelling ? store.cancel(request_id, now) : store.retry(request_id, now);
-    if (r && (*r == operator_result::requeued || *r == operator_result::report_resent ||
-              *r == operator_result::cancelled)) {
-      spdlog::info("admin: [R {}] {}", request_id, result_word(*r));
-      if (options_.on_change) {
-        options_.on_change();
-      }
+// The caller keeps request_id alive until this returns.
+asio::awaitable<result<operator_result>> admin_api::apply(std::string_view request_id,
+                                                          bool cancelling) {
+  const auto now = options_.time->now();
+  // g++ 12 miscompiles co_await in a conditional expression: plain if/else.
+  result<operator_result> r = make_failure(errc::store_unavailable, "not run");
+  if (cancelling) {
+    r = co_await store_.cancel(request_id, now);
+  } else {
+    r = co_await store_.retry(request_id, now);
+  }
+  if (r && (*r == operator_result::requeued || *r == operator_result::report_resent ||
+            *r == operator_result::cancelled)) {
+    spdlog::info("admin: [R {}] {}", request_id, result_word(*r));
+    if (options_.on_change) {
+      options_.on_change();
     }
-    then(std::move(r));
-  });
+  }
+  co_return r;
 }
 
 void admin_api::act(const std::string& request_id, bool cancelling, http::responder done) {
-  run_action(request_id, cancelling,
-             [request_id, cancelling, done = std::move(done)](result<operator_result> r) {
-               if (!r) {
-                 done(store_down(r.error()));
-                 return;
-               }
-               const auto answer = [&](std::string_view status) {
-                 done(http::json_response(202, {{"requestId", request_id}, {"status", status}}));
-               };
-               switch (*r) {
-                 case operator_result::requeued:
-                   answer("requeued");
-                   return;
-                 case operator_result::report_resent:
-                   answer("report resent");
-                   return;
-                 case operator_result::cancelled:
-                   answer("cancelled");
-                   return;
-                 case operator_result::not_found:
-                   done(http::problem(404, "no job has this request id"));
-                   return;
-                 case operator_result::conflict:
-                   done(http::problem(
-                       409, cancelling ? "only a queued or retrying job can be cancelled"
-                                       : "only a failed job, or a finished job whose report "
-                                         "was not acknowledged, can be retried"));
-                   return;
-               }
-             });
+  spawn(act_on(request_id, cancelling, std::move(done)));
+}
+
+asio::awaitable<void> admin_api::act_on(std::string request_id, bool cancelling,
+                                        http::responder done) {
+  const auto r = co_await apply(request_id, cancelling);
+  if (!r) {
+    done(store_down(r.error()));
+    co_return;
+  }
+  const auto answer = [&](std::string_view status) {
+    done(http::json_response(202, {{"requestId", request_id}, {"status", status}}));
+  };
+  switch (*r) {
+    case operator_result::requeued:
+      answer("requeued");
+      co_return;
+    case operator_result::report_resent:
+      answer("report resent");
+      co_return;
+    case operator_result::cancelled:
+      answer("cancelled");
+      co_return;
+    case operator_result::not_found:
+      done(http::problem(404, "no job has this request id"));
+      co_return;
+    case operator_result::conflict:
+      done(http::problem(409, cancelling ? "only a queued or retrying job can be cancelled"
+                                         : "only a failed job, or a finished job whose report "
+                                           "was not acknowledged, can be retried"));
+      co_return;
+  }
 }
 
 std::optional<std::string> admin_api::session_of(const http::request& req) {
@@ -313,23 +324,32 @@ void admin_api::status(const http::request& req, http::responder done) {
   }
   v.deadlines = {options_.deadline_days, options_.deadline_warning_days};
   v.notice = retry_notice(req);
-  queue_.run([v = std::move(v), done = std::move(done)](job_store& store) mutable {
-    const std::chrono::milliseconds deadline = std::chrono::days(v.deadlines.days);
-    const std::chrono::milliseconds warning = std::chrono::days(v.deadlines.warning_days);
-    auto stats = store.stats(v.now, deadline, warning);
-    auto at_risk = stats ? store.at_risk(v.now, deadline, warning, page_rows)
-                         : result<std::vector<job>>(stats.error());
-    auto failed = at_risk ? store.list(job_state::failed, page_rows)
-                          : result<std::vector<job>>(at_risk.error());
-    if (!failed) {
-      done(store_down(failed.error()));
-      return;
-    }
-    v.jobs = *stats;
-    v.at_risk = std::move(*at_risk);
-    v.failed = std::move(*failed);
-    done(html(200, render_status_page(v)));
-  });
+  spawn(show_status(std::move(v), std::move(done)));
+}
+
+asio::awaitable<void> admin_api::show_status(status_view v, http::responder done) {
+  const std::chrono::milliseconds deadline = std::chrono::days(v.deadlines.days);
+  const std::chrono::milliseconds warning = std::chrono::days(v.deadlines.warning_days);
+  auto stats = co_await store_.stats(v.now, deadline, warning);
+  if (!stats) {
+    done(store_down(stats.error()));
+    co_return;
+  }
+  auto at_risk = co_await store_.at_risk(v.now, deadline, warning, page_rows);
+  if (!at_risk) {
+    done(store_down(at_risk.error()));
+    co_return;
+  }
+  const auto failed_state = job_state::failed;
+  auto failed = co_await store_.list(failed_state, page_rows);
+  if (!failed) {
+    done(store_down(failed.error()));
+    co_return;
+  }
+  v.jobs = *stats;
+  v.at_risk = std::move(*at_risk);
+  v.failed = std::move(*failed);
+  done(html(200, render_status_page(v)));
 }
 
 void admin_api::login(const http::request& req, http::responder done) {
@@ -384,37 +404,43 @@ void admin_api::retry_from_page(const http::request& req, const std::string& hex
     done(http::problem(404, "no job has this request id"));
     return;
   }
-  run_action(*id, false, [hex_id, done = std::move(done)](result<operator_result> r) {
-    if (!r) {
-      done(store_down(r.error()));
-      return;
-    }
-    done(see_other(fmt::format("/?retried={}&result={}", hex_id, result_word(*r))));
-  });
+  spawn(retry_on_page(*id, hex_id, std::move(done)));
+}
+
+asio::awaitable<void> admin_api::retry_on_page(std::string request_id, std::string hex_id,
+                                               http::responder done) {
+  const auto r = co_await apply(request_id, false);
+  if (!r) {
+    done(store_down(r.error()));
+    co_return;
+  }
+  done(see_other(fmt::format("/?retried={}&result={}", hex_id, result_word(*r))));
 }
 
 void admin_api::data(const std::string& request_id, http::responder done) {
-  queue_.run([this, request_id, done = std::move(done)](job_store& store) {
-    auto found = store.find(request_id);
-    if (!found) {
-      done(store_down(found.error()));
-      return;
-    }
-    result<std::shared_ptr<http::body_source>> source =
-        make_failure(errc::not_found, "not a copy job");
-    if (*found && (*found)->op == operation::copy) {
-      const auto file = export_path(options_.export_dir, (*found)->id);
-      source = http::sealed_file_source(file, options_.export_keys, (*found)->request_id);
-    }
-    if (!source) {
-      done(http::problem(404,
-                         "no export is kept for this request (only completed copy jobs "
-                         "whose export was not delivered to MineOS have one)"));
-      return;
-    }
-    http::response res{200, "application/json", "", {}, std::move(*source)};
-    done(std::move(res));
-  });
+  spawn(send_data(request_id, std::move(done)));
+}
+
+asio::awaitable<void> admin_api::send_data(std::string request_id, http::responder done) {
+  auto found = co_await store_.find(request_id);
+  if (!found) {
+    done(store_down(found.error()));
+    co_return;
+  }
+  result<std::shared_ptr<http::body_source>> source =
+      make_failure(errc::not_found, "not a copy job");
+  if (*found && (*found)->op == operation::copy) {
+    const auto file = export_path(options_.export_dir, (*found)->id);
+    source = http::sealed_file_source(file, options_.export_keys, (*found)->request_id);
+  }
+  if (!source) {
+    done(http::problem(404,
+                       "no export is kept for this request (only completed copy jobs "
+                       "whose export was not delivered to MineOS have one)"));
+    co_return;
+  }
+  http::response res{200, "application/json", "", {}, std::move(*source)};
+  done(std::move(res));
 }
 
 void admin_api::serve_metrics(http::responder done) {
@@ -425,33 +451,37 @@ void admin_api::serve_metrics(http::responder done) {
   metrics::gauges g;
   g.now = options_.time->now();
   g.dispatch_paused = options_.paused && options_.paused().has_value();
+  spawn(send_metrics(g, std::move(done)));
+}
+
+asio::awaitable<void> admin_api::send_metrics(metrics::gauges g, http::responder done) {
   const std::chrono::milliseconds deadline = std::chrono::days(options_.deadline_days);
   const std::chrono::milliseconds warning = std::chrono::days(options_.deadline_warning_days);
-  queue_.run([m = options_.counters, g, deadline, warning,
-              done = std::move(done)](job_store& store) mutable {
-    auto stats = store.stats(g.now, deadline, warning);
-    if (!stats) {
-      done(store_down(stats.error()));
-      return;
-    }
-    g.jobs = *stats;
-    done(http::response{200, "text/plain; version=0.0.4; charset=utf-8", m->render(g), {}});
-  });
+  auto stats = co_await store_.stats(g.now, deadline, warning);
+  if (!stats) {
+    done(store_down(stats.error()));
+    co_return;
+  }
+  g.jobs = *stats;
+  done(http::response{
+      200, "text/plain; version=0.0.4; charset=utf-8", options_.counters->render(g), {}});
 }
 
 void admin_api::get_job(const std::string& request_id, http::responder done) {
+  spawn(send_job(request_id, std::move(done)));
+}
+
+asio::awaitable<void> admin_api::send_job(std::string request_id, http::responder done) {
   const deadline_policy d{options_.deadline_days, options_.deadline_warning_days};
   const auto now = options_.time->now();
-  queue_.run([request_id, d, now, done = std::move(done)](job_store& store) {
-    auto found = store.find(request_id);
-    if (!found) {
-      done(store_down(found.error()));
-    } else if (!*found) {
-      done(http::problem(404, "no job has this request id"));
-    } else {
-      done(http::json_response(200, job_view(**found, d, now)));
-    }
-  });
+  auto found = co_await store_.find(request_id);
+  if (!found) {
+    done(store_down(found.error()));
+  } else if (!*found) {
+    done(http::problem(404, "no job has this request id"));
+  } else {
+    done(http::json_response(200, job_view(**found, d, now)));
+  }
 }
 
 void admin_api::list_jobs(const http::request& req, http::responder done) {
@@ -473,20 +503,27 @@ void admin_api::list_jobs(const http::request& req, http::responder done) {
       return;
     }
   }
+  spawn(send_jobs(state, limit, std::move(done)));
+}
+
+asio::awaitable<void> admin_api::send_jobs(std::optional<job_state> state, std::size_t limit,
+                                           http::responder done) {
   const deadline_policy d{options_.deadline_days, options_.deadline_warning_days};
   const auto now = options_.time->now();
-  queue_.run([state, limit, d, now, done = std::move(done)](job_store& store) {
-    auto jobs = store.list(state, limit);
-    if (!jobs) {
-      done(store_down(jobs.error()));
-      return;
-    }
-    nlohmann::json list = nlohmann::json::array();
-    for (const auto& j : *jobs) {
-      list.push_back(job_view(j, d, now));
-    }
-    done(http::json_response(200, {{"requests", std::move(list)}}));
-  });
+  auto jobs = co_await store_.list(state, limit);
+  if (!jobs) {
+    done(store_down(jobs.error()));
+    co_return;
+  }
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& j : *jobs) {
+    list.push_back(job_view(j, d, now));
+  }
+  done(http::json_response(200, {{"requests", std::move(list)}}));
+}
+
+void admin_api::spawn(asio::awaitable<void> work) {
+  asio::co_spawn(store_.executor(), std::move(work), log_if_thrown("admin", "an operator request"));
 }
 
 }  // namespace dsr::ops

@@ -2,7 +2,10 @@
 // A job_queue that runs every call at once, on the caller's thread, against a real store (usually
 // SQLite in memory). `fail_next` makes the next insert fail as a store that cannot commit.
 
+#include "dsr/jobs/async_store.hpp"
 #include "dsr/jobs/store_worker.hpp"
+
+#include <boost/asio/io_context.hpp>
 
 namespace dsr::test {
 
@@ -35,6 +38,22 @@ class inline_queue final : public job_queue {
   job_store& store_;
   std::size_t max_active_;
   bool writable_ = true;
+};
+
+// The async_store a handler uses, over an inline_queue and an event loop of its own: a handler
+// that reads or writes the store answers once settle() has run the completions.
+class inline_store {
+ public:
+  explicit inline_store(job_store& store, std::size_t max_active = 1000000)
+      : queue(store, max_active), db(queue, io.get_executor()) {}
+  void settle() {
+    io.restart();
+    io.run();
+  }
+
+  boost::asio::io_context io;
+  inline_queue queue;
+  async_store db;
 };
 
 }  // namespace dsr::test

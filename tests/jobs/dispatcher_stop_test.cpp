@@ -1,6 +1,7 @@
 // How the dispatcher's workers meet a graceful stop: the stop waits for a claim in the store, and a
 // job that claim returns is given back to the queue instead of being started.
 
+#include "dsr/jobs/async_store.hpp"
 #include "dsr/jobs/dispatcher.hpp"
 #include "dsr/jobs/store.hpp"
 #include "dsr/jobs/store_worker.hpp"
@@ -115,8 +116,9 @@ TEST(DispatcherStop, AJobClaimedAsTheStopBeginsGoesBackToTheQueueUntouched) {
     ++holds;
     return std::shared_ptr<void>(nullptr, [&holds](void*) { --holds; });
   };
+  async_store db(queue, io.get_executor());
   const auto dispatcher =
-      make_dispatcher(io.get_executor(), queue, api, std::make_shared<fixed_clock>(), o);
+      make_dispatcher(io.get_executor(), db, api, std::make_shared<fixed_clock>(), o);
   dispatcher->start();
   io.poll();
   ASSERT_EQ(queue.waiting(), 1u);  // the worker's claim, in the store

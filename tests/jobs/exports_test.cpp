@@ -50,11 +50,11 @@ TEST(Exports, AFileLinksExportIsDeletedWhenItsLinkExpiresAndNotBefore) {
   // Older than export_retention_days, but its link is live: kept.
   const auto now = std::filesystem::file_time_type::clock::now();
   std::filesystem::last_write_time(file, now - 30 * 24h);
-  EXPECT_EQ(*remove_expired_link_exports(*store, dir.path(), t0 + 71h), 0u);
+  EXPECT_EQ(remove_exports(dir.path(), *store->file_links(t0 + 71h, true)), 0u);
   EXPECT_EQ(purge_exports(dir.path(), now - 7 * 24h, *store->file_links(t0 + 71h, false)), 0u);
   EXPECT_TRUE(std::filesystem::exists(file));
   // The link expired: the export goes, and only it.
-  EXPECT_EQ(*remove_expired_link_exports(*store, dir.path(), t0 + 72h), 1u);
+  EXPECT_EQ(remove_exports(dir.path(), *store->file_links(t0 + 72h, true)), 1u);
   EXPECT_FALSE(std::filesystem::exists(file));
   EXPECT_TRUE(std::filesystem::exists(other));
 }

@@ -23,11 +23,11 @@ class IntakeTest : public ::testing::Test {
   IntakeTest() {
     credentials_.set(credential::mineos_webhook_secret, std::string(webhook_secret));
     store_ = std::move(*open_sqlite_store({":memory:"}));
-    queue_ = std::make_unique<test::inline_queue>(*store_, 3);
+    queue_ = std::make_unique<test::inline_store>(*store_, 3);
     intake_options o;
     o.max_queued_jobs = 3;
     o.custom_field_ids = {{"$internalId", "customer_id"}, {"$phonenumber", "phone"}};
-    intake_ = std::make_unique<intake>(*queue_, credentials_, clock_, o);
+    intake_ = std::make_unique<intake>(queue_->db, credentials_, clock_, o);
     intake_->add_routes(router_);
   }
 
@@ -41,6 +41,7 @@ class IntakeTest : public ::testing::Test {
     req.body = std::move(body);
     std::optional<http::response> out;
     router_.handle(std::move(req), [&](http::response r) { out = std::move(r); });
+    queue_->settle();
     EXPECT_TRUE(out) << "the handler must answer";
     return out.value_or(http::response{});
   }
@@ -50,7 +51,7 @@ class IntakeTest : public ::testing::Test {
   test::fake_credentials credentials_;
   std::shared_ptr<test::fake_clock> clock_ = std::make_shared<test::fake_clock>();
   std::unique_ptr<job_store> store_;
-  std::unique_ptr<test::inline_queue> queue_;
+  std::unique_ptr<test::inline_store> queue_;
   std::unique_ptr<intake> intake_;
   http::router router_;
 };
@@ -82,6 +83,7 @@ TEST_F(IntakeTest, UnsignedOrBadlySignedIsRefusedAndNothingStored) {
   req.body = body;
   std::optional<http::response> unsigned_reply;
   router_.handle(req, [&](http::response r) { unsigned_reply = std::move(r); });
+  queue_->settle();
   EXPECT_EQ(unsigned_reply->status, 401u);
   EXPECT_EQ(unsigned_reply->content_type, "application/problem+json");
   EXPECT_EQ(post("/v1/mineos/delete", body, sign(body, "wrong-secret")).status, 401u);
@@ -168,7 +170,7 @@ TEST_F(IntakeTest, FullQueueIs503WithRetryAfter) {
 }
 
 TEST_F(IntakeTest, StoreThatCannotCommitIs503NeverAccepted) {
-  queue_->fail_next = true;
+  queue_->queue.fail_next = true;
   const auto r = post("/v1/mineos/delete", test::webhook_body("trace-1", "req-1"));
   EXPECT_EQ(r.status, 503u);
   EXPECT_EQ(r.headers.at(0).name, "Retry-After");
@@ -330,7 +332,7 @@ class ReportingIntakeTest : public IntakeTest {
     intake_options o;
     o.reporting = true;
     o.integration_id = fallback_;
-    intake_ = std::make_unique<intake>(*queue_, credentials_, clock_, o);
+    intake_ = std::make_unique<intake>(queue_->db, credentials_, clock_, o);
     router_ = http::router();
     intake_->add_routes(router_);
   }
@@ -353,7 +355,7 @@ class FallbackIntakeTest : public ReportingIntakeTest {
     intake_options o;
     o.reporting = true;
     o.integration_id = "int-fallback";
-    intake_ = std::make_unique<intake>(*queue_, credentials_, clock_, o);
+    intake_ = std::make_unique<intake>(queue_->db, credentials_, clock_, o);
     router_ = http::router();
     intake_->add_routes(router_);
   }

@@ -155,6 +155,7 @@ class ReporterTest : public ::testing::Test {
                                                     [](auto, auto fn) { fn(); });
     store_ = std::move(*open_sqlite_store({":memory:"}));
     queue_ = std::make_unique<test::inline_queue>(*store_);
+    db_ = std::make_unique<async_store>(*queue_, ioc_.get_executor());
   }
   ~ReporterTest() override {
     if (reporter_) {
@@ -177,7 +178,7 @@ class ReporterTest : public ::testing::Test {
     reporter_options o;
     o.retry.pause_probe = 60s;
     o.poll_interval = 5ms;
-    reporter_ = make_reporter(ioc_.get_executor(), *queue_,
+    reporter_ = make_reporter(ioc_.get_executor(), *db_,
                               std::make_unique<test::handler_client>(*sim_), creds_, clock_, o);
     reporter_->start();
   }
@@ -201,6 +202,7 @@ class ReporterTest : public ::testing::Test {
   std::unique_ptr<sim::exponea_simulator> sim_;
   std::unique_ptr<job_store> store_;
   std::unique_ptr<test::inline_queue> queue_;
+  std::unique_ptr<async_store> db_;
   test::fake_credentials creds_;
   std::unique_ptr<reporter> reporter_;
 };

@@ -24,8 +24,8 @@ class AdminApiTest : public ::testing::Test {
     }
     credentials_.set(credential::admin_token, "admin-secret");
     store_ = std::move(*open_sqlite_store({":memory:"}));
-    queue_ = std::make_unique<test::inline_queue>(*store_);
-    api_ = std::make_unique<admin_api>(*queue_, credentials_,
+    queue_ = std::make_unique<test::inline_store>(*store_);
+    api_ = std::make_unique<admin_api>(queue_->db, credentials_,
                                        admin_options{30, exports_.path(), [this] { ++changes_; },
                                                      std::make_shared<test::fake_clock>(t0)});
     api_->add_routes(router_);
@@ -49,6 +49,7 @@ class AdminApiTest : public ::testing::Test {
     }
     http::response out;
     router_.handle(std::move(req), [&](http::response r) { out = std::move(r); });
+    queue_->settle();
     if (out.body_stream) {
       out.body = test::drain(*out.body_stream).value();
     }
@@ -62,6 +63,7 @@ class AdminApiTest : public ::testing::Test {
     req.headers.push_back({"authorization", "Bearer admin-secret"});
     http::response out;
     router_.handle(std::move(req), [&](http::response r) { out = std::move(r); });
+    queue_->settle();
     return out;
   }
   // Runs req-N to a final state as a dispatcher would.
@@ -79,7 +81,7 @@ class AdminApiTest : public ::testing::Test {
   int changes_ = 0;
   test::fake_credentials credentials_;
   std::unique_ptr<job_store> store_;
-  std::unique_ptr<test::inline_queue> queue_;
+  std::unique_ptr<test::inline_store> queue_;
   std::unique_ptr<admin_api> api_;
   http::router router_;
 };
@@ -130,8 +132,8 @@ TEST_F(AdminApiTest, ListsNewestFirstWithFilters) {
 
 TEST_F(AdminApiTest, ReadyzReportsAStoreThatCannotCommit) {
   EXPECT_EQ(get("/readyz", std::nullopt).status, 200u);
-  queue_->fail_next = true;
-  queue_->insert(new_job{}, [](result<insert_outcome>) {});
+  queue_->queue.fail_next = true;
+  queue_->queue.insert(new_job{}, [](result<insert_outcome>) {});
   const auto r = get("/readyz", std::nullopt);
   EXPECT_EQ(r.status, 503u);
   const auto v = nlohmann::json::parse(r.body);
@@ -194,7 +196,7 @@ TEST_F(AdminApiTest, RefusedTokensAreSlowedPerAddressButAuthorizedCallsNever) {
                                {.free_failures = 2});
   admin_options o{30, exports_.path(), [] {}};
   o.throttle = &throttle;
-  api_ = std::make_unique<admin_api>(*queue_, credentials_, o);
+  api_ = std::make_unique<admin_api>(queue_->db, credentials_, o);
   router_ = http::router{};
   api_->add_routes(router_);
   for (int i = 0; i < 5; ++i) {

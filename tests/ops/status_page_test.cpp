@@ -156,12 +156,12 @@ class StatusPageTest : public ::testing::Test {
     }
     credentials_.set(credential::admin_token, "admin-secret");
     store_ = std::move(*open_sqlite_store({":memory:"}));
-    queue_ = std::make_unique<test::inline_queue>(*store_);
+    queue_ = std::make_unique<test::inline_store>(*store_);
     admin_options o{30, exports_.path(), [this] { ++changes_; }, time_};
     o.counters = &counters_;
     o.paused = [this] { return paused_; };
     o.throttle = &throttle_;
-    api_ = std::make_unique<admin_api>(*queue_, credentials_, o);
+    api_ = std::make_unique<admin_api>(queue_->db, credentials_, o);
     api_->add_routes(router_);
     for (const auto& [id, created] :
          {std::pair{"req-ok", t0}, std::pair{"req-late", t0 - 40 * 24h}}) {
@@ -194,6 +194,7 @@ class StatusPageTest : public ::testing::Test {
     req.remote = "192.0.2.7:40000";
     http::response out;
     router_.handle(std::move(req), [&](http::response r) { out = std::move(r); });
+    queue_->settle();
     return out;
   }
   static std::optional<std::string> header(const http::response& r, std::string_view name) {
@@ -233,7 +234,7 @@ class StatusPageTest : public ::testing::Test {
   int changes_ = 0;
   test::fake_credentials credentials_;
   std::unique_ptr<job_store> store_;
-  std::unique_ptr<test::inline_queue> queue_;
+  std::unique_ptr<test::inline_store> queue_;
   std::unique_ptr<admin_api> api_;
   http::router router_;
 };

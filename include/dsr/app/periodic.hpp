@@ -8,11 +8,10 @@
 // - the deadline warning, daily: jobs near or past their legal due date;
 // - the systemd watchdog ping, at half of WatchdogSec= when it is set, from the event loop
 //   itself: when the loop stalls, the pings stop and systemd restarts the daemon.
-// The store work runs on the store thread (job_queue::run); a failure is logged and the task
-// goes on. Each coroutine is spawned with a handler that logs an exception that ends it.
+// The store is read and written through async_store; a failure is logged and the task goes on. Each coroutine is spawned with a handler that logs an exception that ends it.
 
 #include "dsr/config/config.hpp"
-#include "dsr/jobs/store_worker.hpp"
+#include "dsr/jobs/async_store.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 
@@ -21,7 +20,7 @@
 namespace dsr::app {
 
 // `store` must outlive the event loop's run; `export_dir` is where copy exports are kept.
-void start_periodic_tasks(boost::asio::any_io_executor executor, job_queue& store,
+void start_periodic_tasks(boost::asio::any_io_executor executor, async_store& store,
                           const config& cfg, const std::filesystem::path& export_dir);
 
 }  // namespace dsr::app

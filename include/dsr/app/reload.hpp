@@ -14,7 +14,7 @@
 
 namespace dsr {
 class dispatcher;
-class job_queue;
+class async_store;
 class swappable_credentials;
 }  // namespace dsr
 namespace dsr::exponea {
@@ -36,7 +36,7 @@ struct reload_targets {
   exponea::limiter& spacing;
   dispatcher& jobs;
   mineos::reporter* reporter;  // null when reporting is off
-  job_queue& store;
+  async_store& store;
   http::server& listener;
 };
 

@@ -9,7 +9,7 @@
 #include "dsr/config/config.hpp"
 #include "dsr/exponea/client.hpp"
 #include "dsr/jobs/flows.hpp"
-#include "dsr/jobs/store_worker.hpp"
+#include "dsr/jobs/async_store.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 
@@ -148,7 +148,7 @@ class dispatcher {
   virtual std::optional<std::string> paused() const = 0;
 };
 
-std::unique_ptr<dispatcher> make_dispatcher(boost::asio::any_io_executor executor, job_queue& queue,
+std::unique_ptr<dispatcher> make_dispatcher(boost::asio::any_io_executor executor, async_store& store,
                                             exponea::api& api, std::shared_ptr<clock> clock,
                                             dispatcher_options options);
 

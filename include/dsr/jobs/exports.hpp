@@ -41,9 +41,8 @@ std::size_t remove_partial_exports(const std::filesystem::path& dir);
 std::size_t purge_exports(const std::filesystem::path& dir, std::filesystem::file_time_type cutoff,
                           std::span<const std::int64_t> keep = {});
 
-// Deletes the exports whose file link (docs/contract.md §6) expired by `now`, as the store records
-// them; returns how many files went. Runs on the store thread (it reads the store).
-result<std::size_t> remove_expired_link_exports(job_store& store, const std::filesystem::path& dir,
-                                                time_point now);
+// Deletes the exports of `job_ids` (those whose file link, docs/contract.md §6, expired, as
+// async_store::file_links(now, true) lists them); returns how many files went.
+std::size_t remove_exports(const std::filesystem::path& dir, std::span<const std::int64_t> job_ids);
 
 }  // namespace dsr

@@ -9,8 +9,10 @@
 
 #include "dsr/common/clock.hpp"
 #include "dsr/http/router.hpp"
-#include "dsr/jobs/store_worker.hpp"
+#include "dsr/jobs/async_store.hpp"
 #include "dsr/mineos/file_links.hpp"
+
+#include <boost/asio/awaitable.hpp>
 
 #include <filesystem>
 #include <memory>
@@ -23,7 +25,7 @@ class file_downloads {
  public:
   // `export_keys`: the key exports are sealed with, then older ones to try (store_keys.hpp);
   // empty: in the clear.
-  file_downloads(job_queue& queue, std::shared_ptr<const file_links> links,
+  file_downloads(async_store& store, std::shared_ptr<const file_links> links,
                  std::filesystem::path export_dir, std::vector<std::string> export_keys,
                  std::shared_ptr<clock> clock);
 
@@ -32,7 +34,10 @@ class file_downloads {
   void handle(const http::request& req, const std::string& request_id, http::responder done);
 
  private:
-  job_queue& queue_;
+  boost::asio::awaitable<void> serve(std::string request_id, file_links::verdict verdict,
+                                     time_point now, std::string remote, http::responder done);
+
+  async_store& store_;
   std::shared_ptr<const file_links> links_;
   std::filesystem::path export_dir_;
   std::vector<std::string> export_keys_;

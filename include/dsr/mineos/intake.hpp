@@ -4,7 +4,7 @@
 // Order of work for each request: verify X-Mine-Signature over the raw body (401, nothing stored);
 // parse (400 naming the field); route it: the copy URL exports, a Delete-URL right is erased,
 // opted out or not handled ([requests]); choose the subject's one ID (e-mail, else a configured
-// custom field); insert durably through the job_queue; answer 202 only after the commit. A
+// custom field); insert durably through the async store; answer 202 only after the commit. A
 // request without any ID, or with a right this integration does not handle, is still a job: it is
 // stored finished (MissingIdentifiers / Failed) with its report due, and Exponea is never called.
 // A repeat (same trace id, or same request id and operation) is answered 202 with the original
@@ -16,9 +16,11 @@
 #include "dsr/credentials/credentials.hpp"
 #include "dsr/http/auth_throttle.hpp"
 #include "dsr/http/router.hpp"
-#include "dsr/jobs/store_worker.hpp"
+#include "dsr/jobs/async_store.hpp"
 #include "dsr/mineos/identifiers.hpp"
 #include "dsr/mineos/webhook.hpp"
+
+#include <boost/asio/awaitable.hpp>
 
 #include <memory>
 
@@ -35,7 +37,7 @@ struct intake_options {
 class intake {
  public:
   // All references must outlive the intake. Thread-safe.
-  intake(job_queue& queue, const credential_store& credentials, std::shared_ptr<clock> clock,
+  intake(async_store& store, const credential_store& credentials, std::shared_ptr<clock> clock,
          intake_options options);
 
   void handle(endpoint_kind kind, const http::request& req, http::responder done);
@@ -57,7 +59,9 @@ class intake {
   void set_metrics(metrics_sink* m) { metrics_ = m; }
 
  private:
-  job_queue& queue_;
+  boost::asio::awaitable<void> commit(new_job j, http::responder done);
+
+  async_store& store_;
   const credential_store& credentials_;
   std::shared_ptr<clock> clock_;
   intake_options options_;

@@ -23,7 +23,7 @@
 #include "dsr/credentials/credentials.hpp"
 #include "dsr/http/client.hpp"
 #include "dsr/jobs/job.hpp"
-#include "dsr/jobs/store_worker.hpp"
+#include "dsr/jobs/async_store.hpp"
 #include "dsr/mineos/file_links.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
@@ -99,7 +99,7 @@ class reporter {
 };
 
 // `client` is based at [mineos] api_base_url.
-std::unique_ptr<reporter> make_reporter(boost::asio::any_io_executor executor, job_queue& queue,
+std::unique_ptr<reporter> make_reporter(boost::asio::any_io_executor executor, async_store& store,
                                         std::unique_ptr<http::client> client,
                                         const credential_store& credentials,
                                         std::shared_ptr<clock> clock, reporter_options options);

@@ -7,9 +7,11 @@
 #include "dsr/credentials/credentials.hpp"
 #include "dsr/http/auth_throttle.hpp"
 #include "dsr/http/router.hpp"
-#include "dsr/jobs/store_worker.hpp"
+#include "dsr/jobs/async_store.hpp"
 #include "dsr/ops/metrics.hpp"
 #include "dsr/ops/status_page.hpp"
+
+#include <boost/asio/awaitable.hpp>
 
 #include <filesystem>
 #include <functional>
@@ -40,7 +42,7 @@ struct admin_options {
 class admin_api {
  public:
   // References must outlive the API. Thread-safe.
-  admin_api(job_queue& queue, const credential_store& credentials, admin_options options);
+  admin_api(async_store& store, const credential_store& credentials, admin_options options);
 
   void add_routes(http::router& r);
 
@@ -52,8 +54,6 @@ class admin_api {
   void login(const http::request& req, http::responder done);
   void logout(const http::request& req, http::responder done);
   void retry_from_page(const http::request& req, const std::string& hex_id, http::responder done);
-  void run_action(const std::string& request_id, bool cancelling,
-                  std::function<void(result<operator_result>)> then);
   void get_job(const std::string& request_id, http::responder done);
   void list_jobs(const http::request& req, http::responder done);
   void ready(http::responder done);
@@ -61,7 +61,23 @@ class admin_api {
   void act(const std::string& request_id, bool cancelling, http::responder done);
   void data(const std::string& request_id, http::responder done);
 
-  job_queue& queue_;
+  // The store's part of each answer, on a coroutine of its own (spawn): nothing is rendered on
+  // the store thread.
+  void spawn(boost::asio::awaitable<void> work);
+  boost::asio::awaitable<result<operator_result>> apply(std::string_view request_id,
+                                                        bool cancelling);
+  boost::asio::awaitable<void> act_on(std::string request_id, bool cancelling,
+                                      http::responder done);
+  boost::asio::awaitable<void> retry_on_page(std::string request_id, std::string hex_id,
+                                             http::responder done);
+  boost::asio::awaitable<void> show_status(status_view v, http::responder done);
+  boost::asio::awaitable<void> send_data(std::string request_id, http::responder done);
+  boost::asio::awaitable<void> send_metrics(metrics::gauges g, http::responder done);
+  boost::asio::awaitable<void> send_job(std::string request_id, http::responder done);
+  boost::asio::awaitable<void> send_jobs(std::optional<job_state> state, std::size_t limit,
+                                         http::responder done);
+
+  async_store& store_;
   const credential_store& credentials_;
   admin_options options_;
   sessions sessions_;

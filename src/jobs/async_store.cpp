@@ -1,0 +1,141 @@
+#include "dsr/jobs/async_store.hpp"
+
+#include "store_call.hpp"
+
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <memory>
+#include <span>
+#include <utility>
+
+namespace dsr {
+
+namespace asio = boost::asio;
+
+async_store::async_store(job_queue& queue, asio::any_io_executor executor)
+    : queue_(queue), executor_(std::move(executor)) {}
+
+async_store::task<insert_outcome> async_store::insert(new_job j) {
+  using T = result<insert_outcome>;
+  return asio::async_initiate<decltype(asio::use_awaitable), void(T)>(
+      [this](auto handler, new_job j) {
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        queue_.insert(std::move(j), [h](T r) {
+          auto ex = asio::get_associated_executor(*h);
+          asio::post(ex, [h, r = std::move(r)]() mutable { (*h)(std::move(r)); });
+        });
+      },
+      asio::use_awaitable, std::move(j));
+}
+
+async_store::task<std::optional<job>> async_store::find(std::string_view request_id) {
+  return store_call<result<std::optional<job>>>(
+      queue_, [id = std::string(request_id)](job_store& s) { return s.find(id); });
+}
+
+async_store::task<std::vector<job>> async_store::list(std::optional<job_state> state,
+                                                      std::size_t limit) {
+  return store_call<result<std::vector<job>>>(
+      queue_, [state, limit](job_store& s) { return s.list(state, limit); });
+}
+
+async_store::task<std::optional<job>> async_store::claim(std::string_view owner, time_point now,
+                                                         millis lease) {
+  return store_call<result<std::optional<job>>>(
+      queue_, [owner = std::string(owner), now, lease](job_store& s) {
+        return s.claim_next(owner, now, lease);
+      });
+}
+
+async_store::task<void> async_store::append_step(std::int64_t job_id, std::string_view owner,
+                                                 const job_step& step) {
+  return store_call<result<void>>(queue_, [job_id, owner = std::string(owner), step](job_store& s) {
+    return s.append_step(job_id, owner, step);
+  });
+}
+
+async_store::task<void> async_store::finish(std::int64_t job_id, std::string_view owner,
+                                            const job_release& next, time_point now) {
+  return store_call<result<void>>(queue_,
+                                  [job_id, owner = std::string(owner), next, now](job_store& s) {
+                                    return s.release(job_id, owner, next, now);
+                                  });
+}
+
+async_store::task<std::size_t> async_store::expire_leases(time_point now) {
+  return store_call<result<std::size_t>>(queue_,
+                                         [now](job_store& s) { return s.expire_leases(now); });
+}
+
+async_store::task<std::size_t> async_store::renew_leases(std::span<const std::string> owners,
+                                                         time_point now, millis lease) {
+  return store_call<result<std::size_t>>(
+      queue_, [owners = std::vector<std::string>(owners.begin(), owners.end()), now,
+               lease](job_store& s) { return s.renew_leases(owners, now, lease); });
+}
+
+async_store::task<void> async_store::forget_subject(std::int64_t job_id) {
+  return store_call<result<void>>(queue_,
+                                  [job_id](job_store& s) { return s.forget_subject(job_id); });
+}
+
+async_store::task<std::vector<job>> async_store::due_reports(time_point now, std::size_t limit) {
+  return store_call<result<std::vector<job>>>(
+      queue_, [now, limit](job_store& s) { return s.due_reports(now, limit); });
+}
+
+async_store::task<void> async_store::record_report(std::int64_t job_id, const report_update& u,
+                                                   time_point now) {
+  return store_call<result<void>>(
+      queue_, [job_id, u, now](job_store& s) { return s.record_report(job_id, u, now); });
+}
+
+async_store::task<time_point> async_store::file_link_expiry(std::int64_t job_id,
+                                                            time_point proposed, time_point now) {
+  return store_call<result<time_point>>(queue_, [job_id, proposed, now](job_store& s) {
+    return s.file_link_expiry(job_id, proposed, now);
+  });
+}
+
+async_store::task<operator_result> async_store::retry(std::string_view request_id, time_point now) {
+  return store_call<result<operator_result>>(
+      queue_, [id = std::string(request_id), now](job_store& s) { return s.retry(id, now); });
+}
+
+async_store::task<operator_result> async_store::cancel(std::string_view request_id,
+                                                       time_point now) {
+  return store_call<result<operator_result>>(
+      queue_, [id = std::string(request_id), now](job_store& s) { return s.cancel(id, now); });
+}
+
+async_store::task<job_stats> async_store::stats(time_point now, millis deadline, millis warning) {
+  return store_call<result<job_stats>>(
+      queue_, [now, deadline, warning](job_store& s) { return s.stats(now, deadline, warning); });
+}
+
+async_store::task<std::vector<job>> async_store::at_risk(time_point now, millis deadline,
+                                                         millis warning, std::size_t limit) {
+  return store_call<result<std::vector<job>>>(queue_,
+                                              [now, deadline, warning, limit](job_store& s) {
+                                                return s.at_risk(now, deadline, warning, limit);
+                                              });
+}
+
+async_store::task<std::vector<std::int64_t>> async_store::file_links(time_point now, bool expired) {
+  return store_call<result<std::vector<std::int64_t>>>(
+      queue_, [now, expired](job_store& s) { return s.file_links(now, expired); });
+}
+
+async_store::task<std::size_t> async_store::purge_finished(time_point before) {
+  return store_call<result<std::size_t>>(
+      queue_, [before](job_store& s) { return s.purge_finished(before); });
+}
+
+async_store::task<void> async_store::set_max_size(std::uint64_t bytes) {
+  return store_call<result<void>>(queue_, [bytes](job_store& s) { return s.set_max_size(bytes); });
+}
+
+}  // namespace dsr
