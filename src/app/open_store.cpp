@@ -73,20 +73,34 @@ result<std::unique_ptr<job_store>> open_postgres(const config& cfg, const std::s
 
 }  // namespace
 
-result<std::unique_ptr<job_store>> open_store(const config& cfg, const std::string& subject_key,
-                                              const std::string& password) {
-  auto store = cfg.store.engine == store_engine_kind::postgresql
-                   ? open_postgres(cfg, subject_key, password)
-                   : open_sqlite(cfg, subject_key);
-  if (!store) {
-    return store;
+result<std::vector<std::unique_ptr<job_store>>> open_store(const config& cfg,
+                                                           const std::string& subject_key,
+                                                           const std::string& password) {
+  const bool postgres = cfg.store.engine == store_engine_kind::postgresql;
+  auto first = postgres ? open_postgres(cfg, subject_key, password) : open_sqlite(cfg, subject_key);
+  if (!first) {
+    return first.error();
+  }
+  std::vector<std::unique_ptr<job_store>> stores;
+  stores.push_back(std::move(*first));
+  // The first one migrated the schema: the others only connect.
+  while (postgres && stores.size() < pg_connections) {
+    postgres_store_options options;
+    options.url = cfg.store.url;
+    options.password = password;
+    options.subject_key = subject_key;
+    auto more = open_postgres_store(options);
+    if (!more) {
+      return more.error();
+    }
+    stores.push_back(std::move(*more));
   }
   if (cfg.store.max_size_mb != 0) {
-    if (auto r = (*store)->set_max_size(cfg.store.max_size_mb << 20); !r) {
+    if (auto r = stores.front()->set_max_size(cfg.store.max_size_mb << 20); !r) {
       spdlog::get("main")->warn("[store] max_size_mb: {}", r.error().detail);
     }
   }
-  return store;
+  return stores;
 }
 
 }  // namespace dsr::app

@@ -60,6 +60,18 @@ params& params::integer_array(const std::vector<std::int64_t>& v) {
   return add(std::move(out), 0);
 }
 
+params& params::optional_integer_array(const std::vector<std::optional<std::int64_t>>& v) {
+  std::string out = "{";
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (i != 0) {
+      out += ',';
+    }
+    out += v[i] ? std::to_string(*v[i]) : std::string("NULL");
+  }
+  out += '}';
+  return add(std::move(out), 0);
+}
+
 std::vector<const char*> params::pointers() const {
   std::vector<const char*> out;
   out.reserve(values_.size());

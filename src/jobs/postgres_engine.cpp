@@ -3,8 +3,12 @@
 
 #include "postgres_engine.hpp"
 
+#include "dsr/common/crypto.hpp"
+
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -18,6 +22,9 @@ constexpr const char* next_seq =
 
 }  // namespace
 
+// A batch in five round trips whatever its size: BEGIN, the active count, the stored jobs its
+// request and trace ids repeat, one INSERT of every new job with its first journal lines, COMMIT.
+// Repeats and capacity are decided here, in the batch's order, as one job at a time would.
 result<std::vector<insert_outcome>> postgres_engine::insert(std::span<const stored_new_job> jobs,
                                                             std::size_t max_active) {
   if (auto r = begin(); !r) {
@@ -29,14 +36,68 @@ result<std::vector<insert_outcome>> postgres_engine::insert(std::span<const stor
     return rollback(active.error());
   }
   auto count = static_cast<std::size_t>(active->integer(0, 0));
-  std::vector<insert_outcome> outcomes;
-  outcomes.reserve(jobs.size());
+  std::vector<std::string> request_ids;
+  std::vector<std::string> trace_ids;
   for (const auto& row : jobs) {
-    auto o = insert_one(row, max_active, count);
-    if (!o) {
-      return rollback(o.error());
+    request_ids.push_back(row.job->request_id);
+    trace_ids.push_back(row.job->trace_id);
+  }
+  auto stored = query(
+      "SELECT request_id, trace_id, operation FROM jobs WHERE request_id = ANY($1::text[]) OR "
+      "trace_id = ANY($2::text[])",
+      "looking up repeated requests", pg::params().text_array(request_ids).text_array(trace_ids));
+  if (!stored) {
+    return rollback(stored.error());
+  }
+  std::map<std::string, std::string> by_trace;  // trace id -> its job's request id
+  std::map<std::string, bool> by_request;       // request id -> is a copy
+  for (int i = 0; i < stored->count(); ++i) {
+    by_trace.emplace(stored->text(i, 1), stored->text(i, 0));
+    by_request.emplace(stored->text(i, 0), stored->text(i, 2) == "copy");
+  }
+  std::vector<insert_outcome> outcomes;
+  std::vector<const stored_new_job*> fresh;
+  for (const auto& row : jobs) {
+    const new_job& j = *row.job;
+    if (const auto t = by_trace.find(j.trace_id); t != by_trace.end()) {
+      outcomes.push_back({insert_outcome::kind::duplicate, t->second});
+    } else if (const auto r = by_request.find(j.request_id); r != by_request.end()) {
+      outcomes.push_back({repeat_of(r->second, j.op), j.request_id});
+    } else if (!j.ended && count >= max_active) {
+      outcomes.push_back({insert_outcome::kind::queue_full, j.request_id});
+    } else {
+      outcomes.push_back({insert_outcome::kind::inserted, j.request_id});
+      fresh.push_back(&row);
+      by_trace.emplace(j.trace_id, j.request_id);
+      by_request.emplace(j.request_id, j.op == operation::copy);
+      count += j.ended ? 0 : 1;
     }
-    outcomes.push_back(std::move(*o));
+  }
+  if (!fresh.empty()) {
+    auto inserted = insert_new(fresh);
+    if (!inserted) {
+      return rollback(inserted.error());
+    }
+    // Another daemon committed one of these ids since the lookup: it was refused by ON CONFLICT.
+    for (auto& o : outcomes) {
+      if (o.result != insert_outcome::kind::inserted || inserted->contains(o.request_id)) {
+        continue;
+      }
+      const auto row = std::find_if(fresh.begin(), fresh.end(), [&](const stored_new_job* f) {
+        return f->job->request_id == o.request_id;
+      });
+      auto seen = earlier(*(*row)->job);
+      if (!seen) {
+        return rollback(seen.error());
+      }
+      if (!*seen) {
+        return rollback(make_failure(errc::store_unavailable,
+                                     fmt::format("job store {}: a job was refused as a repeat "
+                                                 "but no earlier one was found",
+                                                 where_)));
+      }
+      o = **seen;
+    }
   }
   if (auto r = commit(); !r) {
     return r.error();
@@ -297,90 +358,107 @@ result<std::optional<insert_outcome>> postgres_engine::earlier(const new_job& j)
     return by_request.error();
   }
   if (by_request->count() > 0) {
-    // Delete and opt-out both came to the Delete URL: the same operation for MineOS.
-    const bool same = (by_request->text(0, 0) == "copy") == (j.op == operation::copy);
-    return insert_outcome{same ? insert_outcome::kind::duplicate : insert_outcome::kind::conflict,
-                          j.request_id};
+    return insert_outcome{repeat_of(by_request->text(0, 0) == "copy", j.op), j.request_id};
   }
   return std::optional<insert_outcome>{};
 }
 
-result<insert_outcome> postgres_engine::insert_one(const stored_new_job& row,
-                                                   std::size_t max_active, std::size_t& active) {
-  const new_job& j = *row.job;
-  if (!j.ended && active >= max_active) {
-    auto seen = earlier(j);
-    if (!seen) {
-      return seen.error();
+// Every job of `rows` and its first journal lines in one statement (ON CONFLICT DO NOTHING also
+// waits for a concurrent insert of the same key to commit or roll back). Returns the request ids
+// inserted.
+result<std::set<std::string>> postgres_engine::insert_new(
+    const std::vector<const stored_new_job*>& rows) {
+  std::vector<std::string> request_id, trace_id, op, integration_id, source, request_type;
+  std::vector<std::optional<std::int64_t>> created_at;
+  std::vector<std::int64_t> received_at, subject_form;
+  std::vector<std::string> subject_hex, state, opt_out, right_id, right_name, right_type;
+  std::vector<std::string> subject_id_name, outcome, outcome_message;
+  std::vector<std::string> step_request_id, step, step_result;
+  std::vector<std::int64_t> step_at, step_seq;
+  for (const auto* row : rows) {
+    const new_job& j = *row->job;
+    request_id.push_back(j.request_id);
+    trace_id.push_back(j.trace_id);
+    op.emplace_back(j.op == operation::copy ? "copy" : "delete");
+    integration_id.push_back(j.integration_id);
+    source.push_back(j.source);
+    request_type.push_back(j.request_type);
+    created_at.push_back(j.created_at ? std::optional<std::int64_t>(ms(*j.created_at))
+                                      : std::nullopt);
+    received_at.push_back(ms(j.received_at));
+    subject_hex.push_back(crypto::to_hex(row->subject.bytes));
+    subject_form.push_back(static_cast<std::int64_t>(row->subject.form));
+    state.emplace_back(j.ended ? to_string(j.ended->state) : "queued");
+    opt_out.emplace_back(j.op == operation::opt_out ? "t" : "f");
+    right_id.push_back(j.right.id);
+    right_name.push_back(j.right.name);
+    right_type.push_back(j.right.type);
+    subject_id_name.push_back(j.subject_id_name);
+    outcome.emplace_back(j.ended ? to_string(j.ended->outcome) : "");
+    outcome_message.push_back(j.ended ? j.ended->message : std::string());
+    std::int64_t seq = 0;
+    for (const auto& s : row->steps) {
+      step_request_id.push_back(j.request_id);
+      step_at.push_back(ms(s.at));
+      step.emplace_back(to_string(s.step));
+      step_result.push_back(s.result);
+      step_seq.push_back(++seq);
     }
-    if (*seen) {
-      return **seen;
-    }
-    return insert_outcome{insert_outcome::kind::queue_full, j.request_id};
-  }
-  std::vector<std::int64_t> at;
-  std::vector<std::string> steps;
-  std::vector<std::string> results;
-  for (const auto& s : row.steps) {
-    at.push_back(ms(s.at));
-    steps.push_back(to_string(s.step));
-    results.push_back(s.result);
   }
   pg::params p;
-  p.text(j.request_id)
-      .text(j.trace_id)
-      .text(j.op == operation::copy ? "copy" : "delete")
-      .text(j.integration_id)
-      .text(j.source)
-      .text(j.request_type)
-      .optional_integer(j.created_at ? std::optional<std::int64_t>(ms(*j.created_at))
-                                     : std::nullopt)
-      .integer(ms(j.received_at))
-      .bytes(row.subject.bytes)
-      .integer(static_cast<std::int64_t>(row.subject.form))
-      .text(j.ended ? to_string(j.ended->state) : "queued")
-      .boolean(j.op == operation::opt_out)
-      .text(j.right.id)
-      .text(j.right.name)
-      .text(j.right.type)
-      .text(j.subject_id_name)
-      .text(j.ended ? std::string(to_string(j.ended->outcome)) : std::string())
-      .text(j.ended ? j.ended->message : std::string())
-      .integer_array(at)
-      .text_array(steps)
-      .text_array(results);
+  p.text_array(request_id)
+      .text_array(trace_id)
+      .text_array(op)
+      .text_array(integration_id)
+      .text_array(source)
+      .text_array(request_type)
+      .optional_integer_array(created_at)
+      .integer_array(received_at)
+      .text_array(subject_hex)
+      .integer_array(subject_form)
+      .text_array(state)
+      .text_array(opt_out)
+      .text_array(right_id)
+      .text_array(right_name)
+      .text_array(right_type)
+      .text_array(subject_id_name)
+      .text_array(outcome)
+      .text_array(outcome_message)
+      .text_array(step_request_id)
+      .integer_array(step_at)
+      .text_array(step)
+      .text_array(step_result)
+      .integer_array(step_seq);
   auto r = query(
-      "WITH job AS (INSERT INTO jobs (request_id, trace_id, operation, integration_id, source, "
+      "WITH input AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], "
+      "$5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::text[], $10::bigint[], $11::text[], "
+      "$12::boolean[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], "
+      "$18::text[]) AS u(request_id, trace_id, operation, integration_id, source, request_type, "
+      "created_at_ms, received_at_ms, subject_hex, subject_form, state, opt_out, right_id, "
+      "right_name, right_type, subject_id_name, outcome, outcome_message)), "
+      "job AS (INSERT INTO jobs (request_id, trace_id, operation, integration_id, source, "
       "request_type, created_at_ms, received_at_ms, updated_at_ms, subject, subject_form, state, "
       "next_attempt_at_ms, opt_out, right_id, right_name, right_type, subject_id_name, outcome, "
-      "outcome_message, report_next_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::bigint, $8, $9, "
-      "$10, $11::text, $8, $12, $13, $14, $15, $16, $17, $18, CASE WHEN $11 = 'queued' THEN "
-      "NULL ELSE $8 END) ON CONFLICT DO NOTHING RETURNING id), steps AS (INSERT INTO job_steps "
-      "(job_id, seq, "
-      "at_ms, step, result) SELECT job.id, s.seq, s.at_ms, s.step, s.result FROM job, "
-      "unnest($19::bigint[], $20::text[], $21::text[]) WITH ORDINALITY AS s(at_ms, step, "
-      "result, seq)) SELECT id FROM job",
-      "inserting a job", p);
+      "outcome_message, report_next_at_ms) SELECT request_id, trace_id, operation, "
+      "integration_id, source, request_type, created_at_ms, received_at_ms, received_at_ms, "
+      "decode(subject_hex, 'hex'), subject_form, state, received_at_ms, opt_out, right_id, "
+      "right_name, right_type, subject_id_name, outcome, outcome_message, CASE WHEN state = "
+      "'queued' THEN NULL ELSE received_at_ms END FROM input ON CONFLICT DO NOTHING RETURNING id, "
+      "request_id), "
+      "steps AS (INSERT INTO job_steps (job_id, seq, at_ms, step, result) SELECT job.id, s.seq, "
+      "s.at_ms, s.step, s.result FROM job JOIN unnest($19::text[], $20::bigint[], $21::text[], "
+      "$22::text[], $23::bigint[]) AS s(request_id, at_ms, step, result, seq) ON s.request_id = "
+      "job.request_id) "
+      "SELECT request_id FROM job",
+      "inserting jobs", p);
   if (!r) {
     return r.error();
   }
-  if (r->count() == 0) {
-    auto seen = earlier(j);
-    if (!seen) {
-      return seen.error();
-    }
-    if (!*seen) {
-      return make_failure(errc::store_unavailable,
-                          fmt::format("job store {}: a job was refused as a repeat but no "
-                                      "earlier one was found",
-                                      where_));
-    }
-    return **seen;
+  std::set<std::string> inserted;
+  for (int i = 0; i < r->count(); ++i) {
+    inserted.insert(r->text(i, 0));
   }
-  if (!j.ended) {
-    ++active;
-  }
-  return insert_outcome{insert_outcome::kind::inserted, j.request_id};
+  return inserted;
 }
 
 }  // namespace dsr::detail

@@ -16,12 +16,13 @@
 // Thread safety: used from one thread at a time (a store thread), as every engine.
 
 #include "dsr/jobs/pg_glue.hpp"
-#include "engine_sql.hpp"
 #include "dsr/jobs/store_engine.hpp"
+#include "engine_sql.hpp"
 
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -96,11 +97,9 @@ class postgres_engine final : public store_engine {
   // What an earlier job says about this request: a repeat of its trace id, or of its request id
   // (the same operation URL: a repeat; the other one: a conflict). Empty when it is new.
   result<std::optional<insert_outcome>> earlier(const new_job& j);
-  // One statement inserts the job (unless its request id or trace id is taken: ON CONFLICT DO
-  // NOTHING, which also waits for a concurrent insert of the same key to commit or roll back)
-  // and its first journal lines.
-  result<insert_outcome> insert_one(const stored_new_job& row, std::size_t max_active,
-                                    std::size_t& active);
+  // One statement inserts every job of `rows` with its first journal lines; the request ids
+  // inserted (a request or trace id taken meanwhile is skipped: ON CONFLICT DO NOTHING).
+  result<std::set<std::string>> insert_new(const std::vector<const stored_new_job*>& rows);
   result<std::optional<stored_job>> find_one(const std::string& sql, const pg::params& p);
   static std::vector<stored_job> read_jobs(const pg::rows& r);
   // The journals of `jobs`, in one query.

@@ -259,10 +259,7 @@ result<std::optional<insert_outcome>> sqlite_engine::earlier(const new_job& j) {
   q.bind(1, j.request_id);
   const int rc = q.step();
   if (rc == SQLITE_ROW) {
-    // Delete and opt-out both came to the Delete URL: the same operation for MineOS.
-    const bool same = (q.text(0) == "copy") == (j.op == operation::copy);
-    return insert_outcome{same ? insert_outcome::kind::duplicate : insert_outcome::kind::conflict,
-                          j.request_id};
+    return insert_outcome{repeat_of(q.text(0) == "copy", j.op), j.request_id};
   }
   if (rc != SQLITE_DONE) {
     return error("looking up a request id");

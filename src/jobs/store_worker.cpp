@@ -6,8 +6,26 @@
 
 namespace dsr {
 
+namespace {
+
+std::vector<std::unique_ptr<job_store>> one(std::unique_ptr<job_store> store) {
+  std::vector<std::unique_ptr<job_store>> stores;
+  stores.push_back(std::move(store));
+  return stores;
+}
+
+}  // namespace
+
 store_worker::store_worker(std::unique_ptr<job_store> store, store_worker_options options)
-    : store_(std::move(store)), options_(options), thread_([this] { loop(); }) {}
+    : store_worker(one(std::move(store)), std::move(options)) {}
+
+store_worker::store_worker(std::vector<std::unique_ptr<job_store>> stores,
+                           store_worker_options options)
+    : stores_(std::move(stores)), options_(std::move(options)) {
+  for (std::size_t i = 0; i < stores_.size(); ++i) {
+    threads_.emplace_back([this, i] { loop(*stores_[i], i == 0); });
+  }
+}
 
 store_worker::~store_worker() {
   stop();
@@ -19,8 +37,10 @@ void store_worker::stop() {
     stopping_ = true;
   }
   wake_.notify_all();
-  if (thread_.joinable()) {
-    thread_.join();
+  for (auto& t : threads_) {
+    if (t.joinable()) {
+      t.join();
+    }
   }
 }
 
@@ -48,19 +68,22 @@ void store_worker::run(task t) {
   spdlog::warn("store: a task arrived after shutdown and was dropped");
 }
 
-void store_worker::loop() {
+void store_worker::loop(job_store& store, bool prober) {
   std::vector<pending_insert> batch;
   std::vector<new_job> jobs;
   std::deque<task> tasks;
+  // With one thread, it takes every task waiting; with several, one at a time, so that the
+  // others share them.
+  const bool alone = stores_.size() == 1;
   for (;;) {
     {
       std::unique_lock lock(mutex_);
       const auto has_work = [&] { return stopping_ || !inserts_.empty() || !tasks_.empty(); };
-      if (writable_.load()) {
+      if (writable_.load() || !prober) {
         wake_.wait(lock, has_work);
       } else if (!wake_.wait_for(lock, options_.probe_interval, has_work)) {
         lock.unlock();
-        if (auto r = store_->probe_write(
+        if (auto r = store.probe_write(
                 std::chrono::time_point_cast<millis>(std::chrono::system_clock::now()));
             r) {
           writable_.store(true);
@@ -78,7 +101,15 @@ void store_worker::loop() {
         batch.push_back(std::move(inserts_.front()));
         inserts_.pop_front();
       }
-      tasks.swap(tasks_);
+      if (alone) {
+        tasks.swap(tasks_);
+      } else if (!tasks_.empty()) {
+        tasks.push_back(std::move(tasks_.front()));
+        tasks_.pop_front();
+      }
+      if (!alone && (!tasks_.empty() || !inserts_.empty())) {
+        wake_.notify_one();  // more than this thread takes: another one takes it
+      }
     }
     if (!batch.empty()) {
       jobs.clear();
@@ -87,7 +118,7 @@ void store_worker::loop() {
       }
       auto outcomes = [&]() -> result<std::vector<insert_outcome>> {
         try {
-          return store_->insert(jobs, options_.max_active);
+          return store.insert(jobs, options_.max_active);
         } catch (const std::exception& e) {
           spdlog::error("store: internal error while inserting: {}", e.what());
           return make_failure(errc::store_unavailable,
@@ -128,7 +159,7 @@ void store_worker::loop() {
     // responder it held answers 500 when dropped (http/server.cpp).
     for (auto& t : tasks) {
       try {
-        t(*store_);
+        t(store);
       } catch (const std::exception& e) {
         spdlog::error("store: a task failed: {}", e.what());
       } catch (...) {

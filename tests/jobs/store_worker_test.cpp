@@ -252,5 +252,30 @@ TEST(StoreWorker, AnInsertCallbackThatThrowsDoesNotStopTheStoreThread) {
   EXPECT_TRUE(f.get());
 }
 
+TEST(StoreWorker, WithSeveralConnectionsATaskDoesNotWaitBehindASlowOne) {
+  std::vector<std::unique_ptr<job_store>> stores;
+  for (int i = 0; i < 2; ++i) {
+    auto s = std::make_unique<gated_store>();
+    s->open_gate();
+    stores.push_back(std::move(s));
+  }
+  store_worker worker(std::move(stores), {});
+  std::promise<void> release_slow;
+  auto slow_may_end = release_slow.get_future().share();
+  std::promise<job_store*> slow_ran_on;
+  worker.run([&, slow_may_end](job_store& s) {
+    slow_ran_on.set_value(&s);
+    slow_may_end.wait();  // a long round trip to the database
+  });
+  const auto slow_store = slow_ran_on.get_future().get();
+  std::promise<job_store*> quick_ran_on;
+  worker.run([&](job_store& s) { quick_ran_on.set_value(&s); });
+  auto quick = quick_ran_on.get_future();
+  const auto status = quick.wait_for(std::chrono::seconds(10));
+  release_slow.set_value();
+  ASSERT_EQ(status, std::future_status::ready) << "the second task waited behind the first";
+  EXPECT_NE(quick.get(), slow_store);  // on the other connection
+}
+
 }  // namespace
 }  // namespace dsr

@@ -18,12 +18,19 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace dsr::app {
 
 // `subject_key`: store_key's 32 bytes (the store derives its sealing keys from them);
 // `password`: store_password, "" when not given (libpq's own sources then).
-result<std::unique_ptr<job_store>> open_store(const config& cfg, const std::string& subject_key,
-                                              const std::string& password);
+// One store for SQLite; pg_connections for PostgreSQL, each on a connection of its own (the
+// store_worker runs a thread on each).
+result<std::vector<std::unique_ptr<job_store>>> open_store(const config& cfg,
+                                                           const std::string& subject_key,
+                                                           const std::string& password);
+
+// How many connections a daemon opens to PostgreSQL: its store threads.
+inline constexpr std::size_t pg_connections = 4;
 
 }  // namespace dsr::app

@@ -34,6 +34,8 @@ class params {
   // A text[] literal: {"a","b"} with quotes and backslashes escaped.
   params& text_array(const std::vector<std::string>& v);
   params& integer_array(const std::vector<std::int64_t>& v);
+  // NULL where an element is empty.
+  params& optional_integer_array(const std::vector<std::optional<std::int64_t>>& v);
 
   int size() const { return static_cast<int>(values_.size()); }
   std::vector<const char*> pointers() const;

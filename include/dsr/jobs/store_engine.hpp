@@ -49,6 +49,13 @@ struct stored_job {
 
 // A job offered to the engine: what intake knows (its `subject` ignored), the subject at rest, and
 // the journal lines it starts with.
+// A request that repeats a stored job's request id: a repeat when both came to the same URL
+// (delete and opt-out both come to the Delete URL), a conflict when to the other one.
+inline insert_outcome::kind repeat_of(bool stored_is_copy, operation incoming) {
+  return stored_is_copy == (incoming == operation::copy) ? insert_outcome::kind::duplicate
+                                                         : insert_outcome::kind::conflict;
+}
+
 struct stored_new_job {
   const new_job* job = nullptr;
   stored_subject subject;

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace dsr {
 
@@ -48,12 +49,20 @@ struct store_worker_options {
   std::function<void(std::function<void()>)> complete_on;
 };
 
+// One thread per store connection. SQLite has one: every insert and task runs in order on it.
+// A server engine (PostgreSQL) may have several, each with a connection of its own: a thread
+// takes the inserts waiting (one transaction) and then one task, so that a slow read or a job's
+// write does not wait behind another's round trip. Tasks from one coroutine stay in order (it
+// awaits each before the next); tasks from different ones may run at once on different
+// connections, which the engine's transactions make safe as they do for several daemons.
 class store_worker final : public job_queue {
  public:
   store_worker(std::unique_ptr<job_store> store, store_worker_options options);
+  // `stores`: one per thread, at least one; the first one probes a store that stopped committing.
+  store_worker(std::vector<std::unique_ptr<job_store>> stores, store_worker_options options);
   store_worker(const store_worker&) = delete;
   store_worker& operator=(const store_worker&) = delete;
-  // Finishes what is queued, then joins the thread.
+  // Finishes what is queued, then joins the threads.
   ~store_worker() override;
 
   void insert(new_job j, insert_callback done) override;
@@ -64,7 +73,7 @@ class store_worker final : public job_queue {
     return last_error_;
   }
 
-  // Completes the queued work and stops the thread; later calls fail with store_unavailable.
+  // Completes the queued work and stops the threads; later calls fail with store_unavailable.
   void stop();
 
  private:
@@ -72,9 +81,9 @@ class store_worker final : public job_queue {
     new_job job;
     insert_callback done;
   };
-  void loop();
+  void loop(job_store& store, bool prober);
 
-  std::unique_ptr<job_store> store_;
+  std::vector<std::unique_ptr<job_store>> stores_;
   store_worker_options options_;
   mutable std::mutex mutex_;
   std::string last_error_;
@@ -83,7 +92,7 @@ class store_worker final : public job_queue {
   std::deque<task> tasks_;
   bool stopping_ = false;
   std::atomic<bool> writable_{true};
-  std::thread thread_;
+  std::vector<std::thread> threads_;
 };
 
 }  // namespace dsr
