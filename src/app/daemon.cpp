@@ -56,6 +56,12 @@ struct basis {
   ops::metrics& counters;
 };
 
+// PostgreSQL keeps a copy's export in the database, so that any daemon can deliver it (§8);
+// SQLite's daemon keeps them in its export folder.
+bool exports_in_store(const config& cfg) {
+  return cfg.store.engine == store_engine_kind::postgresql;
+}
+
 flow_settings settings_for(const config& cfg) {
   flow_settings s;
   s.customer_id_type = cfg.exponea.customer_id_type;
@@ -147,6 +153,7 @@ result<mineos_side> connect_mineos(asio::any_io_executor ex, const basis& b, asy
   mineos::reporter_options reporting{cfg.retry, b.export_dir};
   reporting.hold = std::move(hold);
   reporting.export_keys = b.keys.export_keys();
+  reporting.exports_in_store = exports_in_store(cfg);
   reporting.metrics = &b.counters;
   reporting.inline_data_max_bytes = cfg.mineos.inline_data_max_bytes;
   reporting.links = std::move(links);
@@ -189,6 +196,7 @@ std::unique_ptr<dispatcher> make_jobs(asio::any_io_executor ex, const basis& b, 
   dispatch.flows = settings_for(cfg);
   dispatch.requests = cfg.requests;
   dispatch.export_dir = b.export_dir;
+  dispatch.exports_in_store = exports_in_store(b.cfg);
   dispatch.hold = std::move(hold);
   dispatch.metrics = &b.counters;
   if (reporter != nullptr) {
@@ -280,6 +288,7 @@ ops::admin_options admin_options_for(const basis& b, http::auth_throttle& thrott
   o.deadline_warning_days = b.cfg.jobs.deadline_warning_days;
   o.export_dir = b.export_dir;
   o.export_keys = b.keys.export_keys();
+  o.exports_in_store = exports_in_store(b.cfg);
   o.throttle = &throttle;
   o.counters = &b.counters;
   o.paused = [&jobs] { return jobs.paused(); };
@@ -298,7 +307,8 @@ std::unique_ptr<mineos::file_downloads> add_downloads(
     return nullptr;
   }
   auto downloads = std::make_unique<mineos::file_downloads>(
-      store, std::move(links), b.export_dir, b.keys.export_keys(), make_system_clock());
+      store, std::move(links), b.export_dir, b.keys.export_keys(), make_system_clock(),
+      exports_in_store(b.cfg));
   downloads->add_routes(router);
   return downloads;
 }

@@ -55,20 +55,42 @@ asio::awaitable<void> warn_deadlines_daily(async_store& store, deadline_policy d
 
 // One hour's housekeeping: exports whose link expired, exports past export_retention_days (but
 // never one behind a live link), finished jobs past retention_days.
+// Exports kept in the store (PostgreSQL) are deleted there; the folder is purged either way (a
+// file an interrupted run left behind goes after the retention too).
 asio::awaitable<void> purge_once(async_store& store, const std::filesystem::path& dir,
-                                 std::chrono::days retention, std::chrono::days job_retention) {
+                                 std::chrono::days retention, std::chrono::days job_retention,
+                                 bool in_store) {
   auto log = spdlog::get("main");
   const auto now = std::chrono::time_point_cast<millis>(std::chrono::system_clock::now());
   if (const auto expired = co_await store.file_links(now, true); !expired) {
     log->error("cannot list expired file links: {}", expired.error().detail);
-  } else if (const auto n = remove_exports(dir, *expired); n > 0) {
-    log->info("deleted {} export(s) whose file link expired", n);
+  } else {
+    auto n = remove_exports(dir, *expired);
+    if (in_store && !expired->empty()) {
+      if (const auto gone = co_await store.delete_exports(*expired); !gone) {
+        log->error("cannot delete expired exports: {}", gone.error().detail);
+      } else {
+        n += *gone;
+      }
+    }
+    if (n > 0) {
+      log->info("deleted {} export(s) whose file link expired", n);
+    }
   }
   if (const auto live = co_await store.file_links(now, false); !live) {
     log->error("cannot list live file links: {}", live.error().detail);
   } else {
     const auto cutoff = std::filesystem::file_time_type::clock::now() - retention;
-    if (const auto n = purge_exports(dir, cutoff, *live); n > 0) {
+    auto n = purge_exports(dir, cutoff, *live);
+    if (in_store) {
+      const auto before = now - std::chrono::duration_cast<millis>(retention);
+      if (const auto gone = co_await store.purge_exports(before, *live); !gone) {
+        log->error("cannot purge old exports: {}", gone.error().detail);
+      } else {
+        n += *gone;
+      }
+    }
+    if (n > 0) {
       log->info("deleted {} export(s) older than {} day(s)", n, retention.count());
     }
   }
@@ -81,10 +103,11 @@ asio::awaitable<void> purge_once(async_store& store, const std::filesystem::path
 }
 
 asio::awaitable<void> purge_hourly(std::filesystem::path dir, std::chrono::days retention,
-                                   async_store& store, std::chrono::days job_retention) {
+                                   async_store& store, std::chrono::days job_retention,
+                                   bool in_store) {
   asio::steady_timer timer(co_await asio::this_coro::executor);
   for (;;) {
-    co_await purge_once(store, dir, retention, job_retention);
+    co_await purge_once(store, dir, retention, job_retention, in_store);
     timer.expires_after(std::chrono::hours(1));
     auto [ec] = co_await timer.async_wait(use_nothrow);
     if (ec) {
@@ -99,7 +122,8 @@ void start_periodic_tasks(boost::asio::any_io_executor executor, async_store& st
                           const config& cfg, const std::filesystem::path& export_dir) {
   asio::co_spawn(executor,
                  purge_hourly(export_dir, std::chrono::days(cfg.store.export_retention_days), store,
-                              std::chrono::days(cfg.store.retention_days)),
+                              std::chrono::days(cfg.store.retention_days),
+                              cfg.store.engine == store_engine_kind::postgresql),
                  log_if_thrown("main", "the hourly purge"));
   asio::co_spawn(
       executor,

@@ -10,6 +10,7 @@
 #include "dsr/app/startup.hpp"
 #include "dsr/common/crypto.hpp"
 #include "dsr/jobs/exports.hpp"
+#include "dsr/jobs/kept_exports.hpp"
 #include "dsr/jobs/store_engine.hpp"
 #include "dsr/ops/logging.hpp"
 
@@ -20,6 +21,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <vector>
 
 namespace dsr::app {
@@ -52,23 +54,37 @@ result<void> lock_source(const std::filesystem::path& store) {
   return {};
 }
 
-// A kept export copied beside the PostgreSQL store's exports (it stays sealed: the same store_key
-// reads it). Returns the copy, or "" when the job has none.
-result<std::filesystem::path> copy_export(const std::filesystem::path& from_dir,
-                                          const std::filesystem::path& to_dir, std::int64_t id) {
+// A kept export put into the PostgreSQL store, in the import's transaction (it stays sealed: the
+// same store_key reads it), a piece at a time. Returns whether the job had one.
+result<bool> keep_export(store_engine& into, const std::filesystem::path& from_dir,
+                         std::int64_t id) {
   const auto from = export_path(from_dir, id);
   std::error_code ec;
   if (!std::filesystem::is_regular_file(from, ec)) {
-    return std::filesystem::path();
+    return false;
   }
-  const auto to = export_path(to_dir, id);
-  if (!std::filesystem::copy_file(from, to, std::filesystem::copy_options::none, ec)) {
-    return make_failure(errc::io_error, fmt::format("cannot copy the export {} to {}: {}",
-                                                    from.string(), to.string(), ec.message()));
+  std::ifstream in(from, std::ios::binary);
+  std::string piece(export_piece_bytes, '\0');
+  std::uint32_t pieces = 0;
+  while (in) {
+    in.read(piece.data(), static_cast<std::streamsize>(piece.size()));
+    const auto got = static_cast<std::size_t>(in.gcount());
+    if (got == 0) {
+      break;
+    }
+    if (auto r = into.put_export_chunk(id, pieces, std::string_view(piece.data(), got)); !r) {
+      return r.error();
+    }
+    ++pieces;
   }
-  std::filesystem::permissions(
-      to, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write, ec);
-  return to;
+  if (in.bad() || !in.eof()) {
+    return make_failure(errc::io_error, fmt::format("cannot read the export {}", from.string()));
+  }
+  const auto now = std::chrono::time_point_cast<millis>(std::chrono::system_clock::now());
+  if (auto r = into.finish_export(id, pieces, now); !r) {
+    return r.error();
+  }
+  return true;
 }
 
 }  // namespace
@@ -122,14 +138,9 @@ int store_migrate(const std::filesystem::path& config_file, const std::string& f
     return explain(r.error().detail, 1);
   }
   const auto from_dir = export_dir_for(source);
-  const auto to_dir = export_dir_for(cfg->store.path);
-  std::vector<std::filesystem::path> copied;
+  std::size_t exports = 0;
   const auto undo = [&](const failure& f) {
     (*postgres)->abort_import();
-    for (const auto& p : copied) {
-      std::error_code ec;
-      std::filesystem::remove(p, ec);
-    }
     return explain(f.detail + "; nothing was written", 1);
   };
   std::size_t moved = 0;
@@ -138,20 +149,11 @@ int store_migrate(const std::filesystem::path& config_file, const std::string& f
       return r;
     }
     if (job.j.op == operation::copy) {
-      if (copied.empty()) {
-        std::error_code ec;
-        std::filesystem::create_directories(to_dir.parent_path(), ec);
-        if (auto r = prepare_export_dir(to_dir); !r) {
-          return r;
-        }
+      auto kept = keep_export(**postgres, from_dir, job.j.id);
+      if (!kept) {
+        return kept.error();
       }
-      auto c = copy_export(from_dir, to_dir, job.j.id);
-      if (!c) {
-        return c.error();
-      }
-      if (!c->empty()) {
-        copied.push_back(*c);
-      }
+      exports += *kept ? 1 : 0;
     }
     ++moved;
     return {};
@@ -165,7 +167,7 @@ int store_migrate(const std::filesystem::path& config_file, const std::string& f
   fmt::print(
       "moved {} job(s) and {} kept export(s) from {} into the PostgreSQL store; {} is "
       "unchanged: keep it until the daemon runs on PostgreSQL, then remove it\n",
-      moved, copied.size(), source.string(), source.string());
+      moved, exports, source.string(), source.string());
   return 0;
 }
 

@@ -138,4 +138,43 @@ async_store::task<void> async_store::set_max_size(std::uint64_t bytes) {
   return store_call<result<void>>(queue_, [bytes](job_store& s) { return s.set_max_size(bytes); });
 }
 
+// `bytes` is moved into the call: a chunk is not copied again.
+async_store::task<void> async_store::put_export_chunk(std::int64_t job_id, std::uint32_t index,
+                                                      std::string bytes) {
+  return store_call<result<void>>(queue_, [job_id, index, b = std::move(bytes)](job_store& s) {
+    return s.put_export_chunk(job_id, index, b);
+  });
+}
+
+async_store::task<void> async_store::finish_export(std::int64_t job_id, std::uint32_t chunks,
+                                                   time_point now) {
+  return store_call<result<void>>(
+      queue_, [job_id, chunks, now](job_store& s) { return s.finish_export(job_id, chunks, now); });
+}
+
+async_store::task<std::optional<std::uint32_t>> async_store::export_chunks(std::int64_t job_id) {
+  return store_call<result<std::optional<std::uint32_t>>>(
+      queue_, [job_id](job_store& s) { return s.export_chunks(job_id); });
+}
+
+async_store::task<std::string> async_store::export_chunk(std::int64_t job_id, std::uint32_t index) {
+  return store_call<result<std::string>>(
+      queue_, [job_id, index](job_store& s) { return s.export_chunk(job_id, index); });
+}
+
+async_store::task<std::size_t> async_store::delete_exports(std::span<const std::int64_t> job_ids) {
+  return store_call<result<std::size_t>>(
+      queue_, [ids = std::vector<std::int64_t>(job_ids.begin(), job_ids.end())](job_store& s) {
+        return s.delete_exports(ids);
+      });
+}
+
+async_store::task<std::size_t> async_store::purge_exports(time_point before,
+                                                          std::span<const std::int64_t> keep) {
+  return store_call<result<std::size_t>>(
+      queue_, [before, kept = std::vector<std::int64_t>(keep.begin(), keep.end())](job_store& s) {
+        return s.purge_exports(before, kept);
+      });
+}
+
 }  // namespace dsr

@@ -8,6 +8,7 @@
 #include "dsr/config/request_types.hpp"
 #include "dsr/jobs/async_store.hpp"
 #include "dsr/jobs/exports.hpp"
+#include "dsr/jobs/kept_exports.hpp"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -274,6 +275,23 @@ class dispatcher_impl final : public dispatcher {
     }
   }
 
+  // A completed copy's export goes into the store before the job is released, so that any daemon
+  // can deliver it; its file goes once it is there. A store that fails stops the job quietly,
+  // still leased: the sweep returns it to the queue and the copy runs again.
+  asio::awaitable<flow_outcome> keep_in_store(const job& j, std::filesystem::path file,
+                                              flow_outcome done) {
+    const auto now = clock_->now();
+    if (auto kept = co_await keep_export(store_, file, j.id, now); !kept) {
+      co_return flow_outcome{
+          kind::interrupted,
+          fmt::format("cannot keep the export in the store: {}", kept.error().detail), "",
+          std::nullopt};
+    }
+    std::error_code ec;
+    std::filesystem::remove(file, ec);
+    co_return done;
+  }
+
   // A job claimed as a stop began: queued again as it was, no attempt used, nothing journalled.
   // Should the store fail, the lease runs out and the sweep (here or on the next start) returns it.
   asio::awaitable<void> give_back(const job& j) {
@@ -318,7 +336,11 @@ class dispatcher_impl final : public dispatcher {
                                "", std::nullopt};
       } else if (j.op == operation::copy) {
         auto file = export_path(options_.export_dir, j.id);
-        outcome = co_await run_copy(j, api_, journal, time, options_.flows, std::move(file));
+        auto target = file;
+        outcome = co_await run_copy(j, api_, journal, time, options_.flows, std::move(target));
+        if (outcome.result == kind::completed && options_.exports_in_store) {
+          outcome = co_await keep_in_store(j, std::move(file), std::move(outcome));
+        }
       } else {
         // A Delete-URL job is routed as it runs: a right the configuration did not handle when
         // it arrived may be handled now (a retried job), and an erase is never run for a right

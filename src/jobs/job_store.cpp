@@ -143,6 +143,26 @@ class domain_store final : public job_store {
   result<std::size_t> purge_finished(time_point before) override {
     return engine_->purge_finished(before);
   }
+  result<void> put_export_chunk(std::int64_t job_id, std::uint32_t index,
+                                std::string_view bytes) override {
+    return engine_->put_export_chunk(job_id, index, bytes);
+  }
+  result<void> finish_export(std::int64_t job_id, std::uint32_t chunks, time_point now) override {
+    return engine_->finish_export(job_id, chunks, now);
+  }
+  result<std::optional<std::uint32_t>> export_chunks(std::int64_t job_id) override {
+    return engine_->export_chunks(job_id);
+  }
+  result<std::string> export_chunk(std::int64_t job_id, std::uint32_t index) override {
+    return engine_->export_chunk(job_id, index);
+  }
+  result<std::size_t> delete_exports(std::span<const std::int64_t> job_ids) override {
+    return engine_->delete_exports(job_ids);
+  }
+  result<std::size_t> purge_exports(time_point before,
+                                    std::span<const std::int64_t> keep) override {
+    return engine_->purge_exports(before, keep);
+  }
   result<job_stats> stats(time_point now, std::chrono::milliseconds deadline,
                           std::chrono::milliseconds warning) override {
     return engine_->stats(now, deadline, warning);

@@ -22,20 +22,28 @@ constexpr const char* next_seq =
 
 }  // namespace
 
-// A batch in five round trips whatever its size: BEGIN, the active count, the stored jobs its
-// request and trace ids repeat, one INSERT of every new job with its first journal lines, COMMIT.
+// A batch in four round trips whatever its size (five when the active jobs are counted): BEGIN,
+// the stored jobs its request and trace ids repeat, one INSERT of every new job with its first
+// journal lines, COMMIT.
 // Repeats and capacity are decided here, in the batch's order, as one job at a time would.
 result<std::vector<insert_outcome>> postgres_engine::insert(std::span<const stored_new_job> jobs,
                                                             std::size_t max_active) {
   if (auto r = begin(); !r) {
     return r.error();
   }
-  auto active = query("SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running', 'retrying')",
-                      "counting active jobs");
-  if (!active) {
-    return rollback(active.error());
+  const auto now = std::chrono::steady_clock::now();
+  if (now - counted_at_ > std::chrono::seconds(1) ||
+      active_estimate_ + jobs.size() >= max_active / 2) {
+    auto active =
+        query("SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running', 'retrying')",
+              "counting active jobs");
+    if (!active) {
+      return rollback(active.error());
+    }
+    active_estimate_ = static_cast<std::size_t>(active->integer(0, 0));
+    counted_at_ = now;
   }
-  auto count = static_cast<std::size_t>(active->integer(0, 0));
+  auto count = active_estimate_;
   std::vector<std::string> request_ids;
   std::vector<std::string> trace_ids;
   for (const auto& row : jobs) {
@@ -102,6 +110,7 @@ result<std::vector<insert_outcome>> postgres_engine::insert(std::span<const stor
   if (auto r = commit(); !r) {
     return r.error();
   }
+  active_estimate_ = count;
   return outcomes;
 }
 

@@ -19,6 +19,7 @@
 #include "dsr/jobs/store_engine.hpp"
 #include "engine_sql.hpp"
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -68,6 +69,13 @@ class postgres_engine final : public store_engine {
                                       time_point now) override;
   result<std::vector<std::int64_t>> file_links(time_point now, bool expired) override;
   result<std::size_t> purge_finished(time_point before) override;
+  result<void> put_export_chunk(std::int64_t job_id, std::uint32_t index,
+                                std::string_view bytes) override;
+  result<void> finish_export(std::int64_t job_id, std::uint32_t chunks, time_point now) override;
+  result<std::optional<std::uint32_t>> export_chunks(std::int64_t job_id) override;
+  result<std::string> export_chunk(std::int64_t job_id, std::uint32_t index) override;
+  result<std::size_t> delete_exports(std::span<const std::int64_t> job_ids) override;
+  result<std::size_t> purge_exports(time_point before, std::span<const std::int64_t> keep) override;
   result<job_stats> stats(time_point now, std::chrono::milliseconds deadline,
                           std::chrono::milliseconds warning) override;
   result<std::vector<stored_job>> at_risk(time_point now, std::chrono::milliseconds deadline,
@@ -107,6 +115,11 @@ class postgres_engine final : public store_engine {
 
   postgres_store_options options_;
   std::string where_;
+  // The active jobs as this connection last counted them, plus what it inserted since; an exact
+  // COUNT(*) (which reads every active job's index entry) is taken only when that estimate is
+  // more than a second old or the queue may be near max_active (half of it or more).
+  std::size_t active_estimate_ = 0;
+  std::chrono::steady_clock::time_point counted_at_{};
   pg::connection conn_;
 };
 

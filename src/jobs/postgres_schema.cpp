@@ -17,7 +17,7 @@ using detail::postgres_engine;
 
 // Each entry moves the schema from version i to i + 1. Never edit an entry that has shipped;
 // append a new one. Times are milliseconds since the epoch, as in the SQLite engine.
-constexpr std::array<const char*, 1> migrations{
+constexpr std::array<const char*, 2> migrations{
     R"sql(
 CREATE TABLE jobs (
   id bigserial PRIMARY KEY,
@@ -67,6 +67,22 @@ CREATE TABLE job_steps (
   PRIMARY KEY (job_id, seq)
 );
 CREATE TABLE store_probe (id integer PRIMARY KEY CHECK (id = 1), at_ms bigint NOT NULL);
+)sql",
+    // 2: a copy's export kept in the database, sealed as on disk, so that any daemon can deliver
+    // it: the sealed file's bytes in chunks, readable once `exports` holds a row.
+    R"sql(
+CREATE TABLE exports (
+  job_id bigint PRIMARY KEY REFERENCES jobs (id) ON DELETE CASCADE,
+  chunks integer NOT NULL,
+  finished_at_ms bigint NOT NULL
+);
+CREATE INDEX exports_finished ON exports (finished_at_ms);
+CREATE TABLE export_chunks (
+  job_id bigint NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+  idx integer NOT NULL,
+  data bytea NOT NULL,
+  PRIMARY KEY (job_id, idx)
+);
 )sql",
 };
 

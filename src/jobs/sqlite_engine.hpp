@@ -12,8 +12,8 @@
 // Thread safety: used from one thread at a time (a store thread), as every engine.
 
 #include "dsr/jobs/sqlite_glue.hpp"
-#include "engine_sql.hpp"
 #include "dsr/jobs/store_engine.hpp"
+#include "engine_sql.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -67,6 +67,13 @@ class sqlite_engine final : public store_engine {
   void abort_import() override;
   result<void> set_max_size(std::uint64_t bytes) override;
   result<std::size_t> purge_finished(time_point before) override;
+  result<void> put_export_chunk(std::int64_t job_id, std::uint32_t index,
+                                std::string_view bytes) override;
+  result<void> finish_export(std::int64_t job_id, std::uint32_t chunks, time_point now) override;
+  result<std::optional<std::uint32_t>> export_chunks(std::int64_t job_id) override;
+  result<std::string> export_chunk(std::int64_t job_id, std::uint32_t index) override;
+  result<std::size_t> delete_exports(std::span<const std::int64_t> job_ids) override;
+  result<std::size_t> purge_exports(time_point before, std::span<const std::int64_t> keep) override;
   result<job_stats> stats(time_point now, std::chrono::milliseconds deadline,
                           std::chrono::milliseconds warning) override;
   result<std::vector<stored_job>> at_risk(time_point now, std::chrono::milliseconds deadline,

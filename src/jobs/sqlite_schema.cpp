@@ -19,7 +19,7 @@ using sqlite::query_text;
 
 // Each entry moves the schema from version i to i + 1. Never edit an entry that has shipped;
 // append a new one.
-constexpr std::array<const char*, 4> migrations{
+constexpr std::array<const char*, 5> migrations{
     R"sql(
 CREATE TABLE jobs (
   id INTEGER PRIMARY KEY,
@@ -81,6 +81,21 @@ ALTER TABLE jobs ADD COLUMN file_link_expires_at_ms INTEGER;
 UPDATE jobs SET right_id = request_type;
 CREATE INDEX jobs_file_links ON jobs (file_link_expires_at_ms)
   WHERE file_link_expires_at_ms IS NOT NULL;
+)sql",
+    // v5: exports kept in the store, as the PostgreSQL engine keeps them (the daemon keeps
+    // SQLite's on disk): the sealed file's bytes in chunks, readable once `exports` holds a row.
+    R"sql(
+CREATE TABLE exports (
+  job_id INTEGER PRIMARY KEY REFERENCES jobs (id) ON DELETE CASCADE,
+  chunks INTEGER NOT NULL,
+  finished_at_ms INTEGER NOT NULL
+);
+CREATE TABLE export_chunks (
+  job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+  idx INTEGER NOT NULL,
+  data BLOB NOT NULL,
+  PRIMARY KEY (job_id, idx)
+) WITHOUT ROWID;
 )sql",
 };
 

@@ -2,6 +2,7 @@
 
 #include "dsr/common/log.hpp"
 #include "dsr/jobs/exports.hpp"
+#include "dsr/jobs/kept_exports.hpp"
 
 #include <fmt/format.h>
 #include <boost/asio/co_spawn.hpp>
@@ -24,12 +25,14 @@ http::response gone() {
 
 file_downloads::file_downloads(async_store& store, std::shared_ptr<const file_links> links,
                                std::filesystem::path export_dir,
-                               std::vector<std::string> export_keys, std::shared_ptr<clock> clock)
+                               std::vector<std::string> export_keys, std::shared_ptr<clock> clock,
+                               bool exports_in_store)
     : store_(store),
       links_(std::move(links)),
       export_dir_(std::move(export_dir)),
       export_keys_(std::move(export_keys)),
-      clock_(std::move(clock)) {}
+      clock_(std::move(clock)),
+      exports_in_store_(exports_in_store) {}
 
 void file_downloads::add_routes(http::router& r) {
   r.add("GET", "/v1/files/{id}", http::route_scope::webhook,
@@ -69,21 +72,35 @@ asio::awaitable<void> file_downloads::serve(std::string request_id, file_links::
     co_return;
   }
   const auto& j = **found;
-  const auto file = export_path(export_dir_, j.id);
   if (verdict == file_links::verdict::expired) {
     // Only the recorded expiry of an acknowledged report deletes: an older link to an export
     // whose current link lives on, or whose report still waits to be re-sent with a new link,
     // is refused and the export kept.
     if (j.reported && j.file_link_expires_at && *j.file_link_expires_at <= now) {
-      std::error_code ec;
-      if (std::filesystem::remove(file, ec)) {
-        log()->info("[R {}] file link expired: export deleted", request_id);
+      if (exports_in_store_) {
+        const std::vector<std::int64_t> expired{j.id};
+        if (auto n = co_await store_.delete_exports(expired); n && *n > 0) {
+          log()->info("[R {}] file link expired: export deleted", request_id);
+        }
+      } else {
+        std::error_code ec;
+        if (std::filesystem::remove(export_path(export_dir_, j.id), ec)) {
+          log()->info("[R {}] file link expired: export deleted", request_id);
+        }
       }
     }
     done(gone());
     co_return;
   }
-  auto source = http::sealed_file_source(file, export_keys_, request_id);
+  auto file = co_await locate_export(store_, export_dir_, j.id, exports_in_store_);
+  if (!file) {
+    log()->error("[R {}] cannot serve a file download: {}", request_id, file.error().detail);
+    done(http::problem(503, "the job store cannot be read right now; retry later",
+                       {{"Retry-After", "5"}}));
+    co_return;
+  }
+  auto source = http::sealed_file_source(file->path, export_keys_, request_id);
+  drop_scratch(*file);
   if (!source) {
     done(gone());
     co_return;

@@ -6,6 +6,7 @@
 #include "dsr/jobs/async_store.hpp"
 #include "dsr/jobs/backoff.hpp"
 #include "dsr/jobs/exports.hpp"
+#include "dsr/jobs/kept_exports.hpp"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -199,12 +200,21 @@ class reporter_impl final : public reporter {
       co_return;
     }
     auto req = status_request(credentials_, j.request_id, integration);
-    const auto file = export_path(options_.export_dir, j.id);
     const bool with_export = j.op == operation::copy && j.state == job_state::completed;
     bool inline_export = false;
+    export_file file{export_path(options_.export_dir, j.id), false};
     if (with_export) {
+      auto located =
+          co_await locate_export(store_, options_.export_dir, j.id, options_.exports_in_store);
+      if (!located) {
+        log()->error("[R {}] cannot read the export from the store: {}; retrying", j.request_id,
+                     located.error().detail);
+        co_return;  // still due: the next round tries again
+      }
+      file = std::move(*located);
       // The export can be large: the body is streamed from its file, or it is a link.
-      auto source = report_with_data(j, file, options_.export_keys);
+      auto source = report_with_data(j, file.path, options_.export_keys);
+      drop_scratch(file);
       if (!source) {
         log()->error("[R {}] {}; reporting Failed", j.request_id, source.error().detail);
         job lost = j;
@@ -288,9 +298,15 @@ class reporter_impl final : public reporter {
           log()->info("MineOS accepts mineos_api_key again: reporting resumes");
           set_pause(std::nullopt);
         }
-        if (inline_export) {
+        if (inline_export && options_.exports_in_store) {
+          const std::vector<std::int64_t> delivered{j.id};
+          if (auto r = co_await store_.delete_exports(delivered); !r) {
+            log()->warn("[R {}] cannot delete the delivered export: {}; the purge will",
+                        j.request_id, r.error().detail);
+          }
+        } else if (inline_export) {
           std::error_code ec;
-          std::filesystem::remove(file, ec);
+          std::filesystem::remove(file.path, ec);
         }
         break;
       case report_answer::unauthorized:

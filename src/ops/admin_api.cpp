@@ -3,6 +3,7 @@
 #include "dsr/common/crypto.hpp"
 #include "dsr/common/log.hpp"
 #include "dsr/jobs/exports.hpp"
+#include "dsr/jobs/kept_exports.hpp"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -430,8 +431,14 @@ asio::awaitable<void> admin_api::send_data(std::string request_id, http::respond
   result<std::shared_ptr<http::body_source>> source =
       make_failure(errc::not_found, "not a copy job");
   if (*found && (*found)->op == operation::copy) {
-    const auto file = export_path(options_.export_dir, (*found)->id);
-    source = http::sealed_file_source(file, options_.export_keys, (*found)->request_id);
+    const auto id = (*found)->id;
+    auto file = co_await locate_export(store_, options_.export_dir, id, options_.exports_in_store);
+    if (!file) {
+      done(store_down(file.error()));
+      co_return;
+    }
+    source = http::sealed_file_source(file->path, options_.export_keys, (*found)->request_id);
+    drop_scratch(*file);
   }
   if (!source) {
     done(http::problem(404,

@@ -18,7 +18,7 @@ class OnPostgres : public Fulfilment {
   void SetUp() override {
     static int n = 0;
     uri_ = pg_cluster::shared().create_database("e2e_" + std::to_string(++n));
-    // Copy exports stay on the daemon's disk for now, beside `path` (README, PostgreSQL).
+    // `path` only places the daemon's scratch folder: jobs and exports are in PostgreSQL.
     store_config_ =
         fmt::format("engine = \"postgresql\"\nurl = \"{}\"\npath = \"dsr.sqlite3\"", uri_);
     extra_customers_ = seeded(30);
@@ -112,6 +112,38 @@ TEST_F(OnPostgres, DeleteAndCopyCompleteAsOnSqlite) {
     EXPECT_THAT(row[0].value_or(""), ::testing::Not(HasSubstr("@example.com")));
   }
   EXPECT_FALSE(std::filesystem::exists(dir_.path() / "dsr.sqlite3"));
+}
+
+// A copy's export is kept in the database (sealed) until MineOS acknowledges the report that
+// carries it: no file on the daemon's disk, so any daemon could deliver it.
+TEST_F(OnPostgres, ACopysExportIsKeptSealedInTheDatabaseUntilDelivered) {
+  fault({{"endpoint", "mineos"}, {"status", 503}, {"count", 100000}});  // MineOS down for now
+  submit("copy", "req-john", "john@example.com");
+  EXPECT_EQ(finished("req-john")["state"], "completed");
+  const auto kept = pg_query(uri_, "SELECT chunks FROM exports");
+  ASSERT_EQ(kept.size(), 1u);
+  EXPECT_EQ(kept[0][0], "1");
+  const auto raw = pg_query(uri_, "SELECT encode(data, 'escape') FROM export_chunks");
+  ASSERT_EQ(raw.size(), 1u);
+  EXPECT_THAT(raw[0][0].value_or(""), ::testing::Not(HasSubstr("john@example.com")));
+  const auto exports = dir_.path() / "exports";
+  if (std::filesystem::exists(exports)) {
+    for (const auto& f : std::filesystem::directory_iterator(exports)) {
+      EXPECT_NE(f.path().extension(), ".json") << f.path();  // no export on the daemon's disk
+    }
+  }
+  ASSERT_EQ(request(sim_port_, "DELETE", "/_sim/faults").status, 200);  // MineOS is back
+  wait_reported("req-john");
+  const auto body = json::parse(sim("mineos").back()["body"].get<std::string>());
+  EXPECT_EQ(body["status"], "Completed");
+  EXPECT_EQ(body["data"]["ids"]["registered"], "john@example.com");
+  EXPECT_EQ(pg_query(uri_, "SELECT count(*) FROM exports")[0][0], "0");  // delivered: gone
+  EXPECT_EQ(pg_query(uri_, "SELECT count(*) FROM export_chunks")[0][0], "0");
+  if (std::filesystem::exists(exports)) {
+    for (const auto& f : std::filesystem::directory_iterator(exports)) {
+      ADD_FAILURE() << "left on the daemon's disk: " << f.path();  // no scratch copy stays
+    }
+  }
 }
 
 // kill -9 right after a burst of 202s, then again while jobs run: every accepted job completes,

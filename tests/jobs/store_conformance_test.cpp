@@ -527,6 +527,53 @@ TYPED_TEST(StoreConformance, AFileLinkKeepsItsExpiryUntilItLapsesUnacknowledged)
   EXPECT_EQ(*this->s().file_links(t0 + 152h, true), (std::vector<std::int64_t>{id}));
 }
 
+TYPED_TEST(StoreConformance, AKeptExportReadsBackOnceFinishedAndGoesWhenDeletedPurgedOrWithItsJob) {
+  for (const char* id : {"c-1", "c-2", "c-3"}) {
+    ASSERT_EQ(insert_one(this->s(), make_job(id, std::string("t-") + id, operation::copy)),
+              kind::inserted);
+  }
+  const auto id1 = (**this->s().find("c-1")).id;
+  const auto id2 = (**this->s().find("c-2")).id;
+  const auto id3 = (**this->s().find("c-3")).id;
+  const std::string binary("\0\x01\xff sealed \0", 12);
+  ASSERT_TRUE(this->s().put_export_chunk(id1, 0, binary));
+  ASSERT_TRUE(this->s().put_export_chunk(id1, 1, "second"));
+  ASSERT_TRUE(this->s().put_export_chunk(id1, 2, "left from an attempt"));
+  EXPECT_FALSE(*this->s().export_chunks(id1));  // not readable before it is finished
+  ASSERT_TRUE(this->s().finish_export(id1, 2, t0));
+  EXPECT_EQ(*this->s().export_chunks(id1), 2u);
+  EXPECT_EQ(*this->s().export_chunk(id1, 0), binary);
+  EXPECT_EQ(*this->s().export_chunk(id1, 1), "second");
+  EXPECT_TRUE(this->s().export_chunk(id1, 2).error().is(errc::not_found));  // trimmed
+  // Writing it again hides it until finished again.
+  ASSERT_TRUE(this->s().put_export_chunk(id1, 0, "again"));
+  EXPECT_FALSE(*this->s().export_chunks(id1));
+  ASSERT_TRUE(this->s().finish_export(id1, 1, t0));
+  EXPECT_EQ(*this->s().export_chunk(id1, 0), "again");
+
+  for (const auto id : {id2, id3}) {
+    ASSERT_TRUE(this->s().put_export_chunk(id, 0, "x"));
+    ASSERT_TRUE(this->s().finish_export(id, 1, t0 + 1h));
+  }
+  // An expired link's export goes; the others stay.
+  const std::vector<std::int64_t> expired{id2};
+  EXPECT_EQ(*this->s().delete_exports(expired), 1u);
+  EXPECT_FALSE(*this->s().export_chunks(id2));
+  EXPECT_TRUE(this->s().export_chunk(id2, 0).error().is(errc::not_found));
+  // Past retention: every export finished before the cutoff but those behind a live link.
+  const std::vector<std::int64_t> live{id3};
+  EXPECT_EQ(*this->s().purge_exports(t0 + 2h, live), 1u);  // c-1's
+  EXPECT_FALSE(*this->s().export_chunks(id1));
+  EXPECT_EQ(*this->s().export_chunks(id3), 1u);
+  EXPECT_EQ(*this->s().purge_exports(t0 + 2h, {}), 1u);  // c-3's, once its link is gone
+  // An export goes with its job.
+  ASSERT_TRUE(this->s().put_export_chunk(id3, 0, "y"));
+  ASSERT_TRUE(this->s().finish_export(id3, 1, t0));
+  this->finish("c-3", job_state::completed, t0);
+  EXPECT_EQ(*this->s().purge_finished(t0 + 1s), 1u);
+  EXPECT_FALSE(*this->s().export_chunks(id3));
+}
+
 TYPED_TEST(StoreConformance, PurgeDeletesOnlyFinishedJobsOlderThanTheCutoff) {
   for (const char* id : {"old-done", "old-failed", "new-done", "queued"}) {
     ASSERT_EQ(insert_one(this->s(), make_job(id, std::string("t-") + id)), kind::inserted);

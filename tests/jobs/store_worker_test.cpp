@@ -71,6 +71,20 @@ class gated_store final : public job_store {
     return std::vector<std::int64_t>{};
   }
   result<std::size_t> purge_finished(time_point) override { return std::size_t{0}; }
+  result<void> put_export_chunk(std::int64_t, std::uint32_t, std::string_view) override {
+    return {};
+  }
+  result<void> finish_export(std::int64_t, std::uint32_t, time_point) override { return {}; }
+  result<std::optional<std::uint32_t>> export_chunks(std::int64_t) override {
+    return std::optional<std::uint32_t>{};
+  }
+  result<std::string> export_chunk(std::int64_t, std::uint32_t) override { return std::string(); }
+  result<std::size_t> delete_exports(std::span<const std::int64_t>) override {
+    return std::size_t{0};
+  }
+  result<std::size_t> purge_exports(time_point, std::span<const std::int64_t>) override {
+    return std::size_t{0};
+  }
   result<job_stats> stats(time_point, std::chrono::milliseconds,
                           std::chrono::milliseconds) override {
     return job_stats{};

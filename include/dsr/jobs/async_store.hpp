@@ -72,6 +72,14 @@ class async_store {
   task<std::size_t> purge_finished(time_point before);
   task<void> set_max_size(std::uint64_t bytes);
 
+  // Exports kept in the store (PostgreSQL): a sealed file's bytes in chunks (job_store's rules).
+  task<void> put_export_chunk(std::int64_t job_id, std::uint32_t index, std::string bytes);
+  task<void> finish_export(std::int64_t job_id, std::uint32_t chunks, time_point now);
+  task<std::optional<std::uint32_t>> export_chunks(std::int64_t job_id);
+  task<std::string> export_chunk(std::int64_t job_id, std::uint32_t index);
+  task<std::size_t> delete_exports(std::span<const std::int64_t> job_ids);
+  task<std::size_t> purge_exports(time_point before, std::span<const std::int64_t> keep);
+
  private:
   job_queue& queue_;
   boost::asio::any_io_executor executor_;

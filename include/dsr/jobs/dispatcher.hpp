@@ -119,6 +119,9 @@ struct dispatcher_options {
   requests_config requests;
   // Where completed copy exports are written (one JSON file per request, mode 0600).
   std::filesystem::path export_dir;
+  // A completed copy's export goes into the store (PostgreSQL) before the job is released, and
+  // its file is removed after (kept_exports.hpp).
+  bool exports_in_store = false;
   breaker_config breaker;
   // No reporter: a finished job's e-mail is replaced by its hash at once (docs/contract.md §6).
   bool forget_finished_subjects = false;

@@ -147,6 +147,22 @@ class job_store {
   // expired = true: the acknowledged jobs whose file link has expired by `now` (their exports are
   // due for deletion); false: the jobs whose link is still live.
   virtual result<std::vector<std::int64_t>> file_links(time_point now, bool expired) = 0;
+  // Exports kept in the store (docs/contract.md §8: with PostgreSQL a copy's export lives in the
+  // database, sealed as on disk, so that any daemon can deliver it). An export is its sealed
+  // file's bytes cut into chunks, put in order from index 0 (a chunk put again replaces it); it
+  // can be read once finish_export recorded how many chunks it has, and putting chunk 0 again
+  // hides it until the next finish. Deleted with its job.
+  virtual result<void> put_export_chunk(std::int64_t job_id, std::uint32_t index,
+                                        std::string_view bytes) = 0;
+  virtual result<void> finish_export(std::int64_t job_id, std::uint32_t chunks, time_point now) = 0;
+  // How many chunks the job's finished export has; nullopt when none is kept.
+  virtual result<std::optional<std::uint32_t>> export_chunks(std::int64_t job_id) = 0;
+  virtual result<std::string> export_chunk(std::int64_t job_id, std::uint32_t index) = 0;
+  // Deletes the exports of `job_ids` (their file links expired); how many.
+  virtual result<std::size_t> delete_exports(std::span<const std::int64_t> job_ids) = 0;
+  // Deletes the exports finished before `before` but those of `keep` (live file links); how many.
+  virtual result<std::size_t> purge_exports(time_point before,
+                                            std::span<const std::int64_t> keep) = 0;
   // Deletes finished jobs (completed, user_not_found, failed, cancelled) last changed before
   // `before`, with their history: retention_days. Returns how many.
   virtual result<std::size_t> purge_finished(time_point before) = 0;

@@ -134,6 +134,14 @@ class store_engine {
                                               time_point now) = 0;
   virtual result<std::vector<std::int64_t>> file_links(time_point now, bool expired) = 0;
   virtual result<std::size_t> purge_finished(time_point before) = 0;
+  virtual result<void> put_export_chunk(std::int64_t job_id, std::uint32_t index,
+                                        std::string_view bytes) = 0;
+  virtual result<void> finish_export(std::int64_t job_id, std::uint32_t chunks, time_point now) = 0;
+  virtual result<std::optional<std::uint32_t>> export_chunks(std::int64_t job_id) = 0;
+  virtual result<std::string> export_chunk(std::int64_t job_id, std::uint32_t index) = 0;
+  virtual result<std::size_t> delete_exports(std::span<const std::int64_t> job_ids) = 0;
+  virtual result<std::size_t> purge_exports(time_point before,
+                                            std::span<const std::int64_t> keep) = 0;
   virtual result<job_stats> stats(time_point now, std::chrono::milliseconds deadline,
                                   std::chrono::milliseconds warning) = 0;
   // Without history.

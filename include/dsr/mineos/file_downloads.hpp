@@ -27,7 +27,7 @@ class file_downloads {
   // empty: in the clear.
   file_downloads(async_store& store, std::shared_ptr<const file_links> links,
                  std::filesystem::path export_dir, std::vector<std::string> export_keys,
-                 std::shared_ptr<clock> clock);
+                 std::shared_ptr<clock> clock, bool exports_in_store = false);
 
   // GET /v1/files/{id} on `listen`.
   void add_routes(http::router& r);
@@ -42,6 +42,7 @@ class file_downloads {
   std::filesystem::path export_dir_;
   std::vector<std::string> export_keys_;
   std::shared_ptr<clock> clock_;
+  bool exports_in_store_;  // kept in the store (PostgreSQL), not in export_dir
 };
 
 }  // namespace dsr::mineos

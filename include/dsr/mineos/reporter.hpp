@@ -71,6 +71,8 @@ struct reporter_options {
   std::filesystem::path export_dir;
   // store_keys::export_keys(): what exports may be sealed with; none: in the clear.
   std::vector<std::string> export_keys;
+  // Exports are kept in the store (PostgreSQL), not in export_dir (kept_exports.hpp).
+  bool exports_in_store = false;
   std::chrono::milliseconds poll_interval{std::chrono::seconds(1)};
   // Held while a report is on its way, so that a graceful stop waits for MineOS's answer and its
   // record (http::server::hold): a stop then never causes a report to be sent twice.

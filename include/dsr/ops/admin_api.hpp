@@ -32,6 +32,8 @@ struct admin_options {
   std::function<std::optional<std::string>()> reporting_paused;
   // store_keys::export_keys(): what kept exports may be sealed with; none: in the clear.
   std::vector<std::string> export_keys;
+  // Exports are kept in the store (PostgreSQL), not in export_dir (kept_exports.hpp).
+  bool exports_in_store = false;
   // Refused tokens go through it (counted, slowed per address); null: answered at once.
   http::auth_throttle* throttle = nullptr;
   // Served at GET /metrics (no auth, like /healthz); null: 501.
