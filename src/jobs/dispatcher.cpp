@@ -236,8 +236,11 @@ class dispatcher_impl final : public dispatcher {
       auto held = options_.hold ? options_.hold() : nullptr;
       const auto owner = fmt::format("{}/{}", options_.owner, ++claims_);
       auto claimed = co_await store_.claim(owner, now, options_.lease);
-      if (!claimed) {
-        log()->error("cannot claim a job: {}", claimed.error().detail);
+      if (claimed) {
+        note_claim(nullptr);
+      } else {
+        const failure why = claimed.error();
+        note_claim(&why);
       }
       if (!claimed || !*claimed) {
         if (verdict.probe) {
@@ -446,6 +449,18 @@ class dispatcher_impl final : public dispatcher {
     }
   }
 
+  // One line when claims start failing (the store is away) and one when they work again, not one
+  // per worker and poll.
+  void note_claim(const failure* failed) {
+    if (failed != nullptr && !claims_failing_) {
+      log()->error("cannot claim jobs: {}; the workers try again every {} ms", failed->detail,
+                   options_.poll_interval.count());
+    } else if (failed == nullptr && claims_failing_) {
+      log()->info("claiming jobs again");
+    }
+    claims_failing_ = failed != nullptr;
+  }
+
   // Feeds the outcome to the gate and says what changed.
   void note_gate(const policy_row& row, bool probe, time_point now, const flow_outcome& outcome) {
     if (outcome.result == kind::retry && outcome.reason == exponea::retry_reason::rate_limited) {
@@ -474,6 +489,7 @@ class dispatcher_impl final : public dispatcher {
 
   asio::strand<asio::any_io_executor> strand_;
   async_store& store_;
+  bool claims_failing_ = false;  // on the strand
   exponea::api& api_;
   std::shared_ptr<clock> clock_;
   dispatcher_options options_;

@@ -22,47 +22,147 @@ constexpr const char* next_seq =
 
 }  // namespace
 
-// A batch in four round trips whatever its size (five when the active jobs are counted): BEGIN,
-// the stored jobs its request and trace ids repeat, one INSERT of every new job with its first
-// journal lines, COMMIT.
-// Repeats and capacity are decided here, in the batch's order, as one job at a time would.
+// A batch is committed at once. Usually one round trip whatever its size: one INSERT of every new
+// job with its first journal lines, its own transaction; the jobs it refused (repeats) are then
+// looked up in one more. The active jobs are counted (in a transaction with the INSERT) when the
+// last count is over a second old or the queue may be near max_queued_jobs; near it, the stored
+// repeats are looked up first and capacity is decided job by job. Either way the outcomes are
+// those of one job at a time, in the batch's order.
 result<std::vector<insert_outcome>> postgres_engine::insert(std::span<const stored_new_job> jobs,
                                                             std::size_t max_active) {
+  const auto now = std::chrono::steady_clock::now();
+  const bool recount = now - counted_at_ > std::chrono::seconds(1) ||
+                       active_estimate_ + jobs.size() >= max_active / 2;
+  // The first job of each request id and trace id in the batch; a later one can only repeat.
+  std::set<std::string> traces;
+  std::set<std::string> requests;
+  std::vector<const stored_new_job*> firsts;
+  std::size_t new_active = 0;
+  for (const auto& row : jobs) {
+    if (!traces.contains(row.job->trace_id) && !requests.contains(row.job->request_id)) {
+      traces.insert(row.job->trace_id);
+      requests.insert(row.job->request_id);
+      firsts.push_back(&row);
+      new_active += row.job->ended ? 0 : 1;
+    }
+  }
+  auto count = active_estimate_;
+  if (!recount && count + new_active <= max_active) {
+    // Far from the cap: the INSERT is its own transaction (one round trip, committed when it
+    // returns), and the repeats it refused are read after it.
+    auto outcomes = insert_all(jobs, firsts, count);
+    if (!outcomes) {
+      return outcomes.error();
+    }
+    active_estimate_ = count;
+    return outcomes;
+  }
   if (auto r = begin(); !r) {
     return r.error();
   }
-  const auto now = std::chrono::steady_clock::now();
-  if (now - counted_at_ > std::chrono::seconds(1) ||
-      active_estimate_ + jobs.size() >= max_active / 2) {
-    auto active =
-        query("SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running', 'retrying')",
-              "counting active jobs");
-    if (!active) {
-      return rollback(active.error());
-    }
-    active_estimate_ = static_cast<std::size_t>(active->integer(0, 0));
-    counted_at_ = now;
+  auto active = query("SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running', 'retrying')",
+                      "counting active jobs");
+  if (!active) {
+    return rollback(active.error());
   }
-  auto count = active_estimate_;
+  count = static_cast<std::size_t>(active->integer(0, 0));
+  counted_at_ = now;
+  auto outcomes = count + new_active <= max_active ? insert_all(jobs, firsts, count)
+                                                   : insert_in_order(jobs, max_active, count);
+  if (!outcomes) {
+    return rollback(outcomes.error());
+  }
+  if (auto r = commit(); !r) {
+    return r.error();
+  }
+  active_estimate_ = count;
+  return outcomes;
+}
+
+// Every first job fits under the cap: all are offered at once, and what the INSERT refused is a
+// repeat of a stored job or of an earlier one in the batch (visible to this transaction).
+result<std::vector<insert_outcome>> postgres_engine::insert_all(
+    std::span<const stored_new_job> jobs, const std::vector<const stored_new_job*>& firsts,
+    std::size_t& count) {
+  auto inserted = insert_new(firsts);
+  if (!inserted) {
+    return inserted.error();
+  }
+  std::vector<insert_outcome> outcomes(jobs.size());
+  std::vector<std::size_t> refused;
+  std::set<std::string> claimed;  // request ids answered `inserted` so far
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    const new_job& j = *jobs[i].job;
+    if (inserted->contains(j.request_id) && !claimed.contains(j.request_id)) {
+      claimed.insert(j.request_id);
+      outcomes[i] = {insert_outcome::kind::inserted, j.request_id};
+      count += j.ended ? 0 : 1;
+    } else {
+      refused.push_back(i);
+    }
+  }
+  if (refused.empty()) {
+    return outcomes;
+  }
+  std::vector<std::string> request_ids;
+  std::vector<std::string> trace_ids;
+  for (const auto i : refused) {
+    request_ids.push_back(jobs[i].job->request_id);
+    trace_ids.push_back(jobs[i].job->trace_id);
+  }
+  auto stored = stored_repeats(request_ids, trace_ids);
+  if (!stored) {
+    return stored.error();
+  }
+  for (const auto i : refused) {
+    const new_job& j = *jobs[i].job;
+    if (const auto t = stored->by_trace.find(j.trace_id); t != stored->by_trace.end()) {
+      outcomes[i] = {insert_outcome::kind::duplicate, t->second};
+    } else if (const auto r = stored->by_request.find(j.request_id);
+               r != stored->by_request.end()) {
+      outcomes[i] = {repeat_of(r->second, j.op), j.request_id};
+    } else {
+      return make_failure(errc::store_unavailable,
+                          fmt::format("job store {}: a job was refused as a repeat but no "
+                                      "earlier one was found",
+                                      where_));
+    }
+  }
+  return outcomes;
+}
+
+result<postgres_engine::repeats> postgres_engine::stored_repeats(
+    const std::vector<std::string>& request_ids, const std::vector<std::string>& trace_ids) {
+  auto rows = query(
+      "SELECT request_id, trace_id, operation FROM jobs WHERE request_id = ANY($1::text[]) OR "
+      "trace_id = ANY($2::text[])",
+      "looking up repeated requests", pg::params().text_array(request_ids).text_array(trace_ids));
+  if (!rows) {
+    return rows.error();
+  }
+  repeats out;
+  for (int i = 0; i < rows->count(); ++i) {
+    out.by_trace.emplace(rows->text(i, 1), rows->text(i, 0));
+    out.by_request.emplace(rows->text(i, 0), rows->text(i, 2) == "copy");
+  }
+  return out;
+}
+
+// Near the cap: the stored repeats first, then each job in order against the cap.
+result<std::vector<insert_outcome>> postgres_engine::insert_in_order(
+    std::span<const stored_new_job> jobs, std::size_t max_active, std::size_t& count) {
   std::vector<std::string> request_ids;
   std::vector<std::string> trace_ids;
   for (const auto& row : jobs) {
     request_ids.push_back(row.job->request_id);
     trace_ids.push_back(row.job->trace_id);
   }
-  auto stored = query(
-      "SELECT request_id, trace_id, operation FROM jobs WHERE request_id = ANY($1::text[]) OR "
-      "trace_id = ANY($2::text[])",
-      "looking up repeated requests", pg::params().text_array(request_ids).text_array(trace_ids));
+  auto stored = stored_repeats(request_ids, trace_ids);
   if (!stored) {
-    return rollback(stored.error());
+    return stored.error();
   }
-  std::map<std::string, std::string> by_trace;  // trace id -> its job's request id
-  std::map<std::string, bool> by_request;       // request id -> is a copy
-  for (int i = 0; i < stored->count(); ++i) {
-    by_trace.emplace(stored->text(i, 1), stored->text(i, 0));
-    by_request.emplace(stored->text(i, 0), stored->text(i, 2) == "copy");
-  }
+  auto& by_trace = stored->by_trace;
+  auto& by_request = stored->by_request;
   std::vector<insert_outcome> outcomes;
   std::vector<const stored_new_job*> fresh;
   for (const auto& row : jobs) {
@@ -81,36 +181,33 @@ result<std::vector<insert_outcome>> postgres_engine::insert(std::span<const stor
       count += j.ended ? 0 : 1;
     }
   }
-  if (!fresh.empty()) {
-    auto inserted = insert_new(fresh);
-    if (!inserted) {
-      return rollback(inserted.error());
-    }
-    // Another daemon committed one of these ids since the lookup: it was refused by ON CONFLICT.
-    for (auto& o : outcomes) {
-      if (o.result != insert_outcome::kind::inserted || inserted->contains(o.request_id)) {
-        continue;
-      }
-      const auto row = std::find_if(fresh.begin(), fresh.end(), [&](const stored_new_job* f) {
-        return f->job->request_id == o.request_id;
-      });
-      auto seen = earlier(*(*row)->job);
-      if (!seen) {
-        return rollback(seen.error());
-      }
-      if (!*seen) {
-        return rollback(make_failure(errc::store_unavailable,
-                                     fmt::format("job store {}: a job was refused as a repeat "
-                                                 "but no earlier one was found",
-                                                 where_)));
-      }
-      o = **seen;
-    }
+  if (fresh.empty()) {
+    return outcomes;
   }
-  if (auto r = commit(); !r) {
-    return r.error();
+  auto inserted = insert_new(fresh);
+  if (!inserted) {
+    return inserted.error();
   }
-  active_estimate_ = count;
+  // Another daemon committed one of these ids since the lookup: it was refused by ON CONFLICT.
+  for (auto& o : outcomes) {
+    if (o.result != insert_outcome::kind::inserted || inserted->contains(o.request_id)) {
+      continue;
+    }
+    const auto row = std::find_if(fresh.begin(), fresh.end(), [&](const stored_new_job* f) {
+      return f->job->request_id == o.request_id;
+    });
+    auto seen = earlier(*(*row)->job);
+    if (!seen) {
+      return seen.error();
+    }
+    if (!*seen) {
+      return make_failure(errc::store_unavailable,
+                          fmt::format("job store {}: a job was refused as a repeat but no "
+                                      "earlier one was found",
+                                      where_));
+    }
+    o = **seen;
+  }
   return outcomes;
 }
 

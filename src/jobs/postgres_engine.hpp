@@ -22,6 +22,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -108,6 +109,19 @@ class postgres_engine final : public store_engine {
   // One statement inserts every job of `rows` with its first journal lines; the request ids
   // inserted (a request or trace id taken meanwhile is skipped: ON CONFLICT DO NOTHING).
   result<std::set<std::string>> insert_new(const std::vector<const stored_new_job*>& rows);
+  // The two ways insert() decides a batch (see there); `count` gains the active jobs inserted.
+  result<std::vector<insert_outcome>> insert_all(std::span<const stored_new_job> jobs,
+                                                 const std::vector<const stored_new_job*>& firsts,
+                                                 std::size_t& count);
+  result<std::vector<insert_outcome>> insert_in_order(std::span<const stored_new_job> jobs,
+                                                      std::size_t max_active, std::size_t& count);
+  // The stored jobs (this transaction's included) with one of these request or trace ids.
+  struct repeats {
+    std::map<std::string, std::string> by_trace;  // trace id -> its job's request id
+    std::map<std::string, bool> by_request;       // request id -> is a copy
+  };
+  result<repeats> stored_repeats(const std::vector<std::string>& request_ids,
+                                 const std::vector<std::string>& trace_ids);
   result<std::optional<stored_job>> find_one(const std::string& sql, const pg::params& p);
   static std::vector<stored_job> read_jobs(const pg::rows& r);
   // The journals of `jobs`, in one query.

@@ -49,7 +49,11 @@ void store_worker::insert(new_job j, insert_callback done) {
     const std::lock_guard lock(mutex_);
     if (!stopping_) {
       inserts_.push_back({std::move(j), std::move(done)});
-      wake_.notify_one();
+      if (threads_.size() == 1) {
+        wake_.notify_one();
+      } else {
+        wake_.notify_all();  // the first thread is the one that commits inserts
+      }
       return;
     }
   }
@@ -78,7 +82,9 @@ void store_worker::loop(job_store& store, bool prober) {
   for (;;) {
     {
       std::unique_lock lock(mutex_);
-      const auto has_work = [&] { return stopping_ || !inserts_.empty() || !tasks_.empty(); };
+      const auto has_work = [&] {
+        return stopping_ || (prober && !inserts_.empty()) || !tasks_.empty();
+      };
       if (writable_.load() || !prober) {
         wake_.wait(lock, has_work);
       } else if (!wake_.wait_for(lock, options_.probe_interval, has_work)) {
@@ -94,10 +100,13 @@ void store_worker::loop(job_store& store, bool prober) {
         }
         continue;
       }
-      if (inserts_.empty() && tasks_.empty()) {
-        return;  // stopping, and everything queued is done
+      if (tasks_.empty() && (inserts_.empty() || !prober)) {
+        if (stopping_) {
+          return;  // everything queued for this thread is done
+        }
+        continue;  // woken for inserts, which the first thread commits
       }
-      while (!inserts_.empty() && batch.size() < options_.max_batch) {
+      while (prober && !inserts_.empty() && batch.size() < options_.max_batch) {
         batch.push_back(std::move(inserts_.front()));
         inserts_.pop_front();
       }
@@ -107,7 +116,7 @@ void store_worker::loop(job_store& store, bool prober) {
         tasks.push_back(std::move(tasks_.front()));
         tasks_.pop_front();
       }
-      if (!alone && (!tasks_.empty() || !inserts_.empty())) {
+      if (!alone && !tasks_.empty()) {
         wake_.notify_one();  // more than this thread takes: another one takes it
       }
     }

@@ -249,6 +249,20 @@ TEST_F(OnPostgres, TheDatabaseStoppedAndStartedUnderLoadLosesNothingAccepted) {
   for (const auto& id : accepted) {
     EXPECT_EQ(ev.count(id) ? ev.at(id) : 0, 1) << id;
   }
+  // The outage is told once, and its end once, not once per worker and poll (8 workers polling
+  // every second): at most once more per store connection whose first claim after the outage
+  // finds it broken (a write is never sent twice).
+  const auto log = daemon_->output();
+  const auto count = [&log](std::string_view line) {
+    std::size_t n = 0;
+    for (auto at = log.find(line); at != std::string::npos; at = log.find(line, at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  EXPECT_GE(count("cannot claim jobs"), 1u) << log;  // the workers met the outage
+  EXPECT_LE(count("cannot claim jobs"), 4u) << log;
+  EXPECT_EQ(count("cannot claim jobs"), count("claiming jobs again")) << log;
 }
 
 }  // namespace

@@ -50,9 +50,10 @@ struct store_worker_options {
 };
 
 // One thread per store connection. SQLite has one: every insert and task runs in order on it.
-// A server engine (PostgreSQL) may have several, each with a connection of its own: a thread
-// takes the inserts waiting (one transaction) and then one task, so that a slow read or a job's
-// write does not wait behind another's round trip. Tasks from one coroutine stay in order (it
+// A server engine (PostgreSQL) may have several, each with a connection of its own: the first
+// one commits the inserts waiting (one batch, as large as what waited: fewer commits) and every
+// thread takes one task at a time, so that a slow read or a job's write does not wait behind
+// another's round trip. Tasks from one coroutine stay in order (it
 // awaits each before the next); tasks from different ones may run at once on different
 // connections, which the engine's transactions make safe as they do for several daemons.
 class store_worker final : public job_queue {
