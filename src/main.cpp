@@ -57,8 +57,9 @@ int main(int argc, char** argv) {
   auto* migrate = store->add_subcommand(
       "migrate", "Move every job of an SQLite store into the empty PostgreSQL store of --config");
   migrate->add_option("--from", from, "The SQLite store to move: sqlite:PATH")->required();
-  migrate->add_option("-c,--config", config_file,
-                      "Configuration file (TOML) with [store] engine = \"postgresql\"")
+  migrate
+      ->add_option("-c,--config", config_file,
+                   "Configuration file (TOML) with [store] engine = \"postgresql\"")
       ->required();
 
   try {

@@ -312,7 +312,8 @@ config parse_config(std::string_view text, std::string_view source_name,
     if (cfg.jobs.worker_name.size() > 200) {
       r.fail("worker_name", "is longer than 200 characters");
     }
-    if (cfg.store.engine == store_engine_kind::postgresql && cfg.jobs.lease <= cfg.exponea.timeout) {
+    if (cfg.store.engine == store_engine_kind::postgresql &&
+        cfg.jobs.lease <= cfg.exponea.timeout) {
       r.fail("lease_seconds",
              fmt::format("{} must be greater than [exponea] timeout_seconds ({}), so that a call "
                          "cannot land after another daemon took the job over; raise it to at least "

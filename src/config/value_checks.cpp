@@ -48,7 +48,8 @@ bool holds_password(std::string_view url) {
       ++i;
     }
     const auto key_end = url.find_first_of(" \t=", i);
-    const auto key = url.substr(i, key_end == std::string_view::npos ? url.size() - i : key_end - i);
+    const auto key =
+        url.substr(i, key_end == std::string_view::npos ? url.size() - i : key_end - i);
     if (is_secret_key(key)) {
       return true;
     }

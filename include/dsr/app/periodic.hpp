@@ -8,7 +8,8 @@
 // - the deadline warning, daily: jobs near or past their legal due date;
 // - the systemd watchdog ping, at half of WatchdogSec= when it is set, from the event loop
 //   itself: when the loop stalls, the pings stop and systemd restarts the daemon.
-// The store is read and written through async_store; a failure is logged and the task goes on. Each coroutine is spawned with a handler that logs an exception that ends it.
+// The store is read and written through async_store; a failure is logged and the task goes on. Each
+// coroutine is spawned with a handler that logs an exception that ends it.
 
 #include "dsr/config/config.hpp"
 #include "dsr/jobs/async_store.hpp"

@@ -8,8 +8,8 @@
 #include "dsr/common/metrics_sink.hpp"
 #include "dsr/config/config.hpp"
 #include "dsr/exponea/client.hpp"
-#include "dsr/jobs/flows.hpp"
 #include "dsr/jobs/async_store.hpp"
+#include "dsr/jobs/flows.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 
@@ -151,8 +151,9 @@ class dispatcher {
   virtual std::optional<std::string> paused() const = 0;
 };
 
-std::unique_ptr<dispatcher> make_dispatcher(boost::asio::any_io_executor executor, async_store& store,
-                                            exponea::api& api, std::shared_ptr<clock> clock,
+std::unique_ptr<dispatcher> make_dispatcher(boost::asio::any_io_executor executor,
+                                            async_store& store, exponea::api& api,
+                                            std::shared_ptr<clock> clock,
                                             dispatcher_options options);
 
 }  // namespace dsr

@@ -22,8 +22,8 @@
 #include "dsr/config/config.hpp"
 #include "dsr/credentials/credentials.hpp"
 #include "dsr/http/client.hpp"
-#include "dsr/jobs/job.hpp"
 #include "dsr/jobs/async_store.hpp"
+#include "dsr/jobs/job.hpp"
 #include "dsr/mineos/file_links.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
