@@ -21,7 +21,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <vector>
 
 namespace dsr::app {
@@ -63,22 +62,20 @@ result<bool> keep_export(store_engine& into, const std::filesystem::path& from_d
   if (!std::filesystem::is_regular_file(from, ec)) {
     return false;
   }
-  std::ifstream in(from, std::ios::binary);
-  std::string piece(export_piece_bytes, '\0');
+  export_pieces in(from);
   std::uint32_t pieces = 0;
-  while (in) {
-    in.read(piece.data(), static_cast<std::streamsize>(piece.size()));
-    const auto got = static_cast<std::size_t>(in.gcount());
-    if (got == 0) {
+  for (;;) {
+    auto piece = in.next();
+    if (!piece) {
+      return piece.error();
+    }
+    if (piece->empty()) {
       break;
     }
-    if (auto r = into.put_export_chunk(id, pieces, std::string_view(piece.data(), got)); !r) {
+    if (auto r = into.put_export_chunk(id, pieces, *piece); !r) {
       return r.error();
     }
     ++pieces;
-  }
-  if (in.bad() || !in.eof()) {
-    return make_failure(errc::io_error, fmt::format("cannot read the export {}", from.string()));
   }
   const auto now = std::chrono::time_point_cast<millis>(std::chrono::system_clock::now());
   if (auto r = into.finish_export(id, pieces, now); !r) {

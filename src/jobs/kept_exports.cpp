@@ -8,39 +8,49 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <string>
 
 namespace dsr {
 
+export_pieces::export_pieces(const std::filesystem::path& file)
+    : file_(file), in_(file, std::ios::binary) {}
+
+result<std::string> export_pieces::next() {
+  const auto unreadable = [this] {
+    return make_failure(errc::io_error, fmt::format("cannot read the export {}: {}", file_.string(),
+                                                    std::strerror(errno)));
+  };
+  if (!in_.is_open() || in_.bad()) {
+    return unreadable();
+  }
+  if (in_.eof()) {
+    return std::string();
+  }
+  std::string piece(export_piece_bytes, '\0');
+  in_.read(piece.data(), static_cast<std::streamsize>(piece.size()));
+  if (in_.bad()) {
+    return unreadable();
+  }
+  piece.resize(static_cast<std::size_t>(in_.gcount()));
+  return piece;
+}
+
 boost::asio::awaitable<result<void>> keep_export(async_store& store, std::filesystem::path file,
                                                  std::int64_t job_id, time_point now) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) {
-    co_return make_failure(errc::io_error, fmt::format("cannot read the export {}: {}",
-                                                       file.string(), std::strerror(errno)));
-  }
+  export_pieces in(file);
   std::uint32_t pieces = 0;
-  std::string piece(export_piece_bytes, '\0');
   for (;;) {
-    in.read(piece.data(), static_cast<std::streamsize>(piece.size()));
-    const auto got = static_cast<std::size_t>(in.gcount());
-    if (got == 0) {
+    auto piece = in.next();
+    if (!piece) {
+      co_return piece.error();
+    }
+    if (piece->empty()) {
       break;
     }
-    std::string bytes = piece.substr(0, got);
-    const std::uint32_t index = pieces;
-    if (auto r = co_await store.put_export_chunk(job_id, index, std::move(bytes)); !r) {
+    if (auto r = co_await store.put_export_chunk(job_id, pieces, std::move(*piece)); !r) {
       co_return r.error();
     }
     ++pieces;
-    if (got < piece.size()) {
-      break;
-    }
-  }
-  if (in.bad()) {
-    co_return make_failure(errc::io_error, fmt::format("cannot read the export {}: {}",
-                                                       file.string(), std::strerror(errno)));
   }
   co_return co_await store.finish_export(job_id, pieces, now);
 }

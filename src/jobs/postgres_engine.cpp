@@ -122,10 +122,7 @@ result<std::vector<insert_outcome>> postgres_engine::insert_all(
                r != stored->by_request.end()) {
       outcomes[i] = {repeat_of(r->second, j.op), j.request_id};
     } else {
-      return make_failure(errc::store_unavailable,
-                          fmt::format("job store {}: a job was refused as a repeat but no "
-                                      "earlier one was found",
-                                      where_));
+      return no_earlier_job();
     }
   }
   return outcomes;
@@ -201,10 +198,7 @@ result<std::vector<insert_outcome>> postgres_engine::insert_in_order(
       return seen.error();
     }
     if (!*seen) {
-      return make_failure(errc::store_unavailable,
-                          fmt::format("job store {}: a job was refused as a repeat but no "
-                                      "earlier one was found",
-                                      where_));
+      return no_earlier_job();
     }
     o = **seen;
   }
@@ -442,6 +436,13 @@ failure postgres_engine::rollback(failure f) {
     pg::exec(conn_.get(), "ROLLBACK");
   }
   return f;
+}
+
+failure postgres_engine::no_earlier_job() const {
+  return make_failure(errc::store_unavailable,
+                      fmt::format("job store {}: a job was refused as a repeat but no earlier "
+                                  "one was found",
+                                  where_));
 }
 
 failure postgres_engine::lease_lost(std::int64_t job_id, std::string_view owner) const {

@@ -103,6 +103,8 @@ class postgres_engine final : public store_engine {
   result<void> commit() { return run("COMMIT", "committing"); }
   failure rollback(failure f);
   failure lease_lost(std::int64_t job_id, std::string_view owner) const;
+  // An INSERT refused a job as a repeat, yet no stored job repeats it.
+  failure no_earlier_job() const;
   // What an earlier job says about this request: a repeat of its trace id, or of its request id
   // (the same operation URL: a repeat; the other one: a conflict). Empty when it is new.
   result<std::optional<insert_outcome>> earlier(const new_job& j);

@@ -15,11 +15,25 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
+#include <string>
 
 namespace dsr {
 
 // The size of a piece of an export in the store.
 inline constexpr std::size_t export_piece_bytes = 1 << 20;
+
+// A sealed export file read a piece (export_piece_bytes) at a time, as the store keeps it.
+class export_pieces {
+ public:
+  explicit export_pieces(const std::filesystem::path& file);
+  // The next piece; empty once the file is read whole. errc::io_error when it cannot be read.
+  result<std::string> next();
+
+ private:
+  std::filesystem::path file_;
+  std::ifstream in_;
+};
 
 // Puts the sealed file `file` into the store as job_id's export (piece by piece, then finished:
 // readable only once whole). The file is left in place.
