@@ -71,10 +71,13 @@ test-sanitize: deps
 	  ctest --test-dir $(SANITIZE_DIR) --output-on-failure -j $(JOBS) --timeout 300
 
 # The kill test in full: 200 jobs, 5 kill -9s (make test runs 40 jobs, 2 kills); a copy of 1 GiB
-# sent as a file link (make test: 64 MiB).
+# sent as a file link (make test: 64 MiB); two daemons on one PostgreSQL database with 500 jobs
+# across three kill -9s of one (make test: 120).
 soak: build
 	@DSR_SOAK_JOBS=$${DSR_SOAK_JOBS:-200} DSR_SOAK_KILLS=$${DSR_SOAK_KILLS:-5} \
 	  DSR_SOAK_EXPORT_MB=$${DSR_SOAK_EXPORT_MB:-1024} $(BUILD_DIR)/tests/dsr_soak_tests
+	@DSR_SOAK_CLUSTER_JOBS=$${DSR_SOAK_CLUSTER_JOBS:-500} $(BUILD_DIR)/tests/dsr_cluster_tests \
+	  --gtest_filter='*KilledThreeTimes*'
 
 # Every benchmark (bench/README.md), about 20 minutes on 2 cores: build/bench/results.md and
 # build/bench/intake.png. Never part of make test.

@@ -17,7 +17,7 @@ int main(int argc, char** argv) {
   CLI::App app{
       "dsr-connector: fulfils MineOS privacy requests (delete, copy) in Bloomreach "
       "Engagement"};
-  app.set_version_flag("--version", std::string("dsr-connector ") + DSR_VERSION);
+  app.set_version_flag("--version", dsr::app::version_text());
   app.require_subcommand(1);
 
   std::string config_file;

@@ -1,5 +1,7 @@
 #include "dsr/app/daemon.hpp"
 
+#include "dsr/app/cluster.hpp"
+
 #include "dsr/app/open_store.hpp"
 #include "dsr/app/periodic.hpp"
 #include "dsr/app/reload.hpp"
@@ -54,6 +56,9 @@ struct basis {
   std::filesystem::path export_dir;
   store_keys keys;
   ops::metrics& counters;
+  std::string owner;  // this process's lease owner id (owner_id)
+  // Several daemons on one store (PostgreSQL): this one's part in them; null with SQLite.
+  cluster_member* cluster = nullptr;
 };
 
 // PostgreSQL keeps a copy's export in the database, so that any daemon can deliver it (§8);
@@ -85,6 +90,19 @@ result<void> prepare_exports(const std::filesystem::path& dir) {
   return {};
 }
 
+// This daemon among the others on a PostgreSQL store: alive while seen within a lease, beating
+// three times a lease and at least every 5 s.
+cluster_options cluster_settings(const config& cfg, const std::string& owner) {
+  cluster_options o;
+  o.owner = owner;
+  o.name = worker_of(owner + "/");
+  o.live_for = cfg.jobs.lease;
+  o.beat_interval = std::clamp<std::chrono::milliseconds>(
+      cfg.jobs.lease / 3, std::chrono::milliseconds(500), std::chrono::seconds(5));
+  o.schema = postgres_schema_version();
+  return o;
+}
+
 // Answers to committed inserts are built on the I/O threads, not on the store thread every insert
 // waits for.
 store_worker_options worker_options(const config& cfg, asio::any_io_executor io) {
@@ -112,6 +130,9 @@ result<exponea_side> connect_exponea(asio::any_io_executor ex, const basis& b) {
   }
   exponea_side out;
   out.spacing = std::make_shared<exponea::limiter>(ex, e.max_requests_per_second);
+  if (b.cluster != nullptr) {
+    out.spacing->share(b.cluster->limit());
+  }
   out.jobs = exponea::make_api(std::move(*jobs_http), b.credentials, b.time,
                                {b.export_dir, e.max_export_bytes, out.spacing,
                                 exponea::priority::background, b.keys.export_seal, &b.counters});
@@ -159,6 +180,11 @@ result<mineos_side> connect_mineos(asio::any_io_executor ex, const basis& b, asy
   reporting.links = std::move(links);
   reporting.file_link_ttl = cfg.mineos.file_link_ttl;
   reporting.max_requests_per_minute = cfg.mineos.max_requests_per_minute;
+  // A report call ends within [exponea] timeout_seconds (the MineOS client's too); with several
+  // daemons a dead one's claims lapse with its leases.
+  reporting.report_claim = cfg.store.engine == store_engine_kind::postgresql
+                               ? cfg.jobs.lease
+                               : cfg.exponea.timeout + std::chrono::seconds(5);
   reporting.integration_id = cfg.mineos.integration_id;
   mineos_side out;
   out.reporter = mineos::make_reporter(ex, store, std::move(*client), b.credentials, b.time,
@@ -177,7 +203,7 @@ std::unique_ptr<dispatcher> make_jobs(asio::any_io_executor ex, const basis& b, 
                                       std::function<std::shared_ptr<void>()> hold) {
   const auto& cfg = b.cfg;
   dispatcher_options dispatch;
-  dispatch.owner = owner_id(cfg.jobs.worker_name);
+  dispatch.owner = b.owner;
   dispatch.concurrency = cfg.jobs.concurrency;
   if (cfg.store.engine == store_engine_kind::postgresql) {
     // Another daemon takes a job over once its lease runs out (docs/contract.md §8): renewed
@@ -186,6 +212,7 @@ std::unique_ptr<dispatcher> make_jobs(asio::any_io_executor ex, const basis& b, 
     dispatch.renew_interval = cfg.jobs.lease / 3;
     dispatch.sweep_interval =
         std::min<std::chrono::milliseconds>(cfg.jobs.lease / 4, std::chrono::seconds(5));
+    dispatch.call_margin = cfg.exponea.timeout;
   } else {
     // One daemon per SQLite store: a lease outlives the longest flow (verification plus a few
     // calls); a killed daemon's leases are expired at the next start (app/open_store.hpp).
@@ -199,6 +226,10 @@ std::unique_ptr<dispatcher> make_jobs(asio::any_io_executor ex, const basis& b, 
   dispatch.exports_in_store = exports_in_store(b.cfg);
   dispatch.hold = std::move(hold);
   dispatch.metrics = &b.counters;
+  if (b.cluster != nullptr) {
+    dispatch.cluster_hold = [c = b.cluster] { return c->hold(); };
+    dispatch.share_breaker = b.cluster->breaker_sharer();
+  }
   if (reporter != nullptr) {
     dispatch.on_finished = [reporter] { reporter->notify(); };
   } else {
@@ -252,10 +283,23 @@ mineos::intake_options intake_options_for(const config& cfg) {
   return o;
 }
 
+// Exponea asked every daemon to wait (a 429's Retry-After, docs/contract.md §8): preview and isTest
+// say so rather than call.
+http::response throttled(std::chrono::milliseconds d) {
+  const auto seconds = std::chrono::ceil<std::chrono::seconds>(d).count();
+  return http::problem(
+      503, fmt::format("Bloomreach asked to wait (429 Retry-After); try again in {} s", seconds),
+      {{"Retry-After", std::to_string(seconds)}});
+}
+
 // isTest: the read-only checks against Exponea and MineOS's test status call.
 mineos::intake::test_hook test_answerer(asio::any_io_executor ex, const basis& b, exponea::api& api,
-                                        http::client* mineos) {
-  return [ex, &b, &api, mineos](const mineos::test_call& t, http::responder done) {
+                                        http::client* mineos, const exponea::limiter& spacing) {
+  return [ex, &b, &api, mineos, &spacing](const mineos::test_call& t, http::responder done) {
+    if (const auto d = spacing.blocked_for(); d.count() > 0) {
+      done(throttled(d));
+      return;
+    }
     exponea::check_context ctx{mineos, &b.credentials, t};
     exponea::answer_is_test(ex, api, std::move(ctx), b.cfg, std::chrono::seconds(10),
                             std::move(done));
@@ -264,12 +308,17 @@ mineos::intake::test_hook test_answerer(asio::any_io_executor ex, const basis& b
 
 // A preview: what Exponea holds on the subject, unless dispatch is paused.
 mineos::intake::preview_hook previewer(asio::any_io_executor ex, const config& cfg,
-                                       exponea::api& api, const dispatcher& jobs) {
-  return [ex, &cfg, &api, &jobs](const mineos::subject_id& who, http::responder done) {
+                                       exponea::api& api, const dispatcher& jobs,
+                                       const exponea::limiter& spacing) {
+  return [ex, &cfg, &api, &jobs, &spacing](const mineos::subject_id& who, http::responder done) {
     if (const auto why = jobs.paused()) {
       done(http::problem(
           503, fmt::format("dispatch is paused: {}; fix the value and reload (SIGHUP)", *why),
           {{"Retry-After", std::to_string(cfg.retry.pause_probe.count())}}));
+      return;
+    }
+    if (const auto d = spacing.blocked_for(); d.count() > 0) {
+      done(throttled(d));
       return;
     }
     job subject;
@@ -296,6 +345,12 @@ ops::admin_options admin_options_for(const basis& b, http::auth_throttle& thrott
     return reporter != nullptr ? reporter->paused() : std::nullopt;
   };
   o.on_change = std::move(wake);
+  o.schema = b.cfg.store.engine == store_engine_kind::postgresql ? postgres_schema_version()
+                                                                 : sqlite_schema_version();
+  if (b.cluster != nullptr) {
+    o.workers = [c = b.cluster] { return c->live_workers(); };
+    o.cluster_problem = [c = b.cluster] { return c->schema_ahead(); };
+  }
   return o;
 }
 
@@ -355,6 +410,11 @@ void tell_systemd_stopping() {
 
 }  // namespace
 
+std::string version_text() {
+  return fmt::format("dsr-connector {} (store schema: sqlite {}, postgresql {})", DSR_VERSION,
+                     sqlite_schema_version(), postgres_schema_version());
+}
+
 // The parts are made in dependency order, each from the ones above it; the runtime stops them in
 // the reverse order (app/runtime.hpp), and they are destroyed in the reverse order too.
 int serve(const std::filesystem::path& config_file) {
@@ -394,8 +454,16 @@ int serve(const std::filesystem::path& config_file) {
   store_worker worker(std::move(*store), worker_options(cfg, rt.executor()));
   async_store jobs_db(worker, rt.executor());
   ops::metrics counters;
+  const auto owner = owner_id(cfg.jobs.worker_name);
+  std::unique_ptr<cluster_member> cluster;
+  if (cfg.store.engine == store_engine_kind::postgresql) {
+    cluster =
+        std::make_unique<cluster_member>(rt.executor(), jobs_db, cluster_settings(cfg, owner));
+    rt.on_stop([c = cluster.get()] { c->stop(); });
+  }
   const basis base{
-      cfg, *credentials, make_system_clock(), export_dir, derive_store_keys(store_key), counters};
+      cfg,      *credentials, make_system_clock(), export_dir, derive_store_keys(store_key),
+      counters, owner,        cluster.get()};
 
   auto exponea = connect_exponea(rt.executor(), base);
   if (!exponea) {
@@ -418,9 +486,9 @@ int serve(const std::filesystem::path& config_file) {
   intake.set_auth_throttle(&throttle);
   intake.set_metrics(&counters);
   intake.on_accepted(wake);
-  intake.on_test(
-      test_answerer(rt.executor(), base, *exponea->interactive, mineos->test_http.get()));
-  intake.on_preview(previewer(rt.executor(), cfg, *exponea->interactive, *jobs));
+  intake.on_test(test_answerer(rt.executor(), base, *exponea->interactive, mineos->test_http.get(),
+                               *exponea->spacing));
+  intake.on_preview(previewer(rt.executor(), cfg, *exponea->interactive, *jobs, *exponea->spacing));
   ops::admin_api admin(jobs_db, *credentials,
                        admin_options_for(base, throttle, *jobs, reporter, wake));
   http::router router;
@@ -440,8 +508,12 @@ int serve(const std::filesystem::path& config_file) {
   rt.on_reload([to = reload_targets{cfg, *credentials, *exponea->spacing, *jobs, reporter, jobs_db,
                                     **listener}] { reload(to); });
 
+  if (cluster) {
+    cluster->start(exponea->spacing.get());
+  }
   jobs->start();
-  start_periodic_tasks(rt.executor(), jobs_db, cfg, export_dir);
+  start_periodic_tasks(rt.executor(), {jobs_db, owner, cluster != nullptr, &counters}, cfg,
+                       export_dir);
   if (reporter != nullptr) {
     reporter->start();
   }

@@ -29,37 +29,28 @@ asio::awaitable<void> ping_watchdog(std::chrono::microseconds interval) {
   }
 }
 
-asio::awaitable<void> warn_deadlines_daily(async_store& store, deadline_policy d) {
-  asio::steady_timer timer(co_await asio::this_coro::executor);
+// The deadline warning: jobs near or past their legal due date.
+asio::awaitable<void> warn_deadlines(async_store& store, deadline_policy d) {
   const std::chrono::milliseconds deadline = std::chrono::days(d.days);
   const std::chrono::milliseconds warning = std::chrono::days(d.warning_days);
-  for (;;) {
-    const auto now = std::chrono::time_point_cast<millis>(std::chrono::system_clock::now());
-    const auto st = co_await store.stats(now, deadline, warning);
-    if (!st) {
-      spdlog::get("main")->error("cannot check deadlines: {}", st.error().detail);
-    } else if (st->overdue > 0 || st->due_soon > 0) {
-      spdlog::get("main")->warn(
-          "deadlines: {} unfinished job(s) past their due date and {} due within {} day(s); "
-          "their job views say \"deadline\": \"overdue\" or \"due_soon\" "
-          "(GET /v1/requests?state=failed lists the failed ones)",
-          st->overdue, st->due_soon, d.warning_days);
-    }
-    timer.expires_after(std::chrono::hours(24));
-    auto [ec] = co_await timer.async_wait(use_nothrow);
-    if (ec) {
-      co_return;
-    }
+  const auto now = std::chrono::time_point_cast<millis>(std::chrono::system_clock::now());
+  const auto st = co_await store.stats(now, deadline, warning);
+  if (!st) {
+    spdlog::get("main")->error("cannot check deadlines: {}", st.error().detail);
+  } else if (st->overdue > 0 || st->due_soon > 0) {
+    spdlog::get("main")->warn(
+        "deadlines: {} unfinished job(s) past their due date and {} due within {} day(s); "
+        "their job views say \"deadline\": \"overdue\" or \"due_soon\" "
+        "(GET /v1/requests?state=failed lists the failed ones)",
+        st->overdue, st->due_soon, d.warning_days);
   }
 }
 
-// One hour's housekeeping: exports whose link expired, exports past export_retention_days (but
-// never one behind a live link), finished jobs past retention_days.
-// Exports kept in the store (PostgreSQL) are deleted there; the folder is purged either way (a
-// file an interrupted run left behind goes after the retention too).
-asio::awaitable<void> purge_once(async_store& store, const std::filesystem::path& dir,
-                                 std::chrono::days retention, std::chrono::days job_retention,
-                                 bool in_store) {
+// Exports whose link expired, and exports past export_retention_days (but never one behind a
+// live link). Exports kept in the store (PostgreSQL) are deleted there; the folder is purged
+// either way (a file an interrupted run left behind goes after the retention too).
+asio::awaitable<void> expire_exports(async_store& store, const std::filesystem::path& dir,
+                                     std::chrono::days retention, bool in_store) {
   auto log = spdlog::get("main");
   const auto now = std::chrono::time_point_cast<millis>(std::chrono::system_clock::now());
   if (const auto expired = co_await store.file_links(now, true); !expired) {
@@ -94,21 +85,48 @@ asio::awaitable<void> purge_once(async_store& store, const std::filesystem::path
       log->info("deleted {} export(s) older than {} day(s)", n, retention.count());
     }
   }
+}
+
+// Finished jobs' metadata past retention_days.
+asio::awaitable<void> purge_jobs(async_store& store, std::chrono::days job_retention) {
+  const auto now = std::chrono::time_point_cast<millis>(std::chrono::system_clock::now());
   const auto before = now - std::chrono::duration_cast<millis>(job_retention);
   if (const auto n = co_await store.purge_finished(before); !n) {
-    log->error("cannot purge old jobs: {}", n.error().detail);
+    spdlog::get("main")->error("cannot purge old jobs: {}", n.error().detail);
   } else if (*n > 0) {
-    log->info("purged {} finished job(s) older than {} day(s)", *n, job_retention.count());
+    spdlog::get("main")->info("purged {} finished job(s) older than {} day(s)", *n,
+                              job_retention.count());
   }
 }
 
-asio::awaitable<void> purge_hourly(std::filesystem::path dir, std::chrono::days retention,
-                                   async_store& store, std::chrono::days job_retention,
-                                   bool in_store) {
+// Runs `task` at once and then every `period`. Shared (several daemons on one store): it asks
+// the store every twelfth of a period whether the task is due and no other daemon holds it, and
+// runs it only then (store.hpp claim_periodic), so that one daemon at a time runs it, at most
+// once a period.
+asio::awaitable<void> every(periodic_runner who, std::string task, std::chrono::milliseconds period,
+                            std::function<asio::awaitable<void>()> run) {
   asio::steady_timer timer(co_await asio::this_coro::executor);
+  bool failing = false;
   for (;;) {
-    co_await purge_once(store, dir, retention, job_retention, in_store);
-    timer.expires_after(std::chrono::hours(1));
+    bool mine = true;
+    if (who.shared) {
+      const auto claimed = co_await who.store.claim_periodic(
+          task, who.owner, period,
+          std::min<std::chrono::milliseconds>(period, std::chrono::minutes(10)));
+      if (!claimed && !failing) {
+        spdlog::get("main")->error("cannot ask the job store whether to run {}: {}", task,
+                                   claimed.error().detail);
+      }
+      failing = !claimed;
+      mine = claimed && *claimed;
+    }
+    if (mine) {
+      co_await run();
+      if (who.metrics != nullptr) {
+        who.metrics->periodic_run(task);
+      }
+    }
+    timer.expires_after(who.shared ? period / 12 : period);
     auto [ec] = co_await timer.async_wait(use_nothrow);
     if (ec) {
       co_return;
@@ -118,17 +136,27 @@ asio::awaitable<void> purge_hourly(std::filesystem::path dir, std::chrono::days 
 
 }  // namespace
 
-void start_periodic_tasks(boost::asio::any_io_executor executor, async_store& store,
+void start_periodic_tasks(boost::asio::any_io_executor executor, periodic_runner who,
                           const config& cfg, const std::filesystem::path& export_dir) {
+  auto& store = who.store;
+  const bool in_store = cfg.store.engine == store_engine_kind::postgresql;
+  const std::chrono::days retention(cfg.store.export_retention_days);
+  const std::chrono::days job_retention(cfg.store.retention_days);
+  const deadline_policy d{cfg.jobs.deadline_days, cfg.jobs.deadline_warning_days};
   asio::co_spawn(executor,
-                 purge_hourly(export_dir, std::chrono::days(cfg.store.export_retention_days), store,
-                              std::chrono::days(cfg.store.retention_days),
-                              cfg.store.engine == store_engine_kind::postgresql),
-                 log_if_thrown("main", "the hourly purge"));
-  asio::co_spawn(
-      executor,
-      warn_deadlines_daily(store, {cfg.jobs.deadline_days, cfg.jobs.deadline_warning_days}),
-      log_if_thrown("main", "the daily deadline check"));
+                 every(who, "export_expiry", std::chrono::hours(1),
+                       [&store, export_dir, retention, in_store] {
+                         return expire_exports(store, export_dir, retention, in_store);
+                       }),
+                 log_if_thrown("main", "the hourly export expiry"));
+  asio::co_spawn(executor,
+                 every(who, "retention_purge", std::chrono::hours(1),
+                       [&store, job_retention] { return purge_jobs(store, job_retention); }),
+                 log_if_thrown("main", "the hourly retention purge"));
+  asio::co_spawn(executor,
+                 every(who, "deadline_warning", std::chrono::hours(24),
+                       [&store, d] { return warn_deadlines(store, d); }),
+                 log_if_thrown("main", "the daily deadline check"));
   if (const auto interval = ops::watchdog_interval()) {
     asio::co_spawn(executor, ping_watchdog(*interval), log_if_thrown("main", "the watchdog ping"));
     spdlog::get("main")->info(

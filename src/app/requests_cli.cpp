@@ -75,12 +75,13 @@ std::string table(const std::vector<std::vector<std::string>>& rows) {
 std::string list_table(const json& body) {
   std::vector<std::vector<std::string>> rows{{"REQUEST ID", "OPERATION", "REQUEST TYPE", "STATE",
                                               "ATTEMPTS", "RECEIVED", "DUE", "DEADLINE", "OUTCOME",
-                                              "REPORTED"}};
+                                              "REPORTED", "WORKER"}};
   for (const auto& j : body.value("requests", json::array())) {
     rows.push_back(
         {text(j["requestId"]), text(j["operation"]), text(j.value("requestType", json(nullptr))),
          text(j["state"]), text(j["attempts"]), text(j["receivedAt"]), text(j["dueAt"]),
-         text(j["deadline"]), text(j["outcome"]), j.value("reported", false) ? "yes" : "no"});
+         text(j["deadline"]), text(j["outcome"]), j.value("reported", false) ? "yes" : "no",
+         text(j.value("worker", json(nullptr)))});
   }
   return rows.size() == 1 ? "no jobs\n" : table(rows);
 }
@@ -89,7 +90,7 @@ std::string show_text(const json& j) {
   std::vector<std::vector<std::string>> fields;
   for (const char* key :
        {"requestId", "operation", "requestType", "state", "attempts", "createdAt", "receivedAt",
-        "updatedAt", "dueAt", "deadline", "outcome", "reported", "reportError"}) {
+        "updatedAt", "dueAt", "deadline", "outcome", "reported", "reportError", "worker"}) {
     fields.push_back({std::string(key) + ":", text(j.value(key, json(nullptr)))});
   }
   std::string out = table(fields) + "\nhistory:\n";

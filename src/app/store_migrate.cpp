@@ -72,13 +72,13 @@ result<bool> keep_export(store_engine& into, const std::filesystem::path& from_d
     if (piece->empty()) {
       break;
     }
-    if (auto r = into.put_export_chunk(id, pieces, *piece); !r) {
+    if (auto r = into.put_export_chunk(id, "", pieces, *piece); !r) {
       return r.error();
     }
     ++pieces;
   }
   const auto now = std::chrono::time_point_cast<millis>(std::chrono::system_clock::now());
-  if (auto r = into.finish_export(id, pieces, now); !r) {
+  if (auto r = into.finish_export(id, "", pieces, now); !r) {
     return r.error();
   }
   return true;

@@ -38,6 +38,8 @@ class category final : public boost::system::error_category {
         return "upstream answer too large";
       case errc::store_schema_newer:
         return "store schema newer than this build";
+      case errc::unsupported:
+        return "not supported here";
     }
     return "unknown dsr error";
   }

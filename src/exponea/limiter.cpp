@@ -94,7 +94,28 @@ void spacing::block_until(steady_time t) {
 
 struct limiter::state : std::enable_shared_from_this<limiter::state> {
   state(asio::any_io_executor ex, double per_second, std::function<steady_time()> clock)
-      : strand(asio::make_strand(ex)), timer(strand), rules(per_second), now(std::move(clock)) {}
+      : strand(asio::make_strand(ex)),
+        timer(strand),
+        rules(per_second),
+        now(std::move(clock)),
+        rate(per_second) {}
+
+  // On the strand: the pacing this daemon keeps alone, R or (the store away) R / daemons.
+  void pace(double per_second) {
+    rules.set_rate(per_second);
+    paced = per_second;
+    pump();
+  }
+
+  void block(std::chrono::milliseconds d) {
+    const auto until = now() + d;
+    rules.block_until(until);
+    auto v = until.time_since_epoch().count();
+    auto seen = blocked_until_ns.load();
+    while (v > seen && !blocked_until_ns.compare_exchange_weak(seen, v)) {
+    }
+    pump();
+  }
 
   // On the strand: lets through every waiter whose turn has come, interactive ones first, and
   // arms the timer for the next turn.
@@ -132,7 +153,25 @@ struct limiter::state : std::enable_shared_from_this<limiter::state> {
   };
   std::array<std::deque<waiter>, 2> waiting;  // [interactive, background]
   std::atomic<std::int64_t> waited_ns{0};
+  std::atomic<double> rate;                       // R as configured
+  std::atomic<double> paced{rate.load()};         // what the rules pace at now
+  std::atomic<std::int64_t> blocked_until_ns{0};  // now()'s epoch
+  shared_limit shared;                            // set before the first acquire
+  std::atomic<bool> alone{false};                 // the store is away: R / daemons
 };
+
+namespace {
+
+// Waits on the caller's executor; returns early if nothing can be waited for.
+asio::awaitable<void> sleep_for(std::chrono::nanoseconds d) {
+  if (d.count() <= 0) {
+    co_return;
+  }
+  asio::steady_timer t(co_await asio::this_coro::executor, d);
+  co_await t.async_wait(use_nothrow);
+}
+
+}  // namespace
 
 limiter::limiter(asio::any_io_executor ex, double per_second, std::function<steady_time()> now)
     : state_(std::make_shared<state>(std::move(ex), per_second, std::move(now))) {}
@@ -142,9 +181,50 @@ limiter::~limiter() {
 }
 
 asio::awaitable<void> limiter::acquire(priority p) {
-  auto turn = std::make_shared<channel>(co_await asio::this_coro::executor, 1);
   auto s = state_;
   const auto asked = std::chrono::steady_clock::now();
+  if (s->shared.take && s->rate.load() > 0) {
+    // The cluster's turn paces the call: the local rules are for when the store is away. A call
+    // that resumes well after its turn (a busy or descheduled thread) takes a fresh one rather
+    // than crowd the next daemon's: lateness is what could squeeze R + 1 calls into a second.
+    const auto interval =
+        std::chrono::microseconds(static_cast<std::int64_t>(pacing_width * 1e6 / s->rate.load()));
+    for (int late = 0;;) {
+      const auto t = co_await s->shared.take(interval);
+      const bool away = !t;
+      if (away != s->alone.exchange(away)) {
+        const double r = away ? s->rate.load() / static_cast<double>(
+                                                     std::max<std::size_t>(1, s->shared.daemons()))
+                              : s->rate.load();
+        asio::post(s->strand, [s, r] { s->pace(r); });
+      }
+      if (away) {
+        break;  // the local rules, at this daemon's share
+      }
+      if (t->blocked.count() > 0) {
+        const auto d = std::chrono::duration_cast<std::chrono::milliseconds>(t->blocked) +
+                       std::chrono::milliseconds(1);
+        asio::post(s->strand, [s, d] { s->block(d); });
+        co_await sleep_for(d);
+        continue;
+      }
+      const auto due = std::chrono::steady_clock::now() + t->wait;
+      co_await sleep_for(t->wait);
+      // A 429 met here meanwhile (shared, but perhaps not yet in the store).
+      const auto held =
+          std::chrono::nanoseconds(s->blocked_until_ns.load()) - s->now().time_since_epoch();
+      if (held.count() > 0) {
+        co_await sleep_for(held);
+        continue;
+      }
+      if (std::chrono::steady_clock::now() - due > catch_up && ++late < 5) {
+        continue;
+      }
+      s->waited_ns += (std::chrono::steady_clock::now() - asked).count();
+      co_return;
+    }
+  }
+  auto turn = std::make_shared<channel>(co_await asio::this_coro::executor, 1);
   asio::post(s->strand, [s, turn, p] {
     s->waiting[p == priority::interactive ? 0 : 1].push_back({turn, s->now()});
     s->pump();
@@ -160,16 +240,38 @@ asio::awaitable<void> limiter::acquire(priority p) {
 
 void limiter::slow_down(std::chrono::milliseconds d) {
   d = std::max(d, std::chrono::milliseconds(1000));
-  asio::post(state_->strand, [s = state_, d] {
-    s->rules.block_until(s->now() + d);
-    s->pump();
-  });
+  asio::post(state_->strand, [s = state_, d] { s->block(d); });
+  if (state_->shared.block) {
+    state_->shared.block(d);
+  }
+}
+
+void limiter::hold(std::chrono::milliseconds d) {
+  asio::post(state_->strand, [s = state_, d] { s->block(d); });
+}
+
+std::chrono::milliseconds limiter::blocked_for() const {
+  const auto left =
+      std::chrono::nanoseconds(state_->blocked_until_ns.load()) - state_->now().time_since_epoch();
+  return std::max(std::chrono::ceil<std::chrono::milliseconds>(left), std::chrono::milliseconds(0));
+}
+
+double limiter::pacing_rate() const {
+  return state_->paced.load();
+}
+
+void limiter::share(shared_limit s) {
+  state_->shared = std::move(s);
 }
 
 void limiter::set_rate(double per_second) {
+  state_->rate = per_second;
   asio::post(state_->strand, [s = state_, per_second] {
-    s->rules.set_rate(per_second);
-    s->pump();
+    const double r =
+        s->alone.load() && s->shared.daemons
+            ? per_second / static_cast<double>(std::max<std::size_t>(1, s->shared.daemons()))
+            : per_second;
+    s->pace(r);
   });
 }
 

@@ -65,6 +65,42 @@ async_store::task<void> async_store::finish(std::int64_t job_id, std::string_vie
                                   });
 }
 
+async_store::task<async_store::millis> async_store::renew_lease(std::int64_t job_id,
+                                                                std::string_view owner,
+                                                                time_point now, millis lease) {
+  return store_call<result<millis>>(queue_,
+                                    [job_id, owner = std::string(owner), now, lease](job_store& s) {
+                                      return s.renew_lease(job_id, owner, now, lease);
+                                    });
+}
+
+async_store::task<cluster_view> async_store::heartbeat(worker_beat beat) {
+  return store_call<result<cluster_view>>(
+      queue_, [b = std::move(beat)](job_store& s) { return s.heartbeat(b); });
+}
+
+async_store::task<call_turn> async_store::take_turn(std::chrono::microseconds interval) {
+  return store_call<result<call_turn>>(queue_,
+                                       [interval](job_store& s) { return s.take_turn(interval); });
+}
+
+async_store::task<void> async_store::block_calls(millis d) {
+  return store_call<result<void>>(queue_, [d](job_store& s) { return s.block_calls(d); });
+}
+
+async_store::task<void> async_store::set_breaker(millis d, std::string reason) {
+  return store_call<result<void>>(
+      queue_, [d, r = std::move(reason)](job_store& s) { return s.set_breaker(d, r); });
+}
+
+async_store::task<bool> async_store::claim_periodic(std::string task, std::string owner,
+                                                    millis period, millis ttl) {
+  return store_call<result<bool>>(
+      queue_, [t = std::move(task), o = std::move(owner), period, ttl](job_store& s) {
+        return s.claim_periodic(t, o, period, ttl);
+      });
+}
+
 async_store::task<std::size_t> async_store::expire_leases(time_point now) {
   return store_call<result<std::size_t>>(queue_,
                                          [now](job_store& s) { return s.expire_leases(now); });
@@ -80,6 +116,13 @@ async_store::task<std::size_t> async_store::renew_leases(std::span<const std::st
 async_store::task<void> async_store::forget_subject(std::int64_t job_id) {
   return store_call<result<void>>(queue_,
                                   [job_id](job_store& s) { return s.forget_subject(job_id); });
+}
+
+async_store::task<std::vector<job>> async_store::claim_reports(time_point now, std::size_t limit,
+                                                               millis claim_for) {
+  return store_call<result<std::vector<job>>>(queue_, [now, limit, claim_for](job_store& s) {
+    return s.claim_reports(now, limit, claim_for);
+  });
 }
 
 async_store::task<std::vector<job>> async_store::due_reports(time_point now, std::size_t limit) {
@@ -139,17 +182,20 @@ async_store::task<void> async_store::set_max_size(std::uint64_t bytes) {
 }
 
 // `bytes` is moved into the call: a chunk is not copied again.
-async_store::task<void> async_store::put_export_chunk(std::int64_t job_id, std::uint32_t index,
-                                                      std::string bytes) {
-  return store_call<result<void>>(queue_, [job_id, index, b = std::move(bytes)](job_store& s) {
-    return s.put_export_chunk(job_id, index, b);
-  });
+async_store::task<void> async_store::put_export_chunk(std::int64_t job_id, std::string owner,
+                                                      std::uint32_t index, std::string bytes) {
+  return store_call<result<void>>(
+      queue_, [job_id, o = std::move(owner), index, b = std::move(bytes)](job_store& s) {
+        return s.put_export_chunk(job_id, o, index, b);
+      });
 }
 
-async_store::task<void> async_store::finish_export(std::int64_t job_id, std::uint32_t chunks,
-                                                   time_point now) {
-  return store_call<result<void>>(
-      queue_, [job_id, chunks, now](job_store& s) { return s.finish_export(job_id, chunks, now); });
+async_store::task<void> async_store::finish_export(std::int64_t job_id, std::string owner,
+                                                   std::uint32_t chunks, time_point now) {
+  return store_call<result<void>>(queue_,
+                                  [job_id, o = std::move(owner), chunks, now](job_store& s) {
+                                    return s.finish_export(job_id, o, chunks, now);
+                                  });
 }
 
 async_store::task<std::optional<std::uint32_t>> async_store::export_chunks(std::int64_t job_id) {

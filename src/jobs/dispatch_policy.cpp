@@ -174,6 +174,13 @@ void dispatch_gate::resume() {
   open_for_ = breaker_.first_open;
 }
 
+std::optional<std::chrono::milliseconds> dispatch_gate::breaker_open_for() const {
+  if (state_ != state::breaker_open) {
+    return std::nullopt;
+  }
+  return open_for_;
+}
+
 std::optional<std::string> dispatch_gate::paused() const {
   if (state_ != state::paused) {
     return std::nullopt;

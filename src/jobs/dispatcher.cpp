@@ -38,12 +38,36 @@ std::shared_ptr<spdlog::logger> log() {
 
 class store_journal final : public journal {
  public:
-  store_journal(async_store& store, std::int64_t id, std::string owner, const clock& c)
-      : store_(store), id_(id), owner_(std::move(owner)), clock_(c) {}
+  struct lease_terms {
+    std::chrono::milliseconds lease;   // what a renewal extends the lease to
+    std::chrono::milliseconds margin;  // what a call needs left: [exponea] timeout_seconds
+  };
+  store_journal(async_store& store, std::int64_t id, std::string owner, const clock& c,
+                lease_terms terms)
+      : store_(store), id_(id), owner_(std::move(owner)), clock_(c), terms_(terms) {}
 
   asio::awaitable<result<void>> record(step_name step, std::string result_text) override {
     const job_step line{clock_.now(), std::move(step), std::move(result_text)};
     co_return co_await store_.append_step(id_, owner_, line);
+  }
+
+  // The time left is the store's (its clock), counted here from before the renewal was sent on
+  // this host's monotonic clock: the answer's trip back only makes it err short.
+  asio::awaitable<result<void>> before_call() override {
+    const auto sent = std::chrono::steady_clock::now();
+    auto left = co_await store_.renew_lease(id_, owner_, clock_.now(), terms_.lease);
+    if (!left) {
+      co_return left.error();
+    }
+    const auto ends = sent + *left;
+    if (ends - std::chrono::steady_clock::now() <= terms_.margin) {
+      co_return make_failure(
+          errc::lease_lost,
+          fmt::format("job {}: less than timeout_seconds ({} ms) of its lease is left for the next "
+                      "call; it waits for another run",
+                      id_, terms_.margin.count()));
+    }
+    co_return result<void>{};
   }
 
  private:
@@ -51,6 +75,7 @@ class store_journal final : public journal {
   std::int64_t id_;
   std::string owner_;
   const clock& clock_;
+  lease_terms terms_;
 };
 
 // Sleeps on the dispatcher's strand; a stop cancels every sleeper so that flows stop promptly.
@@ -231,6 +256,17 @@ class dispatcher_impl final : public dispatcher {
                       std::chrono::duration_cast<std::chrono::milliseconds>(verdict.wake_at - now));
         continue;
       }
+      if (options_.cluster_hold) {
+        const auto why = options_.cluster_hold();
+        note_hold(why);
+        if (why) {
+          if (verdict.probe) {
+            gate_.probe_unused();
+          }
+          co_await wait(n, options_.poll_interval);
+          continue;
+        }
+      }
       // Held from the claim on: a stop that begins while the claim is in the store waits for it
       // to come back, and for the job to be run or given back.
       auto held = options_.hold ? options_.hold() : nullptr;
@@ -284,7 +320,7 @@ class dispatcher_impl final : public dispatcher {
   asio::awaitable<flow_outcome> keep_in_store(const job& j, std::filesystem::path file,
                                               flow_outcome done) {
     const auto now = clock_->now();
-    if (auto kept = co_await keep_export(store_, file, j.id, now); !kept) {
+    if (auto kept = co_await keep_export(store_, file, j.id, j.lease_owner, now); !kept) {
       co_return flow_outcome{
           kind::interrupted,
           fmt::format("cannot keep the export in the store: {}", kept.error().detail), "",
@@ -318,7 +354,8 @@ class dispatcher_impl final : public dispatcher {
     const auto started = clock_->now();
     log()->info("[R {}] {} started (attempt {}){}", j.request_id, to_string(j.op), j.attempts + 1,
                 probe ? "; let through to test whether Exponea accepts the calls again" : "");
-    store_journal journal(store_, j.id, j.lease_owner, *clock_);
+    store_journal journal(store_, j.id, j.lease_owner, *clock_,
+                          {options_.lease, options_.call_margin});
     running_[j.id] = j.lease_owner;
     struct forget_run {
       std::map<std::int64_t, std::string>& running;
@@ -461,6 +498,16 @@ class dispatcher_impl final : public dispatcher {
     claims_failing_ = failed != nullptr;
   }
 
+  // One line when the cluster holds claims back, and one when it lets them go again.
+  void note_hold(const std::optional<std::string>& why) {
+    if (why && why != held_by_cluster_) {
+      log()->warn("not claiming jobs: {}", *why);
+    } else if (!why && held_by_cluster_) {
+      log()->info("claiming jobs again: {} no longer holds", *held_by_cluster_);
+    }
+    held_by_cluster_ = why;
+  }
+
   // Feeds the outcome to the gate and says what changed.
   void note_gate(const policy_row& row, bool probe, time_point now, const flow_outcome& outcome) {
     if (outcome.result == kind::retry && outcome.reason == exponea::retry_reason::rate_limited) {
@@ -468,9 +515,18 @@ class dispatcher_impl final : public dispatcher {
       return;
     }
     const auto before = gate_.holding();
+    const auto breaker_before = gate_.breaker_open_for();
     const bool opened = gate_.record(row, probe, now, outcome.value, outcome.message);
     const auto after = gate_.holding();
+    const auto breaker_after = gate_.breaker_open_for();
     publish();
+    if (options_.share_breaker) {
+      if (breaker_after && (!breaker_before || probe)) {
+        options_.share_breaker(*breaker_after, after.value_or(""));
+      } else if (breaker_before && !breaker_after) {
+        options_.share_breaker(std::chrono::milliseconds(0), "");
+      }
+    }
     if (opened) {
       log()->info("dispatch resumes: {}", before.value_or("the gate opened"));
       wake_all();
@@ -489,7 +545,8 @@ class dispatcher_impl final : public dispatcher {
 
   asio::strand<asio::any_io_executor> strand_;
   async_store& store_;
-  bool claims_failing_ = false;  // on the strand
+  bool claims_failing_ = false;                 // on the strand
+  std::optional<std::string> held_by_cluster_;  // on the strand
   exponea::api& api_;
   std::shared_ptr<clock> clock_;
   dispatcher_options options_;

@@ -25,6 +25,6 @@ inline constexpr const char* job_columns =
     "received_at_ms, updated_at_ms, subject, state, attempts, next_attempt_at_ms, lease_owner, "
     "lease_expires_at_ms, outcome, outcome_message, reported, report_error, report_attempts, "
     "subject_form, opt_out, right_id, right_name, right_type, subject_id_name, "
-    "file_link_expires_at_ms, report_next_at_ms, report_gave_up";
+    "file_link_expires_at_ms, report_next_at_ms, report_gave_up, worker";
 
 }  // namespace dsr::detail

@@ -156,6 +156,9 @@ boost::asio::awaitable<std::optional<flow_outcome>> track_once(const job& j,
   e.timestamp =
       std::chrono::duration_cast<std::chrono::seconds>(time.now().time_since_epoch()).count();
   e.properties = event_properties(j, s);
+  if (auto r = co_await log.before_call(); !r) {
+    co_return interrupted(r.error());
+  }
   auto tracked = co_await api.track(customer_ids(j, s), std::move(e), exponea::auth::token);
   if (!tracked) {
     co_return from_error(tracked.error(), fmt::format("Bloomreach track {}", s.event_type));
@@ -173,6 +176,9 @@ boost::asio::awaitable<std::optional<flow_outcome>> anonymize_journaled(exponea:
                                                                         const nlohmann::json& ids,
                                                                         std::string_view doing) {
   if (auto r = co_await log.record(step_kind::anonymize, "started"); !r) {
+    co_return interrupted(r.error());
+  }
+  if (auto r = co_await log.before_call(); !r) {
     co_return interrupted(r.error());
   }
   auto anonymized = co_await api.anonymize(ids);
@@ -389,6 +395,9 @@ boost::asio::awaitable<flow_outcome> run_opt_out(const job& j, exponea::api& api
     e.type = "consent";
     e.timestamp = *timestamp;
     e.properties = {{"action", "reject"}, {"category", c}, {"valid_until", "unlimited"}};
+    if (auto r = co_await log.before_call(); !r) {
+      co_return interrupted(r.error());
+    }
     auto tracked = co_await api.track(ids, std::move(e), exponea::auth::basic);
     if (!tracked) {
       co_return from_error(tracked.error(), fmt::format("Bloomreach consent reject {}", c));

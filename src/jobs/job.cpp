@@ -190,6 +190,7 @@ nlohmann::json job_view(const job& j, deadline_policy d, time_point now) {
        j.request_type.empty() ? nlohmann::json(nullptr) : nlohmann::json(j.request_type)},
       {"state", to_string(j.state)},
       {"attempts", j.attempts},
+      {"worker", j.worker.empty() ? nlohmann::json(nullptr) : nlohmann::json(j.worker)},
       {"createdAt", j.created_at ? nlohmann::json(format_rfc3339(*j.created_at)) : nullptr},
       {"receivedAt", format_rfc3339(j.received_at)},
       {"updatedAt", format_rfc3339(j.updated_at)},

@@ -77,6 +77,10 @@ class domain_store final : public job_store {
     return engine_->release(job_id, owner, next, now);
   }
 
+  result<std::vector<job>> claim_reports(time_point now, std::size_t limit,
+                                         std::chrono::milliseconds claim_for) override {
+    return open_all(engine_->claim_reports(now, limit, claim_for));
+  }
   result<std::vector<job>> due_reports(time_point now, std::size_t limit) override {
     return open_all(engine_->due_reports(now, limit));
   }
@@ -143,12 +147,33 @@ class domain_store final : public job_store {
   result<std::size_t> purge_finished(time_point before) override {
     return engine_->purge_finished(before);
   }
-  result<void> put_export_chunk(std::int64_t job_id, std::uint32_t index,
+  result<void> put_export_chunk(std::int64_t job_id, std::string_view owner, std::uint32_t index,
                                 std::string_view bytes) override {
-    return engine_->put_export_chunk(job_id, index, bytes);
+    return engine_->put_export_chunk(job_id, owner, index, bytes);
   }
-  result<void> finish_export(std::int64_t job_id, std::uint32_t chunks, time_point now) override {
-    return engine_->finish_export(job_id, chunks, now);
+  result<void> finish_export(std::int64_t job_id, std::string_view owner, std::uint32_t chunks,
+                             time_point now) override {
+    return engine_->finish_export(job_id, owner, chunks, now);
+  }
+  result<std::chrono::milliseconds> renew_lease(std::int64_t job_id, std::string_view owner,
+                                                time_point now,
+                                                std::chrono::milliseconds lease) override {
+    return engine_->renew_lease(job_id, owner, now, lease);
+  }
+  result<cluster_view> heartbeat(const worker_beat& beat) override {
+    return engine_->heartbeat(beat);
+  }
+  result<call_turn> take_turn(std::chrono::microseconds interval) override {
+    return engine_->take_turn(interval);
+  }
+  result<void> block_calls(std::chrono::milliseconds d) override { return engine_->block_calls(d); }
+  result<void> set_breaker(std::chrono::milliseconds d, std::string_view reason) override {
+    return engine_->set_breaker(d, reason);
+  }
+  result<bool> claim_periodic(std::string_view task, std::string_view owner,
+                              std::chrono::milliseconds period,
+                              std::chrono::milliseconds ttl) override {
+    return engine_->claim_periodic(task, owner, period, ttl);
   }
   result<std::optional<std::uint32_t>> export_chunks(std::int64_t job_id) override {
     return engine_->export_chunks(job_id);

@@ -36,7 +36,8 @@ result<std::string> export_pieces::next() {
 }
 
 boost::asio::awaitable<result<void>> keep_export(async_store& store, std::filesystem::path file,
-                                                 std::int64_t job_id, time_point now) {
+                                                 std::int64_t job_id, std::string owner,
+                                                 time_point now) {
   export_pieces in(file);
   std::uint32_t pieces = 0;
   for (;;) {
@@ -47,12 +48,12 @@ boost::asio::awaitable<result<void>> keep_export(async_store& store, std::filesy
     if (piece->empty()) {
       break;
     }
-    if (auto r = co_await store.put_export_chunk(job_id, pieces, std::move(*piece)); !r) {
+    if (auto r = co_await store.put_export_chunk(job_id, owner, pieces, std::move(*piece)); !r) {
       co_return r.error();
     }
     ++pieces;
   }
-  co_return co_await store.finish_export(job_id, pieces, now);
+  co_return co_await store.finish_export(job_id, owner, pieces, now);
 }
 
 boost::asio::awaitable<result<std::filesystem::path>> fetch_export(async_store& store,

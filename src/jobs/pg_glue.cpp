@@ -2,6 +2,10 @@
 
 #include "dsr/jobs/pg_glue.hpp"
 
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <cerrno>
 #include <cstdlib>
 
 namespace dsr::pg {
@@ -135,10 +139,50 @@ std::string rows::message() const {
   return s == nullptr ? std::string() : std::string(s);
 }
 
-rows exec(PGconn* c, const char* sql, const params& p) {
+rows exec(PGconn* c, const char* sql, const params& p, std::chrono::milliseconds timeout) {
   const auto values = p.pointers();
-  return rows(PQexecParams(c, sql, p.size(), nullptr, values.data(), p.lengths().data(),
-                           p.formats().data(), 0));
+  if (timeout.count() <= 0) {
+    return rows(PQexecParams(c, sql, p.size(), nullptr, values.data(), p.lengths().data(),
+                             p.formats().data(), 0));
+  }
+  // A blocking connection flushes the whole statement before PQsendQueryParams returns.
+  if (PQsendQueryParams(c, sql, p.size(), nullptr, values.data(), p.lengths().data(),
+                        p.formats().data(), 0) == 0) {
+    return rows(nullptr);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  PGresult* last = nullptr;
+  for (;;) {
+    while (PQisBusy(c) != 0) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      pollfd fd{PQsocket(c), POLLIN, 0};
+      const int ready = left.count() > 0 ? ::poll(&fd, 1, static_cast<int>(left.count())) : 0;
+      if (ready == 0) {
+        // No answer in time: the connection is abandoned (the server ends its session, and rolls
+        // back any transaction, when it notices), and libpq reports it broken.
+        ::shutdown(PQsocket(c), SHUT_RDWR);
+      }
+      if (ready < 0 && errno == EINTR) {
+        continue;
+      }
+      if (PQconsumeInput(c) == 0) {
+        break;
+      }
+    }
+    PGresult* r = PQgetResult(c);
+    if (r == nullptr) {
+      break;
+    }
+    if (last != nullptr) {
+      PQclear(last);
+    }
+    last = r;
+    if (PQstatus(c) == CONNECTION_BAD) {
+      break;
+    }
+  }
+  return rows(last);
 }
 
 }  // namespace dsr::pg

@@ -1,5 +1,6 @@
-// The PostgreSQL engine's writes (postgres_engine.hpp): intake, claims, the journal, release,
-// leases and operator actions, and the connection glue every statement goes through.
+// The PostgreSQL engine's writes (postgres_engine.hpp): intake and operator actions, and the
+// connection glue every statement goes through. Claims, the journal and leases are in
+// postgres_leases.cpp.
 
 #include "postgres_engine.hpp"
 
@@ -13,14 +14,6 @@
 #include <vector>
 
 namespace dsr::detail {
-
-namespace {
-
-// The next journal line's number, for a job whose id is $1.
-constexpr const char* next_seq =
-    "(SELECT COALESCE(MAX(seq), 0) + 1 FROM job_steps WHERE job_id = $1)";
-
-}  // namespace
 
 // A batch is committed at once. Usually one round trip whatever its size: one INSERT of every new
 // job with its first journal lines, its own transaction; the jobs it refused (repeats) are then
@@ -205,118 +198,6 @@ result<std::vector<insert_outcome>> postgres_engine::insert_in_order(
   return outcomes;
 }
 
-// SKIP LOCKED: daemons claiming at once take different jobs instead of waiting for each other.
-result<std::optional<stored_job>> postgres_engine::claim_next(std::string_view owner,
-                                                              time_point now,
-                                                              std::chrono::milliseconds lease) {
-  const auto sql = fmt::format(
-      "UPDATE jobs SET state = 'running', lease_owner = $1, lease_expires_at_ms = $2, "
-      "updated_at_ms = $3 WHERE id = (SELECT id FROM jobs WHERE state IN ('queued', "
-      "'retrying') AND next_attempt_at_ms <= $3 ORDER BY next_attempt_at_ms, id LIMIT 1 FOR "
-      "UPDATE SKIP LOCKED) RETURNING {}",
-      job_columns);
-  auto r = query(sql.c_str(), "claiming a job",
-                 pg::params().text(owner).integer(ms(now + lease)).integer(ms(now)));
-  if (!r) {
-    return r.error();
-  }
-  if (r->count() == 0) {
-    return std::optional<stored_job>{};
-  }
-  std::vector<stored_job> one = read_jobs(*r);
-  if (auto h = load_history(one); !h) {
-    return h.error();
-  }
-  return std::optional<stored_job>{std::move(one.front())};
-}
-
-// The row lock taken on the job orders this line after any takeover of its lease.
-result<void> postgres_engine::append_step(std::int64_t job_id, std::string_view owner,
-                                          const job_step& s) {
-  const auto sql = fmt::format(
-      "WITH held AS (SELECT id FROM jobs WHERE id = $1 AND state = 'running' AND lease_owner = "
-      "$2 FOR UPDATE) INSERT INTO job_steps (job_id, seq, at_ms, step, result) SELECT id, {}, "
-      "$3, $4, $5 FROM held",
-      next_seq);
-  auto r = query(sql.c_str(), "journaling a step",
-                 pg::params()
-                     .integer(job_id)
-                     .text(owner)
-                     .integer(ms(s.at))
-                     .text(to_string(s.step))
-                     .text(s.result));
-  if (!r) {
-    return r.error();
-  }
-  if (r->affected() == 0) {
-    return lease_lost(job_id, owner);
-  }
-  return {};
-}
-
-result<void> postgres_engine::release(std::int64_t job_id, std::string_view owner,
-                                      const job_release& next, time_point now) {
-  const auto sql = fmt::format(
-      "UPDATE jobs SET state = $1, attempts = $2, next_attempt_at_ms = $3, outcome = CASE WHEN "
-      "$4::text = '' THEN outcome ELSE $4 END, outcome_message = CASE WHEN $5::text = '' THEN "
-      "outcome_message ELSE $5 END, updated_at_ms = $6, lease_owner = NULL, lease_expires_at_ms "
-      "= NULL, report_next_at_ms = CASE WHEN $1::text IN {} THEN $6::bigint ELSE NULL END, opt_out "
-      "= CASE WHEN $8::bigint < 0 THEN opt_out ELSE $8 = 1 END WHERE id = $7 AND state = "
-      "'running' AND "
-      "lease_owner = $9",
-      finished_states);
-  const std::int64_t opt_out =
-      next.op ? std::int64_t{*next.op == operation::opt_out ? 1 : 0} : std::int64_t{-1};
-  auto r = query(sql.c_str(), "releasing a job",
-                 pg::params()
-                     .text(to_string(next.state))
-                     .integer(next.attempts)
-                     .integer(ms(next.next_attempt_at))
-                     .text(to_string(next.outcome))
-                     .text(next.outcome_message)
-                     .integer(ms(now))
-                     .integer(job_id)
-                     .integer(opt_out)
-                     .text(owner));
-  if (!r) {
-    return r.error();
-  }
-  if (r->affected() == 0) {
-    return lease_lost(job_id, owner);
-  }
-  return {};
-}
-
-result<std::size_t> postgres_engine::expire_leases(time_point now) {
-  auto r = query(
-      "UPDATE jobs SET state = CASE WHEN attempts > 0 THEN 'retrying' ELSE 'queued' END, "
-      "lease_owner = NULL, lease_expires_at_ms = NULL WHERE state = 'running' AND "
-      "lease_expires_at_ms < $1",
-      "expiring leases", pg::params().integer(ms(now)));
-  if (!r) {
-    return r.error();
-  }
-  return static_cast<std::size_t>(r->affected());
-}
-
-result<std::size_t> postgres_engine::renew_leases(std::span<const std::string> owners,
-                                                  time_point now, std::chrono::milliseconds lease) {
-  if (owners.empty()) {
-    return std::size_t{0};
-  }
-  auto r = query(
-      "UPDATE jobs SET lease_expires_at_ms = $2 WHERE state = 'running' AND lease_owner = "
-      "ANY($1::text[])",
-      "renewing leases",
-      pg::params()
-          .text_array(std::vector<std::string>(owners.begin(), owners.end()))
-          .integer(ms(now + lease)));
-  if (!r) {
-    return r.error();
-  }
-  return static_cast<std::size_t>(r->affected());
-}
-
 // One statement: the guarded change and its journal line commit together or not at all.
 result<bool> postgres_engine::apply(const operator_change& c, time_point now) {
   const char* change = nullptr;
@@ -361,12 +242,14 @@ result<bool> postgres_engine::apply(const operator_change& c, time_point now) {
 }
 
 result<void> postgres_engine::connect() {
-  std::vector<const char*> keys{"connect_timeout", "application_name",    "keepalives",
-                                "keepalives_idle", "keepalives_interval", "keepalives_count",
-                                "dbname"};
+  // A cut network shows as an error within tcp_user_timeout (data unacknowledged) or the
+  // keepalives (an idle connection), not as a call that never returns.
+  std::vector<const char*> keys{
+      "connect_timeout",     "application_name", "keepalives",       "keepalives_idle",
+      "keepalives_interval", "keepalives_count", "tcp_user_timeout", "dbname"};
   const auto timeout = std::to_string(options_.connect_timeout.count());
-  std::vector<const char*> values{timeout.c_str(),     "dsr-connector", "1", "30", "10", "3",
-                                  options_.url.c_str()};
+  std::vector<const char*> values{timeout.c_str(), "dsr-connector",     "1", "10", "5", "3",
+                                  "15000",         options_.url.c_str()};
   if (!options_.password.empty()) {
     keys.push_back("password");
     values.push_back(options_.password.c_str());
@@ -397,12 +280,12 @@ result<pg::rows> postgres_engine::query(const char* sql, std::string_view doing,
     }
   }
   const bool idle = PQtransactionStatus(conn_.get()) == PQTRANS_IDLE;
-  pg::rows r = pg::exec(conn_.get(), sql, p);
+  pg::rows r = pg::exec(conn_.get(), sql, p, options_.query_timeout);
   if (!r.ok() && may_repeat && idle && PQstatus(conn_.get()) != CONNECTION_OK) {
     if (auto c = connect(); !c) {
       return c.error();
     }
-    r = pg::exec(conn_.get(), sql, p);
+    r = pg::exec(conn_.get(), sql, p, options_.query_timeout);
   }
   if (r.ok()) {
     return r;

@@ -31,6 +31,14 @@
 
 namespace dsr::detail {
 
+// The database's clock in milliseconds since the epoch: what leases and the cluster's shared state
+// are judged by, whatever the daemons' clocks say.
+inline constexpr const char* db_now = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
+
+// The next journal line's number, for a job whose id is $1.
+inline constexpr const char* next_seq =
+    "(SELECT COALESCE(MAX(seq), 0) + 1 FROM job_steps WHERE job_id = $1)";
+
 class postgres_engine final : public store_engine {
  public:
   // `o.url` is shown in error messages without its password or other options.
@@ -51,9 +59,20 @@ class postgres_engine final : public store_engine {
   result<void> release(std::int64_t job_id, std::string_view owner, const job_release& next,
                        time_point now) override;
   result<std::size_t> expire_leases(time_point now) override;
+  // A lease's "now": NULL (the database's clock, options_.database_clock) or the caller's.
+  pg::params& lease_clock(pg::params& p, time_point now) const;
+  result<cluster_view> heartbeat(const worker_beat& beat) override;
+  result<call_turn> take_turn(std::chrono::microseconds interval) override;
+  result<void> block_calls(std::chrono::milliseconds d) override;
+  result<void> set_breaker(std::chrono::milliseconds d, std::string_view reason) override;
+  result<bool> claim_periodic(std::string_view task, std::string_view owner,
+                              std::chrono::milliseconds period,
+                              std::chrono::milliseconds ttl) override;
   result<std::size_t> renew_leases(std::span<const std::string> owners, time_point now,
                                    std::chrono::milliseconds lease) override;
   result<std::vector<stored_job>> due_reports(time_point now, std::size_t limit) override;
+  result<std::vector<stored_job>> claim_reports(time_point now, std::size_t limit,
+                                                std::chrono::milliseconds claim_for) override;
   result<void> record_report(std::int64_t job_id, const report_update& u, time_point now) override;
   result<std::optional<forgettable_subject>> subject_to_forget(std::int64_t job_id) override;
   result<void> replace_subject(std::int64_t job_id, const stored_subject& s) override;
@@ -70,9 +89,13 @@ class postgres_engine final : public store_engine {
                                       time_point now) override;
   result<std::vector<std::int64_t>> file_links(time_point now, bool expired) override;
   result<std::size_t> purge_finished(time_point before) override;
-  result<void> put_export_chunk(std::int64_t job_id, std::uint32_t index,
+  result<void> put_export_chunk(std::int64_t job_id, std::string_view owner, std::uint32_t index,
                                 std::string_view bytes) override;
-  result<void> finish_export(std::int64_t job_id, std::uint32_t chunks, time_point now) override;
+  result<void> finish_export(std::int64_t job_id, std::string_view owner, std::uint32_t chunks,
+                             time_point now) override;
+  result<std::chrono::milliseconds> renew_lease(std::int64_t job_id, std::string_view owner,
+                                                time_point now,
+                                                std::chrono::milliseconds lease) override;
   result<std::optional<std::uint32_t>> export_chunks(std::int64_t job_id) override;
   result<std::string> export_chunk(std::int64_t job_id, std::uint32_t index) override;
   result<std::size_t> delete_exports(std::span<const std::int64_t> job_ids) override;

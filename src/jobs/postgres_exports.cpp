@@ -10,25 +10,56 @@
 
 namespace dsr::detail {
 
-result<void> postgres_engine::put_export_chunk(std::int64_t job_id, std::uint32_t index,
-                                               std::string_view bytes) {
-  return run(
-      "WITH hide AS (DELETE FROM exports WHERE job_id = $1::bigint AND $2::integer = 0) "
-      "INSERT INTO export_chunks (job_id, idx, data) VALUES ($1::bigint, $2::integer, $3) "
-      "ON CONFLICT (job_id, idx) DO UPDATE SET data = EXCLUDED.data",
-      "storing a piece of an export",
-      pg::params().integer(job_id).integer(static_cast<std::int64_t>(index)).bytes(bytes));
+namespace {
+
+// The job, locked, when `owner` ($n) holds its lease or is "" (store migrate): every statement
+// below writes only through it, so that a daemon whose lease was taken over writes nothing.
+std::string held_by(int n) {
+  return fmt::format(
+      "held AS (SELECT id FROM jobs WHERE id = $1::bigint AND (${0}::text = '' OR (state = "
+      "'running' AND lease_owner = ${0}::text)) FOR UPDATE)",
+      n);
 }
 
-result<void> postgres_engine::finish_export(std::int64_t job_id, std::uint32_t chunks,
-                                            time_point now) {
-  return run(
-      "WITH trim AS (DELETE FROM export_chunks WHERE job_id = $1::bigint AND idx >= $2::integer) "
-      "INSERT INTO exports (job_id, chunks, finished_at_ms) VALUES ($1::bigint, $2::integer, "
-      "$3::bigint) ON CONFLICT (job_id) DO UPDATE SET chunks = EXCLUDED.chunks, finished_at_ms = "
-      "EXCLUDED.finished_at_ms",
-      "finishing an export",
-      pg::params().integer(job_id).integer(static_cast<std::int64_t>(chunks)).integer(ms(now)));
+}  // namespace
+
+result<void> postgres_engine::put_export_chunk(std::int64_t job_id, std::string_view owner,
+                                               std::uint32_t index, std::string_view bytes) {
+  const auto sql = fmt::format(
+      "WITH {}, hide AS (DELETE FROM exports WHERE job_id IN (SELECT id FROM held) AND "
+      "$2::integer = 0) INSERT INTO export_chunks (job_id, idx, data) SELECT id, $2::integer, $3 "
+      "FROM held ON CONFLICT (job_id, idx) DO UPDATE SET data = EXCLUDED.data",
+      held_by(4));
+  auto r = query(sql.c_str(), "storing a piece of an export",
+                 pg::params()
+                     .integer(job_id)
+                     .integer(static_cast<std::int64_t>(index))
+                     .bytes(bytes)
+                     .text(owner));
+  if (!r) {
+    return r.error();
+  }
+  return r->affected() == 0 ? result<void>{lease_lost(job_id, owner)} : result<void>{};
+}
+
+result<void> postgres_engine::finish_export(std::int64_t job_id, std::string_view owner,
+                                            std::uint32_t chunks, time_point now) {
+  const auto sql = fmt::format(
+      "WITH {}, trim AS (DELETE FROM export_chunks WHERE job_id IN (SELECT id FROM held) AND idx "
+      ">= $2::integer) INSERT INTO exports (job_id, chunks, finished_at_ms) SELECT id, "
+      "$2::integer, $3::bigint FROM held ON CONFLICT (job_id) DO UPDATE SET chunks = "
+      "EXCLUDED.chunks, finished_at_ms = EXCLUDED.finished_at_ms",
+      held_by(4));
+  auto r = query(sql.c_str(), "finishing an export",
+                 pg::params()
+                     .integer(job_id)
+                     .integer(static_cast<std::int64_t>(chunks))
+                     .integer(ms(now))
+                     .text(owner));
+  if (!r) {
+    return r.error();
+  }
+  return r->affected() == 0 ? result<void>{lease_lost(job_id, owner)} : result<void>{};
 }
 
 result<std::optional<std::uint32_t>> postgres_engine::export_chunks(std::int64_t job_id) {

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <map>
 #include <string>
 #include <vector>
@@ -60,6 +61,36 @@ result<std::vector<stored_job>> postgres_engine::due_reports(time_point now, std
     return r.error();
   }
   return read_jobs(*r);
+}
+
+// SKIP LOCKED: daemons claiming at once take different reports.
+result<std::vector<stored_job>> postgres_engine::claim_reports(
+    time_point now, std::size_t limit, std::chrono::milliseconds claim_for) {
+  const auto sql = fmt::format(
+      "WITH due AS (SELECT id AS due_id, report_next_at_ms AS was FROM jobs WHERE NOT reported AND "
+      "NOT report_gave_up AND report_next_at_ms <= $1 ORDER BY report_next_at_ms LIMIT $2 FOR "
+      "UPDATE SKIP LOCKED) UPDATE jobs SET report_next_at_ms = $3 FROM due WHERE jobs.id = "
+      "due.due_id RETURNING {}, due.was",
+      job_columns);
+  auto r = query(sql.c_str(), "claiming due reports",
+                 pg::params()
+                     .integer(ms(now))
+                     .integer(static_cast<std::int64_t>(limit))
+                     .integer(ms(now + claim_for)));
+  if (!r) {
+    return r.error();
+  }
+  auto out = read_jobs(*r);
+  std::vector<std::pair<std::int64_t, std::size_t>> order;
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    order.emplace_back(r->integer(static_cast<int>(i), 31), i);
+  }
+  std::sort(order.begin(), order.end());
+  std::vector<stored_job> sorted;
+  for (const auto& [was, i] : order) {
+    sorted.push_back(std::move(out[i]));
+  }
+  return sorted;
 }
 
 result<void> postgres_engine::record_report(std::int64_t job_id, const report_update& u,
@@ -275,6 +306,7 @@ std::vector<stored_job> postgres_engine::read_jobs(const pg::rows& r) {
       row.report_next_at = from_ms(*v);
     }
     row.report_gave_up = r.boolean(i, 29);
+    j.worker = r.text(i, 30);
     out.push_back(std::move(row));
   }
   return out;

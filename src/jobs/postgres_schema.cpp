@@ -17,7 +17,7 @@ using detail::postgres_engine;
 
 // Each entry moves the schema from version i to i + 1. Never edit an entry that has shipped;
 // append a new one. Times are milliseconds since the epoch, as in the SQLite engine.
-constexpr std::array<const char*, 2> migrations{
+constexpr std::array<const char*, 3> migrations{
     R"sql(
 CREATE TABLE jobs (
   id bigserial PRIMARY KEY,
@@ -84,6 +84,33 @@ CREATE TABLE export_chunks (
   PRIMARY KEY (job_id, idx)
 );
 )sql",
+    // 3: several daemons on one database (docs/contract.md §8): who last ran each job, the live
+    // daemons, the shared rate limit and circuit breaker, and the periodic tasks' runs. Times in
+    // these tables are the database's (clock_timestamp()), never a daemon's.
+    R"sql(
+ALTER TABLE jobs ADD COLUMN worker text NOT NULL DEFAULT '';
+CREATE TABLE workers (
+  owner text PRIMARY KEY,
+  name text NOT NULL,
+  version text NOT NULL,
+  started_at_ms bigint NOT NULL,
+  seen_at_ms bigint NOT NULL
+);
+CREATE TABLE call_limits (
+  name text PRIMARY KEY,
+  tat_us bigint NOT NULL DEFAULT 0,
+  blocked_until_ms bigint NOT NULL DEFAULT 0,
+  breaker_until_ms bigint NOT NULL DEFAULT 0,
+  breaker_reason text NOT NULL DEFAULT ''
+);
+INSERT INTO call_limits (name) VALUES ('exponea');
+CREATE TABLE periodic_tasks (
+  task text PRIMARY KEY,
+  owner text NOT NULL DEFAULT '',
+  held_until_ms bigint NOT NULL DEFAULT 0,
+  last_run_at_ms bigint NOT NULL DEFAULT 0
+);
+)sql",
 };
 
 // Taken with pg_advisory_xact_lock around a migration: released by COMMIT or ROLLBACK, never
@@ -117,6 +144,10 @@ std::string describe(const std::string& url) {
 }
 
 }  // namespace
+
+std::int64_t postgres_schema_version() {
+  return static_cast<std::int64_t>(migrations.size());
+}
 
 namespace detail {
 

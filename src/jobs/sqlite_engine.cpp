@@ -59,7 +59,7 @@ result<std::optional<stored_job>> sqlite_engine::claim_next(std::string_view own
   std::optional<std::int64_t> id;
   {
     use q(stmts_->claim);
-    q.bind(1, owner).bind(2, ms(now + lease)).bind(3, ms(now));
+    q.bind(1, owner).bind(2, ms(now + lease)).bind(3, ms(now)).bind(4, worker_of(owner));
     const int rc = q.step();
     if (rc == SQLITE_ROW) {
       id = q.integer(0);
@@ -195,6 +195,17 @@ result<std::size_t> sqlite_engine::renew_leases(std::span<const std::string> own
     return r.error();
   }
   return renewed;
+}
+
+// One daemon holds an SQLite store: its leases outlast any run and are only expired at its next
+// start, so a renewal checks the lease and leaves it as it is.
+result<std::chrono::milliseconds> sqlite_engine::renew_lease(std::int64_t job_id,
+                                                             std::string_view owner, time_point,
+                                                             std::chrono::milliseconds lease) {
+  if (auto r = check_lease(job_id, owner); !r) {
+    return r.error();
+  }
+  return lease;
 }
 
 result<void> sqlite_engine::probe_write(time_point now) {

@@ -50,6 +50,8 @@ class sqlite_engine final : public store_engine {
   result<void> release(std::int64_t job_id, std::string_view owner, const job_release& next,
                        time_point now) override;
   result<std::vector<stored_job>> due_reports(time_point now, std::size_t limit) override;
+  result<std::vector<stored_job>> claim_reports(time_point now, std::size_t limit,
+                                                std::chrono::milliseconds claim_for) override;
   result<void> record_report(std::int64_t job_id, const report_update& u, time_point now) override;
   result<std::optional<dsr::forgettable_subject>> subject_to_forget(std::int64_t job_id) override;
   result<void> replace_subject(std::int64_t job_id, const stored_subject& s) override;
@@ -67,9 +69,13 @@ class sqlite_engine final : public store_engine {
   void abort_import() override;
   result<void> set_max_size(std::uint64_t bytes) override;
   result<std::size_t> purge_finished(time_point before) override;
-  result<void> put_export_chunk(std::int64_t job_id, std::uint32_t index,
+  result<void> put_export_chunk(std::int64_t job_id, std::string_view owner, std::uint32_t index,
                                 std::string_view bytes) override;
-  result<void> finish_export(std::int64_t job_id, std::uint32_t chunks, time_point now) override;
+  result<void> finish_export(std::int64_t job_id, std::string_view owner, std::uint32_t chunks,
+                             time_point now) override;
+  result<std::chrono::milliseconds> renew_lease(std::int64_t job_id, std::string_view owner,
+                                                time_point now,
+                                                std::chrono::milliseconds lease) override;
   result<std::optional<std::uint32_t>> export_chunks(std::int64_t job_id) override;
   result<std::string> export_chunk(std::int64_t job_id, std::uint32_t index) override;
   result<std::size_t> delete_exports(std::span<const std::int64_t> job_ids) override;

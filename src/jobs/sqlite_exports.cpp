@@ -17,10 +17,14 @@ std::string json_ids(std::span<const std::int64_t> ids) {
 
 }  // namespace
 
-result<void> sqlite_engine::put_export_chunk(std::int64_t job_id, std::uint32_t index,
-                                             std::string_view bytes) {
+result<void> sqlite_engine::put_export_chunk(std::int64_t job_id, std::string_view owner,
+                                             std::uint32_t index, std::string_view bytes) {
   if (auto r = begin(); !r) {
     return r.error();
+  }
+  if (auto r = owner.empty() ? result<void>{} : check_lease(job_id, owner); !r) {
+    rollback();
+    return r;
   }
   if (index == 0) {
     const statement hide(db_, "DELETE FROM exports WHERE job_id = ?1");
@@ -47,10 +51,14 @@ result<void> sqlite_engine::put_export_chunk(std::int64_t job_id, std::uint32_t 
   return commit();
 }
 
-result<void> sqlite_engine::finish_export(std::int64_t job_id, std::uint32_t chunks,
-                                          time_point now) {
+result<void> sqlite_engine::finish_export(std::int64_t job_id, std::string_view owner,
+                                          std::uint32_t chunks, time_point now) {
   if (auto r = begin(); !r) {
     return r.error();
+  }
+  if (auto r = owner.empty() ? result<void>{} : check_lease(job_id, owner); !r) {
+    rollback();
+    return r;
   }
   {
     const statement trim(db_, "DELETE FROM export_chunks WHERE job_id = ?1 AND idx >= ?2");

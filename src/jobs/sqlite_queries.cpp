@@ -63,6 +63,33 @@ result<std::vector<stored_job>> sqlite_engine::due_reports(time_point now, std::
   return out;
 }
 
+// One daemon reports from an SQLite store; the claim keeps the engines to one contract.
+result<std::vector<stored_job>> sqlite_engine::claim_reports(time_point now, std::size_t limit,
+                                                             std::chrono::milliseconds claim_for) {
+  if (auto r = begin(); !r) {
+    return r.error();
+  }
+  auto due = due_reports(now, limit);
+  if (!due) {
+    rollback();
+    return due.error();
+  }
+  const statement claim(db_, "UPDATE jobs SET report_next_at_ms = ?2 WHERE id = ?1");
+  for (const auto& s : *due) {
+    use q(claim);
+    q.bind(1, s.j.id).bind(2, ms(now + claim_for));
+    if (q.step() != SQLITE_DONE) {
+      auto e = error("claiming due reports");
+      rollback();
+      return e;
+    }
+  }
+  if (auto r = commit(); !r) {
+    return r.error();
+  }
+  return due;
+}
+
 result<void> sqlite_engine::record_report(std::int64_t job_id, const report_update& u,
                                           time_point now) {
   use q(stmts_->record_report);
@@ -271,6 +298,7 @@ stored_job sqlite_engine::read_job(const use& q) const {
     row.report_next_at = from_ms(q.integer(28));
   }
   row.report_gave_up = q.integer(29) != 0;
+  j.worker = q.text(30);
   return row;
 }
 

@@ -19,7 +19,7 @@ using sqlite::query_text;
 
 // Each entry moves the schema from version i to i + 1. Never edit an entry that has shipped;
 // append a new one.
-constexpr std::array<const char*, 5> migrations{
+constexpr std::array<const char*, 6> migrations{
     R"sql(
 CREATE TABLE jobs (
   id INTEGER PRIMARY KEY,
@@ -97,9 +97,17 @@ CREATE TABLE export_chunks (
   PRIMARY KEY (job_id, idx)
 ) WITHOUT ROWID;
 )sql",
+    // v6: the daemon that last ran each job (the job view's "worker", [jobs] worker_name).
+    R"sql(
+ALTER TABLE jobs ADD COLUMN worker TEXT NOT NULL DEFAULT '';
+)sql",
 };
 
 }  // namespace
+
+std::int64_t sqlite_schema_version() {
+  return static_cast<std::int64_t>(migrations.size());
+}
 
 detail::sqlite_engine::statements::statements(sqlite3* db)
     : begin(db, "BEGIN IMMEDIATE"),
@@ -143,7 +151,8 @@ detail::sqlite_engine::statements::statements(sqlite3* db)
                    "'retrying')"),
       claim(db,
             "UPDATE jobs SET state = 'running', lease_owner = ?1, lease_expires_at_ms = ?2, "
-            "updated_at_ms = ?3 WHERE id = (SELECT id FROM jobs WHERE state IN ('queued', "
+            "updated_at_ms = ?3, worker = ?4 WHERE id = (SELECT id FROM jobs WHERE state IN "
+            "('queued', "
             "'retrying') AND next_attempt_at_ms <= ?3 ORDER BY next_attempt_at_ms, id LIMIT "
             "1) RETURNING id"),
       lease_of(db, "SELECT lease_owner FROM jobs WHERE id = ?1 AND state = 'running'"),

@@ -17,6 +17,7 @@
 #include <boost/url/encode.hpp>
 #include <boost/url/rfc/unreserved_chars.hpp>
 
+#include <algorithm>
 #include <mutex>
 #include <random>
 
@@ -114,10 +115,16 @@ class reporter_impl final : public reporter {
         continue;
       }
       const bool probing = pause_.has_value();
-      // g++ 12: a temporary built inside a co_await expression can be destroyed twice; every
-      // argument of a co_await'ed call is a named object moved in.
-      const std::size_t batch = probing ? 1 : 16;
-      auto due = co_await store_.due_reports(now, batch);
+      co_await keep_pace();
+      if (stopping_) {
+        break;
+      }
+      now = clock_->now();
+      // One report at a time, claimed just before it is sent (due again after report_claim
+      // unless recorded first), so that two daemons never send one report at once and a stop or
+      // a pause leaves no report claimed. g++ 12: a temporary built inside a co_await expression
+      // can be destroyed twice; every argument of a co_await'ed call is a named object.
+      auto due = co_await store_.claim_reports(now, 1, options_.report_claim);
       if (!due) {
         log()->error("cannot read the outbox: {}", due.error().detail);
       }
@@ -128,14 +135,9 @@ class reporter_impl final : public reporter {
         co_await sleep(options_.poll_interval);
         continue;
       }
-      for (const auto& j : *due) {
-        if (stopping_ || (pause_ && !probing)) {
-          break;
-        }
-        co_await keep_pace();
-        if (stopping_) {
-          break;
-        }
+      last_sent_ = std::chrono::steady_clock::now();
+      const job& j = due->front();
+      {
         const auto held = options_.hold ? options_.hold() : nullptr;
         // The boundary of one report: a bug while building or sending it stops that report
         // (reportError says why; `retry` sends it again), never the reporter.
@@ -166,7 +168,8 @@ class reporter_impl final : public reporter {
     }
   }
 
-  // No minute holds more than max_requests_per_minute reports.
+  // No minute holds more than max_requests_per_minute reports: waits out the gap after the last
+  // one sent (the loop marks each).
   asio::awaitable<void> keep_pace() {
     const auto gap = std::chrono::milliseconds(60000 / options_.max_requests_per_minute);
     const auto now = std::chrono::steady_clock::now();
@@ -174,7 +177,6 @@ class reporter_impl final : public reporter {
       co_await sleep(
           std::chrono::duration_cast<std::chrono::milliseconds>(*last_sent_ + gap - now));
     }
-    last_sent_ = std::chrono::steady_clock::now();
   }
 
   asio::awaitable<void> record(const job& j, report_update u) {

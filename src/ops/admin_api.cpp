@@ -217,6 +217,11 @@ void admin_api::ready(http::responder done) {
       reason = fmt::format("credential {} is not loaded", name(c));
     }
   }
+  if (reason.empty() && options_.cluster_problem) {
+    if (const auto why = options_.cluster_problem()) {
+      reason = *why;
+    }
+  }
   if (reason.empty() && options_.paused) {
     if (const auto why = options_.paused()) {
       reason = fmt::format("dispatch paused: {}; fix the value and reload (SIGHUP)", *why);
@@ -458,6 +463,8 @@ void admin_api::serve_metrics(http::responder done) {
   metrics::gauges g;
   g.now = options_.time->now();
   g.dispatch_paused = options_.paused && options_.paused().has_value();
+  g.workers = options_.workers ? options_.workers() : 1;
+  g.schema = options_.schema;
   spawn(send_metrics(g, std::move(done)));
 }
 

@@ -12,8 +12,8 @@
 namespace dsr::ops {
 namespace {
 
-constexpr std::array<const char*, 9> subsystems{"main",   "http", "intake",  "store", "admin",
-                                                "config", "jobs", "exponea", "mineos"};
+constexpr std::array<const char*, 10> subsystems{"main",   "http", "intake",  "store",  "admin",
+                                                 "config", "jobs", "exponea", "mineos", "cluster"};
 
 // One JSON object per line: {"time","level","logger","message"}. Invalid UTF-8 is replaced rather
 // than failing the line.

@@ -137,6 +137,11 @@ void metrics::report(std::string_view result) {
   reports_[{std::string(result)}] += 1;
 }
 
+void metrics::periodic_run(std::string_view task) {
+  const std::lock_guard lock(mutex_);
+  periodic_runs_[{std::string(task)}] += 1;
+}
+
 double metrics::quantile_bound(const histogram_family& f, const histogram& h, double q) {
   const double rank = q * static_cast<double>(h.count);
   std::uint64_t below = 0;
@@ -266,8 +271,18 @@ std::string metrics::render(const gauges& g) const {
          "1 while dispatch is paused because Exponea rejected a credential or permission.");
   out += fmt::format("dsr_dispatch_paused {}\n", g.dispatch_paused ? 1 : 0);
 
-  header(out, "dsr_build_info", "gauge", "The running version (always 1).");
-  out += fmt::format("dsr_build_info{{version=\"{}\"}} 1\n", escape(DSR_VERSION));
+  header(out, "dsr_periodic_runs_total", "counter",
+         "Runs of the periodic tasks this daemon made (one daemon at a time runs each).");
+  samples(out, "dsr_periodic_runs_total", {"task"}, periodic_runs_);
+
+  header(out, "dsr_workers", "gauge",
+         "Daemons alive on this job store (seen within lease_seconds); 1 with SQLite.");
+  out += fmt::format("dsr_workers {}\n", g.workers);
+
+  header(out, "dsr_build_info", "gauge",
+         "The running version and the store schema it expects (always 1).");
+  out += fmt::format("dsr_build_info{{version=\"{}\",schema=\"{}\"}} 1\n", escape(DSR_VERSION),
+                     g.schema);
   return out;
 }
 

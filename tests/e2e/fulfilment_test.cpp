@@ -1,5 +1,6 @@
 // Fulfilment end to end: the real dsr-connector against the real exponea-sim, over loopback.
 
+#include "dsr/jobs/store.hpp"
 #include "dsr/mineos/signature.hpp"
 #include "e2e/fulfilment_fixture.hpp"
 #include "support/e2e_config.hpp"
@@ -80,7 +81,12 @@ TEST_F(Fulfilment, MetricsMoveWithADeleteAndKeepTheExpositionFormat) {
   EXPECT_EQ(after.value(R"(dsr_jobs{state="queued"})"), 0);
   EXPECT_EQ(after.value("dsr_dispatch_paused"), 0);
   EXPECT_EQ(after.value("dsr_jobs_overdue"), 0);
-  EXPECT_EQ(after.value("dsr_build_info{version=\"" DSR_VERSION "\"}"), 1);
+  EXPECT_EQ(after.value(fmt::format("dsr_build_info{{version=\"{}\",schema=\"{}\"}}", DSR_VERSION,
+                                    sqlite_schema_version())),
+            1);
+  EXPECT_EQ(after.value("dsr_workers"), 1);
+  // The periodic tasks ran once at start-up, here (one daemon: no one else to run them).
+  EXPECT_EQ(after.value("dsr_periodic_runs_total{task=\"retention_purge\"}"), 1);
   // Prometheus's own linter, where Debian's prometheus package installed it.
   if (std::filesystem::exists("/usr/bin/promtool")) {
     const auto page = dir_.write("metrics.txt", request(daemon_->port(), "GET", "/metrics").body);

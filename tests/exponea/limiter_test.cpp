@@ -6,8 +6,11 @@
 #include <boost/asio/io_context.hpp>
 
 #include <algorithm>
+#include <deque>
+#include <optional>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace dsr::exponea {
@@ -173,6 +176,109 @@ TEST(Limiter, InteractiveCallsGoBeforeWaitingJobs) {
   ioc.run();
   EXPECT_EQ(order, (std::vector<std::string>{"job-1", "preview", "job-2", "job-3"}));
   EXPECT_GT(l.waited().count(), 0);
+}
+
+// Several daemons (docs/contract.md §8): the limiter's side of the shared rate limit, over a fake
+// store. Each call first takes a turn of the whole cluster, one pacing interval (1.08 / R) wide.
+struct fake_cluster {
+  std::vector<std::chrono::microseconds> asked;    // the interval of each turn taken
+  std::vector<std::chrono::milliseconds> blocks;   // Retry-Afters shared
+  std::deque<std::optional<shared_turn>> answers;  // nullopt: the store is away
+  std::size_t daemons = 2;
+
+  shared_limit hooks() {
+    shared_limit out;
+    out.take = [this](std::chrono::microseconds interval)
+        -> boost::asio::awaitable<std::optional<shared_turn>> {
+      asked.push_back(interval);
+      auto a = answers.empty() ? std::optional<shared_turn>(shared_turn{}) : answers.front();
+      if (!answers.empty()) {
+        answers.pop_front();
+      }
+      co_return a;
+    };
+    out.block = [this](std::chrono::milliseconds d) { blocks.push_back(d); };
+    out.daemons = [this] { return daemons; };
+    return out;
+  }
+};
+
+TEST(SharedLimiter, EveryCallTakesATurnOfTheClusterFirst) {
+  boost::asio::io_context ioc;
+  limiter l(ioc.get_executor(), 50);
+  fake_cluster c;
+  l.share(c.hooks());
+  std::vector<std::string> order;
+  for (const char* job : {"job-1", "job-2", "job-3"}) {
+    boost::asio::co_spawn(ioc, take_turn(l, priority::background, job, order),
+                          boost::asio::detached);
+  }
+  ioc.run();
+  EXPECT_EQ(order.size(), 3u);
+  ASSERT_EQ(c.asked.size(), 3u);
+  EXPECT_EQ(c.asked[0], std::chrono::microseconds(21600));  // 1.08 s / 50
+}
+
+// A Retry-After met by another daemon comes back as a blocked turn: the call waits it out here
+// (preview and isTest see it through blocked_for) and asks again.
+TEST(SharedLimiter, ABlockedTurnHoldsTheCallAndItAsksAgain) {
+  boost::asio::io_context ioc;
+  limiter l(ioc.get_executor(), 50);
+  fake_cluster c;
+  c.answers.push_back(shared_turn{0us, 30ms});
+  l.share(c.hooks());
+  std::vector<std::string> order;
+  boost::asio::co_spawn(ioc, take_turn(l, priority::background, "job", order),
+                        boost::asio::detached);
+  ioc.run_one();  // the turn is taken and found blocked
+  while (l.blocked_for().count() == 0 && ioc.run_one() > 0) {
+  }
+  EXPECT_GT(l.blocked_for().count(), 0);
+  ioc.run();
+  EXPECT_EQ(order, (std::vector<std::string>{"job"}));
+  EXPECT_EQ(c.asked.size(), 2u);
+  EXPECT_TRUE(c.blocks.empty());  // not this daemon's 429: nothing to share back
+}
+
+// A 429 met here is shared; one seen in the store is held here without sharing it again.
+TEST(SharedLimiter, A429MetHereIsSharedAndOneSeenInTheStoreIsOnlyHeld) {
+  boost::asio::io_context ioc;
+  limiter l(ioc.get_executor(), 50);
+  fake_cluster c;
+  l.share(c.hooks());
+  l.slow_down(3s);
+  ASSERT_EQ(c.blocks.size(), 1u);
+  EXPECT_EQ(c.blocks[0], 3s);
+  ioc.poll();
+  EXPECT_GT(l.blocked_for(), 2s);
+  limiter other(ioc.get_executor(), 50);
+  other.share(c.hooks());
+  other.hold(5s);
+  ioc.restart();
+  ioc.poll();
+  EXPECT_GT(other.blocked_for(), 4s);
+  EXPECT_EQ(c.blocks.size(), 1u);
+}
+
+// The store away: the call goes on this daemon's own pacing, at R divided by the daemons last
+// seen; the store back, at R again.
+TEST(SharedLimiter, WithTheStoreAwayItPacesAtItsShareOfTheRate) {
+  boost::asio::io_context ioc;
+  limiter l(ioc.get_executor(), 20);
+  fake_cluster c;
+  c.answers = {std::nullopt};
+  l.share(c.hooks());
+  std::vector<std::string> order;
+  boost::asio::co_spawn(ioc, take_turn(l, priority::background, "away", order),
+                        boost::asio::detached);
+  ioc.run();
+  EXPECT_EQ(l.pacing_rate(), 10.0);
+  boost::asio::co_spawn(ioc, take_turn(l, priority::background, "back", order),
+                        boost::asio::detached);
+  ioc.restart();
+  ioc.run();
+  EXPECT_EQ(l.pacing_rate(), 20.0);
+  EXPECT_EQ(order, (std::vector<std::string>{"away", "back"}));
 }
 
 }  // namespace

@@ -143,5 +143,58 @@ TEST(DispatcherStop, AJobClaimedAsTheStopBeginsGoesBackToTheQueueUntouched) {
   EXPECT_TRUE((*after)->lease_owner.empty());
 }
 
+// Several daemons (docs/contract.md §8): while the cluster holds claims back (a newer schema in the
+// store, another daemon's open breaker), no worker asks the store for a job; once it lets go, they
+// do.
+TEST(DispatcherCluster, NoJobIsClaimedWhileTheClusterHoldsClaimsBack) {
+  test::temp_dir dir;
+  auto opened = open_sqlite_store({dir.path() / "jobs.sqlite3"});
+  ASSERT_TRUE(opened) << opened.error().detail;
+  auto& store = **opened;
+  const auto job = delete_request("r-1");
+  ASSERT_TRUE(store.insert(std::span<const new_job>(&job, 1), 100));
+
+  boost::asio::io_context io;
+  held_queue queue(store);
+  counting_api api;
+  std::optional<std::string> why = "the job store has schema version 4, newer than this one's";
+  int asked = 0;
+  dispatcher_options o;
+  o.owner = "test";
+  o.concurrency = 2;
+  o.poll_interval = 1ms;
+  o.sweep_interval = 1h;
+  o.export_dir = dir.path();
+  o.cluster_hold = [&] {
+    ++asked;
+    return why;
+  };
+  async_store db(queue, io.get_executor());
+  const auto dispatcher =
+      make_dispatcher(io.get_executor(), db, api, std::make_shared<fixed_clock>(), o);
+  dispatcher->start();
+  // The workers ask and wait, polling: many turns, not one claim.
+  while (asked < 20) {
+    io.run_one();
+  }
+  EXPECT_EQ(queue.waiting(), 0u);
+  why.reset();
+  while (queue.waiting() == 0) {
+    io.run_one();
+  }
+  queue.run_next();  // the claim: r-1 is taken
+  EXPECT_EQ((*store.find("r-1"))->state, job_state::running);
+  // Stop, and let what is under way finish (the run fails: this api refuses every call).
+  dispatcher->stop();
+  for (int i = 0; i < 10000; ++i) {
+    io.poll();
+    if (queue.waiting() == 0) {
+      break;
+    }
+    queue.run_next();
+  }
+  EXPECT_EQ(queue.waiting(), 0u);
+}
+
 }  // namespace
 }  // namespace dsr

@@ -177,14 +177,17 @@ TEST_F(Gate, TransientFailuresInARowOpenTheBreakerWithGrowingWaits) {
   gate_.record(row(kind::retry), false, t_, "", "HTTP 503");
   gate_.record(row(kind::retry), false, t_, "", "HTTP 503");
   EXPECT_TRUE(gate_.ask(t_).go);
+  EXPECT_FALSE(gate_.breaker_open_for());
   gate_.record(row(kind::retry), false, t_, "", "HTTP 503");  // the third in a row
   EXPECT_THAT(gate_.holding().value_or(""), ::testing::HasSubstr("HTTP 503"));
-  EXPECT_FALSE(gate_.paused());  // not a pause: /readyz stays ready
+  EXPECT_EQ(gate_.breaker_open_for(), 5s);  // what another daemon is told to hold for
+  EXPECT_FALSE(gate_.paused());             // not a pause: /readyz stays ready
   EXPECT_FALSE(gate_.ask(t_ + 4s).go);
   auto v = gate_.ask(t_ + 5s);
   ASSERT_TRUE(v.go && v.probe);
   gate_.record(row(kind::retry), true, t_ + 5s, "", "HTTP 503");  // half-open probe failed
   EXPECT_FALSE(gate_.ask(t_ + 14s).go);                           // 10 s now
+  EXPECT_EQ(gate_.breaker_open_for(), 10s);
   v = gate_.ask(t_ + 15s);
   ASSERT_TRUE(v.go && v.probe);
   gate_.record(row(kind::retry), true, t_ + 15s, "", "HTTP 503");

@@ -30,7 +30,16 @@ class recording_journal final : public journal {
     entries.push_back(job_step{time_point{}, std::move(step), std::move(result)});
     co_return dsr::result<void>{};
   }
+  // The lease check before each side-effecting call: counted, and refused after the n-th.
+  boost::asio::awaitable<result<void>> before_call() override {
+    if (refuse_call_at_ && ++checks_ > *refuse_call_at_) {
+      co_return make_failure(errc::lease_lost, "less than timeout_seconds of its lease is left");
+    }
+    co_return dsr::result<void>{};
+  }
   std::vector<std::string> steps;
+  std::optional<std::size_t> refuse_call_at_;
+  std::size_t checks_ = 0;
   std::vector<job_step> entries;  // what a resumed job's history would hold
   std::optional<std::size_t> fail_at_;
 };
@@ -469,6 +478,29 @@ TEST_F(FlowTest, PermanentErrorFailsWithExponeasText) {
   const auto out = run(make_job(operation::delete_));
   EXPECT_EQ(out.result, kind::failed);
   EXPECT_THAT(out.message, ::testing::HasSubstr("Invalid JSON"));
+}
+
+// The lease is renewed before each side-effecting call (docs/contract.md §8): a run that cannot
+// renew it with more than timeout_seconds left makes no such call; the next run resumes from the
+// journal (the track was journaled as done, so only the anonymize is left for it).
+TEST_F(FlowTest, ALeaseTooShortForTheNextCallStopsTheFlowBeforeIt) {
+  journal_.refuse_call_at_ = 1;  // the track's check passes, the anonymize's fails
+  const auto out = run(make_job(operation::delete_));
+  EXPECT_EQ(out.result, kind::interrupted);
+  EXPECT_EQ(journal_.checks_, 2u);
+  EXPECT_EQ(journal_.steps,
+            (std::vector<std::string>{"track started", "track done", "anonymize started"}));
+  EXPECT_THAT(out.message, ::testing::HasSubstr("timeout_seconds"));
+  EXPECT_EQ(calls(), (std::vector<std::string>{"export-one", "track"}));
+  EXPECT_EQ(holders("jane@example.com"), 1);
+  // An opt-out's consent events are checked as well: none goes without a renewed lease.
+  recording_journal fresh;
+  journal_ = fresh;
+  journal_.refuse_call_at_ = 0;
+  settings_.consent_categories = {"newsletter"};
+  const auto opt_out = run(make_job(operation::opt_out));
+  EXPECT_EQ(opt_out.result, kind::interrupted);
+  EXPECT_EQ(audit_events("req-1"), 1);  // the delete's event only
 }
 
 TEST_F(FlowTest, JournalFailureStopsBeforeTheNextCall) {

@@ -105,7 +105,7 @@ TEST(PostgresStore, DaemonsStartingTogetherMigrateOnce) {
   }
   const auto rows = test::pg_query(uri, "SELECT version FROM dsr_schema");
   ASSERT_EQ(rows.size(), 1u);
-  EXPECT_EQ(rows[0][0], "2");  // every migration, once
+  EXPECT_EQ(rows[0][0], std::to_string(postgres_schema_version()));  // every migration, once
 }
 
 // store_password goes to libpq, never into a message; the URL is shown without its options.
@@ -120,6 +120,146 @@ TEST(PostgresStore, ThePasswordIsNeverInAMessage) {
   EXPECT_THAT(s.error().detail,
               AllOf(HasSubstr("job store postgresql://dsr@/nonexistent-dir:1/nodb: cannot connect"),
                     Not(HasSubstr("S3cret"))));
+}
+
+}  // namespace
+}  // namespace dsr
+
+namespace dsr {
+namespace {
+
+// Several daemons on one database (docs/contract.md §8): what they share, judged by the database's
+// clock. Time is moved by rewriting the stored times, never by sleeping.
+class Cluster : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    uri_ = fresh_database();
+    a_ = open();
+    b_ = open();
+  }
+  std::unique_ptr<job_store> open() {
+    auto s = open_postgres_store({uri_, "", ""});
+    EXPECT_TRUE(s) << s.error().detail;
+    return s ? std::move(*s) : nullptr;
+  }
+  void sql(const std::string& text) { test::pg_query(uri_, text); }
+
+  std::string uri_;
+  std::unique_ptr<job_store> a_;
+  std::unique_ptr<job_store> b_;
+};
+
+// A lease runs out by the database's clock: a daemon whose own clock runs a day ahead expires
+// nothing, and one whose clock is behind still sees the lease run out.
+TEST_F(Cluster, LeasesAreJudgedByTheDatabasesClockNotTheCallers) {
+  ASSERT_TRUE(insert(*a_, make_job("a")));
+  auto j = a_->claim_next("a:1/1", t0, 1min);
+  ASSERT_TRUE(j && *j);
+  EXPECT_EQ(*b_->expire_leases(t0 + std::chrono::days(365 * 10)), 0u);
+  sql("UPDATE jobs SET lease_expires_at_ms = lease_expires_at_ms - 61000");
+  EXPECT_EQ(*b_->expire_leases(t0 - std::chrono::days(365)), 1u);
+  auto again = b_->claim_next("b:2/1", t0, 1min);
+  ASSERT_TRUE(again && *again);
+  EXPECT_TRUE(a_->renew_lease((*j)->id, "a:1/1", t0, 1min).error().is(errc::lease_lost));
+  const auto left = b_->renew_lease((*j)->id, "b:2/1", t0 - std::chrono::days(365), 1min);
+  ASSERT_TRUE(left);
+  EXPECT_GT(*left, 55s);
+  EXPECT_LE(*left, 1min);
+}
+
+// Each daemon's heartbeat counts the live ones; one not seen within live_for is not counted, and
+// a long-gone one's row goes.
+TEST_F(Cluster, HeartbeatsCountTheLiveDaemons) {
+  const worker_beat one{"a:1", "a", "0.1.0", 30s};
+  const worker_beat two{"b:2", "b", "0.1.0", 30s};
+  EXPECT_EQ(a_->heartbeat(one)->live_workers, 1u);
+  EXPECT_EQ(b_->heartbeat(two)->live_workers, 2u);
+  EXPECT_EQ(a_->heartbeat(one)->live_workers, 2u);
+  sql("UPDATE workers SET seen_at_ms = seen_at_ms - 31000 WHERE owner = 'b:2'");
+  EXPECT_EQ(a_->heartbeat(one)->live_workers, 1u);
+  sql("UPDATE workers SET seen_at_ms = seen_at_ms - 300000 WHERE owner = 'b:2'");
+  ASSERT_TRUE(a_->heartbeat(one));
+  EXPECT_EQ(test::pg_query(uri_, "SELECT COUNT(*) FROM workers")[0][0], "1");
+  EXPECT_EQ(a_->heartbeat(one)->schema, postgres_schema_version());
+}
+
+// A newer daemon's migration shows in the heartbeat of an older one, whatever else it changed.
+TEST_F(Cluster, AHeartbeatSeesANewerSchema) {
+  sql("UPDATE dsr_schema SET version = version + 1; DROP TABLE call_limits");
+  const auto seen = a_->heartbeat({"a:1", "a", "0.1.0", 30s});
+  ASSERT_TRUE(seen) << seen.error().detail;
+  EXPECT_EQ(seen->schema, postgres_schema_version() + 1);
+}
+
+// The shared rate limit: turns from two daemons are one interval apart, in the order taken.
+TEST_F(Cluster, TurnsFromTwoDaemonsAreOneIntervalApart) {
+  constexpr auto interval = std::chrono::microseconds(200000);
+  std::vector<std::chrono::microseconds> waits;
+  for (int i = 0; i < 6; ++i) {
+    auto t = (i % 2 == 0 ? a_ : b_)->take_turn(interval);
+    ASSERT_TRUE(t) << t.error().detail;
+    EXPECT_EQ(t->blocked.count(), 0);
+    waits.push_back(t->wait);
+  }
+  // Taken within a few ms of each other: each turn waits one interval more than the one before.
+  for (std::size_t i = 1; i < waits.size(); ++i) {
+    const auto step = waits[i] - waits[i - 1];
+    EXPECT_GT(step, interval - 50ms) << i;
+    EXPECT_LE(step, interval) << i;
+  }
+}
+
+// A 429's Retry-After holds every daemon: no turn is handed out while it lasts, and heartbeats
+// carry it to the daemons that take no turn.
+TEST_F(Cluster, ARetryAfterMetByOneDaemonHoldsThemAll) {
+  ASSERT_TRUE(a_->block_calls(20s));
+  const auto t = b_->take_turn(std::chrono::microseconds(1000));
+  ASSERT_TRUE(t);
+  EXPECT_GT(t->blocked, 19s);
+  EXPECT_EQ(t->wait.count(), 0);
+  EXPECT_GT(b_->heartbeat({"b:2", "b", "0.1.0", 30s})->calls_blocked_for, 19s);
+  ASSERT_TRUE(a_->block_calls(1s));  // a shorter one never shortens it
+  EXPECT_GT(b_->take_turn(std::chrono::microseconds(1000))->blocked, 18s);
+  sql("UPDATE call_limits SET blocked_until_ms = blocked_until_ms - 21000");
+  const auto after = b_->take_turn(std::chrono::microseconds(1000));
+  EXPECT_EQ(after->blocked.count(), 0);
+}
+
+TEST_F(Cluster, TheCircuitBreakerIsShared) {
+  ASSERT_TRUE(a_->set_breaker(10s, "5 transient failures in a row"));
+  const auto seen = b_->heartbeat({"b:2", "b", "0.1.0", 30s});
+  EXPECT_GT(seen->breaker_open_for, 9s);
+  EXPECT_EQ(seen->breaker_reason, "5 transient failures in a row");
+  ASSERT_TRUE(a_->set_breaker(0s, ""));
+  EXPECT_EQ(b_->heartbeat({"b:2", "b", "0.1.0", 30s})->breaker_open_for.count(), 0);
+}
+
+// One daemon at a time runs a periodic task, at most once a period; once the period has passed
+// (and no daemon holds it), any daemon may run it.
+TEST_F(Cluster, APeriodicTaskRunsOnOneDaemonOncePerPeriod) {
+  EXPECT_TRUE(*a_->claim_periodic("retention_purge", "a:1", 1h, 10min));
+  EXPECT_FALSE(*b_->claim_periodic("retention_purge", "b:2", 1h, 10min));
+  EXPECT_FALSE(*a_->claim_periodic("retention_purge", "a:1", 1h, 10min));
+  EXPECT_TRUE(*b_->claim_periodic("deadline_warning", "b:2", 24h, 10min));
+  // An hour later, but a's run still holds it: nobody; once its hold lapses, b.
+  sql("UPDATE periodic_tasks SET last_run_at_ms = last_run_at_ms - 3600000, held_until_ms = "
+      "held_until_ms + 3600000 WHERE task = 'retention_purge'");
+  EXPECT_FALSE(*b_->claim_periodic("retention_purge", "b:2", 1h, 10min));
+  sql("UPDATE periodic_tasks SET held_until_ms = 0 WHERE task = 'retention_purge'");
+  EXPECT_TRUE(*b_->claim_periodic("retention_purge", "b:2", 1h, 10min));
+  EXPECT_EQ(test::pg_query(uri_,
+                           "SELECT owner FROM periodic_tasks WHERE task = "
+                           "'retention_purge'")[0][0],
+            "b:2");
+}
+
+// With SQLite one daemon holds the store: there is nothing to share, and it says so.
+TEST(SqliteStore, HasNothingToShare) {
+  auto s = open_sqlite_store({":memory:"});
+  ASSERT_TRUE(s);
+  const auto beat = (*s)->heartbeat({"a:1", "a", "0.1.0", 30s});
+  ASSERT_FALSE(beat);
+  EXPECT_TRUE(beat.error().is(errc::unsupported));
 }
 
 }  // namespace

@@ -77,11 +77,13 @@ class postgres_env {
     postgres_store_options o;
     o.url = uri_;
     o.subject_key = key;
+    o.database_clock = false;  // leases by the tests' times (postgres_store_test: the server's)
     return open_postgres_store(o);
   }
   result<std::unique_ptr<store_engine>> engine() const {
     postgres_store_options o;
     o.url = uri_;
+    o.database_clock = false;
     return open_postgres_engine(o);
   }
   // Every job's row and journal as text, the subject's bytes as they are (printable ones shown).
@@ -409,6 +411,70 @@ TYPED_TEST(StoreConformance, RenewedLeasesLastAndOnlyTheirHoldersRenewThem) {
   (void)b;
 }
 
+// Before a side-effecting call the run renews its own lease and learns how long it has left; a
+// run whose lease was taken over learns that it lost it, and its renewal changes nothing.
+TYPED_TEST(StoreConformance, ARunRenewsItsOwnLeaseBeforeACallAndALostOneSaysSo) {
+  insert_one(this->s(), make_job("a", "ta"));
+  const auto j = this->claim("host-a:1234abcd/1");
+  const auto left = this->s().renew_lease(j.id, "host-a:1234abcd/1", t0 + 10s, 1min);
+  ASSERT_TRUE(left) << left.error().detail;
+  EXPECT_GE(*left, 50s);
+  EXPECT_LE(*left, 1min);
+  EXPECT_TRUE(this->s()
+                  .renew_lease(j.id, "host-a:1234abcd/2", t0 + 10s, 1min)
+                  .error()
+                  .is(errc::lease_lost));
+  ASSERT_EQ(*this->s().expire_leases(t0 + 10min), 1u);
+  this->claim("host-b:99/1", t0 + 10min);
+  EXPECT_TRUE(this->s()
+                  .renew_lease(j.id, "host-a:1234abcd/1", t0 + 10min, 1min)
+                  .error()
+                  .is(errc::lease_lost));
+  // The job view names the daemon that last ran it, without the run's own parts.
+  EXPECT_EQ((**this->s().find("a")).worker, "host-b");
+  insert_one(this->s(), make_job("b", "tb"));
+  EXPECT_EQ((**this->s().find("b")).worker, "");
+}
+
+// A copy's export is written only by the run that holds the job: a run whose lease was taken over
+// cannot put a piece or finish it, so it never mixes its bytes with the new run's.
+TYPED_TEST(StoreConformance, AKeptExportIsFencedByTheRunsLease) {
+  insert_one(this->s(), make_job("a", "ta", operation::copy));
+  const auto j = this->claim("old/1");
+  ASSERT_TRUE(this->s().put_export_chunk(j.id, "old/1", 0, "from the old run"));
+  ASSERT_EQ(*this->s().expire_leases(t0 + 10min), 1u);
+  this->claim("new/1", t0 + 10min);
+  EXPECT_TRUE(this->s().put_export_chunk(j.id, "old/1", 1, "late").error().is(errc::lease_lost));
+  EXPECT_TRUE(this->s().finish_export(j.id, "old/1", 2, t0).error().is(errc::lease_lost));
+  EXPECT_FALSE(*this->s().export_chunks(j.id));
+  ASSERT_TRUE(this->s().put_export_chunk(j.id, "new/1", 0, "from the new run"));
+  ASSERT_TRUE(this->s().finish_export(j.id, "new/1", 1, t0 + 10min));
+  EXPECT_EQ(*this->s().export_chunks(j.id), 1u);
+  EXPECT_EQ(*this->s().export_chunk(j.id, 0), "from the new run");
+}
+
+// A claimed report is not handed out again until its claim lapses or a recorded attempt says when.
+TYPED_TEST(StoreConformance, AClaimedReportIsNotHandedOutTwice) {
+  insert_one(this->s(), make_job("a", "ta"));
+  insert_one(this->s(), make_job("b", "tb"));
+  this->finish("a", job_state::completed, t0);
+  this->finish("b", job_state::completed, t0 + 1s);
+  auto first = this->s().claim_reports(t0 + 2s, 1, 5min);
+  ASSERT_TRUE(first);
+  ASSERT_EQ(first->size(), 1u);
+  EXPECT_EQ((*first)[0].request_id, "a");  // earliest due first
+  auto second = this->s().claim_reports(t0 + 2s, 10, 5min);
+  ASSERT_EQ(second->size(), 1u);
+  EXPECT_EQ((*second)[0].request_id, "b");
+  EXPECT_TRUE(this->s().claim_reports(t0 + 4min, 10, 5min)->empty());
+  EXPECT_TRUE(this->s().due_reports(t0 + 4min, 10)->empty());
+  // A daemon that died with "a" leaves it due again once the claim lapses.
+  ASSERT_TRUE(this->s().record_report((*second)[0].id, {true, std::nullopt, 0, t0, false}, t0));
+  auto again = this->s().claim_reports(t0 + 6min, 10, 5min);
+  ASSERT_EQ(again->size(), 1u);
+  EXPECT_EQ((*again)[0].request_id, "a");
+}
+
 // Two stores on one database (two daemons, or two connections of one): every job is claimed by
 // exactly one of them.
 TYPED_TEST(StoreConformance, TwoStoresClaimingAtOnceNeverTakeTheSameJob) {
@@ -536,24 +602,24 @@ TYPED_TEST(StoreConformance, AKeptExportReadsBackOnceFinishedAndGoesWhenDeletedP
   const auto id2 = (**this->s().find("c-2")).id;
   const auto id3 = (**this->s().find("c-3")).id;
   const std::string binary("\0\x01\xff sealed \0", 12);
-  ASSERT_TRUE(this->s().put_export_chunk(id1, 0, binary));
-  ASSERT_TRUE(this->s().put_export_chunk(id1, 1, "second"));
-  ASSERT_TRUE(this->s().put_export_chunk(id1, 2, "left from an attempt"));
+  ASSERT_TRUE(this->s().put_export_chunk(id1, "", 0, binary));
+  ASSERT_TRUE(this->s().put_export_chunk(id1, "", 1, "second"));
+  ASSERT_TRUE(this->s().put_export_chunk(id1, "", 2, "left from an attempt"));
   EXPECT_FALSE(*this->s().export_chunks(id1));  // not readable before it is finished
-  ASSERT_TRUE(this->s().finish_export(id1, 2, t0));
+  ASSERT_TRUE(this->s().finish_export(id1, "", 2, t0));
   EXPECT_EQ(*this->s().export_chunks(id1), 2u);
   EXPECT_EQ(*this->s().export_chunk(id1, 0), binary);
   EXPECT_EQ(*this->s().export_chunk(id1, 1), "second");
   EXPECT_TRUE(this->s().export_chunk(id1, 2).error().is(errc::not_found));  // trimmed
   // Writing it again hides it until finished again.
-  ASSERT_TRUE(this->s().put_export_chunk(id1, 0, "again"));
+  ASSERT_TRUE(this->s().put_export_chunk(id1, "", 0, "again"));
   EXPECT_FALSE(*this->s().export_chunks(id1));
-  ASSERT_TRUE(this->s().finish_export(id1, 1, t0));
+  ASSERT_TRUE(this->s().finish_export(id1, "", 1, t0));
   EXPECT_EQ(*this->s().export_chunk(id1, 0), "again");
 
   for (const auto id : {id2, id3}) {
-    ASSERT_TRUE(this->s().put_export_chunk(id, 0, "x"));
-    ASSERT_TRUE(this->s().finish_export(id, 1, t0 + 1h));
+    ASSERT_TRUE(this->s().put_export_chunk(id, "", 0, "x"));
+    ASSERT_TRUE(this->s().finish_export(id, "", 1, t0 + 1h));
   }
   // An expired link's export goes; the others stay.
   const std::vector<std::int64_t> expired{id2};
@@ -567,8 +633,8 @@ TYPED_TEST(StoreConformance, AKeptExportReadsBackOnceFinishedAndGoesWhenDeletedP
   EXPECT_EQ(*this->s().export_chunks(id3), 1u);
   EXPECT_EQ(*this->s().purge_exports(t0 + 2h, {}), 1u);  // c-3's, once its link is gone
   // An export goes with its job.
-  ASSERT_TRUE(this->s().put_export_chunk(id3, 0, "y"));
-  ASSERT_TRUE(this->s().finish_export(id3, 1, t0));
+  ASSERT_TRUE(this->s().put_export_chunk(id3, "", 0, "y"));
+  ASSERT_TRUE(this->s().finish_export(id3, "", 1, t0));
   this->finish("c-3", job_state::completed, t0);
   EXPECT_EQ(*this->s().purge_finished(t0 + 1s), 1u);
   EXPECT_FALSE(*this->s().export_chunks(id3));

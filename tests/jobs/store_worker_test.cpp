@@ -71,10 +71,29 @@ class gated_store final : public job_store {
     return std::vector<std::int64_t>{};
   }
   result<std::size_t> purge_finished(time_point) override { return std::size_t{0}; }
-  result<void> put_export_chunk(std::int64_t, std::uint32_t, std::string_view) override {
+  result<void> put_export_chunk(std::int64_t, std::string_view, std::uint32_t,
+                                std::string_view) override {
     return {};
   }
-  result<void> finish_export(std::int64_t, std::uint32_t, time_point) override { return {}; }
+  result<void> finish_export(std::int64_t, std::string_view, std::uint32_t, time_point) override {
+    return {};
+  }
+  result<std::vector<job>> claim_reports(time_point, std::size_t,
+                                         std::chrono::milliseconds) override {
+    return std::vector<job>{};
+  }
+  result<std::chrono::milliseconds> renew_lease(std::int64_t, std::string_view, time_point,
+                                                std::chrono::milliseconds lease) override {
+    return lease;
+  }
+  result<cluster_view> heartbeat(const worker_beat&) override { return cluster_view{}; }
+  result<call_turn> take_turn(std::chrono::microseconds) override { return call_turn{}; }
+  result<void> block_calls(std::chrono::milliseconds) override { return {}; }
+  result<void> set_breaker(std::chrono::milliseconds, std::string_view) override { return {}; }
+  result<bool> claim_periodic(std::string_view, std::string_view, std::chrono::milliseconds,
+                              std::chrono::milliseconds) override {
+    return true;
+  }
   result<std::optional<std::uint32_t>> export_chunks(std::int64_t) override {
     return std::optional<std::uint32_t>{};
   }

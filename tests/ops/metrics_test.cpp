@@ -29,15 +29,34 @@ TEST(Metrics, EmptyPageIsValidAndNamesEveryFamily) {
         "dsr_exponea_request_duration_seconds", "dsr_retries_total",
         "dsr_rate_limit_wait_seconds_total", "dsr_reports_total",
         "dsr_oldest_queued_job_age_seconds", "dsr_jobs_due_soon", "dsr_jobs_overdue",
-        "dsr_dispatch_paused", "dsr_build_info"}) {
+        "dsr_dispatch_paused", "dsr_build_info", "dsr_workers", "dsr_periodic_runs_total"}) {
     EXPECT_EQ(e.types.count(family), 1u) << family;
   }
   EXPECT_EQ(e.types.at("dsr_job_duration_seconds"), "histogram");
   EXPECT_EQ(e.types.at("dsr_webhooks_total"), "counter");
   EXPECT_EQ(e.types.at("dsr_jobs"), "gauge");
-  EXPECT_EQ(e.value("dsr_build_info{version=\"" DSR_VERSION "\"}"), 1);
+  EXPECT_EQ(e.value("dsr_build_info{version=\"" DSR_VERSION "\",schema=\"0\"}"), 1);
+  EXPECT_EQ(e.value("dsr_workers"), 1);
   EXPECT_EQ(e.value("dsr_jobs{state=\"queued\"}"), 0);
   EXPECT_EQ(e.samples.count("dsr_jobs{state=\"cancelled\"}"), 1u);
+}
+
+// Several daemons (docs/contract.md §8): the live daemons, the schema this build expects, and the
+// periodic runs this daemon made, by task.
+TEST(Metrics, ShowTheLiveDaemonsTheSchemaAndThePeriodicRunsMadeHere) {
+  metrics m;
+  m.periodic_run("retention_purge");
+  m.periodic_run("retention_purge");
+  m.periodic_run("deadline_warning");
+  metrics::gauges g{{}, t0, false};
+  g.workers = 3;
+  g.schema = 7;
+  const auto e = test::parse_exposition(m.render(g));
+  EXPECT_EQ(e.value("dsr_workers"), 3);
+  EXPECT_EQ(e.value("dsr_build_info{version=\"" DSR_VERSION "\",schema=\"7\"}"), 1);
+  EXPECT_EQ(e.value("dsr_periodic_runs_total{task=\"retention_purge\"}"), 2);
+  EXPECT_EQ(e.value("dsr_periodic_runs_total{task=\"deadline_warning\"}"), 1);
+  EXPECT_EQ(e.types.at("dsr_periodic_runs_total"), "counter");
 }
 
 TEST(Metrics, CountersAndHistogramsMoveWithWhatHappens) {

@@ -394,6 +394,9 @@ pg_cluster::pg_cluster(options opts) : opts_(std::move(opts)) {
       throw std::runtime_error("initdb (as " + user + ") " + describe_status(*status) + "; " +
                                initdb_log.string() + ":\n" + read_tail(initdb_log));
     }
+    if (opts_.tcp) {
+      allow_loopback_tcp();
+    }
     start();
   } catch (...) {
     shut_down();
@@ -425,6 +428,11 @@ std::string pg_cluster::uri(std::string_view database) const {
          "&port=" + std::to_string(port_) + "&user=" + std::string(superuser());
 }
 
+std::string pg_cluster::tcp_uri(std::string_view database, std::uint16_t port) const {
+  return "postgresql://" + std::string(superuser()) + "@127.0.0.1:" + std::to_string(port) + "/" +
+         percent_encode(database);
+}
+
 std::string pg_cluster::create_database(std::string_view name) {
   pg_query(uri(), "CREATE DATABASE " + quote_ident(name));
   return uri(name);
@@ -441,8 +449,8 @@ void pg_cluster::start() {
   // clang-format off
   pid_ = spawn({(bindir_ / "postgres").string(), "-D", data_dir().string(), "-k", dir_.string(),
                 "-p", std::to_string(port_),
-                // The port only names the socket, .s.PGSQL.<port> in dir_: no TCP listener.
-                "-c", "listen_addresses=",
+                // Without options::tcp the port only names the socket, .s.PGSQL.<port> in dir_.
+                "-c", std::string("listen_addresses=") + (opts_.tcp ? "127.0.0.1" : ""),
                 "-c", std::string("fsync=") + (opts_.fsync ? "on" : "off"),
                 "-c", "synchronous_commit=on",
                 // Crash recovery first flushes the data directory, which initdb --no-sync left
@@ -453,6 +461,18 @@ void pg_cluster::start() {
                log_file(), dir_, drop_privileges_, run_uid_, run_gid_, SIGQUIT);
   // clang-format on
   wait_ready();
+}
+
+void pg_cluster::allow_loopback_tcp() {
+  // initdb -A trust writes such a line too; this one does not depend on its template. The file
+  // keeps its owner (the server's user): it is appended to, not replaced.
+  const auto hba = data_dir() / "pg_hba.conf";
+  std::ofstream out(hba, std::ios::app);
+  out << "\n# pg_cluster options::tcp\nhost all all 127.0.0.1/32 trust\n";
+  out.close();
+  if (!out) {
+    throw std::runtime_error("cannot append to " + hba.string());
+  }
 }
 
 void pg_cluster::wait_ready() {

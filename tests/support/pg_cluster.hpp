@@ -1,8 +1,9 @@
 #pragma once
 // A throwaway PostgreSQL cluster for tests: initdb into a private directory this process creates,
-// one `postgres` started on it with its unix socket in that directory and no TCP listener, and
-// everything stopped and removed when the object goes away. It never reads, starts or connects to
-// a system cluster, and changes nothing outside its own directory.
+// one `postgres` started on it with its unix socket in that directory and no TCP listener (unless
+// options::tcp asks for one on 127.0.0.1), and everything stopped and removed when the object goes
+// away. It never reads, starts or connects to a system cluster, and changes nothing outside its
+// own directory.
 //
 // The server binaries: `options::bindir`, else $DSR_PG_BINDIR, else /usr/lib/postgresql/15/bin,
 // else `pg_config --bindir` (`scripts/install-deps` installs Debian's postgresql-15). Missing
@@ -43,6 +44,9 @@ class pg_cluster {
     // fsync=on is what crash-durability tests need; off makes a cluster doing many commits faster
     // where power loss is not the question. synchronous_commit is on either way.
     bool fsync = true;
+    // Also listen on 127.0.0.1:port(), trusting every connection from there, for tests that put
+    // something between a client and the server (a tcp_proxy). Off: the unix socket only.
+    bool tcp = false;
     // The directory holding initdb and postgres; empty: looked up as the header says.
     std::filesystem::path bindir;
     // Until the server accepts connections (crash recovery after kill9() included).
@@ -71,6 +75,10 @@ class pg_cluster {
   // A libpq connection URI for `database`:
   // postgresql:///<database>?host=<dir>&port=<port>&user=<superuser>.
   std::string uri(std::string_view database = "postgres") const;
+  // A libpq connection URI over TCP: postgresql://<superuser>@127.0.0.1:<port>/<database>. `port`
+  // is port() to reach the server itself, or that of something forwarding to it. Only a cluster
+  // made with options::tcp listens there.
+  std::string tcp_uri(std::string_view database, std::uint16_t port) const;
   // Creates an empty database `name` (any name; it is quoted) and returns its uri(). Throws if it
   // exists. Needs a running server.
   std::string create_database(std::string_view name);
@@ -103,6 +111,8 @@ class pg_cluster {
   static constexpr std::string_view superuser() { return "postgres"; }
 
  private:
+  // Adds the pg_hba.conf line of options::tcp.
+  void allow_loopback_tcp();
   void wait_ready();
   void remove_dead_segment() noexcept;
   // stop() without the exception: false when it came to SIGKILL.

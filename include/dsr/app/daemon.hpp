@@ -8,6 +8,10 @@
 
 namespace dsr::app {
 
+// "dsr-connector 0.1.0 (store schema: sqlite 6, postgresql 3)": the version and the store schemas
+// it expects (docs/contract.md §8: a newer daemon migrates them), for --version.
+std::string version_text();
+
 int serve(const std::filesystem::path& config_file);
 
 // `dsr-connector check`: the "Test your integration" checks, one line each (or the isTest JSON

@@ -27,6 +27,7 @@ enum class errc {
   upstream_protocol,     // a peer answered with something that is not valid HTTP
   upstream_too_large,    // a peer's answer exceeded the size limit
   store_schema_newer,    // the store's schema is newer than this build: run a newer build
+  unsupported,           // this engine or build does not do that (one daemon: nothing shared)
 };
 
 const boost::system::error_category& dsr_category() noexcept;

@@ -1,6 +1,6 @@
 #pragma once
 // The subsystem loggers ("main", "http", "intake", "store", "admin", "config", "jobs", "exponea",
-// "mineos"), created by ops::setup_logging.
+// "mineos", "cluster"), created by ops::setup_logging.
 
 #include <spdlog/spdlog.h>
 

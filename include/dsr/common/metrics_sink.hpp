@@ -35,6 +35,8 @@ class metrics_sink {
   virtual void rate_limit_wait(seconds waited) = 0;
   // A report to MineOS: "acknowledged", "retry" or "gave_up".
   virtual void report(std::string_view result) = 0;
+  // This daemon ran a periodic task (the purge, the deadline warning, the export expiry).
+  virtual void periodic_run(std::string_view /*task*/) {}
 
  protected:
   metrics_sink() = default;

@@ -12,6 +12,13 @@
 // A 429 blocks every caller until its Retry-After has passed (the whole client slows down, not
 // only the job that met it). Waiting interactive calls (preview, isTest, check) are let through
 // before waiting background ones (jobs).
+//
+// Several daemons (docs/contract.md §8, PostgreSQL): with `share`, each call takes a turn from the
+// store instead, which hands out one per pacing interval across every daemon (a GCRA row judged
+// by the database's clock), and waits for it; a call that resumes more than 50 ms after its turn
+// takes a fresh one (up to five times), so that a late call does not crowd the next daemon's. A
+// 429 blocks every daemon through the store. While the store cannot be reached, this daemon goes
+// by the rules above at R divided by the number of daemons it last saw alive.
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -58,6 +65,21 @@ class spacing {
   std::uint64_t next_ticket_ = 0;
 };
 
+// A turn handed out by the store: wait this long and go, or (`blocked` > 0) a Retry-After holds
+// every daemon for that long: ask again after it.
+struct shared_turn {
+  std::chrono::microseconds wait{0};
+  std::chrono::microseconds blocked{0};
+};
+struct shared_limit {
+  // The next turn, one `interval` after the cluster's last; nullopt when the store is away.
+  std::function<boost::asio::awaitable<std::optional<shared_turn>>(std::chrono::microseconds)> take;
+  // A 429 met here: every daemon holds back for `d`.
+  std::function<void(std::chrono::milliseconds)> block;
+  // The daemons alive when last seen (at least 1).
+  std::function<std::size_t()> daemons;
+};
+
 // Thread-safe. Waiters are resumed on their own executor.
 class limiter {
  public:
@@ -70,8 +92,18 @@ class limiter {
 
   // Waits for this call's turn.
   boost::asio::awaitable<void> acquire(priority p);
-  // A 429: no call goes for `d` (at least a second when Exponea gave no Retry-After).
+  // A 429: no call goes for `d` (at least a second when Exponea gave no Retry-After); shared
+  // with the other daemons when there are.
   void slow_down(std::chrono::milliseconds d);
+  // Another daemon's 429, seen in the store: no call goes for `d` here.
+  void hold(std::chrono::milliseconds d);
+  // How long calls are still held back by a Retry-After (0: not): preview and isTest answer 503
+  // meanwhile. Thread-safe.
+  std::chrono::milliseconds blocked_for() const;
+  // Takes turns from the store from now on (see the top of this file). Call before any acquire.
+  void share(shared_limit s);
+  // The rate this daemon paces itself at: R, or R / daemons while the store is away.
+  double pacing_rate() const;
   // A reload changed max_requests_per_second.
   void set_rate(double per_second);
   // Total time callers spent waiting for their turn (for metrics).

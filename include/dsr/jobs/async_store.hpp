@@ -54,9 +54,19 @@ class async_store {
   task<std::size_t> expire_leases(time_point now);
   task<std::size_t> renew_leases(std::span<const std::string> owners, time_point now, millis lease);
   task<void> forget_subject(std::int64_t job_id);
+  task<millis> renew_lease(std::int64_t job_id, std::string_view owner, time_point now,
+                           millis lease);
+
+  // Several daemons on one database (store.hpp's cluster verbs).
+  task<cluster_view> heartbeat(worker_beat beat);
+  task<call_turn> take_turn(std::chrono::microseconds interval);
+  task<void> block_calls(millis d);
+  task<void> set_breaker(millis d, std::string reason);
+  task<bool> claim_periodic(std::string task, std::string owner, millis period, millis ttl);
 
   // The reporter's outbox.
   task<std::vector<job>> due_reports(time_point now, std::size_t limit);
+  task<std::vector<job>> claim_reports(time_point now, std::size_t limit, millis claim_for);
   task<void> record_report(std::int64_t job_id, const report_update& u, time_point now);
   task<time_point> file_link_expiry(std::int64_t job_id, time_point proposed, time_point now);
 
@@ -73,8 +83,10 @@ class async_store {
   task<void> set_max_size(std::uint64_t bytes);
 
   // Exports kept in the store (PostgreSQL): a sealed file's bytes in chunks (job_store's rules).
-  task<void> put_export_chunk(std::int64_t job_id, std::uint32_t index, std::string bytes);
-  task<void> finish_export(std::int64_t job_id, std::uint32_t chunks, time_point now);
+  task<void> put_export_chunk(std::int64_t job_id, std::string owner, std::uint32_t index,
+                              std::string bytes);
+  task<void> finish_export(std::int64_t job_id, std::string owner, std::uint32_t chunks,
+                           time_point now);
   task<std::optional<std::uint32_t>> export_chunks(std::int64_t job_id);
   task<std::string> export_chunk(std::int64_t job_id, std::uint32_t index);
   task<std::size_t> delete_exports(std::span<const std::int64_t> job_ids);

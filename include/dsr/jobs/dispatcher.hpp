@@ -83,6 +83,9 @@ class dispatch_gate {
   void resume();
   void set_pause_probe(std::chrono::milliseconds d) { pause_probe_ = d; }
 
+  // How long the circuit breaker is open for now (its current interval), nullopt when it is not.
+  std::optional<std::chrono::milliseconds> breaker_open_for() const;
+
   // "exponea_api_secret rejected (...)": why dispatch is paused, or nullopt.
   std::optional<std::string> paused() const;
   // Why no job is claimed (pause or breaker), or nullopt.
@@ -125,6 +128,16 @@ struct dispatcher_options {
   breaker_config breaker;
   // No reporter: a finished job's e-mail is replaced by its hash at once (docs/contract.md §6).
   bool forget_finished_subjects = false;
+  // Several daemons on one database (docs/contract.md §8). Why no job may be claimed now (the
+  // database holds a newer schema; another daemon's circuit breaker is open), or nullopt. Empty:
+  // never held.
+  std::function<std::optional<std::string>()> cluster_hold;
+  // The breaker opened here for `d` with `reason`, or closed (d = 0): shared with the others.
+  std::function<void(std::chrono::milliseconds d, std::string reason)> share_breaker;
+  // A side-effecting call (tracking an event, anonymizing) renews the run's lease first and starts
+  // only with more than this left ([exponea] timeout_seconds), so that it cannot land after
+  // another daemon took the job over. 0: the lease is still checked.
+  std::chrono::milliseconds call_margin{0};
   // Called after a job reached a final state (the reporter's wake-up).
   std::function<void()> on_finished;
   // Held while a job runs, so that a graceful stop waits for it (http::server::hold).

@@ -41,6 +41,10 @@ class journal {
  public:
   virtual ~journal() = default;
   virtual boost::asio::awaitable<result<void>> record(step_name step, std::string result) = 0;
+  // Just before a call that changes Exponea (tracking an event, anonymizing): fails when the job's
+  // lease cannot be renewed with enough time left for the call to end under it (errc::lease_lost,
+  // store errors). The flow then stops without making the call, as when a line cannot be written.
+  virtual boost::asio::awaitable<result<void>> before_call() { co_return result<void>{}; }
 };
 
 // Time as the flows see it: `now` and a sleep that tests replace.

@@ -149,6 +149,7 @@ struct job {
   time_point next_attempt_at;
   std::string lease_owner;  // "" when not leased
   std::optional<time_point> lease_expires_at;
+  std::string worker;  // the daemon that last ran it ([jobs] worker_name), "" before its first run
   job_outcome outcome = job_outcome::none;  // MineOS status sent or to be sent
   std::string outcome_message;              // message sent with it
   bool reported = false;
@@ -161,6 +162,16 @@ struct job {
   // The legal due date: createdAt (or receipt) + deadline_days.
   time_point due_at(std::uint32_t deadline_days) const;
 };
+
+// The daemon a run's lease owner names (the job view's "worker"): "<name>:<random>/<run>" as
+// dispatcher_options::owner and startup.hpp owner_id make it, without its last two parts.
+inline std::string worker_of(std::string_view owner) {
+  owner = owner.substr(0, owner.rfind('/'));
+  if (const auto colon = owner.rfind(':'); colon != std::string_view::npos) {
+    owner = owner.substr(0, colon);
+  }
+  return std::string(owner);
+}
 
 // The legal deadline (docs/contract.md §3 [jobs]): due `days` after createdAt (or receipt); flagged
 // `warning_days` before.

@@ -36,9 +36,11 @@ class export_pieces {
 };
 
 // Puts the sealed file `file` into the store as job_id's export (piece by piece, then finished:
-// readable only once whole). The file is left in place.
+// readable only once whole), fenced by the run's lease `owner` (errc::lease_lost once another
+// daemon took the job over). The file is left in place.
 boost::asio::awaitable<result<void>> keep_export(async_store& store, std::filesystem::path file,
-                                                 std::int64_t job_id, time_point now);
+                                                 std::int64_t job_id, std::string owner,
+                                                 time_point now);
 
 // Writes job_id's kept export into a new scratch file in `dir` ("export-one-<16 hex>.part",
 // mode 0600: a name the start-up cleanup removes) and returns its path; the caller opens it and

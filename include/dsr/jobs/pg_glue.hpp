@@ -6,6 +6,7 @@
 
 #include <libpq-fe.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -81,6 +82,10 @@ class rows {
   PGresult* r_;
 };
 
-rows exec(PGconn* c, const char* sql, const params& p = {});
+// Runs one statement and returns its (last) result. With a `timeout` (> 0), a server that has not
+// answered within it (a network cut that leaves the socket open, a stalled proxy) is given up on:
+// the connection is shut down, so that the result is an error and PQstatus says CONNECTION_BAD.
+rows exec(PGconn* c, const char* sql, const params& p = {},
+          std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
 
 }  // namespace dsr::pg

@@ -75,6 +75,32 @@ struct job_stats {
   std::uint64_t overdue = 0;
 };
 
+// Several daemons on one database (docs/contract.md §8, PostgreSQL): what they share. Times are
+// judged by the database's clock and handed back as durations, so that hosts' clocks never meet.
+// One daemon's heartbeat: it is alive, and what it sees of the others.
+struct worker_beat {
+  std::string owner;    // this process's lease owner id (startup.hpp owner_id)
+  std::string name;     // [jobs] worker_name, or host:pid
+  std::string version;  // DSR_VERSION
+  // A daemon seen within this is alive (dsr_workers); rows older than ten of these go.
+  std::chrono::milliseconds live_for{std::chrono::seconds(30)};
+};
+struct cluster_view {
+  std::size_t live_workers = 1;  // this one included
+  std::int64_t schema = 0;       // the schema version the database holds
+  // No call to Exponea before this much time has passed (a 429's Retry-After), 0 if none.
+  std::chrono::milliseconds calls_blocked_for{0};
+  // The shared circuit breaker holds every daemon for this long (0: closed), and why.
+  std::chrono::milliseconds breaker_open_for{0};
+  std::string breaker_reason;
+};
+// One call's turn under the shared rate limit: wait `wait` and go; or, while a Retry-After holds,
+// `blocked` (> 0): no turn was taken, ask again after it.
+struct call_turn {
+  std::chrono::microseconds wait{0};
+  std::chrono::microseconds blocked{0};
+};
+
 class job_store {
  public:
   virtual ~job_store() = default;
@@ -110,6 +136,11 @@ class job_store {
   // The outbox: finished jobs whose outcome is due to be reported (not acknowledged, not given up,
   // next attempt <= now), earliest first.
   virtual result<std::vector<job>> due_reports(time_point now, std::size_t limit) = 0;
+  // The same reports, claimed: each is due again only at now + claim_for, unless record_report
+  // says otherwise first. Two daemons never take the same report at once; one that dies with it
+  // leaves it due again after claim_for (a second report only across a crash, §6).
+  virtual result<std::vector<job>> claim_reports(time_point now, std::size_t limit,
+                                                 std::chrono::milliseconds claim_for) = 0;
 
   // Records one reporting attempt.
   virtual result<void> record_report(std::int64_t job_id, const report_update& u,
@@ -129,6 +160,27 @@ class job_store {
   // heartbeat); how many. A lease that was already taken over stays with its new holder.
   virtual result<std::size_t> renew_leases(std::span<const std::string> owners, time_point now,
                                            std::chrono::milliseconds lease) = 0;
+  // Extends one run's lease to `lease` from now before a side-effecting call and returns the time
+  // the lease has left, as the store's clock judges it (errc::lease_lost if `owner` lost it).
+  virtual result<std::chrono::milliseconds> renew_lease(std::int64_t job_id, std::string_view owner,
+                                                        time_point now,
+                                                        std::chrono::milliseconds lease) = 0;
+
+  // The cluster (the types above). An engine with one daemon per store (SQLite) answers
+  // errc::unsupported: there is nothing to share.
+  virtual result<cluster_view> heartbeat(const worker_beat& beat) = 0;
+  // Takes the next turn of the shared rate limit: one call per `interval` across all daemons.
+  virtual result<call_turn> take_turn(std::chrono::microseconds interval) = 0;
+  // A 429: no daemon calls for `d` from now (a later block is never shortened).
+  virtual result<void> block_calls(std::chrono::milliseconds d) = 0;
+  // The circuit breaker opened for `d` from now (0: it closed), for `reason`.
+  virtual result<void> set_breaker(std::chrono::milliseconds d, std::string_view reason) = 0;
+  // Periodic work: true when this daemon (`owner`) may run `task` now, which it then holds for
+  // `ttl`: no daemon holds it, and no daemon ran it within `period`. Recorded as its last run.
+  virtual result<bool> claim_periodic(std::string_view task, std::string_view owner,
+                                      std::chrono::milliseconds period,
+                                      std::chrono::milliseconds ttl) = 0;
+
   // Commits a tiny write: proves the store can commit again after a fault (disk full, I/O error).
   virtual result<void> probe_write(time_point now) = 0;
   // Caps the store's size (0 = no cap): beyond it commits fail as on a full disk. An engine that
@@ -152,9 +204,12 @@ class job_store {
   // file's bytes cut into chunks, put in order from index 0 (a chunk put again replaces it); it
   // can be read once finish_export recorded how many chunks it has, and putting chunk 0 again
   // hides it until the next finish. Deleted with its job.
-  virtual result<void> put_export_chunk(std::int64_t job_id, std::uint32_t index,
-                                        std::string_view bytes) = 0;
-  virtual result<void> finish_export(std::int64_t job_id, std::uint32_t chunks, time_point now) = 0;
+  // Both are fenced by the run's lease: errc::lease_lost unless `owner` holds the running job
+  // ("" = no lease to check: store migrate).
+  virtual result<void> put_export_chunk(std::int64_t job_id, std::string_view owner,
+                                        std::uint32_t index, std::string_view bytes) = 0;
+  virtual result<void> finish_export(std::int64_t job_id, std::string_view owner,
+                                     std::uint32_t chunks, time_point now) = 0;
   // How many chunks the job's finished export has; nullopt when none is kept.
   virtual result<std::optional<std::uint32_t>> export_chunks(std::int64_t job_id) = 0;
   virtual result<std::string> export_chunk(std::int64_t job_id, std::uint32_t index) = 0;
@@ -192,6 +247,11 @@ struct sqlite_store_options {
   bool read_only = false;
 };
 
+// The schema version each engine's store has once this build opened it (dsr-connector --version,
+// dsr_build_info).
+std::int64_t sqlite_schema_version();
+std::int64_t postgres_schema_version();
+
 // Opens (creating and migrating as needed) a SQLite store in WAL mode with synchronous=FULL.
 result<std::unique_ptr<job_store>> open_sqlite_store(const sqlite_store_options& options);
 
@@ -203,6 +263,12 @@ struct postgres_store_options {
   std::string password;
   std::string subject_key;  // as sqlite_store_options
   std::chrono::seconds connect_timeout{10};
+  // A statement the server has not answered within this is given up on, its connection dropped
+  // (a network cut that leaves the socket open must not hang a store thread).
+  std::chrono::milliseconds query_timeout{std::chrono::seconds(20)};
+  // Leases are judged by the database's clock (docs/contract.md §8): the `now` a caller passes to
+  // claim, renew and expire is ignored for them. False: by the caller's (tests with a fake clock).
+  bool database_clock = true;
 };
 
 // Connects to PostgreSQL 15 or later and migrates its schema (in one transaction, daemons

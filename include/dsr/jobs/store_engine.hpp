@@ -14,6 +14,8 @@
 #include "dsr/jobs/job.hpp"
 #include "dsr/jobs/store.hpp"
 
+#include <fmt/format.h>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -86,6 +88,13 @@ struct operator_change {
 };
 
 class store_engine {
+ protected:
+  failure unshared() const {
+    return make_failure(
+        errc::unsupported,
+        fmt::format("the {} job store serves one daemon: nothing is shared", name()));
+  }
+
  public:
   virtual ~store_engine() = default;
 
@@ -117,6 +126,9 @@ class store_engine {
 
   // Without history.
   virtual result<std::vector<stored_job>> due_reports(time_point now, std::size_t limit) = 0;
+  // Without history; earliest due first.
+  virtual result<std::vector<stored_job>> claim_reports(time_point now, std::size_t limit,
+                                                        std::chrono::milliseconds claim_for) = 0;
   virtual result<void> record_report(std::int64_t job_id, const report_update& u,
                                      time_point now) = 0;
 
@@ -128,15 +140,34 @@ class store_engine {
   // False when the job was no longer in `expected` (another actor changed it meanwhile).
   virtual result<bool> apply(const operator_change& change, time_point now) = 0;
 
+  // Fenced like append_step; the time the lease has left, by the engine's clock.
+  virtual result<std::chrono::milliseconds> renew_lease(std::int64_t job_id, std::string_view owner,
+                                                        time_point now,
+                                                        std::chrono::milliseconds lease) = 0;
+  // The cluster verbs of job_store. An engine of one daemon answers errc::unsupported.
+  virtual result<cluster_view> heartbeat(const worker_beat&) { return unshared(); }
+  virtual result<call_turn> take_turn(std::chrono::microseconds) { return unshared(); }
+  virtual result<void> block_calls(std::chrono::milliseconds) { return unshared(); }
+  virtual result<void> set_breaker(std::chrono::milliseconds, std::string_view) {
+    return unshared();
+  }
+  virtual result<bool> claim_periodic(std::string_view, std::string_view, std::chrono::milliseconds,
+                                      std::chrono::milliseconds) {
+    return unshared();
+  }
+
   virtual result<void> probe_write(time_point now) = 0;
   virtual result<void> set_max_size(std::uint64_t bytes) = 0;
   virtual result<time_point> file_link_expiry(std::int64_t job_id, time_point proposed,
                                               time_point now) = 0;
   virtual result<std::vector<std::int64_t>> file_links(time_point now, bool expired) = 0;
   virtual result<std::size_t> purge_finished(time_point before) = 0;
-  virtual result<void> put_export_chunk(std::int64_t job_id, std::uint32_t index,
-                                        std::string_view bytes) = 0;
-  virtual result<void> finish_export(std::int64_t job_id, std::uint32_t chunks, time_point now) = 0;
+  // Both are fenced by the run's lease: errc::lease_lost unless `owner` holds the running job
+  // ("" = no lease to check: store migrate).
+  virtual result<void> put_export_chunk(std::int64_t job_id, std::string_view owner,
+                                        std::uint32_t index, std::string_view bytes) = 0;
+  virtual result<void> finish_export(std::int64_t job_id, std::string_view owner,
+                                     std::uint32_t chunks, time_point now) = 0;
   virtual result<std::optional<std::uint32_t>> export_chunks(std::int64_t job_id) = 0;
   virtual result<std::string> export_chunk(std::int64_t job_id, std::uint32_t index) = 0;
   virtual result<std::size_t> delete_exports(std::span<const std::int64_t> job_ids) = 0;

@@ -84,6 +84,9 @@ struct reporter_options {
   std::shared_ptr<const file_links> links;
   std::chrono::hours file_link_ttl{72};
   std::uint32_t max_requests_per_minute = 600;
+  // How long a report claimed for sending stays with this daemon (store.hpp claim_reports): more
+  // than one call to MineOS can take. A daemon that dies with it leaves it due again after this.
+  std::chrono::milliseconds report_claim{std::chrono::minutes(1)};
   // [mineos] integration_id, for jobs stored without one.
   std::string integration_id;
 };

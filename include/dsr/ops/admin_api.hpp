@@ -39,6 +39,11 @@ struct admin_options {
   // Served at GET /metrics (no auth, like /healthz); null: 501.
   metrics* counters = nullptr;
   std::uint32_t deadline_warning_days = 7;
+  // Several daemons (docs/contract.md §8): the live ones (dsr_workers; empty: 1), and why this one
+  // must not run jobs (a newer schema in the store: named in /readyz), or nullopt.
+  std::function<std::size_t()> workers;
+  std::function<std::optional<std::string>()> cluster_problem;
+  std::int64_t schema = 0;  // the store schema this build expects (dsr_build_info)
 };
 
 class admin_api {

@@ -36,12 +36,15 @@ class metrics final : public metrics_sink {
   void retry(std::string_view reason) override;
   void rate_limit_wait(seconds waited) override;
   void report(std::string_view result) override;
+  void periodic_run(std::string_view task) override;
 
   // The page, with the gauges read at this moment.
   struct gauges {
     job_stats jobs;
     time_point now{};
     bool dispatch_paused = false;
+    std::size_t workers = 1;  // live daemons on the store (1 with SQLite)
+    std::int64_t schema = 0;  // the store schema this build expects
   };
   std::string render(const gauges& g) const;
 
@@ -101,6 +104,7 @@ class metrics final : public metrics_sink {
   std::map<labels, double> retries_;
   double rate_limit_wait_ = 0;
   std::map<labels, double> reports_;
+  std::map<labels, double> periodic_runs_;
 };
 
 }  // namespace dsr::ops
