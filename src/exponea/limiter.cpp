@@ -107,8 +107,9 @@ struct limiter::state : std::enable_shared_from_this<limiter::state> {
     pump();
   }
 
-  void block(std::chrono::milliseconds d) {
-    const auto until = now() + d;
+  void block(std::chrono::milliseconds d) { block_at(now() + d); }
+
+  void block_at(steady_time until) {
     rules.block_until(until);
     auto v = until.time_since_epoch().count();
     auto seen = blocked_until_ns.load();
@@ -202,10 +203,11 @@ asio::awaitable<void> limiter::acquire(priority p) {
         break;  // the local rules, at this daemon's share
       }
       if (t->blocked.count() > 0) {
-        const auto d = std::chrono::duration_cast<std::chrono::milliseconds>(t->blocked) +
-                       std::chrono::milliseconds(1);
-        asio::post(s->strand, [s, d] { s->block(d); });
-        co_await sleep_for(d);
+        // Held here until the same instant the sleep ends, so that the check below does not
+        // find this very hold still running.
+        const auto until = s->now() + t->blocked + std::chrono::milliseconds(1);
+        asio::post(s->strand, [s, until] { s->block_at(until); });
+        co_await sleep_for(until - s->now());
         continue;
       }
       const auto due = std::chrono::steady_clock::now() + t->wait;
