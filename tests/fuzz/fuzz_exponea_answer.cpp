@@ -52,9 +52,11 @@ void check_scan(std::string_view body) {
   }
   std::ifstream in(saved, std::ios::binary);
   const auto j = nlohmann::json::parse(in, nullptr, false);
+  // The scan counts every member it streams; a parser keeps one of each repeated key (an answer
+  // may repeat one), so the parsed objects hold at most what the scan counted.
   if (j.is_discarded() || !j.is_object() || j.size() != 3 || !j["ids"].is_object() ||
-      !j["properties"].is_object() || !j["events"].is_array() || j["ids"].size() != summary->ids ||
-      j["properties"].size() != summary->properties || j["events"].size() != summary->events) {
+      !j["properties"].is_object() || !j["events"].is_array() || j["ids"].size() > summary->ids ||
+      j["properties"].size() > summary->properties || j["events"].size() != summary->events) {
     std::abort();  // the saved customer is not what the scan reported
   }
 }
