@@ -21,14 +21,22 @@
 
 namespace {
 
+// A private scratch folder for this process, removed when it exits.
+struct scratch {
+  std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("dsr-fuzz-exponea-" + std::to_string(::getpid()));
+  scratch() { std::filesystem::create_directories(dir); }
+  ~scratch() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+  scratch(const scratch&) = delete;
+  scratch& operator=(const scratch&) = delete;
+};
+
 const std::filesystem::path& work_dir() {
-  static const std::filesystem::path dir = [] {
-    auto d =
-        std::filesystem::temp_directory_path() / ("dsr-fuzz-exponea-" + std::to_string(::getpid()));
-    std::filesystem::create_directories(d);
-    return d;
-  }();
-  return dir;
+  static const scratch s;
+  return s.dir;
 }
 
 void check_scan(std::string_view body) {
