@@ -100,10 +100,19 @@ struct limiter::state : std::enable_shared_from_this<limiter::state> {
         now(std::move(clock)),
         rate(per_second) {}
 
-  // On the strand: the pacing this daemon keeps alone, R or (the store away) R / daemons.
-  void pace(double per_second) {
-    rules.set_rate(per_second);
-    paced = per_second;
+  // The rate this daemon paces itself at: R, or (the store away) R / the daemons last seen.
+  double own_rate() const {
+    const double r = rate.load();
+    return alone.load() && shared.daemons
+               ? r / static_cast<double>(std::max<std::size_t>(1, shared.daemons()))
+               : r;
+  }
+
+  // On the strand: applies own_rate() to the rules.
+  void pace() {
+    const double r = own_rate();
+    rules.set_rate(r);
+    paced = r;
     pump();
   }
 
@@ -194,10 +203,7 @@ asio::awaitable<void> limiter::acquire(priority p) {
       const auto t = co_await s->shared.take(interval);
       const bool away = !t;
       if (away != s->alone.exchange(away)) {
-        const double r = away ? s->rate.load() / static_cast<double>(
-                                                     std::max<std::size_t>(1, s->shared.daemons()))
-                              : s->rate.load();
-        asio::post(s->strand, [s, r] { s->pace(r); });
+        asio::post(s->strand, [s] { s->pace(); });
       }
       if (away) {
         break;  // the local rules, at this daemon's share
@@ -268,13 +274,7 @@ void limiter::share(shared_limit s) {
 
 void limiter::set_rate(double per_second) {
   state_->rate = per_second;
-  asio::post(state_->strand, [s = state_, per_second] {
-    const double r =
-        s->alone.load() && s->shared.daemons
-            ? per_second / static_cast<double>(std::max<std::size_t>(1, s->shared.daemons()))
-            : per_second;
-    s->pace(r);
-  });
+  asio::post(state_->strand, [s = state_] { s->pace(); });
 }
 
 std::chrono::nanoseconds limiter::waited() const {
