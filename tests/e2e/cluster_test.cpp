@@ -13,6 +13,7 @@
 #include "support/pg_cluster.hpp"
 #include "support/process.hpp"
 #include "support/sim_process.hpp"
+#include "support/sim_state.hpp"
 #include "support/tcp_proxy.hpp"
 #include "support/temp_dir.hpp"
 
@@ -172,17 +173,7 @@ worker_name = "{}"
     ASSERT_EQ(request(sim_port_, "POST", "/_sim/faults", f.dump()).status, 200);
   }
   // privacy_request events per request id, and customers per e-mail, as the simulator holds them.
-  std::map<std::string, int> events() {
-    std::map<std::string, int> out;
-    for (const auto& c : sim("state")) {
-      for (const auto& e : c["events"]) {
-        if (e.value("type", "") == "privacy_request") {
-          ++out[e["properties"].value("request_id", "")];
-        }
-      }
-    }
-    return out;
-  }
+  std::map<std::string, int> events() { return audit_events(sim("state")); }
   std::map<std::string, int> holders() {
     std::map<std::string, int> out;
     for (const auto& c : sim("state")) {
@@ -191,15 +182,7 @@ worker_name = "{}"
     return out;
   }
   // Reports MineOS acknowledged, per ticket.
-  std::map<std::string, int> reports() {
-    std::map<std::string, int> out;
-    for (const auto& r : sim("mineos")) {
-      if (r["status"] == 200) {
-        ++out[r["ticket_id"].get<std::string>()];
-      }
-    }
-    return out;
-  }
+  std::map<std::string, int> reports() { return acknowledged_reports(sim("mineos")); }
   // The largest number of Exponea calls the simulator saw in any 1-second window, and its 429s.
   std::pair<std::size_t, std::size_t> busiest_second() {
     std::vector<std::int64_t> at;

@@ -5,6 +5,7 @@
 #include "fulfilment_fixture.hpp"
 
 #include "support/pg_cluster.hpp"
+#include "support/sim_state.hpp"
 
 #include <set>
 
@@ -53,28 +54,10 @@ class OnPostgres : public Fulfilment {
   }
 
   // privacy_request events per request id, as the simulator holds them.
-  std::map<std::string, int> events() {
-    std::map<std::string, int> out;
-    for (const auto& c : sim("state")) {
-      for (const auto& e : c["events"]) {
-        if (e.value("type", "") == "privacy_request") {
-          ++out[e["properties"].value("request_id", "")];
-        }
-      }
-    }
-    return out;
-  }
+  std::map<std::string, int> events() { return audit_events(sim("state")); }
 
   // Status reports MineOS acknowledged, per ticket.
-  std::map<std::string, int> reports() {
-    std::map<std::string, int> out;
-    for (const auto& r : sim("mineos")) {
-      if (r["status"] == 200) {
-        ++out[r["ticket_id"].get<std::string>()];
-      }
-    }
-    return out;
-  }
+  std::map<std::string, int> reports() { return acknowledged_reports(sim("mineos")); }
 
   std::string uri_;
 };
