@@ -196,6 +196,7 @@ config parse_config(std::string_view text, std::string_view source_name,
     }
     r.string("source", cfg.exponea.source);
     r.integer("max_requests_per_second", cfg.exponea.max_requests_per_second, 1, 100000);
+    r.boolean("bulk_calls", cfg.exponea.bulk_calls);
     r.duration("timeout_seconds", cfg.exponea.timeout, 1, 3600);
     r.string("ca_file", cfg.exponea.ca_file);
     if (!cfg.exponea.ca_file.empty()) {

@@ -94,6 +94,10 @@ std::string_view to_string(endpoint ep) {
       return "system-time";
     case endpoint::consent_categories:
       return "consent-categories";
+    case endpoint::batch:
+      return "batch";
+    case endpoint::anonymize_bulk:
+      return "anonymize-bulk";
   }
   return "";
 }
@@ -204,7 +208,7 @@ call_error classify(unsigned status, std::string_view body,
       return rejection(status, shown,
                        "exponea_api_key (its API group needs GDPR > Export customer)");
     }
-    if (ep == endpoint::anonymize) {
+    if (ep == endpoint::anonymize || ep == endpoint::anonymize_bulk) {
       return rejection(status, shown,
                        "exponea_api_key (its API group needs GDPR > Anonymize customer)");
     }

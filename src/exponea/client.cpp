@@ -6,13 +6,20 @@
 
 #include <fmt/format.h>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/experimental/concurrent_channel.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/throw_exception.hpp>
 
 #include <sys/stat.h>
 
 #include <cerrno>
+
+#include <deque>
 
 #include <algorithm>
 #include <cctype>
@@ -32,6 +39,39 @@ boost::asio::awaitable<result<export_summary>> scan_elsewhere(std::filesystem::p
                                                               std::string key) {
   // The download was written sealed with the same key (client_request::response_key).
   co_return scan_export(answer, audit, save_to, key, key);
+}
+
+constexpr std::size_t max_batch_commands = 50;         // reference §4.2
+constexpr std::size_t max_bulk_customers = 1000;       // reference §3.2
+
+using done_channel = boost::asio::experimental::concurrent_channel<void(boost::system::error_code)>;
+
+// One call waiting in a bulk lane for its turn, then for its share of the answer.
+struct lane_call {
+  nlohmann::json ids;
+  event e;  // tracking lanes
+  before_send go;
+  boost::asio::any_io_executor ex;  // where the caller runs (its before_send runs there too)
+  std::shared_ptr<done_channel> done;
+  std::optional<outcome<bool>> answer;
+};
+using lane_calls = std::vector<std::shared_ptr<lane_call>>;
+
+// Calls of one kind that may share a request: audit events (Token), consent events (Basic),
+// anonymize.
+struct lane {
+  endpoint single;
+  endpoint shared;
+  auth used;
+  std::size_t max;
+  std::mutex mutex;
+  std::deque<std::shared_ptr<lane_call>> waiting;  // under mutex
+  bool draining = false;                           // under mutex: a drain() takes turns for them
+};
+
+void finish(lane_call& c, outcome<bool> answer) {
+  c.answer = std::move(answer);
+  c.done->try_send(boost::system::error_code{});
 }
 
 // A parsed answer. nlohmann::json converts implicitly to anything, which would make
@@ -96,29 +136,31 @@ class api_impl final : public api {
     co_return std::optional<export_summary>(*scanned);
   }
 
-  boost::asio::awaitable<outcome<void>> track(nlohmann::json ids, event e, auth a) override {
-    nlohmann::json body{{"customer_ids", std::move(ids)},
-                        {"event_type", e.type},
-                        {"timestamp", e.timestamp},
-                        {"properties", std::move(e.properties)}};
-    auto r = co_await call(endpoint::track, a, "POST", "/customers/events", body.dump());
+  boost::asio::awaitable<outcome<void>> track(nlohmann::json ids, event e, auth a,
+                                              before_send go) override {
+    if (options_.bulk) {
+      auto& l = a == auth::token ? audit_lane_ : consent_lane_;
+      auto r = co_await queue(l, std::move(ids), std::move(e), std::move(go));
+      if (!r) {
+        co_return r.error();
+      }
+      co_return outcome<void>{};
+    }
+    auto r = co_await call(endpoint::track, a, "POST", "/customers/events",
+                           track_body(std::move(ids), std::move(e)).dump(), no_download(), &go);
     if (!r) {
       co_return r.error();
     }
     co_return outcome<void>{};
   }
 
-  boost::asio::awaitable<outcome<bool>> anonymize(nlohmann::json ids) override {
-    nlohmann::json body{{"customer_ids", std::move(ids)}};
-    auto r = co_await call(endpoint::anonymize, auth::basic, "POST", "/customers/anonymize",
-                           body.dump());
-    if (!r) {
-      if (r.error().kind == answer_class::not_found) {
-        co_return false;
-      }
-      co_return r.error();
+  boost::asio::awaitable<outcome<bool>> anonymize(nlohmann::json ids, before_send go) override {
+    if (options_.bulk) {
+      event none;  // a named value: g++ 12 mishandles a braced temporary in a co_await's call
+      auto r = co_await queue(anonymize_lane_, std::move(ids), std::move(none), std::move(go));
+      co_return r;
     }
-    co_return true;
+    co_return co_await anonymize_one(std::move(ids), &go, true);
   }
 
   boost::asio::awaitable<outcome<std::vector<consent_category>>> consent_categories() override {
@@ -156,6 +198,228 @@ class api_impl final : public api {
   }
 
  private:
+  // An answer kept in memory (a named value: g++ 12 mishandles braced temporaries in a
+  // co_await's call).
+  static std::filesystem::path no_download() { return {}; }
+
+  static nlohmann::json track_body(nlohmann::json ids, event e) {
+    return {{"customer_ids", std::move(ids)},
+            {"event_type", std::move(e.type)},
+            {"timestamp", e.timestamp},
+            {"properties", std::move(e.properties)}};
+  }
+
+  boost::asio::awaitable<outcome<bool>> anonymize_one(nlohmann::json ids, before_send* go,
+                                                      bool take_turn) {
+    nlohmann::json body{{"customer_ids", std::move(ids)}};
+    auto r = co_await call(endpoint::anonymize, auth::basic, "POST", "/customers/anonymize",
+                           body.dump(), no_download(), go, take_turn);
+    if (!r) {
+      if (r.error().kind == answer_class::not_found) {
+        co_return false;
+      }
+      co_return r.error();
+    }
+    co_return true;
+  }
+
+  // Waits in `l` for a turn shared with the calls waiting beside it, then for its answer.
+  boost::asio::awaitable<outcome<bool>> queue(lane& l, nlohmann::json ids, event e,
+                                              before_send go) {
+    auto ex = co_await boost::asio::this_coro::executor;
+    auto c = std::make_shared<lane_call>();
+    c->ids = std::move(ids);
+    c->e = std::move(e);
+    c->go = std::move(go);
+    c->ex = ex;
+    c->done = std::make_shared<done_channel>(ex, 1);
+    bool start = false;
+    {
+      const std::lock_guard lock(l.mutex);
+      l.waiting.push_back(c);
+      start = !std::exchange(l.draining, true);
+    }
+    if (start) {
+      boost::asio::co_spawn(ex, drain(l), boost::asio::detached);
+    }
+    co_await c->done->async_receive(boost::asio::as_tuple(boost::asio::use_awaitable));
+    co_return std::move(*c->answer);
+  }
+
+  // Takes turns for the calls waiting in `l` until none is left: at each turn, every call
+  // waiting then (up to the request's limit) runs its before_send and goes in one request.
+  boost::asio::awaitable<void> drain(lane& l) {
+    // The calls that became ready in the same instant as the first join it, even when no turn
+    // has to be waited for.
+    co_await boost::asio::post(co_await boost::asio::this_coro::executor,
+                               boost::asio::use_awaitable);
+    for (;;) {
+      {
+        const std::lock_guard lock(l.mutex);
+        if (l.waiting.empty()) {
+          l.draining = false;
+          co_return;
+        }
+      }
+      const auto waiting = std::chrono::steady_clock::now();
+      turn t;
+      if (options_.spacing) {
+        t = co_await options_.spacing->acquire(options_.turn);
+      }
+      if (options_.metrics != nullptr) {
+        options_.metrics->rate_limit_wait(std::chrono::steady_clock::now() - waiting);
+      }
+      lane_calls group;
+      {
+        const std::lock_guard lock(l.mutex);
+        while (!l.waiting.empty() && group.size() < l.max) {
+          group.push_back(std::move(l.waiting.front()));
+          l.waiting.pop_front();
+        }
+      }
+      group = co_await cleared(std::move(group));
+      if (group.empty()) {
+        continue;  // every one was held back: the turn goes unused
+      }
+      if (options_.spacing) {
+        options_.spacing->sent(t);
+      }
+      // In flight while the next turn is awaited for the calls that came meanwhile.
+      boost::asio::co_spawn(co_await boost::asio::this_coro::executor, send(l, std::move(group)),
+                            boost::asio::detached);
+    }
+  }
+
+  // Runs each call's before_send (at once, each on its caller's executor) and keeps the calls it
+  // let go; the others end with not_sent().
+  boost::asio::awaitable<lane_calls> cleared(lane_calls group) {
+    auto ex = co_await boost::asio::this_coro::executor;
+    auto answered = std::make_shared<done_channel>(ex, group.size());
+    auto verdicts = std::make_shared<std::vector<char>>(group.size(), 1);
+    std::size_t asked = 0;
+    for (std::size_t i = 0; i < group.size(); ++i) {
+      if (!group[i]->go) {
+        continue;
+      }
+      ++asked;
+      boost::asio::co_spawn(group[i]->ex, group[i]->go(),
+                            [answered, verdicts, i](const std::exception_ptr& e, bool go) {
+                              (*verdicts)[i] = e == nullptr && go ? 1 : 0;
+                              answered->try_send(boost::system::error_code{});
+                            });
+    }
+    for (std::size_t n = 0; n < asked; ++n) {
+      co_await answered->async_receive(boost::asio::as_tuple(boost::asio::use_awaitable));
+    }
+    lane_calls out;
+    for (std::size_t i = 0; i < group.size(); ++i) {
+      if ((*verdicts)[i] != 0) {
+        out.push_back(std::move(group[i]));
+      } else {
+        finish(*group[i], not_sent());
+      }
+    }
+    co_return out;
+  }
+
+  // Sends a group that has its turn: alone as the single call, else as one shared request.
+  boost::asio::awaitable<void> send(lane& l, lane_calls group) {
+    if (group.size() == 1) {
+      // Not `finish(c, co_await ...)`: g++ 12 frees a co_await's temporary twice when it is a
+      // call's argument.
+      auto& c = *group.front();
+      auto answer = co_await single(l, c, false);
+      finish(c, std::move(answer));
+      co_return;
+    }
+    std::string suffix;
+    nlohmann::json body;
+    if (l.shared == endpoint::batch) {
+      suffix = "/batch";
+      body = {{"commands", nlohmann::json::array()}};
+      for (std::size_t i = 0; i < group.size(); ++i) {
+        body["commands"].push_back({{"name", "customers/events"},
+                                    {"command_id", std::to_string(i)},
+                                    {"data", track_body(group[i]->ids, group[i]->e)}});
+      }
+    } else {
+      suffix = "/customers/anonymize_bulk";
+      body = {{"customers", nlohmann::json::array()}};
+      for (const auto& c : group) {
+        body["customers"].push_back({{"customer_ids", c->ids}});
+      }
+    }
+    auto r = co_await call(l.shared, l.used, "POST", suffix, body.dump(), no_download(), nullptr, false);
+    if (!r && r.error().kind == answer_class::failed) {
+      // The request as a whole was refused (not a credential): one call per job, each with its
+      // own turn, so that one job's bad command cannot fail the others.
+      for (auto& c : group) {
+        boost::asio::co_spawn(
+            c->ex,
+            [this, &l, c]() -> boost::asio::awaitable<void> {
+              auto answer = co_await single(l, *c, true);
+              finish(*c, std::move(answer));
+            },
+            boost::asio::detached);
+      }
+      co_return;
+    }
+    if (!r) {
+      for (auto& c : group) {
+        finish(*c, r.error());
+      }
+      co_return;
+    }
+    if (l.shared == endpoint::anonymize_bulk) {
+      for (auto& c : group) {
+        finish(*c, true);
+      }
+      co_return;
+    }
+    // Each command's own answer, matched by command_id (else by position).
+    const auto results_it = r->doc.find("results");
+    const nlohmann::json empty = nlohmann::json::array();
+    const auto& results =
+        results_it != r->doc.end() && results_it->is_array() ? *results_it : empty;
+    for (std::size_t i = 0; i < group.size(); ++i) {
+      const nlohmann::json* result = nullptr;
+      for (const auto& x : results) {
+        if (x.is_object() && x.contains("command_id") && x["command_id"] == std::to_string(i)) {
+          result = &x;
+          break;
+        }
+      }
+      if (result == nullptr && i < results.size() && results[i].is_object() &&
+          !results[i].contains("command_id")) {
+        result = &results[i];
+      }
+      if (result == nullptr) {
+        finish(*group[i], call_error{answer_class::transient, 200,
+                                     "the batch answer holds no result for this command", "", {}});
+        continue;
+      }
+      auto c = classify(200, result->dump(), std::nullopt, l.used, endpoint::track, clock_->now());
+      if (c.kind == answer_class::ok) {
+        finish(*group[i], true);
+      } else {
+        finish(*group[i], std::move(c));
+      }
+    }
+  }
+
+  // One call of a lane on its own endpoint (its before_send already ran).
+  boost::asio::awaitable<outcome<bool>> single(lane& l, lane_call& c, bool take_turn) {
+    if (l.single == endpoint::anonymize) {
+      co_return co_await anonymize_one(c.ids, nullptr, take_turn);
+    }
+    auto r = co_await call(endpoint::track, l.used, "POST", "/customers/events",
+                           track_body(c.ids, c.e).dump(), no_download(), nullptr, take_turn);
+    if (!r) {
+      co_return r.error();
+    }
+    co_return true;
+  }
+
   std::optional<std::string> authorization(auth a, call_error& missing) const {
     if (a == auth::token) {
       const auto token = credentials_.find(credential::exponea_api_token);
@@ -177,9 +441,13 @@ class api_impl final : public api {
   }
 
   // `download`: a 2xx answer's body goes to that file and the returned document is empty.
+  // `go` (may be null or empty): runs once the turn has come; the call is sent only if it says
+  // so. Without `take_turn` the caller already holds the turn.
   boost::asio::awaitable<outcome<answer_body>> call(endpoint ep, auth a, std::string method,
                                                     std::string suffix, std::string body,
-                                                    std::filesystem::path download = {}) {
+                                                    std::filesystem::path download = {},
+                                                    before_send* go = nullptr,
+                                                    bool take_turn = true) {
     call_error missing;
     const auto project = credentials_.find(credential::exponea_project_token);
     if (!project) {
@@ -189,7 +457,8 @@ class api_impl final : public api {
     if (!authz) {
       co_return missing;
     }
-    const bool tracking = ep == endpoint::track || ep == endpoint::system_time;
+    const bool tracking =
+        ep == endpoint::track || ep == endpoint::system_time || ep == endpoint::batch;
     http::client_request req;
     req.method = std::move(method);
     req.target =
@@ -206,13 +475,24 @@ class api_impl final : public api {
     req.max_file_bytes = options_.max_export_bytes;
     req.response_key = options_.export_key;  // never in the clear on disk, even for seconds
     const auto waiting = std::chrono::steady_clock::now();
-    if (options_.spacing) {
-      co_await options_.spacing->acquire(options_.turn);
+    turn t;
+    if (options_.spacing && take_turn) {
+      t = co_await options_.spacing->acquire(options_.turn);
+    }
+    if (go != nullptr && *go) {
+      if (!co_await (*go)()) {
+        co_return not_sent();
+      }
+      if (options_.spacing) {
+        options_.spacing->sent(t);
+      }
     }
     const auto sending = std::chrono::steady_clock::now();
     auto res = co_await client_->send(std::move(req));
     if (options_.metrics != nullptr) {
-      options_.metrics->rate_limit_wait(sending - waiting);
+      if (take_turn) {
+        options_.metrics->rate_limit_wait(sending - waiting);
+      }
       options_.metrics->exponea_call(to_string(ep), res ? res->status : 0,
                                      std::chrono::steady_clock::now() - sending);
     }
@@ -282,9 +562,17 @@ class api_impl final : public api {
   boost::asio::thread_pool scanner_{1};
   std::mutex mutex_;
   std::mt19937_64 random_{std::random_device{}()};
+  lane audit_lane_{endpoint::track, endpoint::batch, auth::token, max_batch_commands};
+  lane consent_lane_{endpoint::track, endpoint::batch, auth::basic, max_batch_commands};
+  lane anonymize_lane_{endpoint::anonymize, endpoint::anonymize_bulk, auth::basic,
+                       max_bulk_customers};
 };
 
 }  // namespace
+
+call_error not_sent() {
+  return call_error{answer_class::failed, 0, "not sent: held back before it went out", "", {}};
+}
 
 std::unique_ptr<api> make_api(std::unique_ptr<http::client> client,
                               const credential_store& credentials, std::shared_ptr<clock> clock,

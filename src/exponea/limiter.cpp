@@ -190,7 +190,7 @@ limiter::~limiter() {
   asio::post(state_->strand, [s = state_] { s->timer.cancel(); });
 }
 
-asio::awaitable<void> limiter::acquire(priority p) {
+asio::awaitable<turn> limiter::acquire(priority p) {
   auto s = state_;
   const auto asked = std::chrono::steady_clock::now();
   if (s->shared.take && s->rate.load() > 0) {
@@ -229,21 +229,31 @@ asio::awaitable<void> limiter::acquire(priority p) {
         continue;
       }
       s->waited_ns += (std::chrono::steady_clock::now() - asked).count();
-      co_return;
+      co_return exponea::turn{};
     }
   }
-  auto turn = std::make_shared<channel>(co_await asio::this_coro::executor, 1);
-  asio::post(s->strand, [s, turn, p] {
-    s->waiting[p == priority::interactive ? 0 : 1].push_back({turn, s->now()});
+  auto granted = std::make_shared<channel>(co_await asio::this_coro::executor, 1);
+  asio::post(s->strand, [s, granted, p] {
+    s->waiting[p == priority::interactive ? 0 : 1].push_back({granted, s->now()});
     s->pump();
   });
-  const auto [ec, ticket] = co_await turn->async_receive(use_nothrow);
+  const auto [ec, ticket] = co_await granted->async_receive(use_nothrow);
   s->waited_ns += (std::chrono::steady_clock::now() - asked).count();
   if (!ec) {
     // This thread may have resumed the call well after the strand granted it (another I/O
     // thread, a descheduled vCPU): the window counts the call from now.
     asio::post(s->strand, [s, ticket = ticket, t = s->now()] { s->rules.left(ticket, t); });
+    co_return exponea::turn{ticket, true};
   }
+  co_return exponea::turn{};
+}
+
+void limiter::sent(const turn& t) {
+  if (!t.local) {
+    return;
+  }
+  asio::post(state_->strand,
+             [s = state_, ticket = t.ticket, at = state_->now()] { s->rules.left(ticket, at); });
 }
 
 void limiter::slow_down(std::chrono::milliseconds d) {

@@ -100,6 +100,30 @@ flow_outcome interrupted(const failure& f) {
   return flow_outcome{kind::interrupted, f.detail, "", std::nullopt};
 }
 
+// What runs when a side-effecting call's turn has come, just before it is sent: the step is
+// journaled `started` (`result`) and the lease renewed; a shutdown that began meanwhile, or a
+// journal that cannot be written, keeps the call from going (`held` says how the flow ends). So a
+// job stopped while its call waited for the limiter or a batch leaves no `started` behind.
+exponea::before_send journal_then_send(journal& log, flow_clock& time, step_name step,
+                                       std::string result, std::optional<flow_outcome>& held) {
+  return [&log, &time, step = std::move(step), result = std::move(result),
+          &held]() -> boost::asio::awaitable<bool> {
+    if (time.stopping()) {
+      held = stopped();
+      co_return false;
+    }
+    if (auto r = co_await log.record(step, result); !r) {
+      held = interrupted(r.error());
+      co_return false;
+    }
+    if (auto r = co_await log.before_call(); !r) {
+      held = interrupted(r.error());
+      co_return false;
+    }
+    co_return true;
+  };
+}
+
 // The export request for this job's subject, looking for its audit event.
 exponea::export_request export_of(const job& j, const flow_settings& s,
                                   std::filesystem::path save_to = {}) {
@@ -148,18 +172,17 @@ boost::asio::awaitable<std::optional<flow_outcome>> track_once(const job& j,
       wait = std::min(wait * 2, s.verify_max_poll);
     }
   }
-  if (auto r = co_await log.record(step_kind::track, "started"); !r) {
-    co_return interrupted(r.error());
-  }
   exponea::event e;
   e.type = s.event_type;
   e.timestamp =
       std::chrono::duration_cast<std::chrono::seconds>(time.now().time_since_epoch()).count();
   e.properties = event_properties(j, s);
-  if (auto r = co_await log.before_call(); !r) {
-    co_return interrupted(r.error());
+  std::optional<flow_outcome> held;
+  auto tracked = co_await api.track(customer_ids(j, s), std::move(e), exponea::auth::token,
+                                    journal_then_send(log, time, step_kind::track, "started", held));
+  if (held) {
+    co_return std::move(*held);
   }
-  auto tracked = co_await api.track(customer_ids(j, s), std::move(e), exponea::auth::token);
   if (!tracked) {
     co_return from_error(tracked.error(), fmt::format("Bloomreach track {}", s.event_type));
   }
@@ -173,15 +196,15 @@ boost::asio::awaitable<std::optional<flow_outcome>> track_once(const job& j,
 // attempt with when it did not get through.
 boost::asio::awaitable<std::optional<flow_outcome>> anonymize_journaled(exponea::api& api,
                                                                         journal& log,
+                                                                        flow_clock& time,
                                                                         const nlohmann::json& ids,
                                                                         std::string_view doing) {
-  if (auto r = co_await log.record(step_kind::anonymize, "started"); !r) {
-    co_return interrupted(r.error());
+  std::optional<flow_outcome> held;
+  auto anonymized =
+      co_await api.anonymize(ids, journal_then_send(log, time, step_kind::anonymize, "started", held));
+  if (held) {
+    co_return std::move(*held);
   }
-  if (auto r = co_await log.before_call(); !r) {
-    co_return interrupted(r.error());
-  }
-  auto anonymized = co_await api.anonymize(ids);
   if (!anonymized) {
     co_return from_error(anonymized.error(), doing);
   }
@@ -234,7 +257,7 @@ boost::asio::awaitable<flow_outcome> run_delete(const job& j, exponea::api& api,
       co_return stopped();
     }
     started = time.now();
-    if (auto stop = co_await anonymize_journaled(api, log, ids, "Bloomreach anonymize")) {
+    if (auto stop = co_await anonymize_journaled(api, log, time, ids, "Bloomreach anonymize")) {
       co_return std::move(*stop);
     }
     answered = true;
@@ -262,7 +285,7 @@ boost::asio::awaitable<flow_outcome> run_delete(const job& j, exponea::api& api,
     if (!answered) {
       // An earlier attempt's anonymize was never answered and the customer is still there:
       // send it again now (idempotent in Exponea); the verification's wait starts over.
-      if (auto stop = co_await anonymize_journaled(api, log, ids, "Bloomreach anonymize")) {
+      if (auto stop = co_await anonymize_journaled(api, log, time, ids, "Bloomreach anonymize")) {
         co_return std::move(*stop);
       }
       answered = true;
@@ -280,7 +303,7 @@ boost::asio::awaitable<flow_outcome> run_delete(const job& j, exponea::api& api,
         co_return stopped();
       }
       // Still there after a full wait: anonymize again (idempotent in Exponea).
-      if (auto stop = co_await anonymize_journaled(api, log, ids, "Bloomreach anonymize (again)")) {
+      if (auto stop = co_await anonymize_journaled(api, log, time, ids, "Bloomreach anonymize (again)")) {
         co_return std::move(*stop);
       }
     }
@@ -388,17 +411,17 @@ boost::asio::awaitable<flow_outcome> run_opt_out(const job& j, exponea::api& api
     }
     // The same event, timestamp included, whether first sent or sent again: the timestamp is the
     // consent's valid-from, and the journal's record of it is how a later run recognises it.
-    if (auto r = co_await log.record(consent_step(c), fmt::format("started {}", *timestamp)); !r) {
-      co_return interrupted(r.error());
-    }
     exponea::event e;
     e.type = "consent";
     e.timestamp = *timestamp;
     e.properties = {{"action", "reject"}, {"category", c}, {"valid_until", "unlimited"}};
-    if (auto r = co_await log.before_call(); !r) {
-      co_return interrupted(r.error());
+    std::optional<flow_outcome> held;
+    auto tracked = co_await api.track(
+        ids, std::move(e), exponea::auth::basic,
+        journal_then_send(log, time, consent_step(c), fmt::format("started {}", *timestamp), held));
+    if (held) {
+      co_return std::move(*held);
     }
-    auto tracked = co_await api.track(ids, std::move(e), exponea::auth::basic);
     if (!tracked) {
       co_return from_error(tracked.error(), fmt::format("Bloomreach consent reject {}", c));
     }

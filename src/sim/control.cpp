@@ -74,7 +74,26 @@ bool read_field(const json& o, const std::string& key, std::int64_t min, std::in
 
 std::optional<exponea_simulator::fault> exponea_simulator::take_fault(const std::string& ep) {
   for (auto it = faults_.begin(); it != faults_.end(); ++it) {
-    if (it->endpoint == "*" || it->endpoint == ep) {
+    if ((it->endpoint == "*" || it->endpoint == ep) && it->request_id.empty()) {
+      fault f = *it;
+      faults_.erase(it);
+      return f;
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<exponea_simulator::fault> exponea_simulator::take_event_fault(
+    const json& properties) {
+  if (!properties.is_object()) {
+    return std::nullopt;
+  }
+  const auto id = properties.find("request_id");
+  if (id == properties.end() || !id->is_string()) {
+    return std::nullopt;
+  }
+  for (auto it = faults_.begin(); it != faults_.end(); ++it) {
+    if (!it->request_id.empty() && it->request_id == id->get_ref<const std::string&>()) {
       fault f = *it;
       faults_.erase(it);
       return f;
@@ -125,9 +144,9 @@ http::response exponea_simulator::control(const http::request& req) {
 
 // All or nothing: one malformed fault in a list queues none of them.
 http::response exponea_simulator::add_faults(const json& body) {
-  static const std::vector<std::string> endpoints{"export-one",         "anonymize", "track",
-                                                  "customers",          "batch",     "system/time",
-                                                  "consent/categories", "mineos",    "*"};
+  static const std::vector<std::string> endpoints{
+      "export-one", "anonymize",          "anonymize_bulk", "track", "customers",
+      "batch",      "system/time",        "consent/categories", "mineos", "*"};
   constexpr std::int64_t max_count = 100'000;
   constexpr std::int64_t max_delay_ms = 86'400'000;
   std::vector<std::pair<fault, std::int64_t>> parsed;
@@ -166,6 +185,13 @@ http::response exponea_simulator::add_faults(const json& body) {
     }
     if (!read_field(f, "count", 0, max_count, count)) {
       return bad(fmt::format("'count' must be a whole number from 0 to {}", max_count));
+    }
+    if (!read_field(f, "request_id", x.request_id)) {
+      return bad("'request_id' must be a string");
+    }
+    if (!x.request_id.empty() && (x.endpoint != "track" || x.drop || delay_ms != 0)) {
+      return bad("a fault with 'request_id' refuses one event: its endpoint is \"track\" (alone "
+                 "or in a batch) and it has 'status' and 'body', no 'drop' or 'delay_ms'");
     }
     x.status = static_cast<unsigned>(status);
     x.delay = std::chrono::milliseconds(delay_ms);

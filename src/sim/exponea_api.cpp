@@ -76,6 +76,8 @@ http::response exponea_simulator::api(const http::request& req, std::string& end
     endpoint = "export-one";
   } else if (api_name == "data" && rest == "customers/anonymize" && req.method == "POST") {
     endpoint = "anonymize";
+  } else if (api_name == "data" && rest == "customers/anonymize_bulk" && req.method == "POST") {
+    endpoint = "anonymize_bulk";
   } else if (api_name == "track" && rest == "customers/events" && req.method == "POST") {
     endpoint = "track";
   } else if (api_name == "track" && rest == "customers" && req.method == "POST") {
@@ -139,6 +141,11 @@ http::response exponea_simulator::api(const http::request& req, std::string& end
     if (res.status != 200) {
       return res;
     }
+  } else if (endpoint == "anonymize_bulk") {
+    res = anonymize_bulk(who, body);
+    if (res.status != 200) {
+      return res;
+    }
   } else if (endpoint == "track" || endpoint == "customers") {
     const auto refused = endpoint == "track" ? add_event(who, body) : update_properties(who, body);
     if (refused) {
@@ -170,27 +177,7 @@ http::response exponea_simulator::api(const http::request& req, std::string& end
       if (find(ids) == nullptr) {
         return error(404, "Customer does not exist");
       }
-      const std::string cookie = fmt::format("anonymous-{}", next_cookie_++);
-      queue_write([this, ids = json(ids), cookie] {
-        customer* c = find(ids);
-        if (c == nullptr) {
-          return;
-        }
-        // Removes every external ID and the properties flagged as personal; keeps the events
-        // without their personal properties; assigns a new cookie.
-        c->ids = json{{"cookie", json::array({cookie})}};
-        index_ids(static_cast<std::size_t>(c - customers_.data()));
-        for (const auto& p : personal_properties_) {
-          c->properties.erase(p);
-        }
-        for (auto& e : c->events) {
-          if (e.is_object() && e.contains("properties") && e["properties"].is_object()) {
-            for (const auto& p : personal_event_properties_) {
-              e["properties"].erase(p);
-            }
-          }
-        }
-      });
+      anonymize_later(ids);
       res = answer(200, {{"success", true}});
     }
   }
@@ -198,6 +185,61 @@ http::response exponea_simulator::api(const http::request& req, std::string& end
     return http::response{0, "", "", {}};
   }
   return res;
+}
+
+void exponea_simulator::anonymize_later(const json& ids) {
+  const std::string cookie = fmt::format("anonymous-{}", next_cookie_++);
+  queue_write([this, ids = json(ids), cookie] {
+    customer* c = find(ids);
+    if (c == nullptr) {
+      return;
+    }
+    // Removes every external ID and the properties flagged as personal; keeps the events
+    // without their personal properties; assigns a new cookie.
+    c->ids = json{{"cookie", json::array({cookie})}};
+    index_ids(static_cast<std::size_t>(c - customers_.data()));
+    for (const auto& p : personal_properties_) {
+      c->properties.erase(p);
+    }
+    for (auto& e : c->events) {
+      if (e.is_object() && e.contains("properties") && e["properties"].is_object()) {
+        for (const auto& p : personal_event_properties_) {
+          e["properties"].erase(p);
+        }
+      }
+    }
+  });
+}
+
+// Reference §3.2: up to 1,000 customers, each {"customer_ids": {...}} (or {"internal_id": ...},
+// which no seeded customer has here); the answer names the request (`bulk_id`), not an outcome
+// per customer: an unknown customer is skipped without a word, as the write is queued.
+http::response exponea_simulator::anonymize_bulk(const caller& who, const json& body) {
+  constexpr std::size_t max_customers = 1000;
+  if (!has(who.key->permissions, "anonymize")) {
+    return error(403, "No permission to anonymize customer");
+  }
+  const auto& customers = field(body, "customers");
+  if (!customers.is_array() || customers.empty()) {
+    return failure(400, "customers must be a non-empty list");
+  }
+  if (customers.size() > max_customers) {
+    return failure(400, fmt::format("Too many customers: a request holds at most {}, this one {}",
+                                    max_customers, customers.size()));
+  }
+  for (const auto& c : customers) {
+    const bool by_internal = c.is_object() && c.contains("internal_id") &&
+                             c["internal_id"].is_string() && !c["internal_id"].get_ref<const std::string&>().empty();
+    if (!by_internal && !(c.is_object() && valid_ids(field(c, "customer_ids")))) {
+      return failure(400, "At least one valid id should be specified for every customer");
+    }
+  }
+  for (const auto& c : customers) {
+    if (c.contains("customer_ids")) {
+      anonymize_later(c["customer_ids"]);
+    }
+  }
+  return answer(200, {{"success", true}, {"bulk_id", fmt::format("bulk-{:08x}", next_bulk_++)}});
 }
 
 std::optional<http::response> exponea_simulator::authenticate(const http::request& req,

@@ -169,6 +169,10 @@ std::optional<exponea_simulator::refusal> exponea_simulator::add_event(const cal
   if (!may_add_event(who, name)) {
     return refusal{200, "Not authorized to add event of specified type"};
   }
+  if (auto f = take_event_fault(properties)) {
+    return refusal{f->status == 0 ? 200u : f->status,
+                   f->body.empty() ? std::string("Invalid event") : f->body};
+  }
   // A null timestamp is the time of tracking and null properties none (reference "Consent").
   json e{{"type", name},
          {"timestamp", std::move(*timestamp)},

@@ -57,11 +57,13 @@ class counting_api final : public exponea::api {
     co_return refused();
   }
   boost::asio::awaitable<exponea::outcome<void>> track(nlohmann::json, exponea::event,
-                                                       exponea::auth) override {
+                                                       exponea::auth,
+                                                       exponea::before_send) override {
     ++calls;
     co_return refused();
   }
-  boost::asio::awaitable<exponea::outcome<bool>> anonymize(nlohmann::json) override {
+  boost::asio::awaitable<exponea::outcome<bool>> anonymize(nlohmann::json,
+                                                           exponea::before_send) override {
     ++calls;
     co_return refused();
   }

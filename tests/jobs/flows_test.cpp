@@ -53,10 +53,48 @@ class fake_flow_clock final : public flow_clock {
     clock_->advance(d);
     co_return;
   }
+  bool stopping() const override { return stopping_; }
   std::vector<std::chrono::milliseconds> slept;
+  bool stopping_ = false;
 
  private:
   std::shared_ptr<test::fake_clock> clock_;
+};
+
+// The real API, with a shutdown that begins while a side-effecting call waits for its turn (the
+// limiter, a batch filling): `on_wait` runs before the call is handed on.
+class waiting_api final : public exponea::api {
+ public:
+  waiting_api(exponea::api& inner, std::function<void()> on_wait)
+      : inner_(inner), on_wait_(std::move(on_wait)) {}
+  boost::asio::awaitable<exponea::outcome<std::optional<exponea::export_summary>>> export_one(
+      exponea::export_request r) override {
+    co_return co_await inner_.export_one(std::move(r));
+  }
+  boost::asio::awaitable<exponea::outcome<void>> track(nlohmann::json ids, exponea::event e,
+                                                       exponea::auth a,
+                                                       exponea::before_send go) override {
+    on_wait_();
+    auto r = co_await inner_.track(std::move(ids), std::move(e), a, std::move(go));
+    co_return r;
+  }
+  boost::asio::awaitable<exponea::outcome<bool>> anonymize(nlohmann::json ids,
+                                                           exponea::before_send go) override {
+    on_wait_();
+    auto r = co_await inner_.anonymize(std::move(ids), std::move(go));
+    co_return r;
+  }
+  boost::asio::awaitable<exponea::outcome<void>> system_time(exponea::auth a) override {
+    co_return co_await inner_.system_time(a);
+  }
+  boost::asio::awaitable<exponea::outcome<std::vector<exponea::consent_category>>>
+  consent_categories() override {
+    co_return co_await inner_.consent_categories();
+  }
+
+ private:
+  exponea::api& inner_;
+  std::function<void()> on_wait_;
 };
 
 json seed(int write_delay_ms) {
@@ -501,6 +539,19 @@ TEST_F(FlowTest, ALeaseTooShortForTheNextCallStopsTheFlowBeforeIt) {
   const auto opt_out = run(make_job(operation::opt_out));
   EXPECT_EQ(opt_out.result, kind::interrupted);
   EXPECT_EQ(audit_events("req-1"), 1);  // the delete's event only
+}
+
+// `started` is journaled when the call actually goes, not while it waits for its turn: a job
+// stopped meanwhile resumes with nothing to look for (no 30-second poll for an event that was
+// never sent).
+TEST_F(FlowTest, AJobStoppedWhileItsCallWaitsForItsTurnJournalsNothingStarted) {
+  waiting_api api(*api_, [this] { time_.stopping_ = true; });
+  const auto j = make_job(operation::delete_);
+  const auto out = test::run_sync(ioc_, run_delete(j, api, journal_, time_, settings_));
+  EXPECT_EQ(out.result, kind::stopped);
+  EXPECT_TRUE(journal_.steps.empty()) << ::testing::PrintToString(journal_.steps);
+  EXPECT_EQ(calls(), (std::vector<std::string>{"export-one"}));
+  EXPECT_EQ(audit_events("req-1"), 0);
 }
 
 TEST_F(FlowTest, JournalFailureStopsBeforeTheNextCall) {

@@ -79,6 +79,9 @@ struct exponea_config {
   std::string event_type = "privacy_request";
   std::string source = "MineOS";
   std::uint32_t max_requests_per_second = 50;
+  // Jobs waiting for the same step share one call: a `batch` of audit (or consent) events, one
+  // `anonymize_bulk`. false: one call per job and step.
+  bool bulk_calls = true;
   std::chrono::seconds timeout{30};
   std::string ca_file;
   std::chrono::seconds verify_timeout{600};

@@ -45,10 +45,18 @@ using outcome = boost::system::result<T, call_error>;
 enum class auth { basic, token };
 
 // What a call was for; the same status means different things on different endpoints.
-enum class endpoint { export_one, track, anonymize, system_time, consent_categories };
+enum class endpoint {
+  export_one,
+  track,
+  anonymize,
+  system_time,
+  consent_categories,
+  batch,           // tracking commands in one request
+  anonymize_bulk,  // customers anonymized in one request
+};
 
-// "export-one", "track", "anonymize", "system-time", "consent-categories": the metrics' endpoint
-// label.
+// "export-one", "track", "anonymize", "system-time", "consent-categories", "batch",
+// "anonymize-bulk": the metrics' endpoint label.
 std::string_view to_string(endpoint ep);
 
 // The error text of an Exponea answer: `error`, `errors` (list or map of lists), `message`, or

@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -45,6 +46,14 @@ struct event {
   nlohmann::json properties = nlohmann::json::object();
 };
 
+// Runs when a side-effecting call's turn has come, just before the call is sent: a flow journals
+// the step `started` there, so that a job stopped while its call waited for the limiter or for a
+// batch leaves no `started` behind. false: the call is not sent (it ends with not_sent()).
+using before_send = std::function<boost::asio::awaitable<bool>()>;
+
+// The answer of a call that its before_send held back.
+call_error not_sent();
+
 class api {
  public:
   virtual ~api() = default;
@@ -54,10 +63,14 @@ class api {
       export_request r) = 0;
   // Tracks an event: with the public API token (auth::token, the audit event) or the private key
   // (auth::basic, consent events). Never call it for a customer that may not exist: Exponea
-  // creates one holding the ids.
-  virtual boost::asio::awaitable<outcome<void>> track(nlohmann::json ids, event e, auth a) = 0;
-  // Starts anonymization (queued by Exponea). false when the customer does not exist.
-  virtual boost::asio::awaitable<outcome<bool>> anonymize(nlohmann::json ids) = 0;
+  // creates one holding the ids. With api_options::bulk it may go out as one command of a batch;
+  // its answer is that command's own.
+  virtual boost::asio::awaitable<outcome<void>> track(nlohmann::json ids, event e, auth a,
+                                                      before_send go = {}) = 0;
+  // Starts anonymization (queued by Exponea). false when the customer does not exist (a single
+  // call's 404; anonymize_bulk does not say, and answers true).
+  virtual boost::asio::awaitable<outcome<bool>> anonymize(nlohmann::json ids,
+                                                          before_send go = {}) = 0;
   // GET system/time with the given credentials: proves base URL, project token and credentials.
   virtual boost::asio::awaitable<outcome<void>> system_time(auth a) = 0;
   // GET consent/categories (Basic): the project's consent categories.
@@ -79,6 +92,12 @@ struct api_options {
   std::string export_key;
   // Counts each call, its status and duration, and the limiter's waits. Null: not counted.
   metrics_sink* metrics = nullptr;
+  // Calls that wait for a turn at the same time share it: when the turn comes, the tracking
+  // calls waiting (per auth) go as one `batch` of up to 50 commands and the anonymize calls as
+  // one `anonymize_bulk` of up to 1,000 customers (one call each for the limiter); a lone call
+  // goes as it is. A batch's commands are answered one by one; a whole-request 4xx that is not a
+  // credential's is retried as one call per job. Off: every call on its own.
+  bool bulk = false;
 };
 
 // The real API over an HTTP client. Credentials are read from `credentials` at each call (so a

@@ -80,6 +80,13 @@ struct shared_limit {
   std::function<std::size_t()> daemons;
 };
 
+// The turn a call was given (acquire): `sent` moves the call's place in the window to the moment
+// it really left, when work came between the turn and the send (a journal line).
+struct turn {
+  std::uint64_t ticket = 0;
+  bool local = false;  // taken from the local rules (not from the store's shared row)
+};
+
 // Thread-safe. Waiters are resumed on their own executor.
 class limiter {
  public:
@@ -91,7 +98,9 @@ class limiter {
   limiter& operator=(const limiter&) = delete;
 
   // Waits for this call's turn.
-  boost::asio::awaitable<void> acquire(priority p);
+  boost::asio::awaitable<turn> acquire(priority p);
+  // The call of `t` leaves now, later than its turn: the window counts it from now.
+  void sent(const turn& t);
   // A 429: no call goes for `d` (at least a second when Exponea gave no Retry-After); shared
   // with the other daemons when there are.
   void slow_down(std::chrono::milliseconds d);

@@ -106,6 +106,10 @@ class exponea_simulator final : public http::handler {
     std::chrono::milliseconds delay{0};  // answer this much later (a hung call)
     bool drop = false;                   // close the connection without answering
     bool apply = false;                  // with drop: the write takes effect (a lost answer)
+    // Set (endpoint "track"): refuses only the event whose properties.request_id is this one,
+    // alone or inside a batch, with `body` as Exponea's error text and `status` (200 when 0) for
+    // a single call; the rest of its batch is applied.
+    std::string request_id;
   };
 
   http::response api(const http::request& req, std::string& endpoint, std::string& auth,
@@ -118,6 +122,9 @@ class exponea_simulator final : public http::handler {
   std::optional<refusal> add_event(const caller& who, const nlohmann::json& data);
   std::optional<refusal> update_properties(const caller& who, const nlohmann::json& data);
   http::response batch(const caller& who, const nlohmann::json& body);
+  http::response anonymize_bulk(const caller& who, const nlohmann::json& body);
+  // Queues the anonymization of the customer holding `ids` (nothing if none does).
+  void anonymize_later(const nlohmann::json& ids);
   static bool may_add_event(const caller& who, const std::string& type);
   static bool may_set_properties(const caller& who, const nlohmann::json& properties);
   // Applies `apply` now, or write_delay later (reads see only applied writes).
@@ -133,6 +140,8 @@ class exponea_simulator final : public http::handler {
   void index_ids(std::size_t i);
   bool rate_limited();
   std::optional<fault> take_fault(const std::string& endpoint);
+  // The fault queued for the event of `request_id` (fault::request_id), taken.
+  std::optional<fault> take_event_fault(const nlohmann::json& properties);
   void log_call(const http::request& req, const std::string& endpoint, const std::string& auth,
                 unsigned status);
 
@@ -161,6 +170,7 @@ class exponea_simulator final : public http::handler {
   nlohmann::json calls_ = nlohmann::json::array();
   nlohmann::json reports_ = nlohmann::json::array();
   unsigned next_cookie_ = 1;
+  std::uint64_t next_bulk_ = 1;
 };
 
 }  // namespace dsr::sim
