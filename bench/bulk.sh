@@ -166,11 +166,16 @@ INSERT INTO job_steps SELECT id, 1, received_at_ms, 'received', 'accepted' FROM 
   curl -sS "http://127.0.0.1:$sim_port/_sim/calls" > "$work/calls.json.out"
   curl -sS "http://127.0.0.1:$sim_port/_sim/state" > "$work/state.json.out"
   curl -sS "http://127.0.0.1:$sim_port/_sim/mineos" > "$work/mineos.json.out"
+  # Where the flows' time went: waiting for the limiter (summed over calls), and in the calls.
+  local metrics waited in_calls
+  metrics=$(curl -sS "http://127.0.0.1:18381/metrics")
+  waited=$(awk '/^dsr_rate_limit_wait_seconds_total/ { s += $NF } END { printf "%.3f", s }' <<< "$metrics")
+  in_calls=$(awk '/^dsr_exponea_request_duration_seconds_sum/ { s += $NF } END { printf "%.3f", s }' <<< "$metrics")
   kill -TERM "$daemon_pid"; wait "$daemon_pid" || true; daemon_pid=""
   kill -TERM "$sim_pid"; wait "$sim_pid" || true; sim_pid=""
-  python3 - "$work" "$deletes" "$copies" "$limit" "$1" "$2" "$engine" "$concurrency" "$latency" "$machine" <<'PY' | tee -a "$out/bulk.jsonl"
+  python3 - "$work" "$deletes" "$copies" "$limit" "$1" "$2" "$engine" "$concurrency" "$latency" "$machine" "$waited" "$in_calls" <<'PY' | tee -a "$out/bulk.jsonl"
 import json, sys, collections
-work, deletes, copies, limit, rnd, bulk, engine, conc, lat, machine = sys.argv[1:]
+work, deletes, copies, limit, rnd, bulk, engine, conc, lat, machine, waited, in_calls = sys.argv[1:]
 deletes, copies, limit = int(deletes), int(copies), int(limit)
 calls = json.load(open(f"{work}/calls.json.out"))
 state = json.load(open(f"{work}/state.json.out"))
@@ -217,6 +222,8 @@ print(json.dumps({"engine": engine, "bulk_calls": bulk == "true", "deletes": del
                   "calls_429": by_endpoint.get("rate-limited", 0), "fullest_window": fullest,
                   "limit": limit, "acknowledged_reports": acked_total, "wrong": len(wrong),
                   "wrong_examples": wrong[:5], "concurrency": int(conc), "latency_ms": int(lat),
+                  "flows_waiting_for_limiter": round(float(waited) / seconds, 1),
+                  "flows_in_calls": round(float(in_calls) / seconds, 1),
                   "round": int(rnd), "machine": json.loads("{" + machine + "}")["machine"]}))
 PY
 }

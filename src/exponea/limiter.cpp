@@ -44,21 +44,28 @@ void spacing::set_rate(double per_second) {
   if (per_second <= 0) {
     interval_ = std::chrono::nanoseconds(0);
     per_window_ = 0;
-    recent_.clear();
+    by_ticket_.clear();
     recent_times_.clear();
     return;
   }
   interval_ = std::chrono::nanoseconds(static_cast<std::int64_t>(pacing_width * 1e9 / per_second));
   per_window_ = std::max<std::size_t>(1, static_cast<std::size_t>(per_second));
-  while (recent_.size() > per_window_) {
-    recent_times_.erase(recent_.front());
-    recent_.pop_front();
+  forget_beyond_window();
+}
+
+void spacing::forget_beyond_window() {
+  // The latest per_window_ departures are kept, by time: a call that left late (after its
+  // journal line) stays counted after calls that took later turns but left before it.
+  while (recent_times_.size() > per_window_) {
+    by_ticket_.erase(recent_times_.begin()->second);
+    recent_times_.erase(recent_times_.begin());
   }
 }
 
 steady_time spacing::next_at(steady_time now) const {
   const auto window_frees =
-      per_window_ != 0 && recent_.size() >= per_window_ ? *recent_times_.begin() + window : now;
+      per_window_ != 0 && recent_times_.size() >= per_window_ ? recent_times_.begin()->first + window
+                                                              : now;
   return std::max({now, tat_, blocked_until_, window_frees});
 }
 
@@ -66,26 +73,22 @@ std::uint64_t spacing::take(steady_time now, steady_time queued) {
   // The slot counts from when this call could have gone (its slot, its arrival, the end of a
   // 429's block), but no more than catch_up before now.
   tat_ = std::max({tat_, queued, blocked_until_, now - catch_up}) + interval_;
+  const auto ticket = next_ticket_++;
   if (per_window_ != 0) {
-    recent_.push_back(recent_times_.insert(now));
-    if (recent_.size() > per_window_) {
-      recent_times_.erase(recent_.front());
-      recent_.pop_front();
-    }
+    by_ticket_[ticket] = recent_times_.insert({now, ticket});
+    forget_beyond_window();
   }
-  return next_ticket_++;
+  return ticket;
 }
 
 void spacing::left(std::uint64_t ticket, steady_time t) {
-  // Tickets [next_ticket_ - recent_.size(), next_ticket_) are in the window's record.
-  if (ticket >= next_ticket_ || next_ticket_ - ticket > recent_.size()) {
-    return;
+  const auto it = by_ticket_.find(ticket);
+  if (it == by_ticket_.end() || t <= it->second->first) {
+    return;  // forgotten (older than the window's record), or already counted from later
   }
-  auto& at = recent_[recent_.size() - (next_ticket_ - ticket)];
-  if (t > *at) {
-    recent_times_.erase(at);
-    at = recent_times_.insert(t);
-  }
+  recent_times_.erase(it->second);
+  it->second = recent_times_.insert({t, ticket});
+  forget_beyond_window();
 }
 
 void spacing::block_until(steady_time t) {

@@ -29,7 +29,9 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <map>
 #include <set>
+#include <utility>
 
 namespace dsr::exponea {
 
@@ -59,9 +61,11 @@ class spacing {
   std::size_t per_window_ = 0;  // calls a window may hold; 0 = unlimited
   steady_time tat_{};           // theoretical arrival time of the next call
   steady_time blocked_until_{};
-  // When the last per_window_ calls left, oldest ticket first, and the same times in order.
-  std::multiset<steady_time> recent_times_;
-  std::deque<std::multiset<steady_time>::iterator> recent_;
+  void forget_beyond_window();
+  // When the latest per_window_ calls left (time, ticket), and where each ticket's entry is.
+  std::multiset<std::pair<steady_time, std::uint64_t>> recent_times_;
+  std::map<std::uint64_t, std::multiset<std::pair<steady_time, std::uint64_t>>::iterator>
+      by_ticket_;
   std::uint64_t next_ticket_ = 0;
 };
 
