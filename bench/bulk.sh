@@ -15,7 +15,8 @@
 # <out-dir>/bulk.jsonl).
 #   bench/bulk.sh [out-dir]
 # Environment: DELETES, COPIES, LATENCY, LIMIT, CONCURRENCY, RUNS (3 rounds), BUILD (build),
-# ENGINE (sqlite|postgresql), MODES ("false true": the bulk_calls values each round runs).
+# ENGINE (sqlite|postgresql), MODES ("false true": the bulk_calls values each round runs), KEEP (a
+# directory: each run's simulator logs and daemon log are copied there).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/bench/machine.sh"
@@ -172,6 +173,9 @@ INSERT INTO job_steps SELECT id, 1, received_at_ms, 'received', 'accepted' FROM 
   waited=$(awk '/^dsr_rate_limit_wait_seconds_total/ { s += $NF } END { printf "%.3f", s }' <<< "$metrics")
   in_calls=$(awk '/^dsr_exponea_request_duration_seconds_sum/ { s += $NF } END { printf "%.3f", s }' <<< "$metrics")
   kill -TERM "$daemon_pid"; wait "$daemon_pid" || true; daemon_pid=""
+  if [ -n "${KEEP:-}" ]; then  # the simulator's logs of this run, for a closer look
+    mkdir -p "$KEEP/$1-$2" && cp "$work"/*.json.out "$work/daemon.log" "$KEEP/$1-$2/"
+  fi
   kill -TERM "$sim_pid"; wait "$sim_pid" || true; sim_pid=""
   python3 - "$work" "$deletes" "$copies" "$limit" "$1" "$2" "$engine" "$concurrency" "$latency" "$machine" "$waited" "$in_calls" <<'PY' | tee -a "$out/bulk.jsonl"
 import json, sys, collections

@@ -7,7 +7,9 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <utility>
 
@@ -15,8 +17,18 @@ namespace dsr {
 
 namespace asio = boost::asio;
 
+struct async_store::step_group {
+  struct waiting_line {
+    step_line line;
+    std::function<void(result<void>)> done;
+  };
+  std::mutex mutex;
+  std::vector<waiting_line> waiting;  // under mutex
+  bool queued = false;                // under mutex: a task to write them is on the store's queue
+};
+
 async_store::async_store(job_queue& queue, asio::any_io_executor executor)
-    : queue_(queue), executor_(std::move(executor)) {}
+    : queue_(queue), executor_(std::move(executor)), steps_(std::make_shared<step_group>()) {}
 
 async_store::task<insert_outcome> async_store::insert(new_job j) {
   using T = result<insert_outcome>;
@@ -52,9 +64,52 @@ async_store::task<std::optional<job>> async_store::claim(std::string_view owner,
 
 async_store::task<void> async_store::append_step(std::int64_t job_id, std::string_view owner,
                                                  const job_step& step) {
-  return store_call<result<void>>(queue_, [job_id, owner = std::string(owner), step](job_store& s) {
-    return s.append_step(job_id, owner, step);
-  });
+  using T = result<void>;
+  return asio::async_initiate<decltype(asio::use_awaitable), void(T)>(
+      [this](auto handler, step_line line) {
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        auto done = [h](T r) {
+          auto ex = asio::get_associated_executor(*h);
+          asio::post(ex, [h, r = std::move(r)]() mutable { (*h)(std::move(r)); });
+        };
+        bool first = false;
+        {
+          const std::lock_guard lock(steps_->mutex);
+          steps_->waiting.push_back({std::move(line), std::move(done)});
+          first = !std::exchange(steps_->queued, true);
+        }
+        if (!first) {
+          return;  // the task already queued writes this line too
+        }
+        queue_.run([group = steps_](job_store& s) {
+          std::vector<step_group::waiting_line> taken;
+          {
+            const std::lock_guard lock(group->mutex);
+            taken.swap(group->waiting);
+            group->queued = false;
+          }
+          std::vector<step_line> lines;
+          lines.reserve(taken.size());
+          for (const auto& w : taken) {
+            lines.push_back(w.line);
+          }
+          std::vector<T> written;
+          try {
+            written = s.append_steps(lines);
+          } catch (const std::exception& e) {
+            written.assign(lines.size(),
+                           make_failure(errc::store_unavailable,
+                                        std::string("internal error in the job store: ") + e.what()));
+          }
+          for (std::size_t i = 0; i < taken.size(); ++i) {
+            taken[i].done(i < written.size()
+                              ? std::move(written[i])
+                              : T(make_failure(errc::store_unavailable,
+                                               "the job store did not answer for a journal line")));
+          }
+        });
+      },
+      asio::use_awaitable, step_line{job_id, std::string(owner), step});
 }
 
 async_store::task<void> async_store::finish(std::int64_t job_id, std::string_view owner,

@@ -72,6 +72,10 @@ class domain_store final : public job_store {
     return engine_->append_step(job_id, owner, step);
   }
 
+  std::vector<result<void>> append_steps(std::span<const step_line> lines) override {
+    return engine_->append_steps(lines);
+  }
+
   result<void> release(std::int64_t job_id, std::string_view owner, const job_release& next,
                        time_point now) override {
     return engine_->release(job_id, owner, next, now);

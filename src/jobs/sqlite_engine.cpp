@@ -94,6 +94,34 @@ result<void> sqlite_engine::append_step(std::int64_t job_id, std::string_view ow
   return commit();
 }
 
+std::vector<result<void>> sqlite_engine::append_steps(std::span<const step_line> lines) {
+  const auto all = [&](const failure& f) { return std::vector<result<void>>(lines.size(), f); };
+  if (auto r = begin(); !r) {
+    return all(r.error());
+  }
+  std::vector<result<void>> out;
+  out.reserve(lines.size());
+  for (const auto& l : lines) {
+    if (auto r = check_lease(l.job_id, l.owner); !r) {
+      if (!r.error().is(errc::lease_lost)) {
+        rollback();
+        return all(r.error());
+      }
+      out.push_back(r.error());  // this line alone: the others keep their leases
+      continue;
+    }
+    if (auto r = add_step(l.job_id, l.step); !r) {
+      rollback();
+      return all(r.error());
+    }
+    out.emplace_back();
+  }
+  if (auto r = commit(); !r) {
+    return all(r.error());
+  }
+  return out;
+}
+
 result<void> sqlite_engine::release(std::int64_t job_id, std::string_view owner,
                                     const job_release& next, time_point now) {
   if (auto r = begin(); !r) {

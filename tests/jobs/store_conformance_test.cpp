@@ -355,6 +355,31 @@ TYPED_TEST(StoreConformance, OnlyTheLeaseHolderCanJournalOrRelease) {
   EXPECT_EQ((**this->s().find("a")).history.size(), 2u);
 }
 
+// Several jobs' journal lines written together (a batch's jobs): each fenced by its own lease, a
+// line whose lease is lost refused alone.
+TYPED_TEST(StoreConformance, LinesWrittenTogetherAreEachFencedByTheirOwnLease) {
+  insert_one(this->s(), make_job("a", "ta"));
+  insert_one(this->s(), make_job("b", "tb"));
+  const auto a = this->claim("run-a");
+  const auto b = this->claim("run-b");
+  const std::vector<step_line> lines{{a.id, "run-a", {t0, parse_step("track"), "started"}},
+                                     {b.id, "not-its-holder", {t0, parse_step("track"), "started"}},
+                                     {b.id, "run-b", {t0, parse_step("track"), "started"}},
+                                     {a.id, "run-a", {t0 + 1s, parse_step("track"), "done"}}};
+  const auto written = this->s().append_steps(lines);
+  ASSERT_EQ(written.size(), 4u);
+  EXPECT_TRUE(written[0]);
+  ASSERT_FALSE(written[1]);
+  EXPECT_TRUE(written[1].error().is(errc::lease_lost));
+  EXPECT_TRUE(written[2]);
+  EXPECT_TRUE(written[3]);
+  const auto ja = **this->s().find("a");
+  ASSERT_EQ(ja.history.size(), 3u);  // received, track started, track done
+  EXPECT_EQ(ja.history[1].result, "started");
+  EXPECT_EQ(ja.history[2].result, "done");
+  EXPECT_EQ((**this->s().find("b")).history.size(), 2u);
+}
+
 // A holder whose lease expired and was taken over writes nothing more to the job: the new holder
 // resumes it from the journal as it was.
 TYPED_TEST(StoreConformance, AnExpiredLeaseGoesToTheNextClaimantAndFencesTheOldHolder) {

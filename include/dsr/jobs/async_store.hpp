@@ -16,6 +16,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include <chrono>
+#include <memory>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -48,6 +49,8 @@ class async_store {
 
   // The dispatcher's verbs: a job's lease, its journal, its next state.
   task<std::optional<job>> claim(std::string_view owner, time_point now, millis lease);
+  // Written together with the other jobs' lines that wait meanwhile (job_store::append_steps):
+  // the journal lines of a batch's jobs cost one commit, not one each.
   task<void> append_step(std::int64_t job_id, std::string_view owner, const job_step& step);
   task<void> finish(std::int64_t job_id, std::string_view owner, const job_release& next,
                     time_point now);
@@ -93,8 +96,11 @@ class async_store {
   task<std::size_t> purge_exports(time_point before, std::span<const std::int64_t> keep);
 
  private:
+  struct step_group;
   job_queue& queue_;
   boost::asio::any_io_executor executor_;
+  // Journal lines waiting for the store thread: it writes all of them in one transaction.
+  std::shared_ptr<step_group> steps_;
 };
 
 }  // namespace dsr

@@ -23,6 +23,13 @@
 namespace dsr {
 
 // What happened to one job offered to `insert`.
+// One line for job_store::append_steps.
+struct step_line {
+  std::int64_t job_id = 0;
+  std::string owner;
+  job_step step;
+};
+
 struct insert_outcome {
   enum class kind {
     inserted,   // a new job was committed
@@ -128,6 +135,10 @@ class job_store {
   // Appends a journal line to a job leased by `owner` (errc::lease_lost otherwise).
   virtual result<void> append_step(std::int64_t job_id, std::string_view owner,
                                    const job_step& step) = 0;
+  // Several jobs' lines at once, each fenced by its own lease as append_step, committed together
+  // (one fsync for all: the journal lines of a batch's jobs). One result per line, in order; a
+  // line whose lease is lost fails alone, a commit that fails fails them all.
+  virtual std::vector<result<void>> append_steps(std::span<const step_line> lines) = 0;
 
   // Ends `owner`'s lease and stores the job's next state (errc::lease_lost if not held).
   virtual result<void> release(std::int64_t job_id, std::string_view owner, const job_release& next,

@@ -116,6 +116,15 @@ class store_engine {
   virtual result<std::optional<stored_job>> claim_next(std::string_view owner, time_point now,
                                                        std::chrono::milliseconds lease) = 0;
   // Fenced by the lease: errc::lease_lost when `owner` does not hold the job's lease.
+  // One transaction for all when the engine can (SQLite); by default one append_step each.
+  virtual std::vector<result<void>> append_steps(std::span<const step_line> lines) {
+    std::vector<result<void>> out;
+    out.reserve(lines.size());
+    for (const auto& l : lines) {
+      out.push_back(append_step(l.job_id, l.owner, l.step));
+    }
+    return out;
+  }
   virtual result<void> append_step(std::int64_t job_id, std::string_view owner,
                                    const job_step& step) = 0;
   virtual result<void> release(std::int64_t job_id, std::string_view owner, const job_release& next,
