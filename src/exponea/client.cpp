@@ -41,10 +41,6 @@ boost::asio::awaitable<result<export_summary>> scan_elsewhere(std::filesystem::p
   co_return scan_export(answer, audit, save_to, key, key);
 }
 
-// A before_send that took longer than this (a busy store) would let its call leave well after its
-// turn, using up the limiter's tolerance for late arrivals: the call takes a fresh turn instead.
-constexpr std::chrono::milliseconds late_departure{20};
-
 constexpr std::size_t max_batch_commands = 50;         // reference §4.2
 constexpr std::size_t max_bulk_customers = 1000;       // reference §3.2
 
@@ -281,17 +277,12 @@ class api_impl final : public api {
           l.waiting.pop_front();
         }
       }
-      const auto granted = std::chrono::steady_clock::now();
       group = co_await cleared(std::move(group));
       if (group.empty()) {
         continue;  // every one was held back: the turn goes unused
       }
       if (options_.spacing) {
-        if (std::chrono::steady_clock::now() - granted > late_departure) {
-          t = co_await options_.spacing->acquire(options_.turn);
-        } else {
-          options_.spacing->sent(t);
-        }
+        co_await options_.spacing->leave(t);
       }
       // In flight while the next turn is awaited for the calls that came meanwhile.
       boost::asio::co_spawn(co_await boost::asio::this_coro::executor, send(l, std::move(group)),
@@ -489,16 +480,11 @@ class api_impl final : public api {
       t = co_await options_.spacing->acquire(options_.turn);
     }
     if (go != nullptr && *go) {
-      const auto granted = std::chrono::steady_clock::now();
       if (!co_await (*go)()) {
         co_return not_sent();
       }
       if (options_.spacing && take_turn) {
-        if (std::chrono::steady_clock::now() - granted > late_departure) {
-          t = co_await options_.spacing->acquire(options_.turn);
-        } else {
-          options_.spacing->sent(t);
-        }
+        co_await options_.spacing->leave(t);
       }
     }
     const auto sending = std::chrono::steady_clock::now();

@@ -232,7 +232,7 @@ asio::awaitable<turn> limiter::acquire(priority p) {
         continue;
       }
       s->waited_ns += (std::chrono::steady_clock::now() - asked).count();
-      co_return exponea::turn{};
+      co_return exponea::turn{0, false, p, std::chrono::steady_clock::now()};
     }
   }
   auto granted = std::make_shared<channel>(co_await asio::this_coro::executor, 1);
@@ -246,17 +246,20 @@ asio::awaitable<turn> limiter::acquire(priority p) {
     // This thread may have resumed the call well after the strand granted it (another I/O
     // thread, a descheduled vCPU): the window counts the call from now.
     asio::post(s->strand, [s, ticket = ticket, t = s->now()] { s->rules.left(ticket, t); });
-    co_return exponea::turn{ticket, true};
+    co_return exponea::turn{ticket, true, p, std::chrono::steady_clock::now()};
   }
-  co_return exponea::turn{};
+  co_return exponea::turn{0, false, p, std::chrono::steady_clock::now()};
 }
 
-void limiter::sent(const turn& t) {
-  if (!t.local) {
-    return;
+asio::awaitable<turn> limiter::leave(turn t) {
+  if (std::chrono::steady_clock::now() - t.granted > late_departure) {
+    co_return co_await acquire(t.asked);
   }
-  asio::post(state_->strand,
-             [s = state_, ticket = t.ticket, at = state_->now()] { s->rules.left(ticket, at); });
+  if (t.local) {
+    asio::post(state_->strand,
+               [s = state_, ticket = t.ticket, at = state_->now()] { s->rules.left(ticket, at); });
+  }
+  co_return t;
 }
 
 void limiter::slow_down(std::chrono::milliseconds d) {

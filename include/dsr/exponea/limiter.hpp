@@ -84,12 +84,18 @@ struct shared_limit {
   std::function<std::size_t()> daemons;
 };
 
-// The turn a call was given (acquire): `sent` moves the call's place in the window to the moment
-// it really left, when work came between the turn and the send (a journal line).
+// The turn a call was given (acquire), for `leave` when work comes between the turn and the send.
 struct turn {
   std::uint64_t ticket = 0;
   bool local = false;  // taken from the local rules (not from the store's shared row)
+  priority asked = priority::background;
+  std::chrono::steady_clock::time_point granted{};
 };
+
+// Work between a turn and its call (a journal line) longer than this would let the call leave
+// well after its turn, using up the window's tolerance for late arrivals: `leave` takes a fresh
+// turn instead.
+inline constexpr std::chrono::milliseconds late_departure{20};
 
 // Thread-safe. Waiters are resumed on their own executor.
 class limiter {
@@ -103,8 +109,10 @@ class limiter {
 
   // Waits for this call's turn.
   boost::asio::awaitable<turn> acquire(priority p);
-  // The call of `t` leaves now, later than its turn: the window counts it from now.
-  void sent(const turn& t);
+  // The call of `t` leaves now, after work that came between its turn and now: the window counts
+  // it from now, or, when that work took longer than late_departure, the call waits for a fresh
+  // turn (returned).
+  boost::asio::awaitable<turn> leave(turn t);
   // A 429: no call goes for `d` (at least a second when Exponea gave no Retry-After); shared
   // with the other daemons when there are.
   void slow_down(std::chrono::milliseconds d);
