@@ -20,6 +20,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/bench/machine.sh"
+. "$root/bench/common.sh"
 out=${1:-$root/build/bench}
 engine=${ENGINE:-sqlite}
 case "$engine" in sqlite|postgresql) ;; *) echo "bulk.sh: ENGINE: sqlite or postgresql, not $engine" >&2; exit 2 ;; esac
@@ -60,27 +61,7 @@ sql() {
   fi
 }
 
-awk -v n="$jobs" -v latency="$latency" -v limit="$limit" 'BEGIN {
-  printf "{\"project_token\":\"p\",\"private_keys\":[{\"key\":\"k\",\"secret\":\"s\",";
-  printf "\"permissions\":[\"export\",\"anonymize\"]}],";
-  printf "\"public_tokens\":[{\"token\":\"t\",\"events\":[\"privacy_request\"]}],";
-  printf "\"personal_properties\":[\"email\",\"first_name\"],";
-  printf "\"latency_ms\":%d,\"write_delay_ms\":0,\"rate_limit_per_second\":%d,\"customers\":[", latency, limit;
-  for (i = 0; i < n; i++) {
-    printf "%s{\"ids\":{\"registered\":\"subject%d@example.com\"},\"properties\":{\"email\":\"subject%d@example.com\",\"first_name\":\"S%d\",\"city\":\"Brno\"},", (i ? "," : ""), i, i, i;
-    printf "\"events\":[{\"type\":\"session_start\",\"timestamp\":%d,\"properties\":{\"browser\":\"Firefox\"}}]}", 1764230000 + i;
-  }
-  printf "]}";
-}' > "$work/seed.json"
-
-wait_log() {  # file pattern pid
-  for _ in $(seq 3000); do
-    grep -q "$2" "$1" && return 0
-    kill -0 "$3" 2>/dev/null || { cat "$1" >&2; return 1; }
-    sleep 0.01
-  done
-  echo "bulk.sh: timed out waiting for '$2' in $1" >&2; return 1
-}
+seed "$jobs" "$latency" "$limit" > "$work/seed.json"
 
 run() {  # round bulk_calls
   rm -rf "$work"/dsr.sqlite3* "$work"/*.log "$work/exports" "$work"/*.json.out

@@ -33,6 +33,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/bench/machine.sh"
+. "$root/bench/common.sh"
 out=${1:-$root/build/bench}
 build=${BUILD:-build}
 case "$build" in /*) bin=$build ;; *) bin=$root/$build ;; esac
@@ -106,15 +107,6 @@ wait_port() {  # until something answers on 127.0.0.1:$1
   echo "cluster.sh: nothing listens on port $1" >&2; return 1
 }
 
-wait_log() {  # file pattern pid
-  for _ in $(seq 3000); do
-    grep -q "$2" "$1" && return 0
-    kill -0 "$3" 2>/dev/null || { cat "$1" >&2; return 1; }
-    sleep 0.01
-  done
-  echo "cluster.sh: timed out waiting for '$2' in $1" >&2; return 1
-}
-
 # Daemon NAME's configuration: configure NAME DB EXPONEA_URL RATE CONCURRENCY LEASE TIMEOUT.
 configure() {
   local name=$1
@@ -182,22 +174,6 @@ start_sim() {  # SEED → sim_port
   sim_port=$(sed -n 's|.*listening on http://[^ ]*:\([0-9]*\).*|\1|p' "$work/sim.log" | head -1)
 }
 stop_sim() { kill -TERM "$sim_pid" 2>/dev/null || true; wait "$sim_pid" 2>/dev/null || true; sim_pid=""; }
-
-# A seed with customers subject0..subject<n-1>@example.com: seed N LATENCY LIMIT > file.
-seed() {
-  awk -v n="$1" -v latency="$2" -v limit="$3" 'BEGIN {
-    printf "{\"project_token\":\"p\",\"private_keys\":[{\"key\":\"k\",\"secret\":\"s\",";
-    printf "\"permissions\":[\"export\",\"anonymize\"]}],";
-    printf "\"public_tokens\":[{\"token\":\"t\",\"events\":[\"privacy_request\"]}],";
-    printf "\"personal_properties\":[\"email\",\"first_name\"],";
-    printf "\"latency_ms\":%d,\"write_delay_ms\":0,\"rate_limit_per_second\":%d,\"customers\":[", latency, limit;
-    for (i = 0; i < n; i++) {
-      printf "%s{\"ids\":{\"registered\":\"subject%d@example.com\"},\"properties\":{\"email\":\"subject%d@example.com\",\"first_name\":\"S%d\",\"city\":\"Brno\"},", (i ? "," : ""), i, i, i;
-      printf "\"events\":[{\"type\":\"session_start\",\"timestamp\":%d,\"properties\":{\"browser\":\"Firefox\"}}]}", 1764230000 + i;
-    }
-    printf "]}";
-  }'
-}
 
 # CPU time: snapshot PIDS... prints "pid ticks" (utime + stime); spent BEFORE AFTER prints the
 # seconds spent between the two snapshots by the processes of AFTER.

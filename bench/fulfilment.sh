@@ -14,6 +14,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/bench/machine.sh"
+. "$root/bench/common.sh"
 out=${1:-$root/build/bench}
 engine=${ENGINE:-sqlite}
 case "$engine" in sqlite|postgresql) ;; *) echo "fulfilment.sh: ENGINE: sqlite or postgresql, not $engine" >&2; exit 2 ;; esac
@@ -63,15 +64,6 @@ awk -v n="$jobs" -v latency="$latency" -v limit="$limit" 'BEGIN {
   }
   printf "]}";
 }' > "$work/seed.json"
-
-wait_log() {  # file pattern pid
-  for _ in $(seq 3000); do
-    grep -q "$2" "$1" && return 0
-    kill -0 "$3" 2>/dev/null || { cat "$1" >&2; return 1; }
-    sleep 0.01
-  done
-  echo "fulfilment.sh: timed out waiting for '$2' in $1" >&2; return 1
-}
 
 metric() {  # the sum of the samples of a metric family whose line matches $1, printed as $2 (%d)
   curl -sS "http://127.0.0.1:$admin_port/metrics" |

@@ -52,45 +52,33 @@ class BulkTest : public ::testing::Test {
     return {"privacy_request", 1700000000, {{"request_id", fmt::format("req-{}", i)}}};
   }
 
-  // Starts `n` audit-event calls at once (they all wait for the same turn) and runs them.
-  std::vector<exponea::outcome<void>> track_together(int n, exponea::before_send go = {}) {
-    std::vector<std::optional<exponea::outcome<void>>> got(n);
+  // Starts `n` calls at once (they all wait for the same turn), call(i) each, and runs them.
+  template <class T, class Call>
+  std::vector<exponea::outcome<T>> together(int n, Call call) {
+    std::vector<std::optional<exponea::outcome<T>>> got(n);
     for (int i = 0; i < n; ++i) {
       boost::asio::co_spawn(
           ioc_,
-          [this, i, &got, go]() -> boost::asio::awaitable<void> {
-            auto r = co_await api_->track(ids(i), audit(i), exponea::auth::token, go);
+          [i, &got, &call]() -> boost::asio::awaitable<void> {
+            auto r = co_await call(i);
             got[i] = std::move(r);
           },
           boost::asio::detached);
     }
     ioc_.run();
     ioc_.restart();
-    std::vector<exponea::outcome<void>> out;
+    std::vector<exponea::outcome<T>> out;
     for (auto& g : got) {
       out.push_back(std::move(g.value()));
     }
     return out;
   }
-
+  std::vector<exponea::outcome<void>> track_together(int n, exponea::before_send go = {}) {
+    return together<void>(
+        n, [&](int i) { return api_->track(ids(i), audit(i), exponea::auth::token, go); });
+  }
   std::vector<exponea::outcome<bool>> anonymize_together(int n) {
-    std::vector<std::optional<exponea::outcome<bool>>> got(n);
-    for (int i = 0; i < n; ++i) {
-      boost::asio::co_spawn(
-          ioc_,
-          [this, i, &got]() -> boost::asio::awaitable<void> {
-            auto r = co_await api_->anonymize(ids(i));
-            got[i] = std::move(r);
-          },
-          boost::asio::detached);
-    }
-    ioc_.run();
-    ioc_.restart();
-    std::vector<exponea::outcome<bool>> out;
-    for (auto& g : got) {
-      out.push_back(std::move(g.value()));
-    }
-    return out;
+    return together<bool>(n, [&](int i) { return api_->anonymize(ids(i)); });
   }
 
   std::vector<json> calls_to(const std::string& endpoint) {
