@@ -135,10 +135,12 @@ result<exponea_side> connect_exponea(asio::any_io_executor ex, const basis& b) {
   }
   // The jobs' calls come from the dispatcher's workers: those waiting for the same step share a
   // turn (a batch of audit events, one anonymize_bulk) when there is a backlog.
-  exponea::api_options jobs_options{b.export_dir,  e.max_export_bytes, out.spacing,
-                                    exponea::priority::background, b.keys.export_seal, &b.counters};
+  exponea::api_options jobs_options{b.export_dir,       e.max_export_bytes,
+                                    out.spacing,        exponea::priority::background,
+                                    b.keys.export_seal, &b.counters};
   jobs_options.bulk = e.bulk_calls;
-  out.jobs = exponea::make_api(std::move(*jobs_http), b.credentials, b.time, std::move(jobs_options));
+  out.jobs =
+      exponea::make_api(std::move(*jobs_http), b.credentials, b.time, std::move(jobs_options));
   auto interactive_http =
       http::make_client(ex, {e.base_url, e.timeout, e.ca_file, answer_in_memory_limit});
   out.interactive =

@@ -5,13 +5,13 @@
 #include "dsr/http/body_source.hpp"
 
 #include <fmt/format.h>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/asio/experimental/concurrent_channel.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/thread_pool.hpp>
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/throw_exception.hpp>
 
@@ -41,8 +41,8 @@ boost::asio::awaitable<result<export_summary>> scan_elsewhere(std::filesystem::p
   co_return scan_export(answer, audit, save_to, key, key);
 }
 
-constexpr std::size_t max_batch_commands = 50;         // reference §4.2
-constexpr std::size_t max_bulk_customers = 1000;       // reference §3.2
+constexpr std::size_t max_batch_commands = 50;    // reference §4.2
+constexpr std::size_t max_bulk_customers = 1000;  // reference §3.2
 
 using done_channel = boost::asio::experimental::concurrent_channel<void(boost::system::error_code)>;
 
@@ -349,7 +349,8 @@ class api_impl final : public api {
         body["customers"].push_back({{"customer_ids", c->ids}});
       }
     }
-    auto r = co_await call(l.shared, l.used, "POST", suffix, body.dump(), no_download(), nullptr, false);
+    auto r =
+        co_await call(l.shared, l.used, "POST", suffix, body.dump(), no_download(), nullptr, false);
     if (!r && r.error().kind == answer_class::failed) {
       // The request as a whole was refused (not a credential): one call per job, each with its
       // own turn, so that one job's bad command cannot fail the others.
@@ -394,8 +395,11 @@ class api_impl final : public api {
         result = &results[i];
       }
       if (result == nullptr) {
-        finish(*group[i], call_error{answer_class::transient, 200,
-                                     "the batch answer holds no result for this command", "", {}});
+        finish(*group[i], call_error{answer_class::transient,
+                                     200,
+                                     "the batch answer holds no result for this command",
+                                     "",
+                                     {}});
         continue;
       }
       auto c = classify(200, result->dump(), std::nullopt, l.used, endpoint::track, clock_->now());

@@ -63,9 +63,9 @@ void spacing::forget_beyond_window() {
 }
 
 steady_time spacing::next_at(steady_time now) const {
-  const auto window_frees =
-      per_window_ != 0 && recent_times_.size() >= per_window_ ? recent_times_.begin()->first + window
-                                                              : now;
+  const auto window_frees = per_window_ != 0 && recent_times_.size() >= per_window_
+                                ? recent_times_.begin()->first + window
+                                : now;
   return std::max({now, tat_, blocked_until_, window_frees});
 }
 

@@ -97,9 +97,10 @@ async_store::task<void> async_store::append_step(std::int64_t job_id, std::strin
           try {
             written = s.append_steps(lines);
           } catch (const std::exception& e) {
-            written.assign(lines.size(),
-                           make_failure(errc::store_unavailable,
-                                        std::string("internal error in the job store: ") + e.what()));
+            written.assign(
+                lines.size(),
+                make_failure(errc::store_unavailable,
+                             std::string("internal error in the job store: ") + e.what()));
           }
           for (std::size_t i = 0; i < taken.size(); ++i) {
             taken[i].done(i < written.size()

@@ -178,8 +178,9 @@ boost::asio::awaitable<std::optional<flow_outcome>> track_once(const job& j,
       std::chrono::duration_cast<std::chrono::seconds>(time.now().time_since_epoch()).count();
   e.properties = event_properties(j, s);
   std::optional<flow_outcome> held;
-  auto tracked = co_await api.track(customer_ids(j, s), std::move(e), exponea::auth::token,
-                                    journal_then_send(log, time, step_kind::track, "started", held));
+  auto tracked =
+      co_await api.track(customer_ids(j, s), std::move(e), exponea::auth::token,
+                         journal_then_send(log, time, step_kind::track, "started", held));
   if (held) {
     co_return std::move(*held);
   }
@@ -200,8 +201,8 @@ boost::asio::awaitable<std::optional<flow_outcome>> anonymize_journaled(exponea:
                                                                         const nlohmann::json& ids,
                                                                         std::string_view doing) {
   std::optional<flow_outcome> held;
-  auto anonymized =
-      co_await api.anonymize(ids, journal_then_send(log, time, step_kind::anonymize, "started", held));
+  auto anonymized = co_await api.anonymize(
+      ids, journal_then_send(log, time, step_kind::anonymize, "started", held));
   if (held) {
     co_return std::move(*held);
   }
@@ -303,7 +304,8 @@ boost::asio::awaitable<flow_outcome> run_delete(const job& j, exponea::api& api,
         co_return stopped();
       }
       // Still there after a full wait: anonymize again (idempotent in Exponea).
-      if (auto stop = co_await anonymize_journaled(api, log, time, ids, "Bloomreach anonymize (again)")) {
+      if (auto stop =
+              co_await anonymize_journaled(api, log, time, ids, "Bloomreach anonymize (again)")) {
         co_return std::move(*stop);
       }
     }

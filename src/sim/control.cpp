@@ -145,8 +145,8 @@ http::response exponea_simulator::control(const http::request& req) {
 // All or nothing: one malformed fault in a list queues none of them.
 http::response exponea_simulator::add_faults(const json& body) {
   static const std::vector<std::string> endpoints{
-      "export-one", "anonymize",          "anonymize_bulk", "track", "customers",
-      "batch",      "system/time",        "consent/categories", "mineos", "*"};
+      "export-one", "anonymize",   "anonymize_bulk",     "track",  "customers",
+      "batch",      "system/time", "consent/categories", "mineos", "*"};
   constexpr std::int64_t max_count = 100'000;
   constexpr std::int64_t max_delay_ms = 86'400'000;
   std::vector<std::pair<fault, std::int64_t>> parsed;
@@ -190,8 +190,9 @@ http::response exponea_simulator::add_faults(const json& body) {
       return bad("'request_id' must be a string");
     }
     if (!x.request_id.empty() && (x.endpoint != "track" || x.drop || delay_ms != 0)) {
-      return bad("a fault with 'request_id' refuses one event: its endpoint is \"track\" (alone "
-                 "or in a batch) and it has 'status' and 'body', no 'drop' or 'delay_ms'");
+      return bad(
+          "a fault with 'request_id' refuses one event: its endpoint is \"track\" (alone "
+          "or in a batch) and it has 'status' and 'body', no 'drop' or 'delay_ms'");
     }
     x.status = static_cast<unsigned>(status);
     x.delay = std::chrono::milliseconds(delay_ms);

@@ -229,7 +229,8 @@ http::response exponea_simulator::anonymize_bulk(const caller& who, const json& 
   }
   for (const auto& c : customers) {
     const bool by_internal = c.is_object() && c.contains("internal_id") &&
-                             c["internal_id"].is_string() && !c["internal_id"].get_ref<const std::string&>().empty();
+                             c["internal_id"].is_string() &&
+                             !c["internal_id"].get_ref<const std::string&>().empty();
     if (!by_internal && !(c.is_object() && valid_ids(field(c, "customer_ids")))) {
       return failure(400, "At least one valid id should be specified for every customer");
     }

@@ -13,8 +13,12 @@ namespace {
 
 constexpr int subjects = 6;
 
-std::string email_of(int i) { return fmt::format("bulk{}@example.com", i); }
-std::string request_of(int i) { return fmt::format("req-bulk-{}", i); }
+std::string email_of(int i) {
+  return fmt::format("bulk{}@example.com", i);
+}
+std::string request_of(int i) {
+  return fmt::format("req-bulk-{}", i);
+}
 
 class Bulk : public Fulfilment {
  protected:

@@ -1,6 +1,6 @@
-// MineOS's protocol end to end (docs/contract.md §4, §6): every request MineOS can send to the Delete and
-// Copy URLs, reported through MineOS's published status API (the simulator refuses any body that
-// breaks MineOS's schema), with the real dsr-connector and exponea-sim over loopback.
+// MineOS's protocol end to end (docs/contract.md §4, §6): every request MineOS can send to the
+// Delete and Copy URLs, reported through MineOS's published status API (the simulator refuses any
+// body that breaks MineOS's schema), with the real dsr-connector and exponea-sim over loopback.
 
 #include "e2e/fulfilment_fixture.hpp"
 

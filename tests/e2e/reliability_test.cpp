@@ -4,8 +4,8 @@
 #include "support/e2e_config.hpp"
 #include "support/http_client.hpp"
 #include "support/process.hpp"
-#include "support/sim_state.hpp"
 #include "support/sim_process.hpp"
+#include "support/sim_state.hpp"
 #include "support/temp_dir.hpp"
 
 #include <fmt/format.h>

@@ -8,11 +8,11 @@
 #include "fakes/handler_client.hpp"
 #include "support/temp_dir.hpp"
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include <fstream>
 
@@ -181,7 +181,9 @@ TEST_F(BulkTest, ACommandRefusedInsideTheBatchFailsOnlyItsCall) {
 }
 
 TEST_F(BulkTest, AWholeBatchRefusedWith4xxIsSentAgainAsOneCallEach) {
-  fault({{"endpoint", "batch"}, {"status", 400}, {"body", R"({"success":false,"message":"Invalid JSON"})"}});
+  fault({{"endpoint", "batch"},
+         {"status", 400},
+         {"body", R"({"success":false,"message":"Invalid JSON"})"}});
   const auto got = track_together(3);
   for (const auto& g : got) {
     EXPECT_TRUE(g) << g.error().message;

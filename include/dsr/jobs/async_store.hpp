@@ -16,8 +16,8 @@
 #include <boost/asio/awaitable.hpp>
 
 #include <chrono>
-#include <memory>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
