@@ -161,6 +161,7 @@ TEST_F(OnPostgres, KillNineAfterABurstAndMidJobLosesNothing) {
     const auto v = wait_reported(id);
     EXPECT_EQ(v["state"], "completed") << v.dump();
   }
+  std::this_thread::sleep_for(400ms);  // Exponea's queued writes (300 ms) of the last jobs land
   const auto ev = events();
   for (const auto& id : accepted) {
     EXPECT_EQ(ev.count(id) ? ev.at(id) : 0, 1) << id;
