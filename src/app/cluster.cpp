@@ -114,23 +114,24 @@ std::optional<std::string> cluster_member::hold() const {
   return std::nullopt;
 }
 
-exponea::shared_limit cluster_member::limit() {
+exponea::shared_limit cluster_member::limit(call_limit which) {
   auto s = state_;
   exponea::shared_limit out;
-  out.take = [s](std::chrono::microseconds interval)
+  out.take = [s, which](std::chrono::microseconds interval)
       -> asio::awaitable<std::optional<exponea::shared_turn>> {
-    auto t = co_await s->store.take_turn(interval);
+    auto t = co_await s->store.take_turn(which, interval);
     if (!t) {
       co_return std::nullopt;
     }
     co_return exponea::shared_turn{t->wait, t->blocked};
   };
-  out.block = [s](std::chrono::milliseconds d) {
+  out.block = [s, which](std::chrono::milliseconds d) {
     asio::co_spawn(
         s->ex,
-        [s, d]() -> asio::awaitable<void> {
-          if (auto r = co_await s->store.block_calls(d); !r) {
-            log()->warn("cannot share a Retry-After of {} ms with the other daemons: {}", d.count(),
+        [s, d, which]() -> asio::awaitable<void> {
+          if (auto r = co_await s->store.block_calls(which, d); !r) {
+            log()->warn("cannot share {}'s Retry-After of {} ms with the other daemons: {}",
+                        which == call_limit::mineos ? "MineOS" : "Exponea", d.count(),
                         r.error().detail);
           }
         },

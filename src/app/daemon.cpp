@@ -131,7 +131,7 @@ result<exponea_side> connect_exponea(asio::any_io_executor ex, const basis& b) {
   exponea_side out;
   out.spacing = std::make_shared<exponea::limiter>(ex, e.max_requests_per_second);
   if (b.cluster != nullptr) {
-    out.spacing->share(b.cluster->limit());
+    out.spacing->share(b.cluster->limit(call_limit::exponea));
   }
   // The jobs' calls come from the dispatcher's workers: those waiting for the same step share a
   // turn (a batch of audit events, one anonymize_bulk) when there is a backlog.
@@ -185,6 +185,9 @@ result<mineos_side> connect_mineos(asio::any_io_executor ex, const basis& b, asy
   reporting.links = std::move(links);
   reporting.file_link_ttl = cfg.mineos.file_link_ttl;
   reporting.max_requests_per_minute = cfg.mineos.max_requests_per_minute;
+  if (b.cluster != nullptr) {
+    reporting.shared = b.cluster->limit(call_limit::mineos);  // the minute is all daemons'
+  }
   // A report call ends within [exponea] timeout_seconds (the MineOS client's too); with several
   // daemons a dead one's claims lapse with its leases.
   reporting.report_claim = cfg.store.engine == store_engine_kind::postgresql

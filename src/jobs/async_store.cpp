@@ -135,13 +135,15 @@ async_store::task<cluster_view> async_store::heartbeat(worker_beat beat) {
       queue_, [b = std::move(beat)](job_store& s) { return s.heartbeat(b); });
 }
 
-async_store::task<call_turn> async_store::take_turn(std::chrono::microseconds interval) {
-  return store_call<result<call_turn>>(queue_,
-                                       [interval](job_store& s) { return s.take_turn(interval); });
+async_store::task<call_turn> async_store::take_turn(call_limit limit,
+                                                    std::chrono::microseconds interval) {
+  return store_call<result<call_turn>>(
+      queue_, [limit, interval](job_store& s) { return s.take_turn(limit, interval); });
 }
 
-async_store::task<void> async_store::block_calls(millis d) {
-  return store_call<result<void>>(queue_, [d](job_store& s) { return s.block_calls(d); });
+async_store::task<void> async_store::block_calls(call_limit limit, millis d) {
+  return store_call<result<void>>(queue_,
+                                  [limit, d](job_store& s) { return s.block_calls(limit, d); });
 }
 
 async_store::task<void> async_store::set_breaker(millis d, std::string reason) {

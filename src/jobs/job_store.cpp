@@ -167,10 +167,12 @@ class domain_store final : public job_store {
   result<cluster_view> heartbeat(const worker_beat& beat) override {
     return engine_->heartbeat(beat);
   }
-  result<call_turn> take_turn(std::chrono::microseconds interval) override {
-    return engine_->take_turn(interval);
+  result<call_turn> take_turn(call_limit limit, std::chrono::microseconds interval) override {
+    return engine_->take_turn(limit, interval);
   }
-  result<void> block_calls(std::chrono::milliseconds d) override { return engine_->block_calls(d); }
+  result<void> block_calls(call_limit limit, std::chrono::milliseconds d) override {
+    return engine_->block_calls(limit, d);
+  }
   result<void> set_breaker(std::chrono::milliseconds d, std::string_view reason) override {
     return engine_->set_breaker(d, reason);
   }

@@ -58,17 +58,19 @@ result<cluster_view> postgres_engine::heartbeat(const worker_beat& beat) {
 }
 
 // GCRA without burst credit: a call's slot is the later of the theoretical arrival time (tat) and
-// now, and moves tat one interval on. While a Retry-After holds, no slot is taken.
-result<call_turn> postgres_engine::take_turn(std::chrono::microseconds interval) {
+// now, and moves tat one interval on. While a Retry-After holds, no slot is taken. A limit's row
+// is made by its first turn (the schema makes only Exponea's).
+result<call_turn> postgres_engine::take_turn(call_limit limit, std::chrono::microseconds interval) {
   const auto sql = fmt::format(
-      "WITH n AS (SELECT {} AS now) UPDATE call_limits l SET tat_us = CASE WHEN "
-      "l.blocked_until_ms * 1000 > n.now THEN l.tat_us ELSE GREATEST(l.tat_us, n.now) + "
-      "$1::bigint END FROM n WHERE l.name = 'exponea' RETURNING CASE WHEN l.blocked_until_ms * "
-      "1000 > n.now THEN 0 ELSE l.tat_us - $1::bigint - n.now END, GREATEST(l.blocked_until_ms * "
-      "1000 - n.now, 0)",
+      "WITH n AS (SELECT {0} AS now), up AS (INSERT INTO call_limits AS l (name, tat_us) SELECT "
+      "$2, n.now + $1::bigint FROM n ON CONFLICT (name) DO UPDATE SET tat_us = CASE WHEN "
+      "l.blocked_until_ms * 1000 > (SELECT now FROM n) THEN l.tat_us ELSE GREATEST(l.tat_us, "
+      "(SELECT now FROM n)) + $1::bigint END RETURNING l.tat_us, l.blocked_until_ms) SELECT CASE "
+      "WHEN up.blocked_until_ms * 1000 > n.now THEN 0 ELSE up.tat_us - $1::bigint - n.now END, "
+      "GREATEST(up.blocked_until_ms * 1000 - n.now, 0) FROM up, n",
       db_now_us);
   auto r = query(sql.c_str(), "taking a turn of the shared rate limit",
-                 pg::params().integer(interval.count()));
+                 pg::params().integer(interval.count()).text(to_string(limit)));
   if (!r) {
     return r.error();
   }
@@ -80,12 +82,14 @@ result<call_turn> postgres_engine::take_turn(std::chrono::microseconds interval)
   return out;
 }
 
-result<void> postgres_engine::block_calls(std::chrono::milliseconds d) {
+result<void> postgres_engine::block_calls(call_limit limit, std::chrono::milliseconds d) {
   const auto sql = fmt::format(
-      "UPDATE call_limits SET blocked_until_ms = GREATEST(blocked_until_ms, {} + $1::bigint) "
-      "WHERE name = 'exponea'",
+      "INSERT INTO call_limits AS l (name, blocked_until_ms) VALUES ($2, {} + $1::bigint) ON "
+      "CONFLICT (name) DO UPDATE SET blocked_until_ms = GREATEST(l.blocked_until_ms, "
+      "EXCLUDED.blocked_until_ms)",
       db_now);
-  return run(sql.c_str(), "sharing a Retry-After", pg::params().integer(d.count()));
+  return run(sql.c_str(), "sharing a Retry-After",
+             pg::params().integer(d.count()).text(to_string(limit)));
 }
 
 result<void> postgres_engine::set_breaker(std::chrono::milliseconds d, std::string_view reason) {

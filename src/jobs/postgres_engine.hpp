@@ -62,8 +62,8 @@ class postgres_engine final : public store_engine {
   // A lease's "now": NULL (the database's clock, options_.database_clock) or the caller's.
   pg::params& lease_clock(pg::params& p, time_point now) const;
   result<cluster_view> heartbeat(const worker_beat& beat) override;
-  result<call_turn> take_turn(std::chrono::microseconds interval) override;
-  result<void> block_calls(std::chrono::milliseconds d) override;
+  result<call_turn> take_turn(call_limit limit, std::chrono::microseconds interval) override;
+  result<void> block_calls(call_limit limit, std::chrono::milliseconds d) override;
   result<void> set_breaker(std::chrono::milliseconds d, std::string_view reason) override;
   result<bool> claim_periodic(std::string_view task, std::string_view owner,
                               std::chrono::milliseconds period,

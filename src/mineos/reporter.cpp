@@ -62,7 +62,12 @@ class reporter_impl final : public reporter {
         clock_(std::move(clock)),
         options_(std::move(o)),
         timer_(strand_),
-        random_(std::random_device{}()) {}
+        pace_(strand_, options_.max_requests_per_minute / 60.0),
+        random_(std::random_device{}()) {
+    if (options_.shared.take) {
+      pace_.share(options_.shared);
+    }
+  }
 
   void start() override {
     asio::co_spawn(strand_, loop(), log_if_thrown("mineos", "the MineOS reporter"));
@@ -109,74 +114,91 @@ class reporter_impl final : public reporter {
   asio::awaitable<void> loop() {
     while (!stopping_) {
       auto now = clock_->now();
-      // While MineOS refuses the key, one report every pause_probe tests it.
-      if (pause_ && now < next_probe_) {
-        co_await sleep(std::chrono::duration_cast<std::chrono::milliseconds>(next_probe_ - now));
+      // While MineOS refuses the key, one report at a time, every pause_probe, tests it.
+      if (pause_ && (in_flight_ > 0 || now < next_probe_)) {
+        co_await sleep(in_flight_ > 0 ? options_.poll_interval
+                                      : std::chrono::duration_cast<std::chrono::milliseconds>(
+                                            next_probe_ - now));
+        continue;
+      }
+      if (in_flight_ >= options_.max_in_flight) {
+        co_await sleep(options_.poll_interval);  // an answer wakes it
         continue;
       }
       const bool probing = pause_.has_value();
-      co_await keep_pace();
-      if (stopping_) {
-        break;
+      // A turn is taken only when a report is due (an idle daemon spends none, so the next report
+      // goes at once), and the report is claimed only when its turn has come.
+      auto waiting = co_await store_.due_reports(now, 1);
+      if (!waiting) {
+        log()->error("cannot read the outbox: {}", waiting.error().detail);
       }
-      now = clock_->now();
-      // One report at a time, claimed just before it is sent (due again after report_claim
-      // unless recorded first), so that two daemons never send one report at once and a stop or
-      // a pause leaves no report claimed. g++ 12: a temporary built inside a co_await expression
-      // can be destroyed twice; every argument of a co_await'ed call is a named object.
-      auto due = co_await store_.claim_reports(now, 1, options_.report_claim);
-      if (!due) {
-        log()->error("cannot read the outbox: {}", due.error().detail);
-      }
-      if (!due || due->empty()) {
+      if (!waiting || waiting->empty()) {
         if (probing) {
           next_probe_ = now + options_.retry.pause_probe;
         }
         co_await sleep(options_.poll_interval);
         continue;
       }
-      last_sent_ = std::chrono::steady_clock::now();
-      const job& j = due->front();
-      {
-        const auto held = options_.hold ? options_.hold() : nullptr;
-        // The boundary of one report: a bug while building or sending it stops that report
-        // (reportError says why; `retry` sends it again), never the reporter.
-        std::string internal;
-        try {
-          co_await report(j);
-        } catch (const std::exception& e) {
-          internal = clean_text(e.what(), 200);
-        } catch (...) {
-          internal = "unknown exception";
-        }
-        if (!internal.empty()) {
-          log()->error("[R {}] internal error while reporting: {}; the report stops until retried",
-                       j.request_id, internal);
-          report_update u;
-          u.attempts = j.report_attempts + 1;
-          u.gave_up = true;
-          u.error = "internal error while reporting: " + internal;
-          const auto at = clock_->now();
-          if (auto r = co_await store_.record_report(j.id, u, at); !r) {
-            log()->error("[R {}] cannot record the report: {}", j.request_id, r.error().detail);
-          }
-        }
+      co_await pace_.acquire(exponea::priority::background);
+      if (stopping_) {
+        break;
       }
-      if (probing && pause_) {
-        next_probe_ = clock_->now() + options_.retry.pause_probe;
+      if (pause_.has_value() != probing) {
+        continue;  // a 401 came while this report waited for its turn
       }
+      now = clock_->now();
+      // One report per turn, claimed just before it is sent (due again after report_claim
+      // unless recorded first), so that two daemons never send one report at once and a stop or
+      // a pause leaves no report claimed that was not sent. g++ 12: a temporary built inside a
+      // co_await expression can be destroyed twice; every argument of a co_await'ed call is a
+      // named object.
+      auto due = co_await store_.claim_reports(now, 1, options_.report_claim);
+      if (!due) {
+        log()->error("cannot claim a report: {}", due.error().detail);
+        co_await sleep(options_.poll_interval);
+        continue;
+      }
+      if (due->empty()) {
+        continue;  // another daemon sent it meanwhile
+      }
+      // The report goes on its own while the next one waits for its turn: MineOS's answer time
+      // does not slow the pace.
+      ++in_flight_;
+      auto held = options_.hold ? options_.hold() : nullptr;
+      asio::co_spawn(strand_, send(std::move(due->front()), probing, std::move(held)),
+                     log_if_thrown("mineos", "a report to MineOS"));
     }
   }
 
-  // No minute holds more than max_requests_per_minute reports: waits out the gap after the last
-  // one sent (the loop marks each).
-  asio::awaitable<void> keep_pace() {
-    const auto gap = std::chrono::milliseconds(60000 / options_.max_requests_per_minute);
-    const auto now = std::chrono::steady_clock::now();
-    if (last_sent_ && now < *last_sent_ + gap) {
-      co_await sleep(
-          std::chrono::duration_cast<std::chrono::milliseconds>(*last_sent_ + gap - now));
+  asio::awaitable<void> send(job j, bool probing, std::shared_ptr<void> held) {
+    // The boundary of one report: a bug while building or sending it stops that report
+    // (reportError says why; `retry` sends it again), never the reporter.
+    std::string internal;
+    try {
+      co_await report(j);
+    } catch (const std::exception& e) {
+      internal = clean_text(e.what(), 200);
+    } catch (...) {
+      internal = "unknown exception";
     }
+    if (!internal.empty()) {
+      log()->error("[R {}] internal error while reporting: {}; the report stops until retried",
+                   j.request_id, internal);
+      report_update u;
+      u.attempts = j.report_attempts + 1;
+      u.gave_up = true;
+      u.error = "internal error while reporting: " + internal;
+      const auto at = clock_->now();
+      if (auto r = co_await store_.record_report(j.id, u, at); !r) {
+        log()->error("[R {}] cannot record the report: {}", j.request_id, r.error().detail);
+      }
+    }
+    if (probing && pause_) {
+      next_probe_ = clock_->now() + options_.retry.pause_probe;
+    }
+    --in_flight_;
+    held.reset();
+    timer_.cancel();  // the loop may be waiting for a free place or for the probe to end
   }
 
   asio::awaitable<void> record(const job& j, report_update u) {
@@ -271,12 +293,18 @@ class reporter_impl final : public reporter {
         u.error = res ? report_error_text(res->status, res->body) : res.error().detail;
         std::uniform_real_distribution<double> uniform(0.0, 1.0);
         auto delay = full_jitter_backoff(options_.retry, u.attempts - 1, uniform(random_));
+        std::optional<std::chrono::milliseconds> asked;
         if (res) {
           if (const auto after = exponea::parse_retry_after(res->header("Retry-After"), now)) {
-            delay = std::max(delay,
-                             std::min(*after, std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                  options_.retry.max_backoff)));
+            asked = std::min(*after, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                         options_.retry.max_backoff));
+            delay = std::max(delay, *asked);
           }
+        }
+        if (res && res->status == 429) {
+          // MineOS's limit was met: every report waits (on every daemon), not only this one;
+          // at least a second when MineOS gave no Retry-After.
+          pace_.slow_down(asked.value_or(std::chrono::milliseconds(0)));
         }
         u.next_at = now + delay;
         result_label = "retry";
@@ -345,7 +373,10 @@ class reporter_impl final : public reporter {
   bool stopping_ = false;
   std::optional<std::string> pause_;
   time_point next_probe_{};
-  std::optional<std::chrono::steady_clock::time_point> last_sent_;
+  // Spaces the status calls to max_requests_per_minute, with the other daemons when shared; a
+  // 429 holds them all for its Retry-After.
+  exponea::limiter pace_;
+  std::size_t in_flight_ = 0;
   std::mt19937_64 random_;
   mutable std::mutex published_mutex_;
   std::optional<std::string> published_pause_;

@@ -253,6 +253,7 @@ TEST_F(Fulfilment, RequestsCommandListsRetriesAndCancelsJobs) {
   EXPECT_THAT(retried.output, HasSubstr("req-cli: queued again"));
   const auto done = finished("req-cli");
   EXPECT_EQ(done["state"], "completed") << done.dump();
+  wait_reported("req-cli");  // else a retry would re-send its report (contract §7)
   // Not failed any more: the daemon answers 409 and the command says so.
   const auto again = cli({"retry", "req-cli"});
   EXPECT_EQ(again.exit_code, 1);

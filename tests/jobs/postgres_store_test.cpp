@@ -196,7 +196,7 @@ TEST_F(Cluster, TurnsFromTwoDaemonsAreOneIntervalApart) {
   constexpr auto interval = std::chrono::microseconds(200000);
   std::vector<std::chrono::microseconds> waits;
   for (int i = 0; i < 6; ++i) {
-    auto t = (i % 2 == 0 ? a_ : b_)->take_turn(interval);
+    auto t = (i % 2 == 0 ? a_ : b_)->take_turn(call_limit::exponea, interval);
     ASSERT_TRUE(t) << t.error().detail;
     EXPECT_EQ(t->blocked.count(), 0);
     waits.push_back(t->wait);
@@ -212,17 +212,42 @@ TEST_F(Cluster, TurnsFromTwoDaemonsAreOneIntervalApart) {
 // A 429's Retry-After holds every daemon: no turn is handed out while it lasts, and heartbeats
 // carry it to the daemons that take no turn.
 TEST_F(Cluster, ARetryAfterMetByOneDaemonHoldsThemAll) {
-  ASSERT_TRUE(a_->block_calls(20s));
-  const auto t = b_->take_turn(std::chrono::microseconds(1000));
+  ASSERT_TRUE(a_->block_calls(call_limit::exponea, 20s));
+  const auto t = b_->take_turn(call_limit::exponea, std::chrono::microseconds(1000));
   ASSERT_TRUE(t);
   EXPECT_GT(t->blocked, 19s);
   EXPECT_EQ(t->wait.count(), 0);
   EXPECT_GT(b_->heartbeat({"b:2", "b", "0.1.0", 30s})->calls_blocked_for, 19s);
-  ASSERT_TRUE(a_->block_calls(1s));  // a shorter one never shortens it
-  EXPECT_GT(b_->take_turn(std::chrono::microseconds(1000))->blocked, 18s);
+  ASSERT_TRUE(a_->block_calls(call_limit::exponea, 1s));  // a shorter one never shortens it
+  EXPECT_GT(b_->take_turn(call_limit::exponea, std::chrono::microseconds(1000))->blocked, 18s);
   sql("UPDATE call_limits SET blocked_until_ms = blocked_until_ms - 21000");
-  const auto after = b_->take_turn(std::chrono::microseconds(1000));
+  const auto after = b_->take_turn(call_limit::exponea, std::chrono::microseconds(1000));
   EXPECT_EQ(after->blocked.count(), 0);
+}
+
+// MineOS's limit is a row of its own, made by its first turn: its turns and Retry-Afters neither
+// take nor hold Exponea's, and Exponea's do not hold it.
+TEST_F(Cluster, MineOsStatusCallsHaveTheirOwnSharedLimit) {
+  constexpr auto interval = std::chrono::microseconds(200000);
+  std::vector<std::chrono::microseconds> waits;
+  for (int i = 0; i < 4; ++i) {
+    auto t = (i % 2 == 0 ? a_ : b_)->take_turn(call_limit::mineos, interval);
+    ASSERT_TRUE(t) << t.error().detail;
+    waits.push_back(t->wait);
+  }
+  EXPECT_LT(waits[0], 1ms);  // a new row: the first turn is now
+  for (std::size_t i = 1; i < waits.size(); ++i) {
+    EXPECT_GT(waits[i] - waits[i - 1], interval - 50ms) << i;
+  }
+  // Exponea's row was not moved by them.
+  EXPECT_LT(a_->take_turn(call_limit::exponea, interval)->wait, 1ms);
+
+  ASSERT_TRUE(a_->block_calls(call_limit::mineos, 20s));
+  EXPECT_GT(b_->take_turn(call_limit::mineos, interval)->blocked, 19s);
+  EXPECT_EQ(b_->take_turn(call_limit::exponea, interval)->blocked.count(), 0);
+  EXPECT_EQ(b_->heartbeat({"b:2", "b", "0.1.0", 30s})->calls_blocked_for.count(), 0);
+  ASSERT_TRUE(b_->block_calls(call_limit::exponea, 5s));
+  EXPECT_GT(a_->take_turn(call_limit::mineos, interval)->blocked, 18s);  // its own, not 5 s
 }
 
 TEST_F(Cluster, TheCircuitBreakerIsShared) {

@@ -90,8 +90,10 @@ class gated_store final : public job_store {
     return lease;
   }
   result<cluster_view> heartbeat(const worker_beat&) override { return cluster_view{}; }
-  result<call_turn> take_turn(std::chrono::microseconds) override { return call_turn{}; }
-  result<void> block_calls(std::chrono::milliseconds) override { return {}; }
+  result<call_turn> take_turn(call_limit, std::chrono::microseconds) override {
+    return call_turn{};
+  }
+  result<void> block_calls(call_limit, std::chrono::milliseconds) override { return {}; }
   result<void> set_breaker(std::chrono::milliseconds, std::string_view) override { return {}; }
   result<bool> claim_periodic(std::string_view, std::string_view, std::chrono::milliseconds,
                               std::chrono::milliseconds) override {

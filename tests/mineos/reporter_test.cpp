@@ -9,9 +9,15 @@
 #include "fakes/handler_client.hpp"
 #include "fakes/inline_queue.hpp"
 
+#include <fmt/format.h>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
+#include <deque>
 #include <fstream>
+#include <set>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -174,12 +180,14 @@ class ReporterTest : public ::testing::Test {
                              "no e-mail"};
     ASSERT_TRUE(store_->insert(std::span<const new_job>(&j, 1), 100));
   }
-  void start() {
+  void start() { start(std::make_unique<test::handler_client>(*sim_)); }
+  void start(std::unique_ptr<http::client> mineos, std::size_t max_in_flight = 64) {
     reporter_options o;
     o.retry.pause_probe = 60s;
     o.poll_interval = 5ms;
-    reporter_ = make_reporter(ioc_.get_executor(), *db_,
-                              std::make_unique<test::handler_client>(*sim_), creds_, clock_, o);
+    o.max_in_flight = max_in_flight;
+    o.max_requests_per_minute = per_minute_;
+    reporter_ = make_reporter(ioc_.get_executor(), *db_, std::move(mineos), creds_, clock_, o);
     reporter_->start();
   }
   // Runs the reporter until `done` holds (bounded), then a little longer for anything extra.
@@ -205,7 +213,106 @@ class ReporterTest : public ::testing::Test {
   std::unique_ptr<async_store> db_;
   test::fake_credentials creds_;
   std::unique_ptr<reporter> reporter_;
+  std::uint32_t per_minute_ = 600;
 };
+
+// MineOS as the test drives it: each status call is recorded as it arrives and answered only when
+// the test opens the gate (then at once); `answers` are given in order, then 200.
+class gated_mineos final : public http::client {
+ public:
+  explicit gated_mineos(boost::asio::any_io_executor ex) : gate_(ex) {
+    gate_.expires_at(boost::asio::steady_timer::time_point::max());
+  }
+  boost::asio::awaitable<result<http::client_response>> send(http::client_request req) override {
+    arrived.push_back(req.target);
+    ++waiting;
+    if (!open_) {
+      co_await gate_.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+    }
+    --waiting;
+    http::client_response out;
+    out.status = 200;
+    out.body = "{}";
+    if (!answers.empty()) {
+      out = std::move(answers.front());
+      answers.pop_front();
+    }
+    co_return out;
+  }
+  boost::asio::awaitable<result<void>> probe() override { co_return result<void>{}; }
+  const std::string& host() const override { return host_; }
+  void open() {
+    open_ = true;
+    gate_.cancel();
+  }
+
+  std::vector<std::string> arrived;  // each call's target, as it came
+  std::size_t waiting = 0;           // calls not answered yet
+  std::deque<http::client_response> answers;
+
+ private:
+  boost::asio::steady_timer gate_;
+  bool open_ = false;
+  std::string host_ = "gated";
+};
+
+// MineOS answering slowly does not slow the reports down: the next ones go while the first wait
+// for their answers, up to max_in_flight, and each is still sent once.
+TEST_F(ReporterTest, ReportsGoOutWhileEarlierOnesAwaitMineOsUpToTheInFlightBound) {
+  per_minute_ = 60000;  // turns 1 ms apart: the bound, not the pace, is what stops them
+  for (int i = 0; i < 20; ++i) {
+    add_finished_job(fmt::format("r-{}", i));
+  }
+  auto mineos = std::make_unique<gated_mineos>(ioc_.get_executor());
+  auto* gate = mineos.get();
+  start(std::move(mineos), 8);
+  ASSERT_TRUE(run_until([&] { return gate->arrived.size() >= 8; }));
+  EXPECT_EQ(gate->arrived.size(), 8u);  // none of them answered: the bound holds the rest
+  EXPECT_EQ(gate->waiting, 8u);
+  gate->open();
+  ASSERT_TRUE(run_until([&] {
+    for (int i = 0; i < 20; ++i) {
+      if (!reported(fmt::format("r-{}", i))) {
+        return false;
+      }
+    }
+    return true;
+  }));
+  EXPECT_EQ(gate->arrived.size(), 20u);
+  std::set<std::string> targets(gate->arrived.begin(), gate->arrived.end());
+  EXPECT_EQ(targets.size(), 20u);  // each report once
+}
+
+// MineOS's 429 holds every report, not only the one that met it, for its Retry-After; the
+// refused report goes again after it.
+TEST_F(ReporterTest, A429HoldsEveryReportForItsRetryAfter) {
+  per_minute_ = 60000;
+  for (int i = 0; i < 5; ++i) {
+    add_finished_job(fmt::format("r-{}", i));
+  }
+  auto mineos = std::make_unique<gated_mineos>(ioc_.get_executor());
+  auto* gate = mineos.get();
+  http::client_response throttled;
+  throttled.status = 429;
+  throttled.headers.push_back({"Retry-After", "1"});
+  gate->answers.push_back(throttled);
+  gate->open();
+  start(std::move(mineos), 1);  // one at a time: the 429 is the first answer
+  ASSERT_TRUE(run_until([&] { return gate->arrived.size() >= 1; }));
+  ioc_.restart();
+  ioc_.run_for(300ms);  // well within the Retry-After: time for reports that should not go
+  EXPECT_EQ(gate->arrived.size(), 1u);
+  clock_->advance(2s);  // the refused report is due again after its Retry-After
+  ASSERT_TRUE(run_until([&] {
+    for (int i = 0; i < 5; ++i) {
+      if (!reported(fmt::format("r-{}", i))) {
+        return false;
+      }
+    }
+    return true;
+  }));
+  EXPECT_EQ(gate->arrived.size(), 6u);
+}
 
 TEST_F(ReporterTest, A401PausesReportingLetsOneProbeThroughPerIntervalAndAReloadResumes) {
   creds_.set(credential::mineos_api_key, "rotated-away");

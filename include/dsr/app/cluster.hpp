@@ -54,8 +54,9 @@ class cluster_member {
   // (dispatcher_options::cluster_hold); nullopt when none.
   std::optional<std::string> hold() const;
 
-  // The limiter's hooks into the store (exponea::limiter::share).
-  exponea::shared_limit limit();
+  // A limiter's hooks into the store's row for `which` (exponea::limiter::share): Exponea's calls,
+  // or the reporter's status calls to MineOS.
+  exponea::shared_limit limit(call_limit which);
   // The dispatcher's: this daemon's breaker opened (d > 0) or closed.
   std::function<void(std::chrono::milliseconds, std::string)> breaker_sharer();
 

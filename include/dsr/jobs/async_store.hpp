@@ -62,8 +62,8 @@ class async_store {
 
   // Several daemons on one database (store.hpp's cluster verbs).
   task<cluster_view> heartbeat(worker_beat beat);
-  task<call_turn> take_turn(std::chrono::microseconds interval);
-  task<void> block_calls(millis d);
+  task<call_turn> take_turn(call_limit limit, std::chrono::microseconds interval);
+  task<void> block_calls(call_limit limit, millis d);
   task<void> set_breaker(millis d, std::string reason);
   task<bool> claim_periodic(std::string task, std::string owner, millis period, millis ttl);
 

@@ -107,6 +107,12 @@ struct call_turn {
   std::chrono::microseconds wait{0};
   std::chrono::microseconds blocked{0};
 };
+// The rate limits the daemons share: Exponea's calls ([exponea] max_requests_per_second) and
+// MineOS's status calls ([mineos] max_requests_per_minute). Each is a row of its own.
+enum class call_limit { exponea, mineos };
+inline std::string_view to_string(call_limit l) {
+  return l == call_limit::mineos ? "mineos" : "exponea";
+}
 
 class job_store {
  public:
@@ -180,10 +186,12 @@ class job_store {
   // The cluster (the types above). An engine with one daemon per store (SQLite) answers
   // errc::unsupported: there is nothing to share.
   virtual result<cluster_view> heartbeat(const worker_beat& beat) = 0;
-  // Takes the next turn of the shared rate limit: one call per `interval` across all daemons.
-  virtual result<call_turn> take_turn(std::chrono::microseconds interval) = 0;
-  // A 429: no daemon calls for `d` from now (a later block is never shortened).
-  virtual result<void> block_calls(std::chrono::milliseconds d) = 0;
+  // Takes the next turn of the shared rate limit `limit`: one call per `interval` across all
+  // daemons.
+  virtual result<call_turn> take_turn(call_limit limit, std::chrono::microseconds interval) = 0;
+  // A 429: no daemon makes a call under `limit` for `d` from now (a later block is never
+  // shortened).
+  virtual result<void> block_calls(call_limit limit, std::chrono::milliseconds d) = 0;
   // The circuit breaker opened for `d` from now (0: it closed), for `reason`.
   virtual result<void> set_breaker(std::chrono::milliseconds d, std::string_view reason) = 0;
   // Periodic work: true when this daemon (`owner`) may run `task` now, which it then holds for

@@ -155,8 +155,8 @@ class store_engine {
                                                         std::chrono::milliseconds lease) = 0;
   // The cluster verbs of job_store. An engine of one daemon answers errc::unsupported.
   virtual result<cluster_view> heartbeat(const worker_beat&) { return unshared(); }
-  virtual result<call_turn> take_turn(std::chrono::microseconds) { return unshared(); }
-  virtual result<void> block_calls(std::chrono::milliseconds) { return unshared(); }
+  virtual result<call_turn> take_turn(call_limit, std::chrono::microseconds) { return unshared(); }
+  virtual result<void> block_calls(call_limit, std::chrono::milliseconds) { return unshared(); }
   virtual result<void> set_breaker(std::chrono::milliseconds, std::string_view) {
     return unshared();
   }

@@ -14,13 +14,21 @@
 // restarts, until acknowledged. 401 pauses reporting, not jobs: paused() names mineos_api_key,
 // one report is let through every pause_probe, and resume() (a reload) ends the pause at once.
 // Any other answer (400 with MineOS's error text, 404 unknown ticket or integration) stops that
-// report with reportError set; an operator's retry sends it again. Reports are spaced so that no
-// minute holds more than max_requests_per_minute of them.
+// report with reportError set; an operator's retry sends it again.
+//
+// Pace: reports go concurrently (up to max_in_flight awaiting MineOS's answer), each claimed
+// when its turn comes, the turns spaced evenly so that no minute holds more than
+// max_requests_per_minute of them (an exponea::limiter at that rate, its 8 % margin included);
+// with `shared`, the turns are taken from the store's row for MineOS, across all daemons. A 429
+// holds every report, on every daemon, for its Retry-After (a second without one). A slow MineOS
+// therefore costs in-flight reports, not pace; and a backlog of reports never holds back jobs
+// (the reporter has its own pace, apart from Exponea's).
 
 #include "dsr/common/clock.hpp"
 #include "dsr/common/metrics_sink.hpp"
 #include "dsr/config/config.hpp"
 #include "dsr/credentials/credentials.hpp"
+#include "dsr/exponea/limiter.hpp"
 #include "dsr/http/client.hpp"
 #include "dsr/jobs/async_store.hpp"
 #include "dsr/jobs/job.hpp"
@@ -84,6 +92,12 @@ struct reporter_options {
   std::shared_ptr<const file_links> links;
   std::chrono::hours file_link_ttl{72};
   std::uint32_t max_requests_per_minute = 600;
+  // Several daemons: the store's shared row for MineOS (app::cluster_member::limit). Empty: this
+  // daemon alone spends max_requests_per_minute.
+  exponea::shared_limit shared;
+  // Reports sent and not yet answered, at most: at 600 a minute, enough for MineOS answering in
+  // up to about 6 s without slowing the pace.
+  std::size_t max_in_flight = 64;
   // How long a report claimed for sending stays with this daemon (store.hpp claim_reports): more
   // than one call to MineOS can take. A daemon that dies with it leaves it due again after this.
   std::chrono::milliseconds report_claim{std::chrono::minutes(1)};
