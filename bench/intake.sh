@@ -131,6 +131,11 @@ stored_jobs() {  # engine
   fi
 }
 
+# The CPU time process $1 has used (user + system, from /proc/PID/stat), in microseconds.
+cpu_us() {
+  awk -v tck="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%d", ($12 + $13) * 1000000 / tck }' "/proc/$1/stat"
+}
+
 run_daemon() {  # engine connections run
   local engine=$1
   shift
@@ -139,17 +144,23 @@ run_daemon() {  # engine connections run
   "$root/$build/dsr-connector" serve --config "$work/dsr-$engine.toml" 2> "$work/daemon-$engine.log" &
   daemon_pid=$!
   wait_port "$port"
-  local line mark
+  local line mark used
   mark=$(cpu_mark)
+  used=$(cpu_us "$daemon_pid")
   line=$(wrk -t"$threads" -c"$1" -d"${duration}s" --timeout 10s -s "$root/bench/intake.lua" \
          "http://127.0.0.1:$port" -- "$work" | tail -n 1)
-  local machine
+  used=$(( $(cpu_us "$daemon_pid") - used ))
+  local machine accepted
   machine=$(cpu_json "$mark")
   kill -TERM "$daemon_pid"; wait "$daemon_pid" || true; daemon_pid=""
+  # The daemon's CPU per accepted request (its own user + system time over the run).
+  accepted=$(sed -n 's/.*"accepted":\([0-9]*\).*/\1/p' <<< "$line")
+  local cpu_per
+  cpu_per=$(awk -v u="$used" -v a="${accepted:-0}" 'BEGIN { printf "%.1f", (a > 0 ? u / a : 0) }')
   local stored
   stored=$(stored_jobs "$engine")
-  echo "{\"target\":\"daemon\",\"engine\":\"$engine\",\"connections\":$1,\"run\":$2,\"stored\":$stored,\"fsync_ms\":$(fsync_ms),\"wrk\":$line,$machine}" >> "$out/intake.jsonl"
-  echo "daemon  $engine c=$1 run $2: $line; stored $stored; {$machine}" >&2
+  echo "{\"target\":\"daemon\",\"engine\":\"$engine\",\"connections\":$1,\"run\":$2,\"stored\":$stored,\"cpu_us_per_accepted\":$cpu_per,\"fsync_ms\":$(fsync_ms),\"wrk\":$line,$machine}" >> "$out/intake.jsonl"
+  echo "daemon  $engine c=$1 run $2: $line; stored $stored; CPU/accepted ${cpu_per} µs; {$machine}" >&2
 }
 
 run_nginx() {

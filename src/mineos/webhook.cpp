@@ -3,6 +3,7 @@
 #include "dsr/common/text.hpp"
 #include "dsr/common/time.hpp"
 #include "dsr/config/config.hpp"
+#include "webhook_raw.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -87,33 +88,6 @@ result<std::string> raw_string(const json* v, std::string_view field) {
   return v->get<std::string>();
 }
 
-// An identifier (trace id, request id, e-mail): refused when too long or holding control
-// characters, never changed.
-result<std::string> string_field(const json* v, std::string_view field,
-                                 std::size_t max_length = max_id_length) {
-  auto s = raw_string(v, field);
-  if (!s) {
-    return s;
-  }
-  if (s->size() > max_length) {
-    return invalid(fmt::format("{} is longer than {} characters", field, max_length));
-  }
-  if (!printable(*s)) {
-    return invalid(fmt::format("{} contains control characters", field));
-  }
-  return s;
-}
-
-// Informational text (source, domain, the right's name): cleaned and cut, never a reason to
-// refuse a request.
-result<std::string> text_field(const json* v, std::string_view field, std::size_t max_length) {
-  auto s = raw_string(v, field);
-  if (!s) {
-    return s;
-  }
-  return clean_text(*s, max_length);
-}
-
 result<void> require(const std::string& value, std::string_view field) {
   if (value.empty()) {
     return invalid(fmt::format("{} is missing", field));
@@ -145,35 +119,31 @@ std::string_view to_string(endpoint_kind k) {
   return "";
 }
 
-result<webhook> parse_webhook(std::string_view body, endpoint_kind kind) {
-  if (nested_deeper_than(body, max_depth)) {
-    return invalid(fmt::format("body is nested deeper than {} levels", max_depth));
-  }
-  json doc;
-  try {
-    doc = json::parse(body);
-  } catch (const json::parse_error& e) {
-    return invalid(fmt::format("body is not valid JSON (at byte {})", e.byte));
-  } catch (const json::out_of_range&) {
-    // A number beyond a double (1e400): refused like any malformed body, never thrown further.
-    return invalid("body holds a number out of range");
-  }
-  if (!doc.is_object()) {
-    return invalid("body must be a JSON object");
-  }
+namespace {
 
-  webhook w;
-  auto trace = string_field(member(doc, {"traceId", "EventId", "eventId", "TraceId"}), "traceId");
-  if (!trace) {
-    return trace.error();
-  }
-  w.trace_id = std::move(*trace);
-  auto integration = string_field(member(doc, {"integrationId", "IntegrationId"}), "integrationId");
-  if (!integration) {
-    return integration.error();
-  }
-  w.integration_id = std::move(*integration);
+using detail::raw_webhook;
 
+// The document's fields: a value of the wrong type is refused, naming the field.
+result<raw_webhook> from_document(const json& doc) {
+  raw_webhook w;
+  const auto take = [](std::string& to, const json* v, std::string_view field) -> result<void> {
+    auto s = raw_string(v, field);
+    if (!s) {
+      return s.error();
+    }
+    to = std::move(*s);
+    return {};
+  };
+  if (auto r =
+          take(w.trace_id, member(doc, {"traceId", "EventId", "eventId", "TraceId"}), "traceId");
+      !r) {
+    return r.error();
+  }
+  if (auto r =
+          take(w.integration_id, member(doc, {"integrationId", "IntegrationId"}), "integrationId");
+      !r) {
+    return r.error();
+  }
   if (const json* t = member(doc, {"isTest", "IsTest"})) {
     if (t->is_boolean()) {
       w.is_test = t->get<bool>();
@@ -185,7 +155,6 @@ result<webhook> parse_webhook(std::string_view body, endpoint_kind kind) {
       return invalid("isTest must be true or false");
     }
   }
-
   const json* request = member(doc, {"request", "ticketInfo", "TicketInfo"});
   if (request != nullptr && !request->is_object()) {
     return invalid("request must be an object");
@@ -197,44 +166,98 @@ result<webhook> parse_webhook(std::string_view body, endpoint_kind kind) {
   if (user != nullptr && !user->is_object()) {
     return invalid("userInfo must be an object");
   }
-
   if (request != nullptr) {
-    auto id = string_field(member(*request, {"id", "Id"}), "request.id");
-    if (!id) {
-      return id.error();
+    w.has_request = true;
+    if (auto r = take(w.request_id, member(*request, {"id", "Id"}), "request.id"); !r) {
+      return r.error();
     }
-    w.request_id = std::move(*id);
-    auto source = text_field(member(*request, {"source", "Source"}), "request.source", 256);
-    if (!source) {
-      return source.error();
+    if (auto r = take(w.source, member(*request, {"source", "Source"}), "request.source"); !r) {
+      return r.error();
     }
-    w.source = std::move(*source);
-    auto domain = text_field(member(*request, {"domain", "Domain"}), "request.domain", 256);
-    if (!domain) {
-      return domain.error();
+    if (auto r = take(w.domain, member(*request, {"domain", "Domain"}), "request.domain"); !r) {
+      return r.error();
     }
-    w.domain = std::move(*domain);
     if (const json* rt = member(*request, {"requestType", "RequestType"})) {
       if (!rt->is_object()) {
         return invalid("request.requestType must be an object");
       }
-      auto rid = text_field(member(*rt, {"id", "Id"}), "request.requestType.id", 256);
-      if (!rid) {
-        return rid.error();
+      if (auto r = take(w.right_id, member(*rt, {"id", "Id"}), "request.requestType.id"); !r) {
+        return r.error();
       }
-      w.request_right.id = std::move(*rid);
-      auto rname = text_field(member(*rt, {"name", "Name"}), "request.requestType.name", 256);
-      if (!rname) {
-        return rname.error();
+      if (auto r = take(w.right_name, member(*rt, {"name", "Name"}), "request.requestType.name");
+          !r) {
+        return r.error();
       }
-      w.request_right.name = std::move(*rname);
     }
-    auto type = text_field(member(*request, {"type", "Type"}), "request.type", 256);
-    if (!type) {
-      return type.error();
+    if (auto r = take(w.type, member(*request, {"type", "Type"}), "request.type"); !r) {
+      return r.error();
     }
-    w.request_right.type = std::move(*type);
-    auto created = string_field(member(*request, {"createdAt", "CreatedAt"}), "request.createdAt");
+    if (auto r =
+            take(w.created_at, member(*request, {"createdAt", "CreatedAt"}), "request.createdAt");
+        !r) {
+      return r.error();
+    }
+  }
+  if (user != nullptr) {
+    if (auto r = take(w.email, member(*user, {"email", "Email"}), "userInfo.email"); !r) {
+      return r.error();
+    }
+    if (auto r = take(w.name, member(*user, {"name", "Name"}), "userInfo.name"); !r) {
+      return r.error();
+    }
+    if (const json* fields = member(*user, {"customFields", "CustomFields"})) {
+      if (!fields->is_object()) {
+        return invalid("userInfo.customFields must be an object");
+      }
+      for (const auto& [key, value] : fields->items()) {
+        // Only what can be an ID is kept; other shapes are ignored, not refused.
+        if (value.is_string()) {
+          w.custom_fields.emplace_back(key, value.get<std::string>());
+        } else if (value.is_number_integer()) {
+          w.custom_fields.emplace_back(key, std::to_string(value.get<std::int64_t>()));
+        }
+      }
+    }
+  }
+  return w;
+}
+
+// The checks every body's fields go through, in one order whichever way they were read.
+result<webhook> check(raw_webhook&& raw, endpoint_kind kind) {
+  webhook w;
+  const auto id = [](std::string& from, std::string_view field,
+                     std::size_t max_length = max_id_length) -> result<std::string> {
+    if (from.size() > max_length) {
+      return invalid(fmt::format("{} is longer than {} characters", field, max_length));
+    }
+    if (!printable(from)) {
+      return invalid(fmt::format("{} contains control characters", field));
+    }
+    return std::move(from);
+  };
+  auto trace = id(raw.trace_id, "traceId");
+  if (!trace) {
+    return trace.error();
+  }
+  w.trace_id = std::move(*trace);
+  auto integration = id(raw.integration_id, "integrationId");
+  if (!integration) {
+    return integration.error();
+  }
+  w.integration_id = std::move(*integration);
+  w.is_test = raw.is_test;
+  if (raw.has_request) {
+    auto request_id = id(raw.request_id, "request.id");
+    if (!request_id) {
+      return request_id.error();
+    }
+    w.request_id = std::move(*request_id);
+    w.source = clean_text(raw.source, 256);
+    w.domain = clean_text(raw.domain, 256);
+    w.request_right.id = clean_text(raw.right_id, 256);
+    w.request_right.name = clean_text(raw.right_name, 256);
+    w.request_right.type = clean_text(raw.type, 256);
+    auto created = id(raw.created_at, "request.createdAt");
     if (!created) {
       return created.error();
     }
@@ -245,43 +268,21 @@ result<webhook> parse_webhook(std::string_view body, endpoint_kind kind) {
       }
     }
   }
-  if (user != nullptr) {
-    auto email =
-        string_field(member(*user, {"email", "Email"}), "userInfo.email", max_email_length);
-    if (!email) {
-      return email.error();
+  auto email = id(raw.email, "userInfo.email", max_email_length);
+  if (!email) {
+    return email.error();
+  }
+  w.email = std::move(*email);
+  w.name = clean_text(raw.name, 1024);
+  std::sort(raw.custom_fields.begin(), raw.custom_fields.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (auto& [key, value] : raw.custom_fields) {
+    // An empty string counts as absent. A free-text field (a note, an address) is no ID: it is
+    // ignored, never a reason to refuse the request (MineOS would retry it for nothing).
+    if (value.empty() || value.size() > max_id_length || !printable(value)) {
+      continue;
     }
-    w.email = std::move(*email);
-    auto name = text_field(member(*user, {"name", "Name"}), "userInfo.name", 1024);
-    if (!name) {
-      return name.error();
-    }
-    w.name = std::move(*name);
-    if (const json* fields = member(*user, {"customFields", "CustomFields"})) {
-      if (!fields->is_object()) {
-        return invalid("userInfo.customFields must be an object");
-      }
-      for (const auto& [key, value] : fields->items()) {
-        // Only what can be an ID is kept; other shapes are ignored, not refused.
-        std::string v;
-        if (value.is_string()) {
-          v = value.get<std::string>();
-        } else if (value.is_number_integer()) {
-          v = std::to_string(value.get<std::int64_t>());
-        } else {
-          continue;
-        }
-        if (v.empty()) {
-          continue;  // an empty string counts as absent
-        }
-        // A free-text field (a note, an address) is no ID: it is ignored, never a reason to
-        // refuse the request (MineOS would retry it for nothing).
-        if (v.size() > max_id_length || !printable(v)) {
-          continue;
-        }
-        w.custom_fields.emplace_back(key, std::move(v));
-      }
-    }
+    w.custom_fields.emplace_back(std::move(key), std::move(value));
   }
 
   if (auto r = require(w.trace_id, "traceId"); !r) {
@@ -303,13 +304,47 @@ result<webhook> parse_webhook(std::string_view body, endpoint_kind kind) {
   if (w.is_test || kind == endpoint_kind::preview) {
     return w;
   }
-  if (request == nullptr) {
+  if (!raw.has_request) {
     return invalid("request is missing");
   }
   if (auto r = require(w.request_id, "request.id"); !r) {
     return r.error();
   }
   return w;
+}
+
+}  // namespace
+
+result<webhook> parse_webhook_document(std::string_view body, endpoint_kind kind) {
+  if (nested_deeper_than(body, max_depth)) {
+    return invalid(fmt::format("body is nested deeper than {} levels", max_depth));
+  }
+  json doc;
+  try {
+    doc = json::parse(body);
+  } catch (const json::parse_error& e) {
+    return invalid(fmt::format("body is not valid JSON (at byte {})", e.byte));
+  } catch (const json::out_of_range&) {
+    // A number beyond a double (1e400): refused like any malformed body, never thrown further.
+    return invalid("body holds a number out of range");
+  }
+  if (!doc.is_object()) {
+    return invalid("body must be a JSON object");
+  }
+  auto raw = from_document(doc);
+  if (!raw) {
+    return raw.error();
+  }
+  return check(std::move(*raw), kind);
+}
+
+result<webhook> parse_webhook(std::string_view body, endpoint_kind kind) {
+  if (!nested_deeper_than(body, max_depth)) {
+    if (auto fields = detail::read_in_one_pass(body)) {
+      return check(std::move(*fields), kind);
+    }
+  }
+  return parse_webhook_document(body, kind);
 }
 
 }  // namespace dsr::mineos

@@ -1,7 +1,8 @@
 // libFuzzer target: the MineOS webhook body parser (mineos/webhook.hpp), for each endpoint, and
 // what intake does next with it: the right's routing (request_types.hpp) and the choice of the
 // subject's one ID (identifiers.hpp).
-// Beyond not crashing: a body that parses has the fields its endpoint requires; request.id and
+// Beyond not crashing: the one-pass reading and the document's agree (the same fields, or the same
+// refusal); a body that parses has the fields its endpoint requires; request.id and
 // integrationId can go into a URL; the right's texts are clean UTF-8 (they are stored and shown);
 // an ID is never empty.
 
@@ -32,6 +33,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                                                         {"$phonenumber", "phone"}};
   for (const auto kind : {endpoint_kind::delete_, endpoint_kind::copy, endpoint_kind::preview}) {
     const auto w = dsr::mineos::parse_webhook(body, kind);
+    const auto reference = dsr::mineos::parse_webhook_document(body, kind);
+    if (w.has_value() != reference.has_value() || (w && !(*w == *reference)) ||
+        (!w && w.error().detail != reference.error().detail)) {
+      std::abort();
+    }
     if (!w) {
       if (w.error().detail.empty()) {
         std::abort();  // a refusal must say why

@@ -2,6 +2,10 @@
 
 #include "dsr/common/time.hpp"
 
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -165,6 +169,93 @@ TEST(Webhook, ForeignTextIsCleanedButIdentifiersAreRefused) {
               HasSubstr("integrationId must be"));
   EXPECT_THAT(error_of(R"({"traceId": "t", "request": {"id": "r", "requestType": "delete"}})"),
               HasSubstr("request.requestType must be an object"));
+}
+
+// parse_webhook reads the body in one pass when it has today's shape and hands anything else to
+// parse_webhook_document: whichever way a body goes, the result (the fields, or the refusal and its
+// words) is the document's. The fuzz target checks the same on generated bodies.
+TEST(Webhook, TheOnePassReadingAgreesWithTheDocumentOnEveryShape) {
+  const std::string current =
+      R"({"traceId":"t-1","integrationId":"int-42","isTest":false,"request":{"id":"r-1",)"
+      R"("type":"Delete","source":"Form","domain":"acme.com","createdAt":"2026-11-28T10:00:00Z",)"
+      R"("requestType":{"id":"delete","name":"Delete"}},"userInfo":{"name":"Jane Doe",)"
+      R"("email":"jane@example.com","isVerified":true,"customFields":{"$phonenumber":"+420 1",)"
+      R"("$internalId":42,"note":"a\nb","empty":"","big":18446744073709551615,"f":1.5,)"
+      R"("o":{"x":[1,{"y":null}]},"b":true,"n":null}},"extra":[[{"traceId":"inner"}],"x",null]})";
+  std::vector<std::string> bodies{
+      current,
+      R"({"traceId":"t-2","request":{"id":"r-2"}})",
+      R"({"traceId":"t-3","isTest":true})",
+      R"({"traceId":"t-3","isTest":"True"})",
+      R"({"traceId":"t-3","isTest":"maybe"})",
+      R"({"traceId":"t-3","isTest":null,"request":{"id":"r"}})",
+      R"({"traceId":"t-3","isTest":true,"isTest":false})",
+      R"({"traceId":"a","traceId":"b","request":{"id":"r"}})",
+      R"({"traceId":null,"EventId":"e-1","request":{"id":"r"}})",
+      R"({"EventId":"e-1","ticketInfo":{"Id":"r-9","userInfo":{"email":"j@x.io"}}})",
+      R"({"eventId":"e-1","UserInfo":{"Email":"j@x.io"},"request":{"id":"r"}})",
+      R"({"traceId":"t","userInfo":null,"request":{"id":"r","userInfo":{"email":"j@x.io"}}})",
+      R"({"traceId":12,"request":{"id":34}})",
+      R"({"traceId":"t","request":{"id":-9223372036854775808}})",
+      R"({"traceId":"t","request":"r-1"})",
+      R"({"traceId":"t","request":[]})",
+      R"({"traceId":"t","request":{"id":"r","requestType":"delete"}})",
+      R"({"traceId":"t","request":{"id":"r","requestType":{"id":5}}})",
+      R"({"traceId":"t","request":{"id":"r"},"userInfo":{"customFields":[]}})",
+      R"({"traceId":"t","request":{"id":"r"},"userInfo":{"customFields":{"a":"1","a":"2"}}})",
+      R"({"traceId":"t","request":{"id":"r"},"userInfo":{"customFields":{"a":{},"a":"2"}}})",
+      R"({"traceId":"t","request":{"id":"r"},"userInfo":{"email":"not-an-address"}})",
+      R"({"traceId":"t","request":{"id":"r"},"userInfo":{"email":"a@b","email":"c@d"}})",
+      R"({"traceId":"t","request":{"id":"r/../x"}})",
+      R"({"traceId":"t","request":{"id":"r","createdAt":"yesterday"}})",
+      R"({"traceId":"t","request":{"id":"r"},"request":{"id":"s"}})",
+      R"({"traceId":"t\u0001","request":{"id":"r"}})",
+      R"({"traceId":"t","request":{"id":"r","source":"Fo\u0000rm\u202e"}})",
+      R"({"traceId":"t","integrationId":"int 42","request":{"id":"r"}})",
+      R"({"traceId":"","request":{"id":"r"}})",
+      R"({"request":{"id":"r"}})",
+      R"({"traceId":"t"})",
+      R"({"traceId":"t","request":{"id":"r"}} trailing)",
+      R"({"traceId":"t","n":1e400})",
+      R"([{"traceId":"t"}])",
+      R"("just a string")",
+      "42",
+      "null",
+      "",
+      "{",
+      std::string(40, '[') + std::string(40, ']'),
+      "{\"traceId\":\"t\",\"request\":{\"id\":\"r\"},\"userInfo\":{\"name\":\"\xff\"}}",
+      R"({"traceId":"t","request":{"id":"r"},"userInfo":{"Name":"N","name":"n"}})",
+      R"({"TraceId":"T","IntegrationId":"I","IsTest":"false","TicketInfo":{"Id":"r",)"
+      R"("RequestType":{"Id":"x","Name":"y"},"Type":"Delete","Source":"s","Domain":"d",)"
+      R"("CreatedAt":"2026-01-01T00:00:00Z"}})",
+      std::string(R"({"traceId":")") + std::string(300, 'x') + R"(","request":{"id":"r"}})",
+  };
+  for (const auto& file :
+       std::filesystem::directory_iterator(DSR_SOURCE_DIR "/tests/fuzz/corpus/webhook")) {
+    std::ifstream in(file.path(), std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    bodies.push_back(text.str());
+  }
+  for (const auto& body : bodies) {
+    for (const auto kind : all_endpoint_kinds) {
+      const auto fast = parse_webhook(body, kind);
+      const auto reference = parse_webhook_document(body, kind);
+      ASSERT_EQ(fast.has_value(), reference.has_value()) << body;
+      if (fast) {
+        EXPECT_TRUE(*fast == *reference) << body;
+      } else {
+        EXPECT_EQ(fast.error().detail, reference.error().detail) << body;
+      }
+    }
+  }
+  // The current shape's fields, read in one pass: integers as digits, the rest left out.
+  const auto w = parse_webhook(current, endpoint_kind::delete_);
+  ASSERT_TRUE(w) << w.error().detail;
+  EXPECT_EQ(w->custom_fields,
+            (std::vector<std::pair<std::string, std::string>>{
+                {"$internalId", "42"}, {"$phonenumber", "+420 1"}, {"big", "-1"}}));
 }
 
 }  // namespace

@@ -36,8 +36,10 @@ struct webhook {
   std::optional<time_point> created_at;
   std::string email;  // personal data; "" when absent
   std::string name;   // personal data
-  // userInfo.customFields with a string (or integer) value, in the body's order: personal data.
+  // userInfo.customFields with a string (or integer) value, by name (bytewise): personal data.
   std::vector<std::pair<std::string, std::string>> custom_fields;
+
+  friend bool operator==(const webhook&, const webhook&) = default;
 };
 
 // An isTest delivery: what its test status call needs (docs/contract.md §6).
@@ -53,6 +55,13 @@ struct test_call {
 // file names); userInfo.email, when present, must look like an address. Whether the request has
 // an identifier is the caller's question (identifiers.hpp): a delete or copy without one is still
 // a job.
+// The body is read in one pass into the fields (no JSON document built) when it has the shape
+// MineOS sends today; any other shape, or a malformed body, is read by parse_webhook_document,
+// with the same result.
 result<webhook> parse_webhook(std::string_view body, endpoint_kind kind);
+
+// The same parse through a JSON document, for every shape: the reference the one-pass reading is
+// tested against.
+result<webhook> parse_webhook_document(std::string_view body, endpoint_kind kind);
 
 }  // namespace dsr::mineos
