@@ -56,6 +56,7 @@ class postgres_engine final : public store_engine {
   result<std::optional<stored_job>> claim_next(std::string_view owner, time_point now,
                                                std::chrono::milliseconds lease) override;
   result<void> append_step(std::int64_t job_id, std::string_view owner, const job_step& s) override;
+  std::vector<result<void>> append_steps(std::span<const step_line> lines) override;
   result<void> release(std::int64_t job_id, std::string_view owner, const job_release& next,
                        time_point now) override;
   result<std::size_t> expire_leases(time_point now) override;

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -60,6 +61,60 @@ result<void> postgres_engine::append_step(std::int64_t job_id, std::string_view 
     return lease_lost(job_id, owner);
   }
   return {};
+}
+
+// The lines of several jobs in one statement (one commit, one WAL flush): each written only while
+// its own job is running under its owner's lease, locked like append_step's; a line whose lease
+// was taken over is that line's errc::lease_lost. Lines of one job twice go one by one (their
+// numbers come from the journal as it was before the statement).
+std::vector<result<void>> postgres_engine::append_steps(std::span<const step_line> lines) {
+  if (lines.size() < 2) {
+    return store_engine::append_steps(lines);
+  }
+  std::vector<std::int64_t> ids;
+  std::vector<std::string> owners, steps, results;
+  std::vector<std::int64_t> at;
+  for (const auto& l : lines) {
+    if (std::find(ids.begin(), ids.end(), l.job_id) != ids.end()) {
+      return store_engine::append_steps(lines);
+    }
+    ids.push_back(l.job_id);
+    owners.push_back(l.owner);
+    at.push_back(ms(l.step.at));
+    steps.push_back(to_string(l.step.step));
+    results.push_back(l.step.result);
+  }
+  auto r = query(
+      "WITH l AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], "
+      "$5::text[]) AS l(job_id, owner, at_ms, step, result)), held AS (SELECT j.id, l.at_ms, "
+      "l.step, l.result FROM jobs j JOIN l ON j.id = l.job_id WHERE j.state = 'running' AND "
+      "j.lease_owner = l.owner FOR UPDATE OF j) INSERT INTO job_steps (job_id, seq, at_ms, step, "
+      "result) SELECT h.id, (SELECT COALESCE(MAX(s.seq), 0) + 1 FROM job_steps s WHERE s.job_id "
+      "= h.id), h.at_ms, h.step, h.result FROM held h RETURNING job_id",
+      "journaling steps",
+      pg::params()
+          .integer_array(ids)
+          .text_array(owners)
+          .integer_array(at)
+          .text_array(steps)
+          .text_array(results));
+  if (!r) {
+    return std::vector<result<void>>(lines.size(), r.error());
+  }
+  std::vector<std::int64_t> written;
+  for (int i = 0; i < r->count(); ++i) {
+    written.push_back(r->integer(i, 0));
+  }
+  std::vector<result<void>> out;
+  out.reserve(lines.size());
+  for (const auto& l : lines) {
+    if (std::find(written.begin(), written.end(), l.job_id) != written.end()) {
+      out.emplace_back();
+    } else {
+      out.emplace_back(lease_lost(l.job_id, l.owner));
+    }
+  }
+  return out;
 }
 
 result<void> postgres_engine::release(std::int64_t job_id, std::string_view owner,

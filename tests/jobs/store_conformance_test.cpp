@@ -380,6 +380,38 @@ TYPED_TEST(StoreConformance, LinesWrittenTogetherAreEachFencedByTheirOwnLease) {
   EXPECT_EQ((**this->s().find("b")).history.size(), 2u);
 }
 
+// One line per job, as the store thread groups them (PostgreSQL writes these in one statement):
+// each fenced by its own lease, numbered after the job's own journal, twice in a row.
+TYPED_TEST(StoreConformance, LinesOfSeveralJobsWrittenTogetherFollowEachJournal) {
+  for (const char* id : {"a", "b", "c"}) {
+    insert_one(this->s(), make_job(id, std::string("t") + id));
+  }
+  const auto a = this->claim("run-a");
+  const auto b = this->claim("run-b");
+  const auto c = this->claim("run-c");
+  ASSERT_TRUE(this->s().append_step(c.id, "run-c", {t0, parse_step("export"), "started"}));
+  for (const char* result : {"started", "done"}) {
+    const std::vector<step_line> lines{{a.id, "run-a", {t0, parse_step("track"), result}},
+                                       {b.id, "taken-over", {t0, parse_step("track"), result}},
+                                       {c.id, "run-c", {t0, parse_step("track"), result}}};
+    const auto written = this->s().append_steps(lines);
+    ASSERT_EQ(written.size(), 3u);
+    EXPECT_TRUE(written[0]);
+    ASSERT_FALSE(written[1]);
+    EXPECT_TRUE(written[1].error().is(errc::lease_lost));
+    EXPECT_TRUE(written[2]);
+  }
+  const auto ja = **this->s().find("a");
+  ASSERT_EQ(ja.history.size(), 3u);  // received, track started, track done
+  EXPECT_EQ(ja.history[1].result, "started");
+  EXPECT_EQ(ja.history[2].result, "done");
+  EXPECT_EQ((**this->s().find("b")).history.size(), 1u);
+  const auto jc = **this->s().find("c");
+  ASSERT_EQ(jc.history.size(), 4u);  // received, export started, track started, track done
+  EXPECT_EQ(to_string(jc.history[1].step), "export");
+  EXPECT_EQ(jc.history[3].result, "done");
+}
+
 // A holder whose lease expired and was taken over writes nothing more to the job: the new holder
 // resumes it from the journal as it was.
 TYPED_TEST(StoreConformance, AnExpiredLeaseGoesToTheNextClaimantAndFencesTheOldHolder) {

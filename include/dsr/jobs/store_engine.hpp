@@ -116,7 +116,8 @@ class store_engine {
   virtual result<std::optional<stored_job>> claim_next(std::string_view owner, time_point now,
                                                        std::chrono::milliseconds lease) = 0;
   // Fenced by the lease: errc::lease_lost when `owner` does not hold the job's lease.
-  // One transaction for all when the engine can (SQLite); by default one append_step each.
+  // One transaction for all when the engine can (SQLite: one transaction; PostgreSQL: one
+  // statement); by default one append_step each.
   virtual std::vector<result<void>> append_steps(std::span<const step_line> lines) {
     std::vector<result<void>> out;
     out.reserve(lines.size());
