@@ -5,6 +5,7 @@
 # it, every 202 must be a committed job. Also measures this disk's synchronous-write latency.
 #   bench/intake.sh [out-dir]
 # Environment: CONNS ("8 16 32 64 128"), RUNS (3), DURATION (10 s), BUILD (build), THREADS (2),
+# LOG_LEVEL (info: the daemon's [log] level; warn leaves out the line per accepted request),
 # ENGINE (sqlite): the store engine, sqlite or postgresql (a throwaway cluster of
 # bench/pg-cluster.sh, its database made anew for each run), or "sqlite postgresql" for both,
 # one run of each after the other, then nginx's, at every connection count.
@@ -67,7 +68,7 @@ concurrency = 1
 [mineos]
 api_base_url = "http://127.0.0.1:9"
 [log]
-level = "info"
+level = "${LOG_LEVEL:-info}"
 [credentials]
 exponea_api_key = "bench"
 exponea_api_secret = "bench"
