@@ -64,9 +64,11 @@ result<void> postgres_engine::append_step(std::int64_t job_id, std::string_view 
 }
 
 // The lines of several jobs in one statement (one commit, one WAL flush): each written only while
-// its own job is running under its owner's lease, locked like append_step's; a line whose lease
-// was taken over is that line's errc::lease_lost. Lines of one job twice go one by one (their
-// numbers come from the journal as it was before the statement).
+// its own job is running under its owner's lease, locked like append_step's (in id order, so two
+// such statements never wait on each other crosswise); a line whose lease was taken over is that
+// line's errc::lease_lost. Lines of one job twice go one by one (their numbers come from the
+// journal as it was before the statement), and so do lines holding a NUL (an array's text ends
+// there).
 std::vector<result<void>> postgres_engine::append_steps(std::span<const step_line> lines) {
   if (lines.size() < 2) {
     return store_engine::append_steps(lines);
@@ -75,7 +77,8 @@ std::vector<result<void>> postgres_engine::append_steps(std::span<const step_lin
   std::vector<std::string> owners, steps, results;
   std::vector<std::int64_t> at;
   for (const auto& l : lines) {
-    if (std::find(ids.begin(), ids.end(), l.job_id) != ids.end()) {
+    if (std::find(ids.begin(), ids.end(), l.job_id) != ids.end() ||
+        l.owner.find('\0') != std::string::npos || l.step.result.find('\0') != std::string::npos) {
       return store_engine::append_steps(lines);
     }
     ids.push_back(l.job_id);
@@ -88,7 +91,8 @@ std::vector<result<void>> postgres_engine::append_steps(std::span<const step_lin
       "WITH l AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], "
       "$5::text[]) AS l(job_id, owner, at_ms, step, result)), held AS (SELECT j.id, l.at_ms, "
       "l.step, l.result FROM jobs j JOIN l ON j.id = l.job_id WHERE j.state = 'running' AND "
-      "j.lease_owner = l.owner FOR UPDATE OF j) INSERT INTO job_steps (job_id, seq, at_ms, step, "
+      "j.lease_owner = l.owner ORDER BY j.id FOR UPDATE OF j) INSERT INTO job_steps (job_id, seq, "
+      "at_ms, step, "
       "result) SELECT h.id, (SELECT COALESCE(MAX(s.seq), 0) + 1 FROM job_steps s WHERE s.job_id "
       "= h.id), h.at_ms, h.step, h.result FROM held h RETURNING job_id",
       "journaling steps",

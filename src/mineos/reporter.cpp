@@ -20,6 +20,8 @@
 #include <algorithm>
 #include <mutex>
 #include <random>
+#include <set>
+#include <utility>
 
 namespace dsr::mineos {
 namespace {
@@ -74,7 +76,10 @@ class reporter_impl final : public reporter {
   }
 
   void notify() override {
-    asio::post(strand_, [this] { timer_.cancel(); });
+    asio::post(strand_, [this] {
+      notified_ = true;  // seen by the next sleep, if the loop is not sleeping now
+      timer_.cancel();
+    });
   }
 
   void stop() override {
@@ -90,6 +95,7 @@ class reporter_impl final : public reporter {
         log()->info("credentials reloaded: reporting to MineOS resumes");
       }
       set_pause(std::nullopt);
+      notified_ = true;
       timer_.cancel();
     });
   }
@@ -100,13 +106,21 @@ class reporter_impl final : public reporter {
   }
 
  private:
+  // Each start or end of a pause is a new generation: an answer to a report sent in an earlier one
+  // neither starts nor ends the pause of this one (several reports are in flight at once).
   void set_pause(std::optional<std::string> why) {
+    if (why.has_value() != pause_.has_value()) {
+      ++generation_;
+    }
     pause_ = std::move(why);
     const std::lock_guard lock(published_mutex_);
     published_pause_ = pause_;
   }
 
   asio::awaitable<void> sleep(std::chrono::milliseconds d) {
+    if (std::exchange(notified_, false)) {
+      co_return;  // something happened while the loop was busy: look again at once
+    }
     timer_.expires_after(d);
     co_await timer_.async_wait(use_nothrow);
   }
@@ -115,13 +129,13 @@ class reporter_impl final : public reporter {
     while (!stopping_) {
       auto now = clock_->now();
       // While MineOS refuses the key, one report at a time, every pause_probe, tests it.
-      if (pause_ && (in_flight_ > 0 || now < next_probe_)) {
-        co_await sleep(in_flight_ > 0 ? options_.poll_interval
-                                      : std::chrono::duration_cast<std::chrono::milliseconds>(
-                                            next_probe_ - now));
+      if (pause_ && (!sending_.empty() || now < next_probe_)) {
+        co_await sleep(!sending_.empty() ? options_.poll_interval
+                                         : std::chrono::duration_cast<std::chrono::milliseconds>(
+                                               next_probe_ - now));
         continue;
       }
-      if (in_flight_ >= options_.max_in_flight) {
+      if (sending_.size() >= options_.max_in_flight) {
         co_await sleep(options_.poll_interval);  // an answer wakes it
         continue;
       }
@@ -139,7 +153,7 @@ class reporter_impl final : public reporter {
         co_await sleep(options_.poll_interval);
         continue;
       }
-      co_await pace_.acquire(exponea::priority::background);
+      auto turn = co_await pace_.acquire(exponea::priority::background);
       if (stopping_) {
         break;
       }
@@ -161,21 +175,47 @@ class reporter_impl final : public reporter {
       if (due->empty()) {
         continue;  // another daemon sent it meanwhile
       }
+      job& j = due->front();
+      if (sending_.contains(j.id)) {
+        continue;  // still on its way from here (its claim ran out first): sent once
+      }
+      if (pause_.has_value() != probing) {
+        // A 401 came while the claim was in the store: this report is not the probe. It goes
+        // back as it was.
+        report_update u;
+        u.attempts = j.report_attempts;
+        u.error = j.report_error;
+        u.next_at = now;
+        co_await record(j, std::move(u));
+        continue;
+      }
       // The report goes on its own while the next one waits for its turn: MineOS's answer time
       // does not slow the pace.
-      ++in_flight_;
+      sending_.insert(j.id);
       auto held = options_.hold ? options_.hold() : nullptr;
-      asio::co_spawn(strand_, send(std::move(due->front()), probing, std::move(held)),
+      asio::co_spawn(strand_, send(std::move(j), turn, probing, generation_, std::move(held)),
                      log_if_thrown("mineos", "a report to MineOS"));
     }
   }
 
-  asio::awaitable<void> send(job j, bool probing, std::shared_ptr<void> held) {
+  // `probing`, `generation`: the pause as it was when the report was claimed.
+  asio::awaitable<void> send(job j, exponea::turn turn, bool probing, std::uint64_t generation,
+                             std::shared_ptr<void> held) {
+    // However this ends, the report is no longer on its way and the loop looks again.
+    struct done_sending {
+      reporter_impl& r;
+      std::int64_t id;
+      ~done_sending() {
+        r.sending_.erase(id);
+        r.timer_.cancel();
+        r.notified_ = true;
+      }
+    } done{*this, j.id};
     // The boundary of one report: a bug while building or sending it stops that report
     // (reportError says why; `retry` sends it again), never the reporter.
     std::string internal;
     try {
-      co_await report(j);
+      co_await report(j, turn, generation);
     } catch (const std::exception& e) {
       internal = clean_text(e.what(), 200);
     } catch (...) {
@@ -196,9 +236,7 @@ class reporter_impl final : public reporter {
     if (probing && pause_) {
       next_probe_ = clock_->now() + options_.retry.pause_probe;
     }
-    --in_flight_;
     held.reset();
-    timer_.cancel();  // the loop may be waiting for a free place or for the probe to end
   }
 
   asio::awaitable<void> record(const job& j, report_update u) {
@@ -209,7 +247,8 @@ class reporter_impl final : public reporter {
     }
   }
 
-  asio::awaitable<void> report(const job& j) {
+  // `turn`: the pace's turn this report was claimed on; `generation`: the pause's when it was.
+  asio::awaitable<void> report(const job& j, exponea::turn turn, std::uint64_t generation) {
     const std::string integration =
         j.integration_id.empty() ? options_.integration_id : j.integration_id;
     if (integration.empty()) {
@@ -269,6 +308,8 @@ class reporter_impl final : public reporter {
     } else {
       req.body = dump(report_body(j));
     }
+    // Counted as leaving now, after the export was read (or a fresh turn if that took long).
+    turn = co_await pace_.leave(turn);
     auto res = co_await client_->send(std::move(req));
 
     report_update u;
@@ -324,7 +365,7 @@ class reporter_impl final : public reporter {
     switch (answer) {
       case report_answer::acknowledged:
         log()->info("[R {}] reported {} to MineOS", j.request_id, to_string(j.outcome));
-        if (pause_) {
+        if (pause_ && generation == generation_) {  // the probe, sent during this pause
           log()->info("MineOS accepts mineos_api_key again: reporting resumes");
           set_pause(std::nullopt);
         }
@@ -340,6 +381,9 @@ class reporter_impl final : public reporter {
         }
         break;
       case report_answer::unauthorized:
+        if (generation != generation_) {
+          break;  // sent before a reload (or a pause another answer began): says nothing new
+        }
         if (!pause_) {
           log()->error(
               "reporting to MineOS paused: {}. Jobs go on; their reports wait. Fix the value "
@@ -376,7 +420,9 @@ class reporter_impl final : public reporter {
   // Spaces the status calls to max_requests_per_minute, with the other daemons when shared; a
   // 429 holds them all for its Retry-After.
   exponea::limiter pace_;
-  std::size_t in_flight_ = 0;
+  std::set<std::int64_t> sending_;  // the reports on their way from here, by job id
+  std::uint64_t generation_ = 0;    // see set_pause
+  bool notified_ = false;           // see sleep
   std::mt19937_64 random_;
   mutable std::mutex published_mutex_;
   std::optional<std::string> published_pause_;

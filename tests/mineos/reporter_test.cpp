@@ -245,6 +245,8 @@ class gated_mineos final : public http::client {
     open_ = true;
     gate_.cancel();
   }
+  // Answers the call that has waited longest.
+  void answer_one() { gate_.cancel_one(); }
 
   std::vector<std::string> arrived;  // each call's target, as it came
   std::size_t waiting = 0;           // calls not answered yet
@@ -281,6 +283,64 @@ TEST_F(ReporterTest, ReportsGoOutWhileEarlierOnesAwaitMineOsUpToTheInFlightBound
   EXPECT_EQ(gate->arrived.size(), 20u);
   std::set<std::string> targets(gate->arrived.begin(), gate->arrived.end());
   EXPECT_EQ(targets.size(), 20u);  // each report once
+}
+
+http::client_response answered(unsigned status) {
+  http::client_response r;
+  r.status = status;
+  r.body = "{}";
+  return r;
+}
+
+// Reports in flight together are answered after the pause changed: a 2xx to a report sent before
+// MineOS refused the key does not end the pause (only the probe can), and a 401 to one sent before
+// the reload does not begin a new one.
+TEST_F(ReporterTest, AnAnswerToAReportSentBeforeThePauseChangedLeavesItAsItIs) {
+  per_minute_ = 60000;
+  for (int i = 0; i < 4; ++i) {
+    add_finished_job(fmt::format("r-{}", i));
+  }
+  auto mineos = std::make_unique<gated_mineos>(ioc_.get_executor());
+  auto* gate = mineos.get();
+  gate->answers = {answered(401), answered(200)};
+  start(std::move(mineos), 2);
+  ASSERT_TRUE(run_until([&] { return gate->arrived.size() >= 2; }));
+  gate->answer_one();  // 401: the key is refused
+  ASSERT_TRUE(run_until([&] { return reporter_->paused().has_value(); }));
+  gate->answer_one();  // 200, to a report sent before the 401 came
+  ASSERT_TRUE(run_until([&] { return gate->waiting == 0; }));
+  EXPECT_TRUE(reporter_->paused().has_value());
+  EXPECT_EQ(gate->arrived.size(), 2u);  // nothing else goes until the probe
+}
+
+TEST_F(ReporterTest, A401ToAReportSentBeforeAReloadDoesNotPauseAgain) {
+  per_minute_ = 60000;
+  for (int i = 0; i < 4; ++i) {
+    add_finished_job(fmt::format("r-{}", i));
+  }
+  auto mineos = std::make_unique<gated_mineos>(ioc_.get_executor());
+  auto* gate = mineos.get();
+  gate->answers = {answered(401), answered(401)};  // then 200s
+  start(std::move(mineos), 2);
+  ASSERT_TRUE(run_until([&] { return gate->arrived.size() >= 2; }));
+  gate->answer_one();  // 401: the key is refused
+  ASSERT_TRUE(run_until([&] { return reporter_->paused().has_value(); }));
+  reporter_->resume();  // the key was fixed and reloaded
+  ASSERT_TRUE(run_until([&] { return gate->arrived.size() >= 3; }));
+  gate->answer_one();  // 401 to the report sent with the old key
+  // Reporting goes on: the place it freed is taken by the next report.
+  ASSERT_TRUE(run_until([&] { return gate->arrived.size() >= 4; }));
+  EXPECT_FALSE(reporter_->paused().has_value());
+  gate->open();
+  ASSERT_TRUE(run_until([&] {
+    for (int i = 0; i < 4; ++i) {
+      if (!reported(fmt::format("r-{}", i))) {
+        return false;
+      }
+    }
+    return true;
+  }));
+  EXPECT_FALSE(reporter_->paused().has_value());
 }
 
 // MineOS's 429 holds every report, not only the one that met it, for its Retry-After; the
