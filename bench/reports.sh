@@ -4,10 +4,11 @@
 # (100), the daemon at each [mineos] max_requests_per_minute of PACES ("600 6000"). Timed on the
 # simulator's receive times from the first status call to the last; reports/s against the pace's
 # ceiling (max_requests_per_minute ÷ 60), and the fullest 1-second and 60-second windows (half-open)
-# against the limit. Checks that every job was acknowledged exactly once. One JSON line per run
+# against the limit, and the 429s of the simulator's MineOS, which allows MINEOS_LIMIT (800) status
+# calls a minute. Checks that every job was acknowledged exactly once. One JSON line per run
 # (appended to <out-dir>/reports.jsonl).
 #   bench/reports.sh [out-dir]
-# Environment: REPORTS, DELAY, PACES, RUNS (3 rounds), BUILD (build; another build directory
+# Environment: REPORTS, DELAY, PACES, RUNS (3 rounds), MINEOS_LIMIT, BUILD (build; another build directory
 # measures another daemon binary, SIM_BUILD the simulator's, default BUILD).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -42,6 +43,8 @@ run() {  # round per_minute
   sim_port=$(sed -n 's|.*listening on http://[^ ]*:\([0-9]*\).*|\1|p' "$work/sim.log" | head -1)
   curl -sS -o /dev/null -X POST "http://127.0.0.1:$sim_port/_sim/faults" \
     -d "{\"endpoint\":\"mineos\",\"delay_ms\":$delay,\"count\":$((reports * 2))}"
+  curl -sS -o /dev/null -X POST "http://127.0.0.1:$sim_port/_sim/settings" \
+    -d "{\"mineos_rate_limit_per_minute\":${MINEOS_LIMIT:-800}}"
   cat > "$work/dsr.toml" <<TOML
 [server]
 listen = "127.0.0.1:18390"
@@ -119,6 +122,7 @@ print(json.dumps({
     "pace_ceiling_per_second": round(per_minute / 60.0, 2),
     "ratio_to_pace": round(rate / (per_minute / 60.0), 3),
     "fullest_1s": fullest(1000), "fullest_60s": fullest(60000), "calls": len(times),
+    "calls_429": sum(1 for c in calls if c["status"] == 429),
     "wrong": wrong[:5], "wrong_count": len(wrong), **json.loads("{" + machine + "}")}))
 PY
 }

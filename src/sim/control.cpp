@@ -212,11 +212,12 @@ http::response exponea_simulator::change_settings(const json& body) {
   if (!body.is_object()) {
     return http::problem(400,
                          "settings are a JSON object: {\"latency_ms\": 0, \"write_delay_ms\": 500, "
-                         "\"rate_limit_per_second\": 0}");
+                         "\"rate_limit_per_second\": 0, \"mineos_rate_limit_per_minute\": 0}");
   }
   std::int64_t latency = latency_.count();
   std::int64_t write_delay = write_delay_.count();
   std::int64_t rate = rate_limit_;
+  std::int64_t mineos_rate = mineos_rate_limit_;
   if (!read_field(body, "latency_ms", 0, max_ms, latency) ||
       !read_field(body, "write_delay_ms", 0, max_ms, write_delay)) {
     return http::problem(
@@ -226,9 +227,15 @@ http::response exponea_simulator::change_settings(const json& body) {
   if (!read_field(body, "rate_limit_per_second", 0, std::numeric_limits<unsigned>::max(), rate)) {
     return http::problem(400, "'rate_limit_per_second' must be a whole number, 0 for no limit");
   }
+  if (!read_field(body, "mineos_rate_limit_per_minute", 0, std::numeric_limits<unsigned>::max(),
+                  mineos_rate)) {
+    return http::problem(400,
+                         "'mineos_rate_limit_per_minute' must be a whole number, 0 for no limit");
+  }
   latency_ = std::chrono::milliseconds(latency);
   write_delay_ = std::chrono::milliseconds(write_delay);
   rate_limit_ = static_cast<unsigned>(rate);
+  mineos_rate_limit_ = static_cast<unsigned>(mineos_rate);
   return answer(200, {{"ok", true}});
 }
 

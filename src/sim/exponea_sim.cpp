@@ -124,6 +124,7 @@ exponea_simulator::exponea_simulator(const json& seed, std::shared_ptr<clock> cl
         mineos_api_key_ = m.at("api_key").get<std::string>();
       }
       mineos_integrations_ = strings(m, "integrations");
+      mineos_rate_limit_ = m.value("rate_limit_per_minute", 0u);
     }
     const auto& customers = field(seed, "customers");
     if (!customers.is_array() && !customers.is_null()) {

@@ -382,6 +382,28 @@ TEST_F(ExponeaSim, MineosRejectsAMissingOrWrongKey) {
   EXPECT_EQ(report(delete_completed.dump(), std::nullopt).status, 401u);
 }
 
+// MineOS limits writes (about 800 a minute per workspace) and answers 429 without Retry-After; a
+// refused call does not count, and the window moves with the clock.
+TEST_F(ExponeaSim, MineosRefusesCallsBeyondItsMinuteLimit) {
+  auto s = seed();
+  s["mineos"]["rate_limit_per_minute"] = 3;
+  reseed(s);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(report(delete_completed.dump()).status, 200u) << i;
+    clock_->advance(10s);
+  }
+  const auto refused = report(delete_completed.dump());
+  ASSERT_EQ(refused.status, 429u);
+  for (const auto& h : refused.headers) {
+    EXPECT_NE(h.name, "Retry-After");  // MineOS sends none
+  }
+  EXPECT_EQ(json::parse(refused.body)["internalErrorCode"], "TooManyRequests");
+  EXPECT_EQ(sim_->reports()[3]["status"], 429);
+  clock_->advance(30s);  // the first call is now 60 s old: its place is free
+  EXPECT_EQ(report(delete_completed.dump()).status, 200u);
+  EXPECT_EQ(report(delete_completed.dump()).status, 429u);
+}
+
 TEST_F(ExponeaSim, MineosAnswers404ForAnUnknownIntegration) {
   // Checked after the key, before the body.
   EXPECT_EQ(report("{}", "Bearer wrong", "int-99").status, 401u);

@@ -139,6 +139,7 @@ class exponea_simulator final : public http::handler {
   void add_customer(customer c);
   void index_ids(std::size_t i);
   bool rate_limited();
+  bool mineos_rate_limited(time_point now);
   std::optional<fault> take_fault(const std::string& endpoint);
   // The fault queued for the event of `request_id` (fault::request_id), taken.
   std::optional<fault> take_event_fault(const nlohmann::json& properties);
@@ -156,6 +157,8 @@ class exponea_simulator final : public http::handler {
   nlohmann::json consent_categories_ = nlohmann::json::array();
   std::optional<std::string> mineos_api_key_;     // unset: any Bearer token is accepted
   std::vector<std::string> mineos_integrations_;  // empty: any integration id is accepted
+  unsigned mineos_rate_limit_ = 0;  // status calls per 60-second window; 0 = unlimited
+  std::deque<time_point> mineos_recent_;
   std::vector<customer> customers_;
   // "type\x1f<JSON value>" -> the customers that have held that ID (some may no longer: find
   // checks). Without it every call scanned all customers: with 10,000 the simulator, not the
