@@ -383,13 +383,13 @@ TEST_F(Cluster, ARetryAfterMetByOneDaemonHoldsBoth) {
 
 // MineOS's limit is the whole cluster's (contract §6): two daemons at 60 status calls a minute
 // send one report per 1.08 s between them, not one each; MineOS's 429 met by one holds both for
-// its Retry-After. Every request is still reported once.
+// its Retry-After (6 s here). Every request is still reported once.
 TEST_F(Cluster, TwoDaemonsShareMineOsLimitAndItsRetryAfter) {
   start_sim(0, 0);  // no customer: each job ends user_not_found after its lookup
   make_database();
   auto a = start("dsr-a", configure("dsr-a", uri_, 50, 60));
   auto b = start("dsr-b", configure("dsr-b", uri_, 50, 60));
-  fault({{"endpoint", "mineos"}, {"status", 429}, {"retry_after", "3"}, {"count", 1}});
+  fault({{"endpoint", "mineos"}, {"status", 429}, {"retry_after", "6"}, {"count", 1}});
   constexpr int requests = 8;
   for (int i = 0; i < requests; ++i) {
     ASSERT_EQ(post(i % 2 == 0 ? a->port() : b->port(), "delete", fmt::format("r-{}", i),
@@ -416,11 +416,11 @@ TEST_F(Cluster, TwoDaemonsShareMineOsLimitAndItsRetryAfter) {
   for (std::size_t i = 2; i < at.size(); ++i) {
     EXPECT_GE(at[i] - at[i - 2], 2000) << i;
   }
-  // Nothing from either daemon during the Retry-After, but for a turn the other daemon was
-  // already given before the 429 (at most one interval later); without the shared hold it would
-  // send again about 2.2 s after.
+  // Nothing from either daemon during the Retry-After, but for a turn the other daemon was given
+  // before the hold reached the store (a commit away: on a loaded machine, the next turn too);
+  // without the shared hold it would send again every 1.08 s.
   for (const auto t : at) {
-    EXPECT_FALSE(t > throttled_at + 1500 && t < throttled_at + 3000) << t - throttled_at;
+    EXPECT_FALSE(t > throttled_at + 2500 && t < throttled_at + 6000) << t - throttled_at;
   }
   stop(a);
   stop(b);
