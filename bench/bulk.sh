@@ -89,15 +89,7 @@ api_base_url = "http://127.0.0.1:$sim_port"
 max_requests_per_minute = 100000
 [log]
 level = "info"
-[credentials]
-exponea_api_key = "k"
-exponea_api_secret = "s"
-exponea_project_token = "p"
-exponea_api_token = "t"
-mineos_webhook_secret = "bench-webhook-secret"
-admin_token = "bench-admin-token-0123456789abcdef"
-mineos_api_key = "bench"
-store_key = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+$(credentials_toml)
 TOML
   "$bin/dsr-connector" serve --config "$work/dsr.toml" 2> "$work/daemon.log" &
   daemon_pid=$!

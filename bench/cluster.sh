@@ -134,15 +134,7 @@ worker_name = "$name"
 api_base_url = "$3"
 [log]
 level = "info"
-[credentials]
-exponea_api_key = "k"
-exponea_api_secret = "s"
-exponea_project_token = "p"
-exponea_api_token = "t"
-mineos_webhook_secret = "$secret"
-admin_token = "$admin_token"
-mineos_api_key = "bench"
-store_key = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+$(credentials_toml "$secret" "$admin_token")
 TOML
 }
 

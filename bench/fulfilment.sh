@@ -52,18 +52,7 @@ sql() {  # one statement or script on the store, its rows printed unaligned
 }
 
 # N customers, each with a few properties and two events.
-awk -v n="$jobs" -v latency="$latency" -v limit="$limit" 'BEGIN {
-  printf "{\"project_token\":\"p\",\"private_keys\":[{\"key\":\"k\",\"secret\":\"s\",";
-  printf "\"permissions\":[\"export\",\"anonymize\"]}],";
-  printf "\"public_tokens\":[{\"token\":\"t\",\"events\":[\"privacy_request\"]}],";
-  printf "\"personal_properties\":[\"email\",\"first_name\"],";
-  printf "\"latency_ms\":%d,\"write_delay_ms\":0,\"rate_limit_per_second\":%d,\"customers\":[", latency, limit;
-  for (i = 0; i < n; i++) {
-    printf "%s{\"ids\":{\"registered\":\"subject%d@example.com\"},\"properties\":{\"email\":\"subject%d@example.com\",\"first_name\":\"S%d\",\"city\":\"Brno\"},", (i ? "," : ""), i, i, i;
-    printf "\"events\":[{\"type\":\"session_start\",\"timestamp\":%d,\"properties\":{\"browser\":\"Firefox\"}},{\"type\":\"purchase\",\"timestamp\":%d,\"properties\":{\"total_price\":10}}]}", 1764230000 + i, 1764233000 + i;
-  }
-  printf "]}";
-}' > "$work/seed.json"
+seed "$jobs" "$latency" "$limit" 2 > "$work/seed.json"
 
 metric() {  # the sum of the samples of a metric family whose line matches $1, printed as $2 (%d)
   curl -sS "http://127.0.0.1:$admin_port/metrics" |
@@ -94,15 +83,7 @@ concurrency = $concurrency
 api_base_url = "http://127.0.0.1:$sim_port"
 [log]
 level = "info"
-[credentials]
-exponea_api_key = "k"
-exponea_api_secret = "s"
-exponea_project_token = "p"
-exponea_api_token = "t"
-mineos_webhook_secret = "bench-webhook-secret"
-admin_token = "bench-admin-token-0123456789abcdef"
-mineos_api_key = "bench"
-store_key = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+$(credentials_toml)
 TOML
   admin_port=18281
   # A first start creates the schema; then the jobs are written, all due now.
