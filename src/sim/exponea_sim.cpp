@@ -226,17 +226,21 @@ exponea_simulator::customer* exponea_simulator::find(const json& ids) {
 }
 
 bool exponea_simulator::rate_limited() {
-  if (rate_limit_ == 0) {
+  return over_limit(recent_, rate_limit_, std::chrono::seconds(1), clock_->now());
+}
+
+bool exponea_simulator::over_limit(std::deque<time_point>& recent, unsigned limit,
+                                   std::chrono::seconds width, time_point now) {
+  if (limit == 0) {
     return false;
   }
-  const auto now = clock_->now();
-  while (!recent_.empty() && recent_.front() <= now - std::chrono::seconds(1)) {
-    recent_.pop_front();
+  while (!recent.empty() && recent.front() <= now - width) {
+    recent.pop_front();
   }
-  if (recent_.size() >= rate_limit_) {
+  if (recent.size() >= limit) {
     return true;
   }
-  recent_.push_back(now);
+  recent.push_back(now);
   return false;
 }
 

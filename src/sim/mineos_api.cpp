@@ -152,22 +152,6 @@ std::optional<std::pair<std::string, std::string>> mineos_route(std::string_view
 
 }  // namespace detail
 
-// Calls accepted within the last 60 seconds (a window over arrival times): at the limit, the next
-// one is refused and not counted.
-bool exponea_simulator::mineos_rate_limited(time_point now) {
-  if (mineos_rate_limit_ == 0) {
-    return false;
-  }
-  while (!mineos_recent_.empty() && mineos_recent_.front() <= now - std::chrono::seconds(60)) {
-    mineos_recent_.pop_front();
-  }
-  if (mineos_recent_.size() >= mineos_rate_limit_) {
-    return true;
-  }
-  mineos_recent_.push_back(now);
-  return false;
-}
-
 json exponea_simulator::reports() {
   const std::lock_guard lock(mutex_);
   return reports_;
@@ -196,7 +180,7 @@ http::response exponea_simulator::mineos(const http::request& req, const std::st
       res = http::response{0, "", "", {}};
     }
     decided = res.status;
-  } else if (mineos_rate_limited(arrived)) {
+  } else if (over_limit(mineos_recent_, mineos_rate_limit_, std::chrono::seconds(60), arrived)) {
     // MineOS's limit, about 800 write calls a minute per workspace: 429 without Retry-After.
     res = mineos_error(429, "TooManyRequests", "Too many requests; try again later");
     decided = res.status;

@@ -139,7 +139,10 @@ class exponea_simulator final : public http::handler {
   void add_customer(customer c);
   void index_ids(std::size_t i);
   bool rate_limited();
-  bool mineos_rate_limited(time_point now);
+  // A rate limit over a sliding window of arrival times: true (refused, not counted) when
+  // `recent` already holds `limit` calls within `width` before `now`; 0 = no limit.
+  static bool over_limit(std::deque<time_point>& recent, unsigned limit, std::chrono::seconds width,
+                         time_point now);
   std::optional<fault> take_fault(const std::string& endpoint);
   // The fault queued for the event of `request_id` (fault::request_id), taken.
   std::optional<fault> take_event_fault(const nlohmann::json& properties);
