@@ -228,10 +228,7 @@ class reporter_impl final : public reporter {
       u.attempts = j.report_attempts + 1;
       u.gave_up = true;
       u.error = "internal error while reporting: " + internal;
-      const auto at = clock_->now();
-      if (auto r = co_await store_.record_report(j.id, u, at); !r) {
-        log()->error("[R {}] cannot record the report: {}", j.request_id, r.error().detail);
-      }
+      co_await record(j, std::move(u));
     }
     if (probing && pause_) {
       next_probe_ = clock_->now() + options_.retry.pause_probe;

@@ -204,6 +204,15 @@ class ReporterTest : public ::testing::Test {
   }
   std::size_t calls() { return sim_->reports().size(); }
   bool reported(const std::string& id) { return (**store_->find(id)).reported; }
+  // r-0 .. r-<n-1> all acknowledged.
+  bool all_reported(int n) {
+    for (int i = 0; i < n; ++i) {
+      if (!reported(fmt::format("r-{}", i))) {
+        return false;
+      }
+    }
+    return true;
+  }
 
   boost::asio::io_context ioc_;
   std::shared_ptr<test::fake_clock> clock_ = std::make_shared<test::fake_clock>();
@@ -272,14 +281,7 @@ TEST_F(ReporterTest, ReportsGoOutWhileEarlierOnesAwaitMineOsUpToTheInFlightBound
   EXPECT_EQ(gate->arrived.size(), 8u);  // none of them answered: the bound holds the rest
   EXPECT_EQ(gate->waiting, 8u);
   gate->open();
-  ASSERT_TRUE(run_until([&] {
-    for (int i = 0; i < 20; ++i) {
-      if (!reported(fmt::format("r-{}", i))) {
-        return false;
-      }
-    }
-    return true;
-  }));
+  ASSERT_TRUE(run_until([&] { return all_reported(20); }));
   EXPECT_EQ(gate->arrived.size(), 20u);
   std::set<std::string> targets(gate->arrived.begin(), gate->arrived.end());
   EXPECT_EQ(targets.size(), 20u);  // each report once
@@ -332,14 +334,7 @@ TEST_F(ReporterTest, A401ToAReportSentBeforeAReloadDoesNotPauseAgain) {
   ASSERT_TRUE(run_until([&] { return gate->arrived.size() >= 4; }));
   EXPECT_FALSE(reporter_->paused().has_value());
   gate->open();
-  ASSERT_TRUE(run_until([&] {
-    for (int i = 0; i < 4; ++i) {
-      if (!reported(fmt::format("r-{}", i))) {
-        return false;
-      }
-    }
-    return true;
-  }));
+  ASSERT_TRUE(run_until([&] { return all_reported(4); }));
   EXPECT_FALSE(reporter_->paused().has_value());
 }
 
@@ -363,14 +358,7 @@ TEST_F(ReporterTest, A429HoldsEveryReportForItsRetryAfter) {
   ioc_.run_for(300ms);  // well within the Retry-After: time for reports that should not go
   EXPECT_EQ(gate->arrived.size(), 1u);
   clock_->advance(2s);  // the refused report is due again after its Retry-After
-  ASSERT_TRUE(run_until([&] {
-    for (int i = 0; i < 5; ++i) {
-      if (!reported(fmt::format("r-{}", i))) {
-        return false;
-      }
-    }
-    return true;
-  }));
+  ASSERT_TRUE(run_until([&] { return all_reported(5); }));
   EXPECT_EQ(gate->arrived.size(), 6u);
 }
 
